@@ -1,1 +1,104 @@
+//! Slicebed's central slice-creation service: tenants, sites, nodes, slices, slivers, leases
+//! and events; the scheduler; the server side of the node control channel.
+//!
+//! `run` serves the API on a listener until `shutdown` resolves; `main.rs` only parses flags.
 
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod hub;
+pub mod model;
+pub mod names;
+pub mod resources;
+pub mod scheduler;
+pub mod state;
+pub mod store;
+
+use std::future::Future;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::Context;
+use slicebed_proto::v1::{
+    admin_service_server::AdminServiceServer, node_service_server::NodeServiceServer,
+    slice_service_server::SliceServiceServer, FILE_DESCRIPTOR_SET,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+pub use config::Config;
+
+/// Serves slicebed.v1 on `listener` until `shutdown` resolves.
+///
+/// On first start it creates the bootstrap admin and writes its token to
+/// `<data-dir>/admin.token` (mode 0600); the log names the file, never the token. The bound
+/// address is written to `<data-dir>/service.addr` for scripts and tests that listen on port 0.
+pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let db = store::Db::open(&cfg.database_url).await.context("opening the database")?;
+    let core = core::Core::new(db.clone(), cfg.clone());
+    if let Some(secret) = core.bootstrap().await.context("bootstrapping the admin user")? {
+        let path = cfg.data_dir.join("admin.token");
+        write_private(&path, &secret)?;
+        tracing::info!(path = %path.display(), "bootstrap admin token written");
+    }
+
+    let addr = listener.local_addr()?;
+    let (mut health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<SliceServiceServer<api::Api>>().await;
+    health.set_serving::<AdminServiceServer<api::Api>>().await;
+    health.set_serving::<NodeServiceServer<api::Api>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building reflection")?;
+
+    let api = api::Api::new(core.clone());
+    let mut server = Server::builder();
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => {
+            let cert = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
+            let key = std::fs::read(k).with_context(|| format!("reading {}", k.display()))?;
+            server = server.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
+            true
+        }
+        (None, None) => false,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let reapers = core::spawn_reapers(core.clone());
+    let addr_file = cfg.data_dir.join("service.addr");
+    std::fs::write(&addr_file, addr.to_string()).with_context(|| format!("writing {}", addr_file.display()))?;
+    tracing::info!(%addr, tls, data_dir = %cfg.data_dir.display(), "slice-service listening");
+
+    let result = server
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(SliceServiceServer::new(api.clone()))
+        .add_service(AdminServiceServer::new(api.clone()))
+        .add_service(NodeServiceServer::new(api))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    reapers.abort();
+    let _ = std::fs::remove_file(&addr_file);
+    db.close().await;
+    tracing::info!("slice-service stopped");
+    result.context("serving gRPC")
+}
+
+/// Writes a secret to a file created with mode 0600, so it is never readable by others.
+fn write_private(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    Ok(())
+}

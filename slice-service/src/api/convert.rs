@@ -1,0 +1,279 @@
+//! Conversions between proto messages and domain types.
+
+use std::time::Duration;
+
+use prost_types::Timestamp;
+use slicebed_proto::v1 as pb;
+
+use crate::core::{NodeView, SliceStatus, SliceView, SliverView};
+use crate::error::{Error, Result};
+use crate::model::{self, Millis, NodeState, Role};
+use crate::resources::Resources;
+use crate::state::SliverState;
+
+pub fn ts(ms: Millis) -> Option<Timestamp> {
+    Some(Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
+}
+
+pub fn ts_opt(ms: Option<Millis>) -> Option<Timestamp> {
+    ms.and_then(ts)
+}
+
+/// A proto duration as a std one; negative is an error naming `field`.
+pub fn duration(field: &str, d: Option<prost_types::Duration>) -> Result<Option<Duration>> {
+    match d {
+        None => Ok(None),
+        Some(d) if d.seconds < 0 || d.nanos < 0 => Err(Error::invalid(format!("{field} must not be negative"))),
+        Some(d) => Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32))),
+    }
+}
+
+pub fn pb_duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+pub fn res(r: Resources) -> pb::Resources {
+    pb::Resources { cpu_millis: r.cpu_millis, memory_bytes: r.memory_bytes, disk_bytes: r.disk_bytes }
+}
+
+pub fn res_in(r: Option<pb::Resources>) -> Resources {
+    r.map(|r| Resources::new(r.cpu_millis, r.memory_bytes, r.disk_bytes)).unwrap_or_default()
+}
+
+pub fn role_in(r: i32) -> Result<Role> {
+    match pb::Role::try_from(r) {
+        Ok(pb::Role::Admin) => Ok(Role::Admin),
+        Ok(pb::Role::Pi) => Ok(Role::Pi),
+        Ok(pb::Role::User) | Ok(pb::Role::Unspecified) => Ok(Role::User),
+        Err(_) => Err(Error::invalid(format!("unknown role {r}"))),
+    }
+}
+
+pub fn role(r: Role) -> pb::Role {
+    match r {
+        Role::Admin => pb::Role::Admin,
+        Role::Pi => pb::Role::Pi,
+        Role::User => pb::Role::User,
+    }
+}
+
+pub fn sliver_state(s: SliverState) -> pb::SliverState {
+    match s {
+        SliverState::Pending => pb::SliverState::Pending,
+        SliverState::Creating => pb::SliverState::Creating,
+        SliverState::Running => pb::SliverState::Running,
+        SliverState::Exited => pb::SliverState::Exited,
+        SliverState::Failed => pb::SliverState::Failed,
+        SliverState::Stopping => pb::SliverState::Stopping,
+        SliverState::Deleted => pb::SliverState::Deleted,
+        SliverState::Suspended => pb::SliverState::Suspended,
+    }
+}
+
+/// A state reported by a node; `None` for states a node may not report.
+pub fn observed_state(s: i32) -> Option<SliverState> {
+    match pb::SliverState::try_from(s).ok()? {
+        pb::SliverState::Creating => Some(SliverState::Creating),
+        pb::SliverState::Running => Some(SliverState::Running),
+        pb::SliverState::Exited => Some(SliverState::Exited),
+        pb::SliverState::Failed => Some(SliverState::Failed),
+        pb::SliverState::Suspended => Some(SliverState::Suspended),
+        pb::SliverState::Deleted => Some(SliverState::Deleted),
+        _ => None,
+    }
+}
+
+pub fn node_state(s: NodeState) -> pb::NodeState {
+    match s {
+        NodeState::Enrolling => pb::NodeState::Enrolling,
+        NodeState::Ready => pb::NodeState::Ready,
+        NodeState::Unreachable => pb::NodeState::Unreachable,
+        NodeState::Draining => pb::NodeState::Draining,
+        NodeState::Disabled => pb::NodeState::Disabled,
+    }
+}
+
+pub fn restart_in(r: i32) -> String {
+    match pb::RestartPolicy::try_from(r) {
+        Ok(pb::RestartPolicy::Never) => "never",
+        Ok(pb::RestartPolicy::Always) => "always",
+        _ => "on-failure",
+    }
+    .into()
+}
+
+pub fn restart(r: &str) -> pb::RestartPolicy {
+    match r {
+        "never" => pb::RestartPolicy::Never,
+        "always" => pb::RestartPolicy::Always,
+        _ => pb::RestartPolicy::OnFailure,
+    }
+}
+
+pub fn site(s: &model::Site) -> pb::Site {
+    pb::Site {
+        name: s.name.clone(),
+        display_name: s.display_name.clone(),
+        city: s.city.clone(),
+        country: s.country.clone(),
+        latitude: s.latitude,
+        longitude: s.longitude,
+        enabled: s.enabled,
+        quota: Some(pb::Quota { max_slices: s.max_slices as u32, max_slivers: s.max_slivers as u32 }),
+        created_at: ts(s.created_at),
+    }
+}
+
+pub fn user(u: &model::User) -> pb::User {
+    pb::User {
+        name: u.name.clone(),
+        role: role(u.role) as i32,
+        site: u.site.clone().unwrap_or_default(),
+        created_at: ts(u.created_at),
+    }
+}
+
+pub fn token(t: &model::Token) -> pb::TokenInfo {
+    pb::TokenInfo {
+        id: t.id.clone(),
+        user: t.subject.clone(),
+        description: t.description.clone(),
+        created_at: ts(t.created_at),
+        expires_at: ts_opt(t.expires_at),
+        revoked: t.revoked,
+    }
+}
+
+pub fn node(v: &NodeView) -> pb::Node {
+    let n = &v.node;
+    pb::Node {
+        name: n.name.clone(),
+        site: n.site.clone(),
+        address: n.address.clone(),
+        capacity: Some(res(n.capacity)),
+        allocated: Some(res(v.allocated)),
+        usage: Some(res(v.usage)),
+        port_range: Some(pb::PortRange { first: n.port_first, last: n.port_last }),
+        labels: n.labels.clone().into_iter().collect(),
+        state: node_state(v.state) as i32,
+        last_heartbeat: ts_opt(n.last_heartbeat),
+        agent_version: n.agent_version.clone(),
+        slivers: v.slivers,
+        created_at: ts(n.created_at),
+    }
+}
+
+fn ports(p: &[model::AssignedPort]) -> Vec<pb::AssignedPort> {
+    p.iter()
+        .map(|p| pb::AssignedPort { name: p.name.clone(), container_port: p.container_port, host_port: p.host_port })
+        .collect()
+}
+
+pub fn sliver(v: &SliverView) -> pb::Sliver {
+    let s = &v.sliver;
+    let state = if v.unknown { pb::SliverState::Unknown } else { sliver_state(s.state) };
+    pb::Sliver {
+        id: s.id.clone(),
+        slice: s.slice.clone(),
+        index: s.index,
+        node: s.node.clone(),
+        site: s.site.clone(),
+        state: state as i32,
+        resources: Some(res(s.resources)),
+        ports: ports(&s.ports),
+        last_error: s.last_error.clone(),
+        exit_code: s.exit_code,
+        created_at: ts(s.created_at),
+        updated_at: ts(s.updated_at),
+        node_address: v.node_address.clone(),
+    }
+}
+
+pub fn placement(p: &model::Placement) -> pb::PlacementRequest {
+    pb::PlacementRequest {
+        strategy: if p.strategy == "pack" { pb::PlacementStrategy::Pack } else { pb::PlacementStrategy::Spread } as i32,
+        slivers: p.slivers,
+        per_site: p.per_site,
+        sites: p.sites.clone(),
+        node_labels: p.node_labels.clone().into_iter().collect(),
+        best_effort: p.best_effort,
+    }
+}
+
+pub fn placement_in(p: Option<pb::PlacementRequest>) -> model::Placement {
+    let p = p.unwrap_or_default();
+    model::Placement {
+        strategy: match pb::PlacementStrategy::try_from(p.strategy) {
+            Ok(pb::PlacementStrategy::Pack) => "pack",
+            Ok(_) => "spread",
+            Err(_) => "invalid",
+        }
+        .into(),
+        slivers: p.slivers,
+        per_site: p.per_site,
+        sites: p.sites,
+        node_labels: p.node_labels.into_iter().collect(),
+        best_effort: p.best_effort,
+    }
+}
+
+pub fn slice(v: &SliceView) -> pb::Slice {
+    let s = &v.slice;
+    let state = match v.status() {
+        SliceStatus::Provisioning => pb::SliceState::Provisioning,
+        SliceStatus::Ready => pb::SliceState::Ready,
+        SliceStatus::Degraded => pb::SliceState::Degraded,
+        SliceStatus::Deleted => pb::SliceState::Deleted,
+        SliceStatus::Expired => pb::SliceState::Expired,
+    };
+    pb::Slice {
+        name: s.name.clone(),
+        owner: s.owner.clone(),
+        members: s.members.clone(),
+        description: s.description.clone(),
+        site: s.site.clone(),
+        image: s.image.clone(),
+        command: s.command.clone(),
+        env: s.env.clone().into_iter().collect(),
+        resources: Some(res(s.resources)),
+        ports: s
+            .ports
+            .iter()
+            .map(|p| pb::NamedPort { name: p.name.clone(), container_port: p.container_port })
+            .collect(),
+        placement: Some(placement(&s.placement)),
+        created_at: ts(s.created_at),
+        lease_expires_at: ts(s.lease_expires_at),
+        state: state as i32,
+        slivers: v.slivers.iter().map(sliver).collect(),
+        restart_policy: restart(&s.restart_policy) as i32,
+    }
+}
+
+/// What a node must run for one sliver.
+pub fn desired(s: &model::Slice, v: &model::Sliver) -> pb::DesiredSliver {
+    pb::DesiredSliver {
+        sliver_id: v.id.clone(),
+        slice: s.name.clone(),
+        index: v.index,
+        image: s.image.clone(),
+        command: s.command.clone(),
+        env: s.env.clone().into_iter().collect(),
+        resources: Some(res(v.resources)),
+        ports: ports(&v.ports),
+        restart_policy: restart(&s.restart_policy) as i32,
+        generation: v.generation as u64,
+        lease_expires_at: ts(s.lease_expires_at),
+    }
+}
+
+pub fn event(e: &model::Event) -> pb::Event {
+    pb::Event {
+        id: e.id,
+        time: ts(e.time),
+        actor: e.actor.clone(),
+        object: e.object.clone(),
+        action: e.action.clone(),
+        detail: e.detail.clone(),
+    }
+}

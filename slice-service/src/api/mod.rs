@@ -1,0 +1,38 @@
+//! gRPC handlers: authenticate, translate proto to domain, call `Core`, translate back.
+//! No business rule lives here.
+
+mod admin;
+mod convert;
+mod node;
+mod slices;
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+use crate::auth::{self, Principal};
+use crate::core::Core;
+
+/// The three services of slicebed.v1 over one core.
+#[derive(Clone, Debug)]
+pub struct Api {
+    core: Arc<Core>,
+}
+
+impl Api {
+    /// Handlers over a core.
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    async fn principal<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+        self.principal_of(req.metadata()).await
+    }
+
+    /// Authenticates from metadata alone, for streaming requests whose body is not `Sync`.
+    async fn principal_of(&self, md: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
+        let secret = auth::bearer(md)?;
+        let mut c = self.core.db.conn().await?;
+        Ok(auth::authenticate(&mut c, secret).await?)
+    }
+}

@@ -1,0 +1,322 @@
+//! Sites, users, tokens and node administration.
+
+use std::time::Duration;
+
+use crate::auth::{self, Kind, Principal};
+use crate::error::{Error, Result};
+use crate::model::{now_ms, AdminState, NewEvent, Role, Site, Token, User};
+use crate::names;
+use crate::state::SliverState;
+use crate::store;
+
+use super::{Core, NodeView};
+
+/// Longest lifetime of any token a user may ask for.
+const MAX_TOKEN_TTL: Duration = Duration::from_secs(400 * 86_400);
+
+impl Core {
+    /// Creates a site (admins).
+    pub async fn create_site(&self, p: &Principal, mut s: Site) -> Result<Site> {
+        auth::require_admin(p.user()?)?;
+        names::dns_label("site name", &s.name)?;
+        names::text("display name", &s.display_name, 200)?;
+        names::text("city", &s.city, 100)?;
+        names::text("country", &s.country, 100)?;
+        if !(-90.0..=90.0).contains(&s.latitude) || s.latitude.is_nan() {
+            return Err(Error::invalid(format!("latitude {} is outside -90..90", s.latitude)));
+        }
+        if !(-180.0..=180.0).contains(&s.longitude) || s.longitude.is_nan() {
+            return Err(Error::invalid(format!("longitude {} is outside -180..180", s.longitude)));
+        }
+        if s.max_slices < 0 || s.max_slivers < 0 || s.max_slices > 1_000_000 || s.max_slivers > 1_000_000 {
+            return Err(Error::invalid("quotas must be between 0 (unlimited) and 1000000"));
+        }
+        if s.display_name.is_empty() {
+            s.display_name = s.name.clone();
+        }
+        s.created_at = now_ms();
+        let mut tx = self.db.begin().await?;
+        store::insert_site(&mut tx, &s).await?;
+        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("site/{}", s.name), "created", "")).await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
+    /// All sites.
+    pub async fn list_sites(&self, p: &Principal) -> Result<Vec<Site>> {
+        p.user()?;
+        store::list_sites(&mut *self.db.conn().await?).await
+    }
+
+    /// One site.
+    pub async fn get_site(&self, p: &Principal, name: &str) -> Result<Site> {
+        p.user()?;
+        store::get_site(&mut *self.db.conn().await?, name).await?.ok_or_else(|| Error::not_found("site", name))
+    }
+
+    /// Deletes an unused site (admins).
+    pub async fn delete_site(&self, p: &Principal, name: &str) -> Result<()> {
+        auth::require_admin(p.user()?)?;
+        let mut tx = self.db.begin().await?;
+        store::get_site(&mut tx, name).await?.ok_or_else(|| Error::not_found("site", name))?;
+        let (users, nodes, slices) = store::site_references(&mut tx, name).await?;
+        if users + nodes + slices > 0 {
+            return Err(Error::Precondition(format!(
+                "site {name} still has {users} user(s), {nodes} node(s) and {slices} live slice(s); remove them first"
+            )));
+        }
+        store::delete_site(&mut tx, name).await?;
+        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("site/{name}"), "deleted", "")).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn token_ttl(&self, asked: Option<Duration>) -> Result<Duration> {
+        match asked {
+            None => Ok(self.cfg.token_ttl),
+            Some(d) if d.is_zero() => Err(Error::invalid("token ttl must be positive")),
+            Some(d) if d > MAX_TOKEN_TTL => Err(Error::invalid(format!(
+                "token ttl of {} days exceeds the maximum of {} days",
+                d.as_secs() / 86_400,
+                MAX_TOKEN_TTL.as_secs() / 86_400
+            ))),
+            Some(d) => Ok(d),
+        }
+    }
+
+    /// Creates a user and their first token. Returns the user, the secret and its metadata.
+    pub async fn create_user(
+        &self,
+        p: &Principal,
+        name: &str,
+        role: Role,
+        site: Option<String>,
+        ttl: Option<Duration>,
+    ) -> Result<(User, String, Token)> {
+        let who = p.user()?;
+        names::dns_label("user name", name)?;
+        let ttl = self.token_ttl(ttl)?;
+        let site = site.filter(|s| !s.is_empty());
+        if site.is_none() && role != Role::Admin {
+            return Err(Error::invalid("site is required for pi and user accounts"));
+        }
+        let u = User { name: name.to_string(), role, site, created_at: now_ms() };
+        if who.role != Role::Admin {
+            if !auth::may_manage_user(who, &u) || who.name == u.name {
+                return Err(Error::denied(format!(
+                    "{} may only create plain users of their own site ({})",
+                    who.name,
+                    who.site.as_deref().unwrap_or("none")
+                )));
+            }
+        }
+        let mut tx = self.db.begin().await?;
+        if let Some(s) = &u.site {
+            store::get_site(&mut tx, s).await?.ok_or_else(|| Error::not_found("site", s.clone()))?;
+        }
+        store::insert_user(&mut tx, &u).await?;
+        let (secret, token) = issue_token(&mut tx, Kind::User, &u.name, "created with the user", Some(ttl)).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(&p.actor(), format!("user/{}", u.name), "created", format!("role {}", role.as_str())),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((u, secret, token))
+    }
+
+    /// Users the caller may see.
+    pub async fn list_users(&self, p: &Principal, site: Option<&str>) -> Result<Vec<User>> {
+        let who = p.user()?;
+        let all = store::list_users(&mut *self.db.conn().await?, site.filter(|s| !s.is_empty())).await?;
+        Ok(all.into_iter().filter(|u| auth::may_manage_user(who, u) || (who.role == Role::Pi && who.site == u.site)).collect())
+    }
+
+    async fn managed_user(&self, p: &Principal, user: &str) -> Result<User> {
+        let who = p.user()?;
+        if user.is_empty() || user == who.name {
+            return Ok(who.clone());
+        }
+        let target = store::get_user(&mut *self.db.conn().await?, user)
+            .await?
+            .ok_or_else(|| Error::not_found("user", user))?;
+        if !auth::may_manage_user(who, &target) {
+            return Err(Error::denied(format!("{} may not manage the tokens of {}", who.name, target.name)));
+        }
+        Ok(target)
+    }
+
+    /// Issues a token for the caller or a user they manage.
+    pub async fn create_token(
+        &self,
+        p: &Principal,
+        user: &str,
+        ttl: Option<Duration>,
+        description: &str,
+    ) -> Result<(String, Token)> {
+        let target = self.managed_user(p, user).await?;
+        names::text("description", description, 200)?;
+        let ttl = self.token_ttl(ttl)?;
+        let mut tx = self.db.begin().await?;
+        let (secret, t) = issue_token(&mut tx, Kind::User, &target.name, description, Some(ttl)).await?;
+        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("token/{}", t.id), "created", format!("for {}", target.name)))
+            .await?;
+        tx.commit().await?;
+        Ok((secret, t))
+    }
+
+    /// Revokes a user token by id.
+    pub async fn revoke_token(&self, p: &Principal, id: &str) -> Result<()> {
+        let t = store::token_by_id(&mut *self.db.conn().await?, id)
+            .await?
+            .filter(|t| t.kind == Kind::User.as_str())
+            .ok_or_else(|| Error::not_found("token", id))?;
+        self.managed_user(p, &t.subject).await?;
+        let mut tx = self.db.begin().await?;
+        store::revoke_token(&mut tx, id).await?;
+        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("token/{id}"), "revoked", format!("of {}", t.subject)))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Tokens' metadata of the caller or a user they manage.
+    pub async fn list_tokens(&self, p: &Principal, user: &str) -> Result<Vec<Token>> {
+        let target = self.managed_user(p, user).await?;
+        store::list_tokens(&mut *self.db.conn().await?, Kind::User.as_str(), &target.name).await
+    }
+
+    /// Issues a one-time node enrollment token for a site.
+    pub async fn create_enrollment_token(&self, p: &Principal, site: &str, ttl: Option<Duration>) -> Result<(String, Token)> {
+        let who = p.user()?;
+        if !auth::may_manage_site(who, site) {
+            return Err(Error::denied(format!("{} may not enroll nodes at site {site}", who.name)));
+        }
+        let ttl = ttl.unwrap_or(Duration::from_secs(3600));
+        if ttl.is_zero() || ttl > Duration::from_secs(7 * 86_400) {
+            return Err(Error::invalid("enrollment token ttl must be between 1s and 7d"));
+        }
+        let mut tx = self.db.begin().await?;
+        store::get_site(&mut tx, site).await?.ok_or_else(|| Error::not_found("site", site))?;
+        let (secret, t) = issue_token(&mut tx, Kind::Enroll, site, "node enrollment", Some(ttl)).await?;
+        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("site/{site}"), "enrollment token issued", t.id.clone()))
+            .await?;
+        tx.commit().await?;
+        Ok((secret, t))
+    }
+
+    /// Nodes with their state and allocation.
+    pub async fn list_nodes(&self, p: &Principal, site: Option<&str>) -> Result<Vec<NodeView>> {
+        p.user()?;
+        let mut c = self.db.conn().await?;
+        let nodes = store::list_nodes(&mut c, site.filter(|s| !s.is_empty())).await?;
+        let usage = store::node_usage(&mut c).await?;
+        Ok(nodes
+            .into_iter()
+            .map(|n| {
+                let u = usage.get(&n.name).cloned().unwrap_or_default();
+                NodeView { state: self.node_state(&n), usage: self.hub.usage(&n.name), allocated: u.allocated, slivers: u.slivers, node: n }
+            })
+            .collect())
+    }
+
+    /// One node.
+    pub async fn get_node(&self, p: &Principal, name: &str) -> Result<NodeView> {
+        self.list_nodes(p, None)
+            .await?
+            .into_iter()
+            .find(|v| v.node.name == name)
+            .ok_or_else(|| Error::not_found("node", name))
+    }
+
+    /// Sets a node's administrative state (admins, or PIs of its site).
+    pub async fn set_node_admin(&self, p: &Principal, name: &str, s: AdminState) -> Result<NodeView> {
+        let who = p.user()?;
+        let mut tx = self.db.begin().await?;
+        let n = store::get_node(&mut tx, name).await?.ok_or_else(|| Error::not_found("node", name))?;
+        if !auth::may_manage_site(who, &n.site) {
+            return Err(Error::denied(format!("{} may not manage node {name} of site {}", who.name, n.site)));
+        }
+        if n.admin_state != s {
+            store::set_admin_state(&mut tx, name, s).await?;
+            store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("node/{name}"), s.as_str(), "")).await?;
+        }
+        tx.commit().await?;
+        self.get_node(p, name).await
+    }
+
+    /// Forgets a node with no live slivers and revokes its credential.
+    pub async fn delete_node(&self, p: &Principal, name: &str) -> Result<()> {
+        let who = p.user()?;
+        let mut tx = self.db.begin().await?;
+        let n = store::get_node(&mut tx, name).await?.ok_or_else(|| Error::not_found("node", name))?;
+        if !auth::may_manage_site(who, &n.site) {
+            return Err(Error::denied(format!("{} may not delete node {name} of site {}", who.name, n.site)));
+        }
+        let slivers = store::slivers_on_node(&mut tx, name).await?;
+        let live = slivers.iter().filter(|v| v.state.is_live()).count();
+        if live > 0 {
+            return Err(Error::Precondition(format!(
+                "node {name} still holds {live} live sliver(s); delete their slices first"
+            )));
+        }
+        // Slivers still stopping there will never be confirmed by a node that is gone.
+        for mut v in slivers {
+            v.state = SliverState::Deleted;
+            v.updated_at = now_ms();
+            store::update_sliver_state(&mut tx, &v).await?;
+        }
+        store::revoke_subject_tokens(&mut tx, Kind::Node.as_str(), name).await?;
+        store::delete_node(&mut tx, name).await?;
+        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("node/{name}"), "deleted", "")).await?;
+        tx.commit().await?;
+        self.hub.forget(name);
+        Ok(())
+    }
+
+    /// Capacity view for `resources`: every node, including unreachable ones.
+    pub async fn resources(&self, p: &Principal) -> Result<(Vec<Site>, Vec<NodeView>)> {
+        let sites = self.list_sites(p).await?;
+        let nodes = self.list_nodes(p, None).await?;
+        Ok((sites, nodes))
+    }
+
+    /// Creates the bootstrap admin if the database has no users; returns its secret.
+    pub async fn bootstrap(&self) -> Result<Option<String>> {
+        let mut tx = self.db.begin().await?;
+        if store::count_users(&mut tx).await? > 0 {
+            return Ok(None);
+        }
+        let u = User { name: "admin".into(), role: Role::Admin, site: None, created_at: now_ms() };
+        store::insert_user(&mut tx, &u).await?;
+        let (secret, _) = issue_token(&mut tx, Kind::User, "admin", "bootstrap admin token", None).await?;
+        store::append_event(&mut tx, &NewEvent::new("system", "user/admin", "bootstrapped", "")).await?;
+        tx.commit().await?;
+        Ok(Some(secret))
+    }
+}
+
+/// Creates and stores a token; returns the secret (never stored) and its metadata.
+pub(super) async fn issue_token(
+    c: &mut store::Conn,
+    kind: Kind,
+    subject: &str,
+    description: &str,
+    ttl: Option<Duration>,
+) -> Result<(String, Token)> {
+    let (secret, hash, id) = auth::new_secret(kind);
+    let now = now_ms();
+    let t = Token {
+        id,
+        kind: kind.as_str().into(),
+        subject: subject.into(),
+        description: description.into(),
+        created_at: now,
+        expires_at: ttl.map(|d| now.saturating_add(d.as_millis() as i64)),
+        revoked: false,
+        used_at: None,
+    };
+    store::insert_token(c, &t, &hash).await?;
+    Ok((secret, t))
+}
+

@@ -1,0 +1,52 @@
+//! The control plane's domain services: what each request does, who may do it, and which
+//! events it writes. Handlers in `api` translate proto to these calls; nothing here sees tonic.
+
+mod admin;
+mod nodes;
+mod reaper;
+mod slices;
+mod views;
+
+pub use nodes::{NodeHello, ObservedStatus};
+pub use reaper::spawn_reapers;
+pub use slices::{Renewed, SliceSpec};
+pub use views::*;
+
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::model::{AdminState, Node, NodeState};
+use crate::store::Db;
+
+/// Shared state of the service.
+#[derive(Debug)]
+pub struct Core {
+    pub db: Db,
+    pub cfg: Config,
+    pub hub: Hub,
+    /// Serialises placement: capacity is read and committed under it, in one transaction, so
+    /// concurrent creates can never overcommit a node. One service instance owns placement.
+    place_lock: Mutex<()>,
+}
+
+impl Core {
+    /// Builds the core over an open database.
+    pub fn new(db: Db, cfg: Config) -> Arc<Self> {
+        let hub = Hub::new(cfg.node_ttl);
+        Arc::new(Self { db, cfg, hub, place_lock: Mutex::new(()) })
+    }
+
+    /// A node's state as users see it: the administrator's decision, then liveness.
+    pub fn node_state(&self, n: &Node) -> NodeState {
+        match n.admin_state {
+            AdminState::Draining => NodeState::Draining,
+            AdminState::Disabled => NodeState::Disabled,
+            AdminState::Active if self.hub.is_live(&n.name) => NodeState::Ready,
+            AdminState::Active if self.hub.seen(&n.name) || n.last_heartbeat.is_some() => NodeState::Unreachable,
+            AdminState::Active => NodeState::Enrolling,
+        }
+    }
+}

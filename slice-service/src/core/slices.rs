@@ -1,0 +1,530 @@
+//! Slices: creation with placement, reading, leases, deletion, and the event log.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use crate::auth::Principal;
+use crate::error::{Error, Result};
+use crate::hub::NodeCommand;
+use crate::model::{now_ms, AssignedPort, Event, NamedPort, NewEvent, NodeState, Placement, Role, Slice, SliceLife, Sliver, User};
+use crate::resources::Resources;
+use crate::scheduler::{self, Candidate, Count, Strategy, Unavailable};
+use crate::state::SliverState;
+use crate::store::{self, Conn, EventFilter};
+use crate::names;
+
+use super::{Core, SliceView, SliverView};
+
+/// Per-sliver resources when a request leaves them at zero.
+const DEFAULT_RESOURCES: Resources = Resources::new(250, 256 << 20, 1 << 30);
+/// Largest per-sliver request accepted at all.
+const MAX_RESOURCES: Resources = Resources::new(64_000, 256 << 30, 1 << 40);
+/// Most slivers in one slice.
+const MAX_SLIVERS: u32 = 1000;
+
+/// A validated-on-create slice request, in domain terms.
+#[derive(Debug, Clone, Default)]
+pub struct SliceSpec {
+    pub name: String,
+    pub description: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub resources: Resources,
+    pub ports: Vec<NamedPort>,
+    pub placement: Placement,
+    pub lease: Option<Duration>,
+    pub members: Vec<String>,
+    /// "never", "on-failure" or "always".
+    pub restart_policy: String,
+}
+
+/// The outcome of a renewal.
+#[derive(Debug, Clone)]
+pub struct Renewed {
+    pub view: SliceView,
+    /// Set when less than asked was granted.
+    pub note: String,
+}
+
+fn days(d: Duration) -> String {
+    let s = d.as_secs();
+    if s % 86_400 == 0 {
+        format!("{}d", s / 86_400)
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn can_view(u: &User, s: &Slice) -> bool {
+    u.role == Role::Admin
+        || s.owner == u.name
+        || s.members.contains(&u.name)
+        || (u.role == Role::Pi && u.site.as_deref() == Some(s.site.as_str()))
+}
+
+fn can_act(u: &User, s: &Slice) -> bool {
+    u.role == Role::Admin || s.owner == u.name || s.members.contains(&u.name)
+}
+
+impl SliceSpec {
+    fn validate(&mut self, lease_max: Duration) -> Result<()> {
+        names::dns_label("slice name", &self.name)?;
+        names::text("description", &self.description, 1000)?;
+        names::image(&self.image)?;
+        if self.command.len() > 256 || self.command.iter().map(String::len).sum::<usize>() > 64 * 1024 {
+            return Err(Error::invalid("command is too long (at most 256 arguments, 64 KiB)"));
+        }
+        if self.env.len() > 128 {
+            return Err(Error::invalid("at most 128 environment variables"));
+        }
+        for (k, v) in &self.env {
+            names::env_name(k)?;
+            if v.len() > 32 * 1024 {
+                return Err(Error::invalid(format!("env {k} is longer than 32 KiB")));
+            }
+        }
+        let r = &mut self.resources;
+        for (field, v, max) in [
+            ("cpu", r.cpu_millis, MAX_RESOURCES.cpu_millis),
+            ("memory", r.memory_bytes, MAX_RESOURCES.memory_bytes),
+            ("disk", r.disk_bytes, MAX_RESOURCES.disk_bytes),
+        ] {
+            if v < 0 {
+                return Err(Error::invalid(format!("{field} must not be negative (got {v})")));
+            }
+            if v > max {
+                return Err(Error::invalid(format!("{field} {v} exceeds the per-sliver maximum of {max}")));
+            }
+        }
+        if r.cpu_millis == 0 {
+            r.cpu_millis = DEFAULT_RESOURCES.cpu_millis;
+        }
+        if r.memory_bytes == 0 {
+            r.memory_bytes = DEFAULT_RESOURCES.memory_bytes;
+        }
+        if r.disk_bytes == 0 {
+            r.disk_bytes = DEFAULT_RESOURCES.disk_bytes;
+        }
+        if r.memory_bytes < 4 << 20 {
+            return Err(Error::invalid(format!("memory {} bytes is below the minimum of 4Mi", r.memory_bytes)));
+        }
+        if self.ports.len() > 16 {
+            return Err(Error::invalid("at most 16 ports per slice"));
+        }
+        let mut seen = BTreeSet::new();
+        for p in &self.ports {
+            names::dns_label("port name", &p.name)?;
+            if p.container_port == 0 || p.container_port > 65535 {
+                return Err(Error::invalid(format!("port {} has container port {} outside 1..65535", p.name, p.container_port)));
+            }
+            if !seen.insert(p.name.clone()) {
+                return Err(Error::invalid(format!("port name {} is used twice", p.name)));
+            }
+        }
+        let pl = &mut self.placement;
+        match (pl.slivers, pl.per_site) {
+            (0, 0) => return Err(Error::invalid("placement needs a number of slivers or slivers per site")),
+            (n, k) if n > 0 && k > 0 => {
+                return Err(Error::invalid(format!("give either slivers ({n}) or per-site ({k}), not both")))
+            }
+            (n, k) if n.max(k) > MAX_SLIVERS => {
+                return Err(Error::invalid(format!("at most {MAX_SLIVERS} slivers per slice")))
+            }
+            _ => {}
+        }
+        pl.strategy = match pl.strategy.as_str() {
+            "" | "spread" => "spread".into(),
+            "pack" => "pack".into(),
+            other => return Err(Error::invalid(format!("unknown placement strategy {other:?}"))),
+        };
+        for s in &pl.sites {
+            names::dns_label("site", s)?;
+        }
+        self.restart_policy = match self.restart_policy.as_str() {
+            "" | "on-failure" => "on-failure".into(),
+            "never" => "never".into(),
+            "always" => "always".into(),
+            other => return Err(Error::invalid(format!("unknown restart policy {other:?}"))),
+        };
+        if let Some(l) = self.lease {
+            if l.is_zero() {
+                return Err(Error::invalid("lease must be positive"));
+            }
+            if l > lease_max {
+                return Err(Error::invalid(format!(
+                    "lease of {} exceeds the maximum of {}",
+                    days(l),
+                    days(lease_max)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Core {
+    async fn view(&self, c: &mut Conn, slice: Slice) -> Result<SliceView> {
+        let slivers = store::slivers_of_slice(c, &slice.id).await?;
+        let mut addrs: HashMap<String, (String, bool)> = HashMap::new();
+        let mut out = Vec::with_capacity(slivers.len());
+        for v in slivers {
+            if !addrs.contains_key(&v.node) {
+                let entry = match store::get_node(c, &v.node).await? {
+                    Some(n) => {
+                        let unreachable = self.node_state(&n) == NodeState::Unreachable;
+                        (n.address, unreachable)
+                    }
+                    None => (String::new(), false),
+                };
+                addrs.insert(v.node.clone(), entry);
+            }
+            let (addr, unreachable) = addrs[&v.node].clone();
+            let unknown = unreachable && v.state.is_live();
+            out.push(SliverView { sliver: v, node_address: addr, unknown });
+        }
+        Ok(SliceView { slice, slivers: out })
+    }
+
+    /// Places and records a slice; capacity is committed in the same transaction.
+    pub async fn create_slice(&self, p: &Principal, mut spec: SliceSpec) -> Result<(SliceView, Vec<String>)> {
+        let who = p.user()?.clone();
+        spec.validate(self.cfg.lease_max)?;
+        let lease = spec.lease.unwrap_or(self.cfg.lease_default).min(self.cfg.lease_max);
+        let now = now_ms();
+
+        let _guard = self.place_lock.lock().await;
+        let mut tx = self.db.begin().await?;
+        for m in &spec.members {
+            store::get_user(&mut tx, m).await?.ok_or_else(|| Error::not_found("user (member)", m.clone()))?;
+        }
+        let sites = store::list_sites(&mut tx).await?;
+        let unknown: Vec<&str> =
+            spec.placement.sites.iter().filter(|s| !sites.iter().any(|x| &x.name == *s)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            return Err(Error::invalid(format!("unknown site(s): {}", unknown.join(", "))));
+        }
+        let home = who.site.clone().unwrap_or_default();
+        let quota = sites.iter().find(|s| s.name == home).map(|s| (s.max_slices, s.max_slivers));
+        let (held_slices, held_slivers) =
+            if home.is_empty() { (0, 0) } else { store::site_usage(&mut tx, &home).await? };
+        if let Some((max_slices, _)) = quota {
+            if max_slices > 0 && held_slices >= max_slices {
+                return Err(Error::Exhausted(format!(
+                    "site {home} already holds {held_slices} of its {max_slices} live slices"
+                )));
+            }
+        }
+
+        let nodes = store::list_nodes(&mut tx, None).await?;
+        let usage = store::node_usage(&mut tx).await?;
+        let candidates: Vec<Candidate> = nodes
+            .iter()
+            .map(|n| {
+                let u = usage.get(&n.name).cloned().unwrap_or_default();
+                let site_enabled = sites.iter().any(|s| s.name == n.site && s.enabled);
+                let unavailable = match self.node_state(n) {
+                    _ if !site_enabled => Some(Unavailable::SiteDisabled),
+                    NodeState::Ready => None,
+                    NodeState::Unreachable => Some(Unavailable::Unreachable),
+                    NodeState::Draining => Some(Unavailable::Draining),
+                    NodeState::Disabled => Some(Unavailable::Disabled),
+                    NodeState::Enrolling => Some(Unavailable::Enrolling),
+                };
+                Candidate {
+                    node: n.name.clone(),
+                    site: n.site.clone(),
+                    capacity: n.capacity,
+                    allocated: u.allocated,
+                    port_first: n.port_first,
+                    port_last: n.port_last,
+                    used_ports: u.ports,
+                    labels: n.labels.clone(),
+                    unavailable,
+                    slivers: u.slivers,
+                }
+            })
+            .collect();
+        let pl = &spec.placement;
+        let request = scheduler::Request {
+            count: if pl.per_site > 0 { Count::PerSite(pl.per_site) } else { Count::Total(pl.slivers) },
+            sites: pl.sites.clone(),
+            labels: pl.node_labels.clone(),
+            resources: spec.resources,
+            ports: spec.ports.len() as u32,
+            strategy: if pl.strategy == "pack" { Strategy::Pack } else { Strategy::Spread },
+            best_effort: pl.best_effort,
+        };
+        let placed = scheduler::place(&candidates, &request).map_err(|u| Error::Exhausted(u.reason))?;
+
+        if let Some((_, max_slivers)) = quota {
+            if max_slivers > 0 && held_slivers + placed.len() as i64 > max_slivers {
+                return Err(Error::Exhausted(format!(
+                    "site {home} holds {held_slivers} live slivers; {} more would pass its quota of {max_slivers}",
+                    placed.len()
+                )));
+            }
+        }
+        let mut warnings = Vec::new();
+        let asked = match request.count {
+            Count::Total(n) => Some(n as usize),
+            Count::PerSite(k) if !pl.sites.is_empty() => Some(k as usize * pl.sites.len()),
+            Count::PerSite(_) => None,
+        };
+        if let Some(asked) = asked.filter(|a| *a > placed.len()) {
+            warnings.push(format!("best effort: placed {} of {asked} slivers", placed.len()));
+        }
+
+        let slice = Slice {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: spec.name.clone(),
+            owner: who.name.clone(),
+            members: spec.members.clone(),
+            description: spec.description.clone(),
+            site: home,
+            image: spec.image.clone(),
+            command: spec.command.clone(),
+            env: spec.env.clone(),
+            resources: spec.resources,
+            ports: spec.ports.clone(),
+            placement: spec.placement.clone(),
+            restart_policy: spec.restart_policy.clone(),
+            created_at: now,
+            lease_expires_at: now.saturating_add(lease.as_millis() as i64),
+            life: SliceLife::Live,
+        };
+        store::insert_slice(&mut tx, &slice).await?;
+        let actor = p.actor();
+        let mut slivers = Vec::with_capacity(placed.len());
+        for (i, pm) in placed.iter().enumerate() {
+            let ports = spec
+                .ports
+                .iter()
+                .zip(&pm.host_ports)
+                .map(|(np, hp)| AssignedPort { name: np.name.clone(), container_port: np.container_port, host_port: *hp })
+                .collect();
+            let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+            let v = Sliver {
+                id: format!("{}-{i}-{suffix}", slice.name),
+                slice_id: slice.id.clone(),
+                slice: slice.name.clone(),
+                index: i as u32,
+                node: pm.node.clone(),
+                site: pm.site.clone(),
+                state: SliverState::Pending,
+                resources: spec.resources,
+                ports,
+                last_error: String::new(),
+                exit_code: None,
+                generation: 1,
+                created_at: now,
+                updated_at: now,
+            };
+            store::insert_sliver(&mut tx, &v).await?;
+            store::append_event(
+                &mut tx,
+                &NewEvent::new(&actor, format!("sliver/{}", v.id), "placed", format!("on node {} ({})", v.node, v.site))
+                    .in_slice(&slice.name),
+            )
+            .await?;
+            slivers.push(v);
+        }
+        let site_list: BTreeSet<&str> = placed.iter().map(|p| p.site.as_str()).collect();
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &actor,
+                format!("slice/{}", slice.name),
+                "created",
+                format!(
+                    "{} sliver(s) on {}; lease {}",
+                    slivers.len(),
+                    site_list.into_iter().collect::<Vec<_>>().join(", "),
+                    days(lease)
+                ),
+            )
+            .in_slice(&slice.name),
+        )
+        .await?;
+        tx.commit().await?;
+        drop(_guard);
+
+        for v in slivers {
+            self.hub.send(&v.node.clone(), NodeCommand::Upsert(Box::new((slice.clone(), v))));
+        }
+        let mut c = self.db.conn().await?;
+        Ok((self.view(&mut c, slice).await?, warnings))
+    }
+
+    async fn visible_slice(&self, c: &mut Conn, who: &User, name: &str) -> Result<Slice> {
+        match store::latest_slice(c, name).await? {
+            Some(s) if can_view(who, &s) => Ok(s),
+            // The same answer whether it does not exist or is someone else's: names leak nothing.
+            _ => Err(Error::not_found("slice", name)),
+        }
+    }
+
+    async fn actionable_slice(&self, c: &mut Conn, who: &User, name: &str) -> Result<Slice> {
+        let s = match store::live_slice(c, name).await? {
+            Some(s) if can_view(who, &s) => s,
+            _ => return Err(Error::not_found("slice", name)),
+        };
+        if !can_act(who, &s) {
+            return Err(Error::denied(format!("only the owner and members of slice {name} may change it")));
+        }
+        Ok(s)
+    }
+
+    /// One slice the caller may see.
+    pub async fn get_slice(&self, p: &Principal, name: &str) -> Result<SliceView> {
+        let who = p.user()?;
+        let mut c = self.db.conn().await?;
+        let s = self.visible_slice(&mut c, who, name).await?;
+        self.view(&mut c, s).await
+    }
+
+    /// Slices the caller may see.
+    pub async fn list_slices(&self, p: &Principal, include_ended: bool, site: &str) -> Result<Vec<SliceView>> {
+        let who = p.user()?;
+        let mut c = self.db.conn().await?;
+        let all = store::list_slices(&mut c, include_ended).await?;
+        let mut out = Vec::new();
+        for s in all.into_iter().filter(|s| can_view(who, s) && (site.is_empty() || s.site == site)) {
+            out.push(self.view(&mut c, s).await?);
+        }
+        Ok(out)
+    }
+
+    /// Sets a slice's lease to `asked` from now, capped at the maximum.
+    pub async fn renew_slice(&self, p: &Principal, name: &str, asked: Option<Duration>) -> Result<Renewed> {
+        let who = p.user()?.clone();
+        let asked = asked.unwrap_or(self.cfg.lease_default);
+        if asked.is_zero() {
+            return Err(Error::invalid("lease must be positive"));
+        }
+        let granted = asked.min(self.cfg.lease_max);
+        let note = if granted < asked {
+            format!("granted {} instead of {}: leases are at most {}", days(granted), days(asked), days(self.cfg.lease_max))
+        } else {
+            String::new()
+        };
+        let mut tx = self.db.begin().await?;
+        let mut s = self.actionable_slice(&mut tx, &who, name).await?;
+        s.lease_expires_at = now_ms().saturating_add(granted.as_millis() as i64);
+        store::set_lease(&mut tx, &s.id, s.lease_expires_at).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(&p.actor(), format!("slice/{name}"), "renewed", format!("lease {}", days(granted))).in_slice(name),
+        )
+        .await?;
+        let view = self.view(&mut tx, s).await?;
+        tx.commit().await?;
+        // Nodes enforce leases on their own, so they learn the new end too.
+        for v in &view.slivers {
+            if v.sliver.state.is_live() {
+                self.hub.send(&v.sliver.node, NodeCommand::Upsert(Box::new((view.slice.clone(), v.sliver.clone()))));
+            }
+        }
+        Ok(Renewed { view, note })
+    }
+
+    /// Deletes a slice: it ends now, its slivers go to stopping and their nodes are told.
+    pub async fn delete_slice(&self, p: &Principal, name: &str) -> Result<()> {
+        let who = p.user()?.clone();
+        let mut tx = self.db.begin().await?;
+        let s = self.actionable_slice(&mut tx, &who, name).await?;
+        let stopped = self.end_slice(&mut tx, &s, SliceLife::Deleted, &p.actor()).await?;
+        tx.commit().await?;
+        for v in stopped {
+            self.hub.send(&v.node, NodeCommand::Remove(v.id));
+        }
+        Ok(())
+    }
+
+    /// Ends a slice inside `tx`; returns the slivers whose nodes must remove them.
+    pub(super) async fn end_slice(&self, tx: &mut Conn, s: &Slice, life: SliceLife, actor: &str) -> Result<Vec<Sliver>> {
+        let now = now_ms();
+        store::end_slice(tx, &s.id, life, now).await?;
+        let mut stopped = Vec::new();
+        for mut v in store::slivers_of_slice(tx, &s.id).await? {
+            if !v.state.can_stop() {
+                continue;
+            }
+            v.state = v.state.transition(SliverState::Stopping).map_err(|e| Error::Internal(e.to_string()))?;
+            v.updated_at = now;
+            store::update_sliver_state(tx, &v).await?;
+            store::append_event(tx, &NewEvent::new(actor, format!("sliver/{}", v.id), "state stopping", "").in_slice(&s.name))
+                .await?;
+            stopped.push(v);
+        }
+        store::append_event(tx, &NewEvent::new(actor, format!("slice/{}", s.name), life.as_str(), "").in_slice(&s.name))
+            .await?;
+        Ok(stopped)
+    }
+
+    /// Events the caller may see.
+    pub async fn list_events(&self, p: &Principal, object: &str, after_id: i64, limit: u32) -> Result<Vec<Event>> {
+        let who = p.user()?;
+        let mut c = self.db.conn().await?;
+        let mut f = EventFilter { after_id, limit: if limit == 0 { 100 } else { limit.min(1000) } as i64, ..Default::default() };
+        if let Some(name) = object.strip_prefix("slice/") {
+            self.visible_slice(&mut c, who, name).await?;
+            f.slice = Some(name.to_string());
+        } else if object.is_empty() {
+            if who.role != Role::Admin {
+                f.actor = Some(p.actor());
+            }
+        } else if who.role == Role::Admin || object.starts_with("node/") || object.starts_with("site/") || object == format!("user/{}", who.name) {
+            f.object = Some(object.to_string());
+        } else {
+            return Err(Error::denied(format!("{} may not read the events of {object}", who.name)));
+        }
+        store::list_events(&mut c, &f).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SliceSpec {
+        SliceSpec {
+            name: "demo".into(),
+            image: "slicebed/base:latest".into(),
+            placement: Placement { slivers: 2, ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fill_zero_resources() {
+        let mut s = spec();
+        s.validate(Duration::from_secs(86_400)).unwrap();
+        assert_eq!(s.resources, DEFAULT_RESOURCES);
+        assert_eq!(s.placement.strategy, "spread");
+        assert_eq!(s.restart_policy, "on-failure");
+    }
+
+    #[test]
+    fn rejects_bad_input_naming_the_field() {
+        let cases: Vec<(Box<dyn Fn(&mut SliceSpec)>, &str)> = vec![
+            (Box::new(|s| s.name = "Bad_Name".into()), "slice name"),
+            (Box::new(|s| s.resources.cpu_millis = -1), "cpu"),
+            (Box::new(|s| s.resources.memory_bytes = 1 << 50), "memory"),
+            (Box::new(|s| s.placement.slivers = 0), "placement"),
+            (Box::new(|s| s.placement.per_site = 2), "not both"),
+            (Box::new(|s| s.lease = Some(Duration::from_secs(3 * 86_400))), "exceeds the maximum"),
+            (Box::new(|s| s.env.insert("1X".into(), "v".into()).map(|_| ()).unwrap_or(())), "env name"),
+            (Box::new(|s| s.ports = vec![NamedPort { name: "http".into(), container_port: 0 }]), "container port"),
+            (Box::new(|s| s.image = String::new()), "image"),
+        ];
+        for (mutate, needle) in cases {
+            let mut s = spec();
+            mutate(&mut s);
+            let e = s.validate(Duration::from_secs(86_400)).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e:?} should mention {needle:?}");
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The service's one error type and its one mapping to gRPC status codes.
+//! Internal details (SQL, I/O) are logged here and never sent to clients.
+
+use tonic::{Code, Status};
+
+/// Everything that can go wrong in the domain or the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input; the message names the field and the value.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such object.
+    #[error("{kind} \"{name}\" not found")]
+    NotFound { kind: &'static str, name: String },
+    /// The name is taken.
+    #[error("{kind} \"{name}\" already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    /// No or bad credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated but not allowed.
+    #[error("{0}")]
+    Denied(String),
+    /// Quota or capacity exhausted; the message explains which.
+    #[error("{0}")]
+    Exhausted(String),
+    /// The object is not in a state that allows this.
+    #[error("{0}")]
+    Precondition(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored JSON column could not be read.
+    #[error("stored data: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Something else internal.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Result with the service's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Shorthand for an invalid-argument error.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+    /// Shorthand for a not-found error.
+    pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+        Error::NotFound { kind, name: name.into() }
+    }
+    /// Shorthand for a permission-denied error.
+    pub fn denied(msg: impl Into<String>) -> Self {
+        Error::Denied(msg.into())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::Invalid(_) => Code::InvalidArgument,
+            Error::NotFound { .. } => Code::NotFound,
+            Error::AlreadyExists { .. } => Code::AlreadyExists,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::Denied(_) => Code::PermissionDenied,
+            Error::Exhausted(_) => Code::ResourceExhausted,
+            Error::Precondition(_) => Code::FailedPrecondition,
+            Error::Db(_) | Error::Migrate(_) | Error::Json(_) | Error::Internal(_) => {
+                tracing::error!(error = %e, "internal error");
+                return Status::internal("internal error (see the service log)");
+            }
+        };
+        Status::new(code, e.to_string())
+    }
+}

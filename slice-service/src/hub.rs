@@ -1,0 +1,170 @@
+//! In-memory registry of node control channels and node liveness: soft state.
+//!
+//! Nothing here is written per heartbeat; losing it all (a service restart) only means nodes
+//! look unreachable until they reconnect, which they do on their own. The database stays the
+//! durable record of what should run.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::model::{Slice, Sliver};
+use crate::resources::Resources;
+
+/// What the service tells a connected node.
+#[derive(Debug, Clone)]
+pub enum NodeCommand {
+    /// Run (or update) this sliver of this slice.
+    Upsert(Box<(Slice, Sliver)>),
+    /// Remove this sliver by id.
+    Remove(String),
+}
+
+#[derive(Debug)]
+struct Entry {
+    last_seen: Instant,
+    conn: Option<(u64, mpsc::Sender<NodeCommand>)>,
+    usage: Resources,
+    /// Whether the "unreachable" transition has been recorded since the last contact.
+    marked_unreachable: bool,
+}
+
+/// Connected nodes and when each was last heard from.
+#[derive(Debug)]
+pub struct Hub {
+    ttl: Duration,
+    next_id: AtomicU64,
+    nodes: Mutex<HashMap<String, Entry>>,
+}
+
+impl Hub {
+    /// A hub that deems a node unreachable `ttl` after its last message.
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, next_id: AtomicU64::new(1), nodes: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts).
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new control channel, replacing any older one of the node; returns its id.
+    pub fn connect(&self, node: &str, tx: mpsc::Sender<NodeCommand>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut m = self.lock();
+        let e = m.entry(node.to_string()).or_insert(Entry {
+            last_seen: Instant::now(),
+            conn: None,
+            usage: Resources::default(),
+            marked_unreachable: false,
+        });
+        e.last_seen = Instant::now();
+        e.conn = Some((id, tx));
+        e.marked_unreachable = false;
+        id
+    }
+
+    /// Forgets a control channel if it is still the node's current one.
+    pub fn disconnect(&self, node: &str, id: u64) {
+        if let Some(e) = self.lock().get_mut(node) {
+            if e.conn.as_ref().is_some_and(|(cid, _)| *cid == id) {
+                e.conn = None;
+            }
+        }
+    }
+
+    /// Records a heartbeat (or any message) from a node.
+    pub fn touch(&self, node: &str, usage: Option<Resources>) {
+        if let Some(e) = self.lock().get_mut(node) {
+            e.last_seen = Instant::now();
+            e.marked_unreachable = false;
+            if let Some(u) = usage {
+                e.usage = u;
+            }
+        }
+    }
+
+    /// Whether the node was heard from within the TTL.
+    pub fn is_live(&self, node: &str) -> bool {
+        self.lock().get(node).is_some_and(|e| e.last_seen.elapsed() < self.ttl)
+    }
+
+    /// Whether the node has ever connected since this service started.
+    pub fn seen(&self, node: &str) -> bool {
+        self.lock().contains_key(node)
+    }
+
+    /// Last reported usage.
+    pub fn usage(&self, node: &str) -> Resources {
+        self.lock().get(node).map(|e| e.usage).unwrap_or_default()
+    }
+
+    /// Sends a command to a connected node; a disconnected node gets the full set on reconnect.
+    pub fn send(&self, node: &str, cmd: NodeCommand) {
+        let tx = self.lock().get(node).and_then(|e| e.conn.as_ref().map(|(_, tx)| tx.clone()));
+        if let Some(tx) = tx {
+            if tx.try_send(cmd).is_err() {
+                // The channel is full or closed: the node is stuck or gone. Dropping it makes the
+                // node reconnect and receive the full desired set, which is always correct.
+                tracing::warn!(node, "control channel congested; forcing a resync");
+                if let Some(e) = self.lock().get_mut(node) {
+                    e.conn = None;
+                }
+            }
+        }
+    }
+
+    /// Nodes that passed their TTL since last checked; each is returned once per silence.
+    pub fn newly_unreachable(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, e) in self.lock().iter_mut() {
+            if !e.marked_unreachable && e.last_seen.elapsed() >= self.ttl {
+                e.marked_unreachable = true;
+                e.conn = None;
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+
+    /// Drops everything about a node (deleted).
+    pub fn forget(&self, node: &str) {
+        self.lock().remove(node);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_expires_and_reports_once() {
+        let hub = Hub::new(Duration::from_millis(30));
+        let (tx, _rx) = mpsc::channel(4);
+        let id = hub.connect("n1", tx);
+        assert!(hub.is_live("n1"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!hub.is_live("n1"));
+        assert_eq!(hub.newly_unreachable(), vec!["n1".to_string()]);
+        assert!(hub.newly_unreachable().is_empty());
+        hub.touch("n1", None);
+        assert!(hub.is_live("n1"));
+        hub.disconnect("n1", id);
+        assert!(hub.seen("n1"));
+    }
+
+    #[test]
+    fn stale_disconnect_keeps_new_channel() {
+        let hub = Hub::new(Duration::from_secs(5));
+        let (tx1, _r1) = mpsc::channel(4);
+        let (tx2, mut r2) = mpsc::channel(4);
+        let old = hub.connect("n1", tx1);
+        hub.connect("n1", tx2);
+        hub.disconnect("n1", old);
+        hub.send("n1", NodeCommand::Remove("x".into()));
+        assert!(matches!(r2.try_recv(), Ok(NodeCommand::Remove(id)) if id == "x"));
+    }
+}

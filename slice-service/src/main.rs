@@ -1,0 +1,86 @@
+//! `slice-service` binary: flags, logging, signals; everything else is in the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Slicebed's central slice-creation service.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the bound address goes to <data-dir>/service.addr).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    listen: String,
+    /// Directory for the embedded database, the bootstrap admin token and runtime files.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// sqlx database URL (default sqlite://<data-dir>/slicebed.db); postgres://... for production.
+    #[arg(long, env = "SLICEBED_DATABASE_URL")]
+    database_url: Option<String>,
+    /// TOML configuration file; unknown keys are errors.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// TLS certificate chain (PEM); enables TLS together with --tls-key.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn"));
+    if args.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    if let Err(e) = start(args).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn start(args: Args) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(p) => slice_service::config::read_file(p)?,
+        None => Default::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .context("--data-dir is required (or data_dir in --config)")?;
+    let listen = if args.listen == "127.0.0.1:7443" { file.listen.clone().unwrap_or(args.listen) } else { args.listen };
+    let mut file = file;
+    if args.tls_cert.is_some() {
+        file.tls_cert = args.tls_cert;
+    }
+    if args.tls_key.is_some() {
+        file.tls_key = args.tls_key;
+    }
+    let cfg = slice_service::Config::resolve(data_dir, args.database_url, file);
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
+    slice_service::run(cfg, listener, shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}

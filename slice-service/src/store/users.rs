@@ -1,0 +1,147 @@
+//! Users and tokens. Tokens are stored only as SHA-256 hashes of the secret.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::Conn;
+use crate::error::{Error, Result};
+use crate::model::{Role, Token, User};
+
+fn user_from(r: &AnyRow) -> Result<User> {
+    let role: String = r.try_get("role")?;
+    Ok(User {
+        name: r.try_get("name")?,
+        role: Role::parse(&role).ok_or_else(|| Error::Internal(format!("stored role {role:?}")))?,
+        site: r.try_get("site")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Inserts a user; a duplicate name is `AlreadyExists`.
+pub async fn insert_user(c: &mut Conn, u: &User) -> Result<()> {
+    if get_user(c, &u.name).await?.is_some() {
+        return Err(Error::AlreadyExists { kind: "user", name: u.name.clone() });
+    }
+    sqlx::query("INSERT INTO users (name, role, site, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&u.name)
+        .bind(u.role.as_str())
+        .bind(u.site.clone())
+        .bind(u.created_at)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Reads a user.
+pub async fn get_user(c: &mut Conn, name: &str) -> Result<Option<User>> {
+    let row = sqlx::query("SELECT name, role, site, created_at FROM users WHERE name = $1")
+        .bind(name)
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(user_from).transpose()
+}
+
+/// Users, optionally of one site, by name.
+pub async fn list_users(c: &mut Conn, site: Option<&str>) -> Result<Vec<User>> {
+    let rows = sqlx::query("SELECT name, role, site, created_at FROM users WHERE ($1 = '' OR site = $1) ORDER BY name")
+        .bind(site.unwrap_or(""))
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(user_from).collect()
+}
+
+/// Number of users (zero before bootstrap).
+pub async fn count_users(c: &mut Conn) -> Result<i64> {
+    Ok(sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(c).await?.try_get("n")?)
+}
+
+fn token_from(r: &AnyRow) -> Result<Token, sqlx::Error> {
+    Ok(Token {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        subject: r.try_get("subject")?,
+        description: r.try_get("description")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked: r.try_get::<i64, _>("revoked")? != 0,
+        used_at: r.try_get("used_at")?,
+    })
+}
+
+const TOKEN_COLS: &str = "id, kind, subject, description, created_at, expires_at, revoked, used_at";
+
+/// Stores a token's hash and metadata.
+pub async fn insert_token(c: &mut Conn, t: &Token, hash: &str) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO tokens ({TOKEN_COLS}, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
+    .bind(&t.id)
+    .bind(&t.kind)
+    .bind(&t.subject)
+    .bind(&t.description)
+    .bind(t.created_at)
+    .bind(t.expires_at)
+    .bind(t.revoked as i64)
+    .bind(t.used_at)
+    .bind(hash)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Finds a token by the hash of its secret.
+pub async fn token_by_hash(c: &mut Conn, hash: &str) -> Result<Option<Token>> {
+    let row = sqlx::query(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = $1"))
+        .bind(hash)
+        .fetch_optional(c)
+        .await?;
+    Ok(row.as_ref().map(token_from).transpose()?)
+}
+
+/// Finds a token by id.
+pub async fn token_by_id(c: &mut Conn, id: &str) -> Result<Option<Token>> {
+    let row = sqlx::query(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(c)
+        .await?;
+    Ok(row.as_ref().map(token_from).transpose()?)
+}
+
+/// Tokens of one kind and subject, newest first.
+pub async fn list_tokens(c: &mut Conn, kind: &str, subject: &str) -> Result<Vec<Token>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {TOKEN_COLS} FROM tokens WHERE kind = $1 AND subject = $2 ORDER BY created_at DESC, id"
+    ))
+    .bind(kind)
+    .bind(subject)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.iter().map(token_from).collect::<Result<_, _>>()?)
+}
+
+/// Marks a token revoked.
+pub async fn revoke_token(c: &mut Conn, id: &str) -> Result<()> {
+    sqlx::query("UPDATE tokens SET revoked = 1 WHERE id = $1").bind(id).execute(c).await?;
+    Ok(())
+}
+
+/// Consumes a one-time token. Returns false when it was already used: the conditional
+/// update makes two racing enrollments with one token end with exactly one winner.
+pub async fn consume_token(c: &mut Conn, id: &str, at: i64) -> Result<bool> {
+    let r = sqlx::query("UPDATE tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+        .bind(at)
+        .bind(id)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Revokes every token of a subject (e.g. a deleted node's credential).
+pub async fn revoke_subject_tokens(c: &mut Conn, kind: &str, subject: &str) -> Result<()> {
+    sqlx::query("UPDATE tokens SET revoked = 1 WHERE kind = $1 AND subject = $2")
+        .bind(kind)
+        .bind(subject)
+        .execute(c)
+        .await?;
+    Ok(())
+}
