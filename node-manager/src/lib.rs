@@ -1,1 +1,14 @@
+//! Slicebed node manager: the per-node agent. It enrolls with a one-time token, dials out to
+//! the slice service (nodes accept no inbound connections), and reconciles the slivers it is
+//! told to run into containers of the local engine. The engine is the source of truth for what
+//! runs: this crate keeps no state of its own beyond the enrollment files in the state dir.
 
+pub mod domain;
+pub mod quantity;
+pub mod reconcile;
+pub mod reconciler;
+pub mod runtime;
+pub mod status;
+
+/// Version reported to the service.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

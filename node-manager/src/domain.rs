@@ -1,0 +1,154 @@
+//! The node manager's own vocabulary: what a sliver should be (`SliverSpec`), what the
+//! container runtime shows (`ObservedSliver`) and what the node reports (`SliverReport`).
+//!
+//! Neither proto nor bollard types may appear here; `convert` and `runtime::docker` translate.
+
+use std::collections::BTreeMap;
+
+/// Node resources in base units: millicores and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Thousandths of a core.
+    pub cpu_millis: i64,
+    /// Memory in bytes.
+    pub memory_bytes: i64,
+    /// Disk in bytes.
+    pub disk_bytes: i64,
+}
+
+/// Inclusive range of host ports the node lends to slivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port (inclusive).
+    pub last: u16,
+}
+
+/// What the runtime does when a sliver's program exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// Never restart.
+    Never,
+    /// Restart on a non-zero exit code (also the default of the contract).
+    #[default]
+    OnFailure,
+    /// Always restart.
+    Always,
+}
+
+/// A published port: `host_port` on the node forwards to `container_port` (TCP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    /// Name the slice gave the port.
+    pub name: String,
+    /// Port inside the sliver.
+    pub container_port: u16,
+    /// Port on the node.
+    pub host_port: u16,
+}
+
+/// One sliver the node should run, as told by the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliverSpec {
+    /// Sliver id (unique in the testbed).
+    pub sliver_id: String,
+    /// Slice name.
+    pub slice: String,
+    /// Index within the slice.
+    pub index: u32,
+    /// Image reference; never pulled.
+    pub image: String,
+    /// Command; empty means the image's default.
+    pub command: Vec<String>,
+    /// Environment.
+    pub env: BTreeMap<String, String>,
+    /// Limits.
+    pub resources: Resources,
+    /// Published ports.
+    pub ports: Vec<PortMapping>,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Spec generation; an older container is replaced.
+    pub generation: u64,
+}
+
+/// The lifecycle phase of a container as the runtime shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerPhase {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Waiting to be restarted by the restart policy.
+    Restarting,
+    /// Frozen.
+    Paused,
+    /// Its program ended.
+    Exited,
+    /// Being removed.
+    Removing,
+    /// Dead (failed removal or similar).
+    Dead,
+}
+
+/// A sliver container of this node, read back from the runtime (labels and state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedSliver {
+    /// Container id.
+    pub container_id: String,
+    /// Sliver id from the container's label.
+    pub sliver_id: String,
+    /// Slice from the container's label.
+    pub slice: String,
+    /// Generation from the container's label (0 if unreadable, which forces a replacement).
+    pub generation: u64,
+    /// Phase.
+    pub phase: ContainerPhase,
+    /// Exit code of the last run, if it ended.
+    pub exit_code: Option<i64>,
+    /// Whether the kernel's OOM killer ended the last run.
+    pub oom_killed: bool,
+    /// Restarts done by the restart policy.
+    pub restarts: u32,
+    /// Limits the container runs with.
+    pub limits: Resources,
+    /// The runtime's own error for the container, if any.
+    pub error: Option<String>,
+}
+
+/// The state a node reports for a sliver (a subset of the contract's `SliverState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportedState {
+    /// Being created.
+    Creating,
+    /// Running (possibly restarted by its policy).
+    Running,
+    /// Ended with exit code 0.
+    Exited,
+    /// Could not be created, or ended badly.
+    Failed,
+    /// Paused on the node.
+    Suspended,
+    /// Its container is gone.
+    Deleted,
+}
+
+/// A sliver status to send to the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliverReport {
+    /// Sliver id.
+    pub sliver_id: String,
+    /// State.
+    pub state: ReportedState,
+    /// Why, in words a researcher can act on.
+    pub message: String,
+    /// Exit code of the last run, if it ended.
+    pub exit_code: Option<i32>,
+    /// Container id, for operators.
+    pub container_id: String,
+    /// Restarts done by the restart policy.
+    pub restarts: u32,
+}

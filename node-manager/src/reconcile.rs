@@ -1,0 +1,126 @@
+//! The pure heart of the node manager: given what should run and what the engine shows,
+//! which actions bring them together (controller-rs shape). No I/O here; `reconciler`
+//! executes the actions. Because the input is read back from the engine every time, the
+//! result is the same after a crash, a `kill -9` or a restart: no duplicates, no orphans.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::domain::{ContainerPhase, ObservedSliver, SliverSpec};
+
+/// One step towards the desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Remove a container. `deleted`: its sliver is not desired any more (report DELETED);
+    /// otherwise it is a surplus duplicate of a sliver that stays.
+    Remove {
+        /// Container id.
+        container_id: String,
+        /// Its sliver.
+        sliver_id: String,
+        /// Whether the sliver itself goes away.
+        deleted: bool,
+    },
+    /// Remove a slice network nothing on this node needs any more.
+    RemoveNetwork(String),
+    /// Make sure a slice network exists before creating containers in it.
+    EnsureNetwork(String),
+    /// Start a container that was created but never started (the agent died in between).
+    Start {
+        /// Container id.
+        container_id: String,
+        /// Its sliver.
+        sliver_id: String,
+    },
+    /// Replace a container of another generation (or a dead one) with a new one.
+    Replace {
+        /// The old container.
+        container_id: String,
+        /// The spec to create.
+        spec: SliverSpec,
+    },
+    /// Create and start a missing sliver.
+    Create(SliverSpec),
+}
+
+/// Rank of a container when several claim the same sliver: the one to keep sorts first.
+fn keep_rank(o: &ObservedSliver, spec: &SliverSpec) -> (bool, bool, String) {
+    let live = matches!(o.phase, ContainerPhase::Running | ContainerPhase::Restarting);
+    (o.generation != spec.generation, !live, o.container_id.clone())
+}
+
+/// The actions that turn `observed` (containers and slice networks of this node) into `desired`.
+/// Order: removals first (they free ports and names), then networks, then starts and creations.
+pub fn reconcile(
+    desired: &BTreeMap<String, SliverSpec>,
+    observed: &[ObservedSliver],
+    networks: &[String],
+) -> Vec<Action> {
+    let mut removals = Vec::new();
+    let mut starts = Vec::new();
+    let mut creations = Vec::new();
+
+    let mut by_sliver: BTreeMap<&str, Vec<&ObservedSliver>> = BTreeMap::new();
+    for o in observed {
+        by_sliver.entry(o.sliver_id.as_str()).or_default().push(o);
+    }
+
+    for (sliver_id, mut containers) in by_sliver.clone() {
+        let Some(spec) = desired.get(sliver_id) else {
+            for o in containers.into_iter().filter(|o| o.phase != ContainerPhase::Removing) {
+                removals.push(Action::Remove {
+                    container_id: o.container_id.clone(),
+                    sliver_id: o.sliver_id.clone(),
+                    deleted: true,
+                });
+            }
+            continue;
+        };
+        containers.sort_by_key(|o| keep_rank(o, spec));
+        let (keep, surplus) = containers.split_first().expect("grouped containers are never empty");
+        for o in surplus.iter().filter(|o| o.phase != ContainerPhase::Removing) {
+            removals.push(Action::Remove {
+                container_id: o.container_id.clone(),
+                sliver_id: o.sliver_id.clone(),
+                deleted: false,
+            });
+        }
+        match keep.phase {
+            // Wait for the engine to finish; the next pass creates the new one.
+            ContainerPhase::Removing => {}
+            _ if keep.generation != spec.generation || keep.phase == ContainerPhase::Dead => {
+                creations.push(Action::Replace { container_id: keep.container_id.clone(), spec: spec.clone() })
+            }
+            ContainerPhase::Created => starts.push(Action::Start {
+                container_id: keep.container_id.clone(),
+                sliver_id: keep.sliver_id.clone(),
+            }),
+            // Adopt: running, restarting, paused or ended containers of the right generation
+            // are the sliver; the engine's restart policy decides whether an ended one runs again.
+            _ => {}
+        }
+    }
+    for (id, spec) in desired {
+        if !by_sliver.contains_key(id.as_str()) {
+            creations.push(Action::Create(spec.clone()));
+        }
+    }
+
+    let wanted: BTreeSet<&str> = desired.values().map(|s| s.slice.as_str()).collect();
+    let existing: BTreeSet<&str> = networks.iter().map(String::as_str).collect();
+    let mut actions = removals;
+    actions.extend(existing.difference(&wanted).map(|s| Action::RemoveNetwork(s.to_string())));
+    let needs_network: BTreeSet<&str> = creations
+        .iter()
+        .filter_map(|a| match a {
+            Action::Create(s) | Action::Replace { spec: s, .. } => Some(s.slice.as_str()),
+            _ => None,
+        })
+        .collect();
+    actions.extend(needs_network.difference(&existing).map(|s| Action::EnsureNetwork(s.to_string())));
+    actions.extend(starts);
+    actions.extend(creations);
+    actions
+}
+
+#[cfg(test)]
+mod tests;

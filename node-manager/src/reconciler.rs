@@ -1,0 +1,226 @@
+//! Executes [`reconcile`] against a [`Runtime`]: observe, act, observe again, and return the
+//! sliver reports that changed. Errors of single actions are reported and retried later with
+//! a per-sliver backoff (the controller-rs "error policy"); they never stop the loop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::domain::{ContainerPhase, ObservedSliver, ReportedState, Resources, SliverReport, SliverSpec};
+use crate::reconcile::{reconcile, Action};
+use crate::runtime::{Runtime, RuntimeError};
+use crate::status::{report_for, StatusTracker};
+
+/// First delay before retrying a sliver whose creation failed; doubles up to [`RETRY_MAX`].
+pub const RETRY_BASE: Duration = Duration::from_secs(5);
+/// Longest delay between two creation attempts of a failing sliver.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+
+#[derive(Debug)]
+struct Retry {
+    generation: u64,
+    failures: u32,
+    not_before: Instant,
+}
+
+/// What the node's slivers use right now: the limits of running ones, and how many run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Sum of the limits of running slivers.
+    pub resources: Resources,
+    /// Running sliver containers.
+    pub running: u32,
+}
+
+/// Drives one node's containers towards the desired set.
+pub struct Reconciler<R> {
+    runtime: R,
+    tracker: StatusTracker,
+    retries: HashMap<String, Retry>,
+    usage: Usage,
+}
+
+fn usage_of(observed: &[ObservedSliver]) -> Usage {
+    let mut u = Usage::default();
+    for o in observed.iter().filter(|o| matches!(o.phase, ContainerPhase::Running | ContainerPhase::Restarting)) {
+        u.running += 1;
+        u.resources.cpu_millis += o.limits.cpu_millis;
+        u.resources.memory_bytes += o.limits.memory_bytes;
+        u.resources.disk_bytes += o.limits.disk_bytes;
+    }
+    u
+}
+
+fn failed(sliver_id: &str, message: String) -> SliverReport {
+    SliverReport {
+        sliver_id: sliver_id.to_string(),
+        state: ReportedState::Failed,
+        message,
+        exit_code: None,
+        container_id: String::new(),
+        restarts: 0,
+    }
+}
+
+impl<R: Runtime> Reconciler<R> {
+    /// A reconciler with no memory: everything it needs it reads from the runtime.
+    pub fn new(runtime: R) -> Self {
+        Self { runtime, tracker: StatusTracker::default(), retries: HashMap::new(), usage: Usage::default() }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    /// Usage as of the last observation.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// Reports for every container of the node (for `Hello`); they become the baseline
+    /// against which later changes are reported.
+    pub async fn snapshot(&mut self) -> Result<Vec<SliverReport>, RuntimeError> {
+        let observed = self.runtime.list().await?;
+        self.usage = usage_of(&observed);
+        self.tracker = StatusTracker::default();
+        Ok(observed.iter().filter_map(report_for).filter_map(|r| self.tracker.note(r)).collect())
+    }
+
+    /// Forgets the failure backoff of a sliver (the service sent it again).
+    pub fn forgive(&mut self, sliver_id: &str) {
+        self.retries.remove(sliver_id);
+    }
+
+    /// One pass. With `desired` unknown (no `DesiredSet` yet) it only observes: acting on an
+    /// empty guess would remove every sliver. Fails only if the runtime cannot be listed.
+    pub async fn pass(
+        &mut self,
+        desired: Option<&BTreeMap<String, SliverSpec>>,
+    ) -> Result<Vec<SliverReport>, RuntimeError> {
+        let mut reports = Vec::new();
+        if let Some(desired) = desired {
+            let observed = self.runtime.list().await?;
+            let networks = self.runtime.list_networks().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot list slice networks");
+                Vec::new()
+            });
+            self.retries.retain(|id, r| desired.get(id).is_some_and(|s| s.generation == r.generation));
+            for action in reconcile(desired, &observed, &networks) {
+                self.execute(action, &mut reports).await;
+            }
+        }
+        let observed = self.runtime.list().await?;
+        self.usage = usage_of(&observed);
+        for r in observed.iter().filter_map(report_for) {
+            reports.extend(self.tracker.note(r));
+        }
+        // Slivers reported before whose container vanished and that nobody wants: gone.
+        let vanished: Vec<String> = self
+            .tracker
+            .known()
+            .filter(|id| !observed.iter().any(|o| o.sliver_id == *id))
+            .filter(|id| desired.is_some_and(|d| !d.contains_key(*id)))
+            .map(String::from)
+            .collect();
+        for id in vanished {
+            reports.extend(self.deleted(&id, String::new()));
+        }
+        Ok(reports)
+    }
+
+    fn deleted(&mut self, sliver_id: &str, container_id: String) -> Option<SliverReport> {
+        let r = self.tracker.note(SliverReport {
+            sliver_id: sliver_id.to_string(),
+            state: ReportedState::Deleted,
+            message: String::new(),
+            exit_code: None,
+            container_id,
+            restarts: 0,
+        });
+        self.tracker.forget(sliver_id);
+        r
+    }
+
+    async fn execute(&mut self, action: Action, reports: &mut Vec<SliverReport>) {
+        tracing::debug!(?action, "reconcile");
+        match action {
+            Action::Remove { container_id, sliver_id, deleted } => {
+                match self.runtime.remove(&container_id).await {
+                    Ok(()) if deleted => {
+                        tracing::info!(sliver = %sliver_id, container = %container_id, "removed sliver");
+                        reports.extend(self.deleted(&sliver_id, container_id));
+                    }
+                    Ok(()) => tracing::info!(sliver = %sliver_id, container = %container_id, "removed duplicate"),
+                    Err(e) => tracing::warn!(sliver = %sliver_id, error = %e, "cannot remove container"),
+                }
+            }
+            Action::RemoveNetwork(slice) => match self.runtime.remove_network(&slice).await {
+                Ok(()) => tracing::info!(%slice, "removed slice network"),
+                Err(e) => tracing::warn!(%slice, error = %e, "cannot remove slice network"),
+            },
+            Action::EnsureNetwork(slice) => {
+                if let Err(e) = self.runtime.ensure_network(&slice).await {
+                    // The creations in this slice fail next and report it.
+                    tracing::warn!(%slice, error = %e, "cannot create slice network");
+                }
+            }
+            Action::Start { container_id, sliver_id } => {
+                if let Err(e) = self.runtime.start(&container_id).await {
+                    tracing::warn!(sliver = %sliver_id, error = %e, "cannot start container");
+                    reports.extend(self.tracker.note(failed(&sliver_id, e.to_string())));
+                }
+            }
+            Action::Replace { container_id, spec } => {
+                tracing::info!(sliver = %spec.sliver_id, generation = spec.generation, "replacing container");
+                match self.runtime.remove(&container_id).await {
+                    Ok(()) => self.create(spec, reports).await,
+                    Err(e) => tracing::warn!(sliver = %spec.sliver_id, error = %e, "cannot remove old container"),
+                }
+            }
+            Action::Create(spec) => self.create(spec, reports).await,
+        }
+    }
+
+    async fn create(&mut self, spec: SliverSpec, reports: &mut Vec<SliverReport>) {
+        let now = Instant::now();
+        if self.retries.get(&spec.sliver_id).is_some_and(|r| r.not_before > now) {
+            return;
+        }
+        reports.extend(self.tracker.note(SliverReport {
+            sliver_id: spec.sliver_id.clone(),
+            state: ReportedState::Creating,
+            message: String::new(),
+            exit_code: None,
+            container_id: String::new(),
+            restarts: 0,
+        }));
+        match self.runtime.create_and_start(&spec).await {
+            Ok(id) => {
+                tracing::info!(sliver = %spec.sliver_id, slice = %spec.slice, container = %id, "started sliver");
+                self.retries.remove(&spec.sliver_id);
+            }
+            Err(e) => {
+                let message = match &e {
+                    RuntimeError::ImageMissing { image } => format!(
+                        "image {image:?} is not present on node {} (no registry is reachable; build or import it)",
+                        self.runtime.node()
+                    ),
+                    other => other.to_string(),
+                };
+                tracing::warn!(sliver = %spec.sliver_id, error = %message, "cannot create sliver");
+                reports.extend(self.tracker.note(failed(&spec.sliver_id, message)));
+                let failures = self.retries.get(&spec.sliver_id).map_or(0, |r| r.failures) + 1;
+                let delay = RETRY_BASE.saturating_mul(1 << (failures - 1).min(16)).min(RETRY_MAX);
+                self.retries.insert(
+                    spec.sliver_id.clone(),
+                    Retry { generation: spec.generation, failures, not_before: now + delay },
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

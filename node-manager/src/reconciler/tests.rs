@@ -1,0 +1,185 @@
+use super::*;
+use crate::domain::{ContainerPhase, Resources, RestartPolicy};
+use crate::runtime::fake::{Behaviour, FakeRuntime};
+
+const IMAGE: &str = "slicebed/base:latest";
+
+fn spec(id: &str, slice: &str, image: &str, generation: u64) -> SliverSpec {
+    SliverSpec {
+        sliver_id: id.into(),
+        slice: slice.into(),
+        index: 0,
+        image: image.into(),
+        command: vec![],
+        env: Default::default(),
+        resources: Resources { cpu_millis: 250, memory_bytes: 256 << 20, disk_bytes: 0 },
+        ports: vec![],
+        restart: RestartPolicy::Never,
+        generation,
+    }
+}
+
+fn desired(specs: &[SliverSpec]) -> BTreeMap<String, SliverSpec> {
+    specs.iter().map(|s| (s.sliver_id.clone(), s.clone())).collect()
+}
+
+fn fake() -> FakeRuntime {
+    FakeRuntime::new("n1")
+        .with_image(IMAGE, Behaviour::Run)
+        .with_image("crash:1", Behaviour::Exit(3))
+        .with_image("done:1", Behaviour::Exit(0))
+        .with_image("hog:1", Behaviour::OomKilled)
+        .with_image("broken:1", Behaviour::FailStart("port is already allocated".into()))
+}
+
+fn states(reports: &[SliverReport]) -> Vec<(String, ReportedState)> {
+    reports.iter().map(|r| (r.sliver_id.clone(), r.state)).collect()
+}
+
+#[tokio::test]
+async fn creates_reports_creating_then_running_and_counts_usage() {
+    let rt = fake();
+    let mut rec = Reconciler::new(rt.clone());
+    let d = desired(&[spec("a", "web", IMAGE, 1), spec("b", "web", IMAGE, 1)]);
+    let reports = rec.pass(Some(&d)).await.unwrap();
+    assert_eq!(
+        states(&reports),
+        vec![
+            ("a".into(), ReportedState::Creating),
+            ("b".into(), ReportedState::Creating),
+            ("a".into(), ReportedState::Running),
+            ("b".into(), ReportedState::Running),
+        ]
+    );
+    assert_eq!(rt.networks(), vec!["web".to_string()]);
+    assert_eq!(rec.usage().running, 2);
+    assert_eq!(rec.usage().resources.cpu_millis, 500);
+    // Converged: a second pass does nothing and reports nothing.
+    rt.clear_calls();
+    assert!(rec.pass(Some(&d)).await.unwrap().is_empty());
+    assert!(rt.calls().is_empty());
+}
+
+#[tokio::test]
+async fn restart_of_the_agent_adopts_without_duplicates() {
+    let rt = fake();
+    let d = desired(&[spec("a", "web", IMAGE, 1)]);
+    Reconciler::new(rt.clone()).pass(Some(&d)).await.unwrap();
+    // kill -9 and start again: a fresh reconciler that remembers nothing.
+    let mut again = Reconciler::new(rt.clone());
+    let hello = again.snapshot().await.unwrap();
+    assert_eq!(states(&hello), vec![("a".into(), ReportedState::Running)]);
+    rt.clear_calls();
+    assert!(again.pass(Some(&d)).await.unwrap().is_empty());
+    assert!(rt.calls().is_empty(), "no create after restart: {:?}", rt.calls());
+    assert_eq!(rt.containers().len(), 1);
+}
+
+#[tokio::test]
+async fn removes_orphans_of_slices_deleted_while_offline() {
+    let rt = fake();
+    let old = desired(&[spec("a", "web", IMAGE, 1), spec("z", "gone", IMAGE, 1)]);
+    Reconciler::new(rt.clone()).pass(Some(&old)).await.unwrap();
+    let mut rec = Reconciler::new(rt.clone());
+    rec.snapshot().await.unwrap();
+    let now = desired(&[spec("a", "web", IMAGE, 1)]);
+    let reports = rec.pass(Some(&now)).await.unwrap();
+    assert_eq!(states(&reports), vec![("z".into(), ReportedState::Deleted)]);
+    assert_eq!(rt.containers().len(), 1);
+    assert_eq!(rt.networks(), vec!["web".to_string()]);
+}
+
+#[tokio::test]
+async fn replaces_on_new_generation() {
+    let rt = fake();
+    let mut rec = Reconciler::new(rt.clone());
+    rec.pass(Some(&desired(&[spec("a", "web", IMAGE, 1)]))).await.unwrap();
+    let before = rt.containers()[0].container_id.clone();
+    rec.pass(Some(&desired(&[spec("a", "web", IMAGE, 2)]))).await.unwrap();
+    let after = rt.containers();
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0].container_id, before);
+    assert_eq!(after[0].generation, 2);
+}
+
+#[tokio::test]
+async fn exits_map_to_exited_failed_and_oom() {
+    let rt = fake();
+    let mut rec = Reconciler::new(rt.clone());
+    let d = desired(&[
+        spec("ok", "s", "done:1", 1),
+        spec("bad", "s", "crash:1", 1),
+        spec("hog", "s", "hog:1", 1),
+    ]);
+    let reports = rec.pass(Some(&d)).await.unwrap();
+    let last = |id: &str| reports.iter().rev().find(|r| r.sliver_id == id).unwrap().clone();
+    assert_eq!(last("ok").state, ReportedState::Exited);
+    assert_eq!((last("bad").state, last("bad").exit_code), (ReportedState::Failed, Some(3)));
+    assert_eq!(last("bad").message, "exit code 3");
+    assert_eq!(last("hog").message, "OOM-killed (memory limit 256Mi)");
+    // Ended containers are adopted, not re-created (the restart policy is the engine's call).
+    rt.clear_calls();
+    assert!(rec.pass(Some(&d)).await.unwrap().is_empty());
+    assert!(rt.calls().is_empty());
+}
+
+#[tokio::test]
+async fn missing_image_fails_clearly_and_retries_with_backoff() {
+    tokio::time::pause();
+    let rt = fake();
+    let mut rec = Reconciler::new(rt.clone());
+    let d = desired(&[spec("a", "web", "foo:1", 1)]);
+    let reports = rec.pass(Some(&d)).await.unwrap();
+    let r = reports.last().unwrap();
+    assert_eq!(r.state, ReportedState::Failed);
+    assert_eq!(
+        r.message,
+        r#"image "foo:1" is not present on node n1 (no registry is reachable; build or import it)"#
+    );
+    rt.clear_calls();
+    assert!(rec.pass(Some(&d)).await.unwrap().is_empty());
+    assert!(rt.calls().is_empty(), "retried too early");
+    tokio::time::advance(RETRY_BASE).await;
+    rec.pass(Some(&d)).await.unwrap();
+    assert_eq!(rt.calls(), vec!["create a".to_string()]);
+}
+
+#[tokio::test]
+async fn start_failure_reports_failed_and_leaves_nothing() {
+    let rt = fake();
+    let mut rec = Reconciler::new(rt.clone());
+    let reports = rec.pass(Some(&desired(&[spec("a", "web", "broken:1", 1)]))).await.unwrap();
+    let r = reports.last().unwrap();
+    assert_eq!(r.state, ReportedState::Failed);
+    assert!(r.message.contains("port is already allocated"));
+    assert!(rt.containers().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_desired_set_only_observes() {
+    let rt = fake();
+    Reconciler::new(rt.clone()).pass(Some(&desired(&[spec("a", "web", IMAGE, 1)]))).await.unwrap();
+    let mut rec = Reconciler::new(rt.clone());
+    rt.clear_calls();
+    let reports = rec.pass(None).await.unwrap();
+    assert_eq!(states(&reports), vec![("a".into(), ReportedState::Running)]);
+    assert!(rt.calls().is_empty());
+}
+
+#[tokio::test]
+async fn reports_exit_observed_later_and_starts_created_leftovers() {
+    let rt = fake();
+    let mut rec = Reconciler::new(rt.clone());
+    let d = desired(&[spec("a", "web", IMAGE, 1)]);
+    rec.pass(Some(&d)).await.unwrap();
+    let cid = rt.containers()[0].container_id.clone();
+    rt.update(&cid, |c| {
+        c.phase = ContainerPhase::Exited;
+        c.exit_code = Some(1);
+    });
+    let reports = rec.pass(Some(&d)).await.unwrap();
+    assert_eq!(states(&reports), vec![("a".into(), ReportedState::Failed)]);
+    rt.update(&cid, |c| c.phase = ContainerPhase::Created);
+    rec.pass(Some(&d)).await.unwrap();
+    assert_eq!(rt.containers()[0].phase, ContainerPhase::Running);
+}

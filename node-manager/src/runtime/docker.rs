@@ -1,0 +1,264 @@
+//! [`Runtime`] over the Docker Engine API (bollard). Every object it creates carries the
+//! node's labels, and every list is filtered by them: several node managers may share one
+//! engine, and the engine — not this process — remembers what runs. It never pulls images
+//! (no registry is reachable) and never mounts anything from the host.
+
+use std::collections::HashMap;
+
+use bollard::container::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StartContainerOptions,
+};
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
+use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
+use bollard::system::EventsOptions;
+use bollard::Docker;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use super::container_config::container_config;
+use super::{labels, Result, Runtime, RuntimeChange, RuntimeError};
+use crate::domain::{ContainerPhase, ObservedSliver, Resources, SliverSpec};
+
+/// Seconds the engine may take to answer one request (not a stream).
+const REQUEST_TIMEOUT_SECS: u64 = 60;
+
+/// Connects to the engine at `host` (`unix:///path`, `tcp://h:p`, `http://h:p`), or at
+/// `DOCKER_HOST` / the local socket when `None`.
+pub fn connect(host: Option<&str>) -> Result<Docker> {
+    let v = bollard::API_DEFAULT_VERSION;
+    let r = match host {
+        None => Docker::connect_with_local_defaults().or_else(|_| Docker::connect_with_defaults()),
+        Some(h) if h.starts_with("unix://") || h.starts_with('/') => {
+            Docker::connect_with_unix(h, REQUEST_TIMEOUT_SECS, v)
+        }
+        Some(h) if h.starts_with("tcp://") || h.starts_with("http://") => {
+            Docker::connect_with_http(h, REQUEST_TIMEOUT_SECS, v)
+        }
+        Some(h) => {
+            return Err(RuntimeError::Engine {
+                op: format!("connect to {h}"),
+                message: "expected unix://PATH, tcp://HOST:PORT or http://HOST:PORT".into(),
+            })
+        }
+    };
+    r.map_err(|e| engine(format!("connect to {}", host.unwrap_or("the local Docker engine")), e))
+}
+
+fn engine(op: impl Into<String>, e: DockerError) -> RuntimeError {
+    let message = match e {
+        DockerError::DockerResponseServerError { message, .. } => message,
+        other => other.to_string(),
+    };
+    RuntimeError::Engine { op: op.into(), message }
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(e, DockerError::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// The Docker engine, scoped to one node.
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+    node: String,
+}
+
+impl DockerRuntime {
+    /// A runtime for `node` over an engine connection.
+    pub fn new(docker: Docker, node: impl Into<String>) -> Self {
+        Self { docker, node: node.into() }
+    }
+
+    /// The engine connection.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn node_filters(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([("label".to_string(), vec![labels::node_filter(&self.node)])])
+    }
+
+    async fn image_present(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(engine(format!("inspect image {image}"), e)),
+        }
+    }
+}
+
+/// Reads a sliver back from an inspected container; `None` if it is not a sliver of `node`.
+fn observe(node: &str, c: ContainerInspectResponse) -> Option<ObservedSliver> {
+    let config_labels = c.config.as_ref()?.labels.as_ref()?;
+    if config_labels.get(labels::NODE).map(String::as_str) != Some(node) {
+        return None;
+    }
+    let sliver_id = config_labels.get(labels::SLIVER)?.clone();
+    let slice = config_labels.get(labels::SLICE).cloned().unwrap_or_default();
+    let generation = config_labels.get(labels::GENERATION).and_then(|g| g.parse().ok()).unwrap_or(0);
+    let state = c.state.unwrap_or_default();
+    let phase = match state.status {
+        Some(ContainerStateStatusEnum::CREATED) => ContainerPhase::Created,
+        Some(ContainerStateStatusEnum::RUNNING) => ContainerPhase::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => ContainerPhase::Paused,
+        Some(ContainerStateStatusEnum::RESTARTING) => ContainerPhase::Restarting,
+        Some(ContainerStateStatusEnum::REMOVING) => ContainerPhase::Removing,
+        Some(ContainerStateStatusEnum::EXITED) => ContainerPhase::Exited,
+        Some(ContainerStateStatusEnum::DEAD) => ContainerPhase::Dead,
+        Some(ContainerStateStatusEnum::EMPTY) | None => ContainerPhase::Created,
+    };
+    let ended = matches!(phase, ContainerPhase::Exited | ContainerPhase::Dead | ContainerPhase::Restarting);
+    let host = c.host_config.unwrap_or_default();
+    Some(ObservedSliver {
+        container_id: c.id.unwrap_or_default(),
+        sliver_id,
+        slice,
+        generation,
+        phase,
+        exit_code: if ended { state.exit_code } else { None },
+        oom_killed: state.oom_killed.unwrap_or(false),
+        restarts: c.restart_count.unwrap_or(0).try_into().unwrap_or(0),
+        limits: Resources {
+            cpu_millis: host.nano_cpus.unwrap_or(0) / 1_000_000,
+            memory_bytes: host.memory.unwrap_or(0),
+            disk_bytes: config_labels.get(labels::DISK).and_then(|d| d.parse().ok()).unwrap_or(0),
+        },
+        error: state.error.filter(|e| !e.is_empty()),
+    })
+}
+
+impl Runtime for DockerRuntime {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn ensure_network(&self, slice: &str) -> Result<()> {
+        let name = labels::network_name(&self.node, slice);
+        match self.docker.inspect_network::<String>(&name, None).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(engine(format!("inspect network {name}"), e)),
+        }
+        let opts = CreateNetworkOptions {
+            name: name.clone(),
+            check_duplicate: true,
+            driver: "bridge".to_string(),
+            labels: labels::network_labels(&self.node, slice),
+            ..Default::default()
+        };
+        match self.docker.create_network(opts).await {
+            Ok(_) => Ok(()),
+            // Lost a race with ourselves (an earlier create that timed out): it exists, fine.
+            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(engine(format!("create network {name}"), e)),
+        }
+    }
+
+    async fn remove_network(&self, slice: &str) -> Result<()> {
+        let name = labels::network_name(&self.node, slice);
+        match self.docker.remove_network(&name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine(format!("remove network {name}"), e)),
+        }
+    }
+
+    async fn list_networks(&self) -> Result<Vec<String>> {
+        let nets = self
+            .docker
+            .list_networks(Some(ListNetworksOptions { filters: self.node_filters() }))
+            .await
+            .map_err(|e| engine("list networks", e))?;
+        Ok(nets
+            .into_iter()
+            .filter_map(|n| n.labels?.get(labels::SLICE).cloned())
+            .collect())
+    }
+
+    async fn create_and_start(&self, spec: &SliverSpec) -> Result<String> {
+        if !self.image_present(&spec.image).await? {
+            return Err(RuntimeError::ImageMissing { image: spec.image.clone() });
+        }
+        let name = labels::container_name(&self.node, &spec.sliver_id);
+        let opts = CreateContainerOptions { name: name.clone(), platform: None };
+        let created = self
+            .docker
+            .create_container(Some(opts), container_config(&self.node, spec))
+            .await
+            .map_err(|e| engine(format!("create container {name}"), e))?;
+        if let Err(e) = self.docker.start_container(&created.id, None::<StartContainerOptions<String>>).await {
+            // Leave nothing half-made: a created-but-unstartable container would only be
+            // retried into the same error (a taken host port, a bad command).
+            let _ = self.remove(&created.id).await;
+            return Err(engine(format!("start container {name}"), e));
+        }
+        Ok(created.id)
+    }
+
+    async fn start(&self, container_id: &str) -> Result<()> {
+        self.docker
+            .start_container(container_id, None::<StartContainerOptions<String>>)
+            .await
+            .map_err(|e| engine(format!("start container {container_id}"), e))
+    }
+
+    async fn remove(&self, container_id: &str) -> Result<()> {
+        let opts = RemoveContainerOptions { force: true, v: true, link: false };
+        match self.docker.remove_container(container_id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // "removal already in progress": someone else (the engine) is removing it.
+            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(engine(format!("remove container {container_id}"), e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<ObservedSliver>> {
+        let opts = ListContainersOptions { all: true, filters: self.node_filters(), ..Default::default() };
+        let summaries =
+            self.docker.list_containers(Some(opts)).await.map_err(|e| engine("list containers", e))?;
+        let mut out = Vec::with_capacity(summaries.len());
+        // The summary lacks exit codes and OOM flags; inspect each (a node runs few slivers).
+        for id in summaries.into_iter().filter_map(|s| s.id) {
+            if let Some(o) = self.inspect(&id).await? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn inspect(&self, container: &str) -> Result<Option<ObservedSliver>> {
+        match self.docker.inspect_container(container, None::<InspectContainerOptions>).await {
+            Ok(c) => Ok(observe(&self.node, c)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine(format!("inspect container {container}"), e)),
+        }
+    }
+
+    fn changes(&self) -> BoxStream<'static, Result<RuntimeChange>> {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("label".to_string(), vec![labels::node_filter(&self.node)]),
+            (
+                "event".to_string(),
+                ["start", "die", "oom", "destroy", "pause", "unpause"].map(String::from).to_vec(),
+            ),
+        ]);
+        let opts = EventsOptions { since: None, until: None, filters };
+        self.docker
+            .events(Some(opts))
+            .map(|r| {
+                r.map(|ev| RuntimeChange {
+                    sliver_id: ev
+                        .actor
+                        .and_then(|a| a.attributes)
+                        .and_then(|mut attrs| attrs.remove(labels::SLIVER)),
+                    action: ev.action.unwrap_or_default(),
+                })
+                .map_err(|e| engine("watch events", e))
+            })
+            .boxed()
+    }
+}
