@@ -37,10 +37,12 @@ async fn main() {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     if args.log_json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        fmt.json().init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        fmt.with_ansi(ansi).init();
     }
     if let Err(e) = start(args).await {
         eprintln!("error: {e:#}");

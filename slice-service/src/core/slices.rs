@@ -143,6 +143,8 @@ impl SliceSpec {
         for s in &pl.sites {
             names::dns_label("site", s)?;
         }
+        pl.sites.sort();
+        pl.sites.dedup();
         self.restart_policy = match self.restart_policy.as_str() {
             "" | "on-failure" => "on-failure".into(),
             "never" => "never".into(),

@@ -1,0 +1,65 @@
+//! gRPC clients with a bearer token, over plain TCP or TLS.
+
+use slicebed_proto::v1::{
+    admin_service_client::AdminServiceClient, node_service_client::NodeServiceClient,
+    slice_service_client::SliceServiceClient,
+};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::{Request, Status};
+
+use crate::Service;
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Svc = InterceptedService<Channel, Bearer>;
+
+/// The three API clients for one token.
+#[derive(Clone)]
+pub struct Clients {
+    pub slices: SliceServiceClient<Svc>,
+    pub admin: AdminServiceClient<Svc>,
+    pub node: NodeServiceClient<Svc>,
+}
+
+/// Opens a channel to the service (TLS when it has a certificate).
+pub async fn channel(svc: &Service) -> Channel {
+    let mut ep = Channel::from_shared(svc.url()).expect("url");
+    if let Some(ca) = svc.ca_cert() {
+        let pem = std::fs::read(ca).unwrap();
+        ep = ep
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)).domain_name("localhost"))
+            .expect("tls");
+    }
+    ep.connect().await.expect("connect to slice-service")
+}
+
+impl Clients {
+    /// Clients acting with `token` (None = no credentials at all).
+    pub async fn new(svc: &Service, token: Option<&str>) -> Self {
+        let ch = channel(svc).await;
+        let b = Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")));
+        Self {
+            slices: SliceServiceClient::with_interceptor(ch.clone(), b.clone()),
+            admin: AdminServiceClient::with_interceptor(ch.clone(), b.clone()),
+            node: NodeServiceClient::with_interceptor(ch, b),
+        }
+    }
+
+    /// Clients acting as the bootstrap admin.
+    pub async fn admin(svc: &Service) -> Self {
+        Self::new(svc, Some(&svc.admin_token)).await
+    }
+}

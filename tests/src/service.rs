@@ -1,0 +1,186 @@
+//! A `slice-service` child process with its own data directory and database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::{bin, wait_for};
+
+/// A running service. Killed (SIGKILL) when dropped.
+pub struct Service {
+    pub dir: PathBuf,
+    pub addr: String,
+    pub admin_token: String,
+    pub database_url: String,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    child: Option<Child>,
+    _tmp: Option<TempDir>,
+    extra_config: String,
+}
+
+/// A fresh database URL: a new SQLite file under `dir`, or a new PostgreSQL database.
+pub async fn fresh_database(dir: &Path) -> String {
+    match std::env::var("SLICEBED_TEST_POSTGRES") {
+        Ok(base) if !base.is_empty() => {
+            use sqlx::Connection;
+            let name = format!("sbtest_{}", uuid_like());
+            let mut c = sqlx::PgConnection::connect(&base).await.expect("connect to SLICEBED_TEST_POSTGRES");
+            sqlx::Executor::execute(&mut c, format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+            let (prefix, _) = base.rsplit_once('/').expect("postgres URL with a database path");
+            format!("{prefix}/{name}")
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.join("slicebed.db").display()),
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}", n, std::process::id())
+}
+
+impl Service {
+    /// Starts a service on a fresh database with a config file holding `extra_config` (TOML).
+    pub async fn start_with(extra_config: &str) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let database_url = fresh_database(tmp.path()).await;
+        let mut s = Service {
+            dir,
+            addr: String::new(),
+            admin_token: String::new(),
+            database_url,
+            tls: None,
+            child: None,
+            _tmp: Some(tmp),
+            extra_config: extra_config.to_string(),
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// Starts a service with defaults, except a fast liveness TTL for tests.
+    pub async fn start() -> Self {
+        Self::start_with("[nodes]\nheartbeat_interval_ms = 500\nmissed_heartbeats = 3\n").await
+    }
+
+    /// Starts a TLS service with a self-signed certificate for "localhost".
+    pub async fn start_tls() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let cert_path = tmp.path().join("cert.pem");
+        let key_path = tmp.path().join("key.pem");
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+        let database_url = fresh_database(tmp.path()).await;
+        let mut s = Service {
+            dir: tmp.path().join("data"),
+            addr: String::new(),
+            admin_token: String::new(),
+            database_url,
+            tls: Some((cert_path, key_path)),
+            child: None,
+            _tmp: Some(tmp),
+            extra_config: String::new(),
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// `http://addr` or `https://localhost:port`.
+    pub fn url(&self) -> String {
+        match self.tls {
+            Some(_) => format!("https://localhost:{}", self.addr.rsplit_once(':').unwrap().1),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// CA certificate clients must trust (the self-signed cert), if TLS.
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|(c, _)| c.as_path())
+    }
+
+    async fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let _ = std::fs::remove_file(self.dir.join("service.addr"));
+        let cfg = self.dir.parent().unwrap().join("service.toml");
+        std::fs::write(&cfg, &self.extra_config).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.parent().unwrap().join("service.log")).unwrap();
+        let mut cmd = Command::new(bin("slice-service"));
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--database-url")
+            .arg(&self.database_url)
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some((c, k)) = &self.tls {
+            cmd.arg("--tls-cert").arg(c).arg("--tls-key").arg(k);
+        }
+        self.child = Some(cmd.spawn().expect("spawn slice-service"));
+        let addr_file = self.dir.join("service.addr");
+        let log_path = self.log_path();
+        let child = self.child.as_mut().unwrap();
+        let addr = wait_for("slice-service to listen", Duration::from_secs(30), || {
+            let exited = child.try_wait().ok().flatten();
+            let addr = std::fs::read_to_string(&addr_file).ok().filter(|s| !s.is_empty());
+            if let Some(status) = exited {
+                panic!("slice-service exited with {status}:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+            }
+            async move { addr }
+        })
+        .await;
+        self.addr = addr.trim().to_string();
+        self.admin_token = std::fs::read_to_string(self.dir.join("admin.token")).expect("admin.token").trim().to_string();
+    }
+
+    /// The service's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.parent().unwrap().join("service.log")
+    }
+
+    /// Sends SIGKILL and waits.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for a graceful exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        signal(c.id(), libc::SIGTERM);
+        for _ in 0..200 {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// Starts the same service again on the same data directory and database (new port).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+/// Sends a signal to a process.
+pub fn signal(pid: u32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
