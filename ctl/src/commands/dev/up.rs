@@ -1,0 +1,312 @@
+//! `slicectl dev up`: starts slice-service, enrolls and starts one node-manager per demo site, makes
+//! a `dev` context current and brings up the demo slice. Progress goes to stderr, the result to
+//! stdout. Each started process is recorded at once, so an interrupted run can still be stopped.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use slicebed_proto::v1::{self as pb, CreateEnrollmentTokenRequest, CreateSiteRequest, ListNodesRequest};
+
+use super::{
+    down, find_binary, previous_context_file,
+    procs::{self, Pids, Proc},
+    sites::{port_range, DemoSite, SITES},
+    CONTEXT,
+};
+use crate::{
+    client::{self, Clients},
+    commands::{slice, user::duration},
+    config::{Context, Settings},
+    ctx::Ctx,
+    output,
+};
+
+/// Image every demo sliver runs; `node-manager image import` provides it.
+const DEMO_IMAGE: &str = "slicebed/base:latest";
+
+/// Processes started by this run, with handles to notice an early death.
+struct Started {
+    dir: PathBuf,
+    pids: Pids,
+    children: Vec<(Proc, Child)>,
+}
+
+impl Started {
+    fn spawn(&mut self, name: &str, bin: &Path, args: &[String], log: &Path) -> Result<()> {
+        let (proc, child) = procs::spawn_detached(name, bin, args, log)?;
+        self.pids.processes.push(proc.clone());
+        self.pids.save(&self.dir)?;
+        self.children.push((proc, child));
+        Ok(())
+    }
+
+    /// Fails with the log of the first started process that already exited.
+    fn check_alive(&mut self) -> Result<()> {
+        for (proc, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(with_log(&format!("{} exited ({status})", proc.name), &proc.log));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Prints the end of a log to stderr and returns an error pointing at it and at `dev down`.
+fn with_log(what: &str, log: &Path) -> anyhow::Error {
+    let tail = procs::tail(log, 15);
+    if !tail.is_empty() {
+        eprintln!("--- last lines of {} ---\n{tail}\n---", log.display());
+    }
+    anyhow!("{what} (log: {}; clean up with: slicectl dev down)", log.display())
+}
+
+fn step(msg: &str) {
+    eprintln!("» {msg}");
+}
+
+pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Result<()> {
+    let service_bin = find_binary("slice-service")?;
+    let node_bin = find_binary("node-manager")?;
+    let dir_flag = super::down::dir_flag(dir);
+    if let Some(pids) = Pids::load(dir)? {
+        let alive: Vec<String> = pids.alive().iter().map(|p| format!("{} pid {}", p.name, p.pid)).collect();
+        if !alive.is_empty() {
+            bail!(
+                "a testbed is already running in {} ({}); stop it with: slicectl dev down{dir_flag}",
+                dir.display(),
+                alive.join(", ")
+            );
+        }
+    }
+    if down::has_leftovers(dir) {
+        step(&format!("Cleaning up a stopped testbed in {}", dir.display()));
+        down::teardown(dir, ctx, true).await?;
+    }
+    fs::create_dir_all(dir.join("nodes")).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut started = Started { dir: dir.to_path_buf(), pids: Pids::default(), children: Vec::new() };
+    let timeout = Duration::from_secs(timeout_secs);
+
+    // The service picks a free port and tells us which through service.addr.
+    let service_dir = dir.join("service");
+    fs::create_dir_all(&service_dir)?;
+    step("Starting slice-service");
+    let log = dir.join("service.log");
+    let args = ["--listen".into(), "127.0.0.1:0".into(), "--data-dir".into(), path_arg(&service_dir)];
+    started.spawn("slice-service", &service_bin, &args, &log)?;
+    let (addr, admin_token) = wait_for_service(&mut started, &service_dir, &log).await?;
+    let server = format!("http://{addr}");
+    started.pids.server = Some(server.clone());
+    started.pids.save(dir)?;
+    step(&format!("slice-service listens on {server}"));
+    let settings = Settings { server: server.clone(), token: Some(admin_token.clone()), ca_cert: None, context: None };
+    let mut c = client::connect(&settings).await?;
+
+    let sites = &SITES[..nodes];
+    for (i, site) in sites.iter().enumerate() {
+        enroll(&mut c, &node_bin, dir, &server, i, site).await?;
+        started.pids.sites.push(site.name.to_string());
+        started.pids.save(dir)?;
+    }
+    step(&format!("Importing the base image {DEMO_IMAGE} (the first time takes a while)"));
+    run_tool(&node_bin, &["image".into(), "import".into()], Duration::from_secs(600), "node-manager image import")
+        .await?;
+    for site in sites {
+        let state_dir = dir.join("nodes").join(site.name);
+        let log = dir.join("nodes").join(format!("{}.log", site.name));
+        let args = ["run".into(), "--state-dir".into(), path_arg(&state_dir)];
+        started.spawn(&format!("node-{}", site.name), &node_bin, &args, &log)?;
+    }
+    wait_for_nodes(&mut started, &mut c, sites, timeout).await?;
+
+    use_dev_context(ctx, dir, &server, &admin_token)?;
+    step(&format!("Context {CONTEXT:?} is now current"));
+
+    step("Creating the demo slice (one web server per site)");
+    let demo = slice::create(&mut c, ctx, &demo_args(sites, timeout_secs)).await?;
+    if !ctx.json() {
+        output::out(&next_steps(&server, dir, &demo, &dir_flag))?;
+    }
+    Ok(())
+}
+
+/// Paths are passed as arguments; non-UTF-8 paths are replaced lossily (the testbed lives in $HOME).
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Waits for `service.addr` and `admin.token`; fails early if the service dies.
+async fn wait_for_service(started: &mut Started, service_dir: &Path, log: &Path) -> Result<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        started.check_alive()?;
+        let addr = fs::read_to_string(service_dir.join("service.addr")).unwrap_or_default();
+        let token = fs::read_to_string(service_dir.join("admin.token")).unwrap_or_default();
+        // A half-written file does not parse as an address yet; keep waiting.
+        if addr.trim().parse::<std::net::SocketAddr>().is_ok() && !token.trim().is_empty() {
+            return Ok((addr.trim().to_string(), token.trim().to_string()));
+        }
+        if Instant::now() > deadline {
+            return Err(with_log("slice-service did not write service.addr and admin.token within 30s", log));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates the site, gets an enrollment token and enrolls the site's node with it.
+async fn enroll(c: &mut Clients, node_bin: &Path, dir: &Path, server: &str, i: usize, s: &DemoSite) -> Result<()> {
+    step(&format!("Creating site {} ({}, {}) and enrolling node-{}", s.name, s.city, s.country, s.name));
+    let site = pb::Site {
+        name: s.name.into(),
+        display_name: s.display_name.into(),
+        city: s.city.into(),
+        country: s.country.into(),
+        latitude: s.lat,
+        longitude: s.lon,
+        enabled: true,
+        quota: None,
+        created_at: None,
+    };
+    c.admin.create_site(CreateSiteRequest { site: Some(site) }).await.context("creating a demo site")?;
+    let req = CreateEnrollmentTokenRequest { site: s.name.into(), ttl: Some(duration(600)) };
+    let token = c.admin.create_enrollment_token(req).await?.into_inner().token;
+    let (first, last) = port_range(i);
+    let args: Vec<String> = [
+        "enroll",
+        "--server",
+        server,
+        "--token",
+        &token,
+        "--name",
+        &format!("node-{}", s.name),
+        "--state-dir",
+        &path_arg(&dir.join("nodes").join(s.name)),
+        "--ports",
+        &format!("{first}-{last}"),
+        "--cpu",
+        "1",
+        "--memory",
+        "1Gi",
+        "--disk",
+        "10Gi",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    run_tool(node_bin, &args, Duration::from_secs(60), &format!("node-manager enroll for node-{}", s.name)).await
+}
+
+/// Runs a short-lived tool; on failure shows its output and says which step failed.
+async fn run_tool(bin: &Path, args: &[String], limit: Duration, what: &str) -> Result<()> {
+    let run = tokio::process::Command::new(bin).args(args).kill_on_drop(true).output();
+    let out = tokio::time::timeout(limit, run)
+        .await
+        .map_err(|_| anyhow!("{what} did not finish within {}s", limit.as_secs()))?
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let text = if stderr.trim().is_empty() { stdout } else { stderr };
+    if !text.trim().is_empty() {
+        eprintln!("--- output of {what} ---\n{}\n---", text.trim_end());
+    }
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim();
+    bail!("{what} failed ({}): {last}", out.status)
+}
+
+/// Polls ListNodes until every demo node is READY.
+async fn wait_for_nodes(started: &mut Started, c: &mut Clients, sites: &[DemoSite], timeout: Duration) -> Result<()> {
+    step(&format!("Waiting for {} nodes to connect", sites.len()));
+    let deadline = Instant::now() + timeout;
+    loop {
+        started.check_alive()?;
+        let nodes = c.admin.list_nodes(ListNodesRequest::default()).await?.into_inner().nodes;
+        let not_ready: Vec<String> = sites
+            .iter()
+            .map(|s| format!("node-{}", s.name))
+            .filter_map(|name| match nodes.iter().find(|n| n.name == name) {
+                Some(n) if n.state() == pb::NodeState::Ready => None,
+                Some(n) => Some(format!("{name} ({})", crate::output::view::node_state(n.state()))),
+                None => Some(format!("{name} (not enrolled)")),
+            })
+            .collect();
+        if not_ready.is_empty() {
+            step(&format!("{} nodes ready", sites.len()));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let logs = started.dir.join("nodes");
+            bail!(
+                "nodes not ready after {}s: {} (logs in {}; clean up with: slicectl dev down)",
+                timeout.as_secs(),
+                not_ready.join(", "),
+                logs.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Adds the `dev` context with the admin token and makes it current, remembering the old one.
+fn use_dev_context(ctx: &Ctx, dir: &Path, server: &str, token: &str) -> Result<()> {
+    let mut config = ctx.config()?;
+    let previous = config.current.clone().filter(|c| c != CONTEXT).unwrap_or_default();
+    fs::write(previous_context_file(dir), previous)?;
+    config.contexts.insert(CONTEXT.into(), Context { server: server.into(), token: Some(token.into()), ca_cert: None });
+    config.current = Some(CONTEXT.into());
+    config.save(&ctx.config_path)
+}
+
+fn demo_args(sites: &[DemoSite], timeout_secs: u64) -> slice::CreateArgs {
+    slice::CreateArgs {
+        name: "demo".into(),
+        image: DEMO_IMAGE.into(),
+        slivers: None,
+        per_site: Some(1),
+        sites: sites.iter().map(|s| s.name.to_string()).collect(),
+        spread: true,
+        pack: false,
+        labels: vec![],
+        cpu: Some(100),
+        memory: Some(64 << 20),
+        disk: None,
+        lease: None,
+        ports: vec![("http".into(), 8080)],
+        env: vec![],
+        members: vec![],
+        restart: None,
+        best_effort: false,
+        description: Some("Demo web servers created by slicectl dev up".into()),
+        wait: true,
+        timeout: timeout_secs as i64,
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo hello from $HOSTNAME > /tmp/index.html; httpd -f -p 8080 -h /tmp".into(),
+        ],
+    }
+}
+
+fn next_steps(server: &str, dir: &Path, demo: &pb::Slice, dir_flag: &str) -> String {
+    let curl = demo.slivers.first().and_then(|v| {
+        let port = v.ports.iter().find(|p| p.name == "http")?.host_port;
+        let host = if v.node_address.is_empty() { "127.0.0.1" } else { v.node_address.as_str() };
+        Some(format!("  curl http://{host}:{port}/            # a sliver answers\n"))
+    });
+    format!(
+        "\nThe local testbed is up: slice-service at {server}, logs and state in {}.\n\
+         Context {CONTEXT:?} (admin) is now current. Next steps:\n\n{}\
+         \x20 slicectl slice list\n\
+         \x20 slicectl slice show demo\n\
+         \x20 slicectl node list\n\
+         \x20 slicectl dev down{dir_flag}                 # stop it all\n",
+        dir.display(),
+        curl.unwrap_or_default()
+    )
+}

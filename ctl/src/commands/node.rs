@@ -1,0 +1,187 @@
+//! `slicectl node token|list|show|drain|enable|delete`: the machines that run slivers.
+
+use anyhow::Result;
+use clap::Subcommand;
+use slicebed_proto::v1::{
+    self as pb, CreateEnrollmentTokenRequest, DeleteNodeRequest, DrainNodeRequest, EnableNodeRequest, GetNodeRequest,
+    ListNodesRequest,
+};
+
+use crate::{
+    commands::user::duration,
+    ctx::Ctx,
+    output::{
+        self,
+        view::{node_state, NodeView},
+        Fields, Table,
+    },
+    quantity::{format_cpu, format_size, parse_duration},
+    timefmt::{ago, now_secs, rfc3339},
+};
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// Issue a one-time enrollment token for a new node of a site
+    Token {
+        /// Site the node will join
+        #[arg(long)]
+        site: String,
+        /// How long the token stays valid
+        #[arg(long, value_parser = parse_duration, default_value = "1h", value_name = "DURATION")]
+        ttl: i64,
+        /// Node name to put in the printed enroll command
+        #[arg(long, value_name = "NODE")]
+        name: Option<String>,
+    },
+    /// List nodes with their load
+    #[command(visible_alias = "ls")]
+    List {
+        /// Only nodes of this site
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// Show one node
+    Show {
+        /// Node name
+        name: String,
+    },
+    /// Stop placing new slivers on a node
+    Drain {
+        /// Node name
+        name: String,
+    },
+    /// Make a drained or disabled node eligible again
+    Enable {
+        /// Node name
+        name: String,
+    },
+    /// Forget a node without live slivers
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Node name
+        name: String,
+    },
+}
+
+pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
+    let mut c = ctx.connect().await?;
+    let node = match cmd {
+        NodeCmd::Token { site, ttl, name } => {
+            let req = CreateEnrollmentTokenRequest { site, ttl: Some(duration(ttl)) };
+            let resp = c.admin.create_enrollment_token(req).await?.into_inner();
+            let expires = rfc3339(resp.expires_at.as_ref()).unwrap_or_default();
+            if ctx.json() {
+                return output::json(&serde_json::json!({
+                    "token": resp.token, "site": resp.site, "expires_at": expires,
+                }));
+            }
+            let name = name.unwrap_or_else(|| "<node-name>".into());
+            return output::out(&format!(
+                "One-time enrollment token for a node of site {} (expires {expires}):\n\n  {}\n\n\
+                 On the new machine, run:\n\n  node-manager enroll --server {} --token {} --name {name} --state-dir /var/lib/slicebed/node\n",
+                resp.site, resp.token, c.server, resp.token
+            ));
+        }
+        NodeCmd::List { site } => {
+            let nodes = c.admin.list_nodes(ListNodesRequest { site: site.unwrap_or_default() }).await?.into_inner().nodes;
+            if ctx.json() {
+                return output::json(&nodes.iter().map(NodeView::from).collect::<Vec<_>>());
+            }
+            return output::out(&node_table(&nodes, now_secs()).to_string());
+        }
+        NodeCmd::Show { name } => c.admin.get_node(GetNodeRequest { name }).await?.into_inner(),
+        NodeCmd::Drain { name } => c.admin.drain_node(DrainNodeRequest { name }).await?.into_inner(),
+        NodeCmd::Enable { name } => c.admin.enable_node(EnableNodeRequest { name }).await?.into_inner(),
+        NodeCmd::Delete { name } => {
+            c.admin.delete_node(DeleteNodeRequest { name: name.clone() }).await?;
+            if ctx.json() {
+                return output::json(&serde_json::json!({ "deleted": name }));
+            }
+            return output::out(&format!("Deleted node {name}.\n"));
+        }
+    };
+    if ctx.json() {
+        return output::json(&NodeView::from(&node));
+    }
+    output::out(&node_fields(&node, now_secs()).to_string())
+}
+
+/// "0.5/2 cpu, 256Mi/4Gi mem": allocated over capacity.
+pub fn load(allocated: Option<&pb::Resources>, capacity: Option<&pb::Resources>) -> String {
+    let (a, c) = (allocated.cloned().unwrap_or_default(), capacity.cloned().unwrap_or_default());
+    format!(
+        "{}/{} cpu, {}/{} mem",
+        format_cpu(a.cpu_millis),
+        format_cpu(c.cpu_millis),
+        format_size(a.memory_bytes),
+        format_size(c.memory_bytes)
+    )
+}
+
+/// "1 cpu, 1Gi mem, 10Gi disk".
+pub fn amount(r: Option<&pb::Resources>) -> String {
+    let r = r.cloned().unwrap_or_default();
+    format!("{} cpu, {} mem, {} disk", format_cpu(r.cpu_millis), format_size(r.memory_bytes), format_size(r.disk_bytes))
+}
+
+fn node_table(nodes: &[pb::Node], now: i64) -> Table {
+    let mut t = Table::new(["NAME", "SITE", "STATE", "HEARTBEAT", "ALLOCATED", "SLIVERS"]);
+    for n in nodes {
+        t.row([
+            n.name.clone(),
+            n.site.clone(),
+            node_state(n.state()),
+            ago(n.last_heartbeat.as_ref(), now),
+            load(n.allocated.as_ref(), n.capacity.as_ref()),
+            n.slivers.to_string(),
+        ]);
+    }
+    t
+}
+
+fn node_fields(n: &pb::Node, now: i64) -> Fields {
+    let ports = n.port_range.map(|p| format!("{}-{}", p.first, p.last)).unwrap_or_default();
+    let mut labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    labels.sort();
+    let mut f = Fields::new();
+    f.add("Name", &n.name)
+        .add("Site", &n.site)
+        .add("State", node_state(n.state()))
+        .add("Address", &n.address)
+        .add("Heartbeat", ago(n.last_heartbeat.as_ref(), now))
+        .add("Capacity", amount(n.capacity.as_ref()))
+        .add("Allocated", amount(n.allocated.as_ref()))
+        .add("Usage", amount(n.usage.as_ref()))
+        .add("Ports", ports)
+        .add("Labels", labels.join(", "))
+        .add("Slivers", n.slivers.to_string())
+        .add("Agent", &n.agent_version)
+        .add("Enrolled", rfc3339(n.created_at.as_ref()).unwrap_or_default());
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slicebed_proto::prost_types::Timestamp;
+
+    #[test]
+    fn node_rows_show_load_and_heartbeat() {
+        let n = pb::Node {
+            name: "node-mit".into(),
+            site: "mit".into(),
+            state: pb::NodeState::Ready as i32,
+            capacity: Some(pb::Resources { cpu_millis: 2000, memory_bytes: 4 << 30, disk_bytes: 0 }),
+            allocated: Some(pb::Resources { cpu_millis: 500, memory_bytes: 256 << 20, disk_bytes: 0 }),
+            last_heartbeat: Some(Timestamp { seconds: 97, nanos: 0 }),
+            slivers: 2,
+            ..Default::default()
+        };
+        let text = node_table(&[n], 100).to_string();
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains("ready"), "{row}");
+        assert!(row.contains("3s ago"), "{row}");
+        assert!(row.contains("0.5/2 cpu, 256Mi/4Gi mem"), "{row}");
+        assert!(row.ends_with('2'), "{row}");
+    }
+}

@@ -1,0 +1,176 @@
+//! Turning failures into the one line a person reads: gRPC statuses become "not found: ...",
+//! a dead server becomes "cannot reach slice-service at URL (is it running?)", usage errors lose
+//! clap's multi-line help. Never a Rust debug dump, never a panic message with a backtrace.
+
+use std::{process::ExitCode, sync::OnceLock};
+
+use tonic::{Code, Status};
+
+static SERVER: OnceLock<String> = OnceLock::new();
+
+/// Remembers which server this run talks to, so that errors can name it.
+pub fn set_server(url: &str) {
+    let _ = SERVER.set(url.to_string());
+}
+
+/// An error meaning the service could not be reached at all.
+#[derive(Debug)]
+pub struct Unreachable {
+    /// The URL that was tried.
+    pub server: String,
+    /// Why, when it is not the usual "connection refused".
+    pub detail: Option<String>,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            None => write!(f, "cannot reach slice-service at {} (is it running?)", self.server),
+            Some(d) => write!(f, "cannot reach slice-service at {}: {d}", self.server),
+        }
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+/// One line describing `err` and its causes; a gRPC status anywhere in the chain is spelled out.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in err.chain() {
+        if let Some(status) = cause.downcast_ref::<Status>() {
+            parts.push(status_line(status));
+            break;
+        }
+        let text = cause.to_string();
+        // anyhow's context chain often repeats the inner message; keep each piece once.
+        if !parts.last().is_some_and(|p: &String| p.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    one_line(&parts.join(": "))
+}
+
+/// "permission denied: ...", "not found: slice \"x\"" and so on.
+pub fn status_line(status: &Status) -> String {
+    let msg = one_line(status.message());
+    let words = match status.code() {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "",
+        Code::InvalidArgument => "invalid argument",
+        Code::DeadlineExceeded => "timed out",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "not enough resources",
+        Code::FailedPrecondition => "failed precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "not supported by this slice-service",
+        Code::Internal => "internal error in slice-service",
+        Code::Unavailable if is_transport_failure(&msg) => {
+            let server = SERVER.get().map(String::as_str).unwrap_or("the configured address");
+            return Unreachable { server: server.into(), detail: None }.to_string();
+        }
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => {
+            let hint = "(check the token, or run slicectl login)";
+            return if msg.is_empty() { format!("unauthenticated {hint}") } else { format!("unauthenticated: {msg} {hint}") };
+        }
+    };
+    if words.is_empty() {
+        msg
+    } else if msg.is_empty() {
+        words.to_string()
+    } else if msg.to_lowercase().starts_with(words) {
+        msg
+    } else {
+        format!("{words}: {msg}")
+    }
+}
+
+fn is_transport_failure(msg: &str) -> bool {
+    let m = msg.to_lowercase();
+    m.is_empty() || ["connect", "transport", "broken pipe", "connection", "dns"].iter().any(|w| m.contains(w))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Prints a command-line usage error as one line (help and version print as usual).
+pub fn report_clap(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    eprintln!("{}", clap_line(&e.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// clap's rendered error without its "Usage:" block, joined into one line.
+fn clap_line(rendered: &str) -> String {
+    let body: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut line = body.join(" ");
+    if !line.starts_with("error:") {
+        line = format!("error: {line}");
+    }
+    line
+}
+
+/// Replaces Rust's panic message with one line. A closed stdout (`slicectl slice list | head`)
+/// is not an error at all.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unexpected failure");
+        if msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        eprintln!("error: internal error in slicectl: {}", one_line(msg));
+        std::process::exit(101);
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_well() {
+        assert_eq!(status_line(&Status::not_found("slice \"x\"")), "not found: slice \"x\"");
+        assert_eq!(status_line(&Status::not_found("not found: slice \"x\"")), "not found: slice \"x\"");
+        assert_eq!(
+            status_line(&Status::permission_denied("only admins\nmay do that")),
+            "permission denied: only admins may do that"
+        );
+        assert!(status_line(&Status::unauthenticated("bad token")).contains("slicectl login"));
+        assert!(status_line(&Status::unavailable("tcp connect error")).starts_with("cannot reach slice-service"));
+        assert_eq!(status_line(&Status::unavailable("node is away")), "unavailable: node is away");
+    }
+
+    #[test]
+    fn chains_become_one_line() {
+        let e = anyhow::Error::new(Status::already_exists("site \"mit\"")).context("creating site");
+        assert_eq!(describe(&e), "creating site: already exists: site \"mit\"");
+        let e = anyhow::anyhow!("bad\n  thing");
+        assert_eq!(describe(&e), "bad thing");
+    }
+
+    #[test]
+    fn clap_errors_lose_usage() {
+        let rendered = "error: the following required arguments were not provided:\n  --site <SITE>\n\nUsage: slicectl user create --site <SITE> <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(clap_line(rendered), "error: the following required arguments were not provided: --site <SITE>");
+    }
+}
