@@ -3,12 +3,24 @@
 //! told to run into containers of the local engine. The engine is the source of truth for what
 //! runs: this crate keeps no state of its own beyond the enrollment files in the state dir.
 
+pub mod agent;
+pub mod backoff;
+pub mod connect;
+pub mod convert;
 pub mod domain;
+pub mod elf;
+pub mod enroll;
+pub mod error;
+pub mod host;
+pub mod image;
 pub mod quantity;
 pub mod reconcile;
 pub mod reconciler;
 pub mod runtime;
+pub mod state;
 pub mod status;
+
+pub use error::{Error, Result};
 
 /// Version reported to the service.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,70 @@
+//! The agent: keeps a control channel to the service open (reconnecting with backoff) and,
+//! while connected, reconciles the node's containers. Shutting down closes the channel and
+//! leaves every container running: they are the node's state, not the agent's.
+
+mod session;
+pub mod worker;
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use crate::runtime::Runtime;
+use crate::state::NodeConfig;
+
+/// Default period of the full resync.
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(10);
+
+/// What the agent runs with.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The enrolled node.
+    pub node: NodeConfig,
+    /// Its credential.
+    pub credential: String,
+    /// Address announced in `Hello`.
+    pub address: String,
+    /// Period of the full resync.
+    pub resync: Duration,
+}
+
+/// An error with its causes on one line.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Runs until `shutdown` completes.
+pub async fn run<R: Runtime + Clone>(
+    cfg: AgentConfig,
+    runtime: R,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let shutdown = shutdown.boxed().shared();
+    let mut backoff = Backoff::default();
+    loop {
+        tracing::info!(server = %cfg.node.server, attempt = backoff.attempts() + 1, "connecting");
+        match session::run(&cfg, &runtime, &mut backoff, shutdown.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e @ Error::CredentialRefused(_)) => {
+                tracing::error!(error = %chain(&e), "the service refused this node's credential; re-enroll with --force if it was revoked")
+            }
+            Err(e) => tracing::warn!(error = %chain(&e), "control channel down"),
+        }
+        let delay = backoff.next_delay();
+        tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.clone() => return Ok(()),
+        }
+    }
+}

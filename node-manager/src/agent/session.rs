@@ -1,0 +1,181 @@
+//! One control connection: `Hello` with what the engine shows, wait for `Welcome`, then relay
+//! desired-state messages to the worker and reports and heartbeats to the service until the
+//! stream breaks or the agent shuts down.
+
+use std::future::Future;
+use std::time::Duration;
+
+use slicebed_proto::v1 as pb;
+use slicebed_proto::v1::node_service_client::NodeServiceClient;
+use slicebed_proto::v1::{node_message, service_message};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{interval, timeout, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::worker::{self, Command};
+use super::AgentConfig;
+use crate::backoff::Backoff;
+use crate::connect::{bearer, channel};
+use crate::convert::{spec_from, status_from};
+use crate::domain::{ReportedState, SliverReport};
+use crate::error::{Error, Result};
+use crate::reconciler::Reconciler;
+use crate::runtime::Runtime;
+
+/// How long the service may take to answer `Hello` with `Welcome`.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+/// Heartbeat interval when the service names none.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// How long a graceful close waits for the service to end its side.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Aborts the worker when the session ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `Some(value)` unless shutdown came first.
+async fn unless<T>(f: impl Future<Output = T>, shutdown: impl Future<Output = ()>) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = shutdown => None,
+        v = f => Some(v),
+    }
+}
+
+fn invalid(sliver_id: String, message: String) -> pb::NodeMessage {
+    let report = SliverReport {
+        sliver_id,
+        state: ReportedState::Failed,
+        message,
+        exit_code: None,
+        container_id: String::new(),
+        restarts: 0,
+    };
+    pb::NodeMessage { msg: Some(node_message::Msg::Status(status_from(report))) }
+}
+
+/// Translates one service message into worker commands (and FAILED reports for invalid specs).
+async fn dispatch(
+    msg: pb::ServiceMessage,
+    commands: &mpsc::Sender<Command>,
+    out: &mpsc::Sender<pb::NodeMessage>,
+) -> Result<()> {
+    let command = match msg.msg {
+        Some(service_message::Msg::Desired(set)) => {
+            let mut specs = Vec::with_capacity(set.slivers.len());
+            for d in set.slivers {
+                let id = d.sliver_id.clone();
+                match spec_from(d) {
+                    Ok(s) => specs.push(s),
+                    Err(e) => out.send(invalid(id, e)).await.map_err(|_| closed())?,
+                }
+            }
+            Command::Desired(specs)
+        }
+        Some(service_message::Msg::Upsert(d)) => {
+            let id = d.sliver_id.clone();
+            match spec_from(d) {
+                Ok(s) => Command::Upsert(s),
+                Err(e) => return out.send(invalid(id, e)).await.map_err(|_| closed()),
+            }
+        }
+        Some(service_message::Msg::Remove(id)) => Command::Remove(id),
+        Some(service_message::Msg::Welcome(_)) | None => return Ok(()),
+    };
+    commands.send(command).await.map_err(|_| Error::Protocol("reconcile worker stopped".into()))
+}
+
+fn closed() -> Error {
+    Error::Protocol("outgoing stream closed".into())
+}
+
+/// Runs one connection; `Ok(())` means shutdown was requested.
+pub async fn run<R: Runtime + Clone>(
+    cfg: &AgentConfig,
+    runtime: &R,
+    backoff: &mut Backoff,
+    shutdown: impl Future<Output = ()> + Clone,
+) -> Result<()> {
+    let node = &cfg.node;
+    let Some(ch) = unless(channel(&node.server, node.ca_cert.as_deref()), shutdown.clone()).await else {
+        return Ok(());
+    };
+    let mut client = NodeServiceClient::new(ch?);
+
+    let mut reconciler = Reconciler::new(runtime.clone());
+    let observed = reconciler.snapshot().await?;
+    let (out_tx, out_rx) = mpsc::channel::<pb::NodeMessage>(256);
+    let hello = pb::Hello {
+        agent_version: crate::AGENT_VERSION.to_string(),
+        capacity: Some(node.capacity.into()),
+        port_range: Some(node.port_range.into()),
+        address: cfg.address.clone(),
+        labels: node.labels.clone().into_iter().collect(),
+        observed: observed.into_iter().map(status_from).collect(),
+    };
+    out_tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Hello(hello)) }).await.map_err(|_| closed())?;
+    let mut req = tonic::Request::new(ReceiverStream::new(out_rx));
+    bearer(&mut req, &cfg.credential)?;
+    let Some(resp) = unless(client.control(req), shutdown.clone()).await else {
+        return Ok(());
+    };
+    let mut inbound = resp.map_err(|s| Error::from_status("control", s))?.into_inner();
+
+    let Some(first) = unless(timeout(WELCOME_TIMEOUT, inbound.message()), shutdown.clone()).await else {
+        return Ok(());
+    };
+    let welcome = match first {
+        Err(_) => return Err(Error::Protocol("no Welcome within 30 s".into())),
+        Ok(Err(s)) => return Err(Error::from_status("control", s)),
+        Ok(Ok(None)) => return Err(Error::Protocol("service closed the stream before Welcome".into())),
+        Ok(Ok(Some(pb::ServiceMessage { msg: Some(service_message::Msg::Welcome(w)) }))) => w,
+        Ok(Ok(Some(other))) => return Err(Error::Protocol(format!("expected Welcome first, got {other:?}"))),
+    };
+    backoff.reset();
+    let every = welcome
+        .heartbeat_interval
+        .and_then(|d| Duration::try_from(d).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_HEARTBEAT)
+        .max(Duration::from_secs(1));
+    tracing::info!(node = %welcome.node, site = %welcome.site, heartbeat = ?every, "connected");
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let (report_tx, mut report_rx) = mpsc::channel(256);
+    let (usage_tx, usage_rx) = watch::channel(reconciler.usage());
+    let _worker = AbortOnDrop(tokio::spawn(worker::run(reconciler, cmd_rx, report_tx, usage_tx, cfg.resync)));
+    let mut heartbeat = interval(every);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            _ = shutdown.clone() => {
+                // Half-close our side; give the service a moment to end its side cleanly.
+                drop(out_tx);
+                let _ = timeout(CLOSE_TIMEOUT, async { while let Ok(Some(_)) = inbound.message().await {} }).await;
+                tracing::info!("control channel closed");
+                return Ok(());
+            }
+            m = inbound.message() => match m {
+                Ok(Some(msg)) => dispatch(msg, &cmd_tx, &out_tx).await?,
+                Ok(None) => return Err(Error::Protocol("service closed the stream".into())),
+                Err(s) => return Err(Error::from_status("control", s)),
+            },
+            Some(r) = report_rx.recv() => {
+                tracing::debug!(sliver = %r.sliver_id, state = ?r.state, message = %r.message, "report");
+                let msg = pb::NodeMessage { msg: Some(node_message::Msg::Status(status_from(r))) };
+                out_tx.send(msg).await.map_err(|_| closed())?;
+            }
+            _ = heartbeat.tick() => {
+                let u = *usage_rx.borrow();
+                let hb = pb::Heartbeat { usage: Some(u.resources.into()), running: u.running };
+                out_tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) }).await.map_err(|_| closed())?;
+            }
+        }
+    }
+}

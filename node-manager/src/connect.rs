@@ -1,0 +1,49 @@
+//! Dialing the slice service: the node always connects out (it accepts nothing inbound).
+//! TLS is used when `node.json` names a CA certificate or the URL is `https://`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::error::{Error, Result};
+
+/// How long one connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to `server`, trusting `ca_cert` (PEM) if given.
+pub async fn channel(server: &str, ca_cert: Option<&Path>) -> Result<Channel> {
+    let url = server.to_string();
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|source| Error::ServerUrl { url: url.clone(), source })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        // HTTP/2 pings notice a dead service or a dropped NAT mapping on an idle stream.
+        .http2_keep_alive_interval(Duration::from_secs(15))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let tls = match ca_cert {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|source| Error::StateFile {
+                action: "read CA certificate",
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+        }
+        None if url.starts_with("https://") => Some(ClientTlsConfig::new().with_enabled_roots()),
+        None => None,
+    };
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(|source| Error::Tls { url: url.clone(), source })?;
+    }
+    endpoint.connect().await.map_err(|source| Error::Connect { url, source })
+}
+
+/// Adds `authorization: Bearer <token>` to a request.
+pub fn bearer<T>(req: &mut tonic::Request<T>, token: &str) -> Result<()> {
+    let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| Error::BadToken)?;
+    req.metadata_mut().insert("authorization", value);
+    Ok(())
+}

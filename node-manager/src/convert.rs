@@ -1,0 +1,115 @@
+//! Translation between the wire contract (`slicebed_proto::v1`) and the domain types.
+//! The only module besides `agent`/`enroll` that sees proto types.
+
+use std::time::SystemTime;
+
+use slicebed_proto::v1 as pb;
+
+use crate::domain::{PortMapping, PortRange, ReportedState, Resources, RestartPolicy, SliverReport, SliverSpec};
+
+impl From<Resources> for pb::Resources {
+    fn from(r: Resources) -> Self {
+        pb::Resources { cpu_millis: r.cpu_millis, memory_bytes: r.memory_bytes, disk_bytes: r.disk_bytes }
+    }
+}
+
+impl From<pb::Resources> for Resources {
+    fn from(r: pb::Resources) -> Self {
+        Resources { cpu_millis: r.cpu_millis, memory_bytes: r.memory_bytes, disk_bytes: r.disk_bytes }
+    }
+}
+
+impl From<PortRange> for pb::PortRange {
+    fn from(r: PortRange) -> Self {
+        pb::PortRange { first: r.first.into(), last: r.last.into() }
+    }
+}
+
+fn port(p: u32, what: &str, sliver: &str) -> Result<u16, String> {
+    u16::try_from(p)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("sliver {sliver}: {what} {p} is not a valid port"))
+}
+
+/// A desired sliver as a domain spec; an error names what is invalid.
+pub fn spec_from(d: pb::DesiredSliver) -> Result<SliverSpec, String> {
+    let restart = match d.restart_policy() {
+        pb::RestartPolicy::Never => RestartPolicy::Never,
+        pb::RestartPolicy::Always => RestartPolicy::Always,
+        pb::RestartPolicy::OnFailure | pb::RestartPolicy::Unspecified => RestartPolicy::OnFailure,
+    };
+    let ports = d
+        .ports
+        .iter()
+        .map(|p| {
+            Ok(PortMapping {
+                name: p.name.clone(),
+                container_port: port(p.container_port, "container port", &d.sliver_id)?,
+                host_port: port(p.host_port, "host port", &d.sliver_id)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if d.sliver_id.is_empty() || d.slice.is_empty() || d.image.is_empty() {
+        return Err(format!("sliver {:?}: id, slice and image are required", d.sliver_id));
+    }
+    Ok(SliverSpec {
+        sliver_id: d.sliver_id,
+        slice: d.slice,
+        index: d.index,
+        image: d.image,
+        command: d.command,
+        env: d.env.into_iter().collect(),
+        resources: d.resources.map(Into::into).unwrap_or_default(),
+        ports,
+        restart,
+        generation: d.generation,
+    })
+}
+
+/// A report as the wire's `SliverStatus`, stamped now.
+pub fn status_from(r: SliverReport) -> pb::SliverStatus {
+    let state = match r.state {
+        ReportedState::Creating => pb::SliverState::Creating,
+        ReportedState::Running => pb::SliverState::Running,
+        ReportedState::Exited => pb::SliverState::Exited,
+        ReportedState::Failed => pb::SliverState::Failed,
+        ReportedState::Suspended => pb::SliverState::Suspended,
+        ReportedState::Deleted => pb::SliverState::Deleted,
+    };
+    pb::SliverStatus {
+        sliver_id: r.sliver_id,
+        state: state.into(),
+        message: r.message,
+        exit_code: r.exit_code,
+        container_id: r.container_id,
+        observed_at: Some(SystemTime::now().into()),
+        restarts: r.restarts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desired_sliver_to_spec() {
+        let d = pb::DesiredSliver {
+            sliver_id: "s1".into(),
+            slice: "web".into(),
+            index: 1,
+            image: "slicebed/base:latest".into(),
+            ports: vec![pb::AssignedPort { name: "http".into(), container_port: 80, host_port: 30000 }],
+            restart_policy: pb::RestartPolicy::Never.into(),
+            generation: 7,
+            ..Default::default()
+        };
+        let s = spec_from(d.clone()).unwrap();
+        assert_eq!((s.restart, s.generation, s.ports[0].host_port), (RestartPolicy::Never, 7, 30000));
+        let mut bad = d;
+        bad.ports[0].host_port = 70000;
+        assert!(spec_from(bad).unwrap_err().contains("70000"));
+        let unspecified = pb::DesiredSliver { sliver_id: "x".into(), slice: "s".into(), image: "i".into(), ..Default::default() };
+        assert_eq!(spec_from(unspecified).unwrap().restart, RestartPolicy::OnFailure);
+    }
+}

@@ -1,0 +1,83 @@
+//! Enrollment: trade a one-time token for a node credential and write the state dir.
+//! The state dir is checked before the token is spent, so a refused overwrite costs nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use slicebed_proto::v1 as pb;
+use slicebed_proto::v1::node_service_client::NodeServiceClient;
+
+use crate::connect::{bearer, channel};
+use crate::domain::{PortRange, Resources};
+use crate::error::{Error, Result};
+use crate::state::{self, NodeConfig};
+
+/// Everything `enroll` needs.
+#[derive(Debug, Clone)]
+pub struct EnrollParams {
+    /// Service URL.
+    pub server: String,
+    /// One-time enrollment token.
+    pub token: String,
+    /// Desired node name.
+    pub name: String,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Address researchers use to reach published ports.
+    pub address: String,
+    /// Capacity offered.
+    pub capacity: Resources,
+    /// Host ports lent.
+    pub port_range: PortRange,
+    /// Placement labels.
+    pub labels: BTreeMap<String, String>,
+    /// CA certificate to trust for the service.
+    pub ca_cert: Option<PathBuf>,
+    /// Replace an existing enrollment.
+    pub force: bool,
+}
+
+/// Enrolls and saves the state dir; returns the saved config.
+pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
+    if !p.force {
+        let existing = state::load_config(&p.state_dir)?;
+        if existing.is_some() || p.state_dir.join(state::CREDENTIAL_FILE).exists() {
+            return Err(Error::AlreadyEnrolled {
+                dir: p.state_dir.clone(),
+                node: existing.map_or_else(|| "?".to_string(), |c| c.node),
+            });
+        }
+    }
+    // Stored absolute: `run` may start from another working directory.
+    let ca_cert = match &p.ca_cert {
+        Some(path) => Some(std::fs::canonicalize(path).map_err(|source| Error::StateFile {
+            action: "read CA certificate",
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let mut client = NodeServiceClient::new(channel(&p.server, ca_cert.as_deref()).await?);
+    let mut req = tonic::Request::new(pb::EnrollRequest {
+        name: p.name.clone(),
+        address: p.address.clone(),
+        capacity: Some(p.capacity.into()),
+        port_range: Some(p.port_range.into()),
+        labels: p.labels.clone().into_iter().collect(),
+        agent_version: crate::AGENT_VERSION.to_string(),
+    });
+    bearer(&mut req, &p.token)?;
+    let resp = client.enroll(req).await.map_err(|s| Error::from_status("enroll", s))?.into_inner();
+    let config = NodeConfig {
+        server: p.server,
+        node: if resp.node.is_empty() { p.name } else { resp.node },
+        site: resp.site,
+        ca_cert,
+        capacity: p.capacity,
+        port_range: p.port_range,
+        labels: p.labels,
+        address: p.address,
+    };
+    state::save(&p.state_dir, &config, &resp.credential)?;
+    Ok(config)
+}

@@ -1,0 +1,142 @@
+//! The state directory: `node.json` (who the node is and what it offers) and `credential`
+//! (its secret). These two files are everything the node manager keeps; what runs is read
+//! from the engine. The credential is created with mode 0600 and is never world-readable,
+//! not even for an instant (no write-then-chmod).
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::domain::{PortRange, Resources};
+use crate::error::{Error, Result};
+
+/// File name of the node config in the state dir.
+pub const CONFIG_FILE: &str = "node.json";
+/// File name of the credential in the state dir.
+pub const CREDENTIAL_FILE: &str = "credential";
+
+/// `node.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Service URL (`http://` or `https://`).
+    pub server: String,
+    /// Node name as recorded by the service.
+    pub node: String,
+    /// Site the node joined.
+    pub site: String,
+    /// CA certificate (PEM) to trust for the service; `None` for plain HTTP.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// Capacity offered to slivers.
+    pub capacity: Resources,
+    /// Host ports lent to slivers.
+    pub port_range: PortRange,
+    /// Placement labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Address researchers use to reach published ports.
+    pub address: String,
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::StateFile { action, path: path.to_path_buf(), source }
+}
+
+/// Creates the state dir (mode 0700) if needed.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io("create", dir))
+}
+
+/// Writes `contents` to `path` atomically (temporary file + rename) with the given mode set at
+/// creation, so the file never exists with looser permissions.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
+    f.write_all(contents).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("sync", &tmp))?;
+    fs::rename(&tmp, path).map_err(io("rename", path))
+}
+
+/// Loads `node.json` if present.
+pub fn load_config(dir: &Path) -> Result<Option<NodeConfig>> {
+    let path = dir.join(CONFIG_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| Error::Config { path, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", &path)(e)),
+    }
+}
+
+/// Loads `node.json` and the credential of an enrolled node.
+pub fn load(dir: &Path) -> Result<(NodeConfig, String)> {
+    let config = load_config(dir)?.ok_or_else(|| Error::NotEnrolled { dir: dir.to_path_buf() })?;
+    let path = dir.join(CREDENTIAL_FILE);
+    let meta = fs::metadata(&path).map_err(io("read", &path))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "credential is readable by others; chmod 600 it");
+    }
+    let credential = fs::read_to_string(&path).map_err(io("read", &path))?.trim().to_string();
+    Ok((config, credential))
+}
+
+/// Saves an enrollment: the credential (0600) first, then `node.json` (0644), so a crash in
+/// between leaves no config that points at a missing secret.
+pub fn save(dir: &Path, config: &NodeConfig, credential: &str) -> Result<()> {
+    create_dir(dir)?;
+    write_new(&dir.join(CREDENTIAL_FILE), credential.as_bytes(), 0o600)?;
+    let json = serde_json::to_vec_pretty(config).expect("NodeConfig serializes");
+    write_new(&dir.join(CONFIG_FILE), &json, 0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> NodeConfig {
+        NodeConfig {
+            server: "http://127.0.0.1:7000".into(),
+            node: "n1".into(),
+            site: "lab".into(),
+            ca_cert: None,
+            capacity: Resources { cpu_millis: 2000, memory_bytes: 4 << 30, disk_bytes: 20 << 30 },
+            port_range: PortRange { first: 30000, last: 30099 },
+            labels: [("zone".to_string(), "a".to_string())].into(),
+            address: "127.0.0.1".into(),
+        }
+    }
+
+    #[test]
+    fn credential_is_0600_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        save(&state, &config(), "secret-1").unwrap();
+        let mode = fs::metadata(state.join(CREDENTIAL_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o077, 0);
+        let (c, cred) = load(&state).unwrap();
+        assert_eq!((c, cred.as_str()), (config(), "secret-1"));
+        // Replacing keeps the mode and leaves no temporary file.
+        save(&state, &config(), "secret-2").unwrap();
+        assert_eq!(fs::metadata(state.join(CREDENTIAL_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!state.join("credential.tmp").exists());
+        assert_eq!(load(&state).unwrap().1, "secret-2");
+    }
+
+    #[test]
+    fn missing_enrollment_and_typos_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(load(dir.path()), Err(Error::NotEnrolled { .. })));
+        fs::write(dir.path().join(CONFIG_FILE), r#"{"server":"x","nod":"n1"}"#).unwrap();
+        assert!(matches!(load_config(dir.path()), Err(Error::Config { .. })));
+    }
+}
