@@ -9,8 +9,15 @@ use crate::{commands, output::Format};
 
 /// Manage slices, nodes and people on a Slicebed testbed.
 #[derive(Debug, Parser)]
-#[command(name = "slicectl", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Start a local testbed with `slicectl dev up`, or connect with `slicectl login`.")]
+#[command(
+    name = "slicectl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Start a local testbed with `slicectl dev up`, or connect with `slicectl login`."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -25,7 +32,13 @@ pub struct GlobalArgs {
     #[arg(long, env = "SLICECTL_SERVER", global = true, value_name = "URL")]
     pub server: Option<String>,
     /// API token [default: from the current context]
-    #[arg(long, env = "SLICECTL_TOKEN", global = true, value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SLICECTL_TOKEN",
+        global = true,
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// CA certificate (PEM) of the service; enables TLS
     #[arg(long, env = "SLICECTL_CA_CERT", global = true, value_name = "FILE")]
@@ -86,7 +99,16 @@ mod tests {
 
     #[test]
     fn global_flags_go_anywhere() {
-        let cli = Cli::try_parse_from(["slicectl", "slice", "list", "-o", "json", "--server", "http://x:1"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "slicectl",
+            "slice",
+            "list",
+            "-o",
+            "json",
+            "--server",
+            "http://x:1",
+        ])
+        .unwrap();
         assert_eq!(cli.global.output, Format::Json);
         assert_eq!(cli.global.server.as_deref(), Some("http://x:1"));
     }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use slicebed_proto::v1::{admin_service_client::AdminServiceClient, slice_service_client::SliceServiceClient};
+use slicebed_proto::v1::{
+    admin_service_client::AdminServiceClient, slice_service_client::SliceServiceClient,
+};
 use tonic::{
     metadata::{Ascii, MetadataValue},
     service::{interceptor::InterceptedService, Interceptor},
@@ -55,9 +57,9 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
         .token
         .as_deref()
         .context("no token given: pass --token, set SLICECTL_TOKEN, or run slicectl login")?;
-    let auth: MetadataValue<Ascii> = format!("Bearer {}", token.trim())
-        .parse()
-        .map_err(|_| anyhow::anyhow!("the token contains characters that cannot be sent in a header"))?;
+    let auth: MetadataValue<Ascii> = format!("Bearer {}", token.trim()).parse().map_err(|_| {
+        anyhow::anyhow!("the token contains characters that cannot be sent in a header")
+    })?;
     let url = normalize_url(&settings.server, settings.ca_cert.is_some());
     errors::set_server(&url);
     let mut endpoint = Endpoint::from_shared(url.clone())
@@ -68,14 +70,20 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
         if url.starts_with("http://") {
             bail!("--ca-cert needs an https:// server URL, got {url}");
         }
-        let pem = std::fs::read(ca).with_context(|| format!("cannot read CA certificate {}", ca.display()))?;
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("cannot read CA certificate {}", ca.display()))?;
         endpoint = endpoint
             .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
             .with_context(|| format!("cannot use CA certificate {}", ca.display()))?;
     } else if url.starts_with("https://") {
-        endpoint = endpoint.tls_config(ClientTlsConfig::new()).context("cannot set up TLS")?;
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new())
+            .context("cannot set up TLS")?;
     }
-    let channel = endpoint.connect().await.map_err(|e| unreachable(&url, &e))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| unreachable(&url, &e))?;
     let auth = BearerAuth(auth);
     Ok(Clients {
         slices: SliceServiceClient::with_interceptor(channel.clone(), auth.clone()),
@@ -92,13 +100,21 @@ fn unreachable(url: &str, e: &(dyn std::error::Error + 'static)) -> anyhow::Erro
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return errors::Unreachable { server: url.into(), detail: None }.into();
+                return errors::Unreachable {
+                    server: url.into(),
+                    detail: None,
+                }
+                .into();
             }
         }
         innermost = s.to_string();
         source = s.source();
     }
-    errors::Unreachable { server: url.into(), detail: Some(innermost) }.into()
+    errors::Unreachable {
+        server: url.into(),
+        detail: Some(innermost),
+    }
+    .into()
 }
 
 #[cfg(test)]
@@ -107,21 +123,34 @@ mod tests {
 
     #[test]
     fn urls_get_a_scheme() {
-        assert_eq!(normalize_url("127.0.0.1:5000", false), "http://127.0.0.1:5000");
-        assert_eq!(normalize_url("slicebed.org:443", true), "https://slicebed.org:443");
+        assert_eq!(
+            normalize_url("127.0.0.1:5000", false),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            normalize_url("slicebed.org:443", true),
+            "https://slicebed.org:443"
+        );
         assert_eq!(normalize_url("http://a:1/", true), "http://a:1");
     }
 
     #[tokio::test]
     async fn refused_connections_say_so() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let settings = Settings {
             server: format!("127.0.0.1:{port}"),
             token: Some("t".into()),
             ca_cert: None,
             context: None,
         };
-        let err = connect(&settings).await.err().expect("nothing listens there");
+        let err = connect(&settings)
+            .await
+            .err()
+            .expect("nothing listens there");
         assert_eq!(
             errors::describe(&err),
             format!("cannot reach slice-service at http://127.0.0.1:{port} (is it running?)")

@@ -89,12 +89,16 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {}", path.display(), e.message()))
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {}", path.display(), e.message()))
     }
 
     /// Writes the file with mode 0600, creating its directory (0700) if needed.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -103,7 +107,12 @@ impl Config {
         let text = toml::to_string_pretty(self).context("cannot encode the config")?;
         let tmp = dir.join(format!(".config.toml.{}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             fs::rename(&tmp, path)
@@ -123,13 +132,23 @@ impl Config {
             })?),
             None => None,
         };
-        let server = o.server.clone().or_else(|| ctx.map(|c| c.server.clone())).context(
-            "no server given: pass --server URL, set SLICECTL_SERVER, or run slicectl login",
-        )?;
+        let server = o
+            .server
+            .clone()
+            .or_else(|| ctx.map(|c| c.server.clone()))
+            .context(
+                "no server given: pass --server URL, set SLICECTL_SERVER, or run slicectl login",
+            )?;
         Ok(Settings {
             server,
-            token: o.token.clone().or_else(|| ctx.and_then(|c| c.token.clone())),
-            ca_cert: o.ca_cert.clone().or_else(|| ctx.and_then(|c| c.ca_cert.clone())),
+            token: o
+                .token
+                .clone()
+                .or_else(|| ctx.and_then(|c| c.token.clone())),
+            ca_cert: o
+                .ca_cert
+                .clone()
+                .or_else(|| ctx.and_then(|c| c.ca_cert.clone())),
             context: name,
         })
     }
@@ -141,12 +160,26 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn sample() -> Config {
-        let mut c = Config { current: Some("prod".into()), ..Default::default() };
+        let mut c = Config {
+            current: Some("prod".into()),
+            ..Default::default()
+        };
         c.contexts.insert(
             "prod".into(),
-            Context { server: "https://prod:443".into(), token: Some("ptok".into()), ca_cert: Some("/ca.pem".into()) },
+            Context {
+                server: "https://prod:443".into(),
+                token: Some("ptok".into()),
+                ca_cert: Some("/ca.pem".into()),
+            },
         );
-        c.contexts.insert("dev".into(), Context { server: "http://dev:1".into(), token: Some("dtok".into()), ca_cert: None });
+        c.contexts.insert(
+            "dev".into(),
+            Context {
+                server: "http://dev:1".into(),
+                token: Some("dtok".into()),
+                ca_cert: None,
+            },
+        );
         c
     }
 
@@ -161,18 +194,38 @@ mod tests {
 
     #[test]
     fn flags_and_env_win_over_the_context() {
-        let o = Overrides { token: Some("flag".into()), context: Some("dev".into()), ..Default::default() };
+        let o = Overrides {
+            token: Some("flag".into()),
+            context: Some("dev".into()),
+            ..Default::default()
+        };
         let s = sample().resolve(&o).unwrap();
-        assert_eq!((s.server.as_str(), s.token.as_deref(), s.ca_cert), ("http://dev:1", Some("flag"), None));
-        let o = Overrides { server: Some("http://x:2".into()), ..Default::default() };
+        assert_eq!(
+            (s.server.as_str(), s.token.as_deref(), s.ca_cert),
+            ("http://dev:1", Some("flag"), None)
+        );
+        let o = Overrides {
+            server: Some("http://x:2".into()),
+            ..Default::default()
+        };
         assert_eq!(sample().resolve(&o).unwrap().server, "http://x:2");
     }
 
     #[test]
     fn missing_pieces_are_clear_errors() {
-        let o = Overrides { context: Some("nope".into()), ..Default::default() };
-        assert!(sample().resolve(&o).unwrap_err().to_string().contains("no context named \"nope\""));
-        let err = Config::default().resolve(&Overrides::default()).unwrap_err().to_string();
+        let o = Overrides {
+            context: Some("nope".into()),
+            ..Default::default()
+        };
+        assert!(sample()
+            .resolve(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("no context named \"nope\""));
+        let err = Config::default()
+            .resolve(&Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--server"), "{err}");
     }
 
@@ -187,15 +240,25 @@ mod tests {
         // Rewriting an existing, looser file tightens it.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         sample().save(&path).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
     fn missing_file_is_empty_and_typos_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(Config::load(&dir.path().join("none.toml")).unwrap(), Config::default());
+        assert_eq!(
+            Config::load(&dir.path().join("none.toml")).unwrap(),
+            Config::default()
+        );
         let path = dir.path().join("c.toml");
-        fs::write(&path, "current = \"a\"\n[contexts.a]\nserver = \"http://a\"\ntokn = \"x\"\n").unwrap();
+        fs::write(
+            &path,
+            "current = \"a\"\n[contexts.a]\nserver = \"http://a\"\ntokn = \"x\"\n",
+        )
+        .unwrap();
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(err.contains("tokn"), "{err}");
     }
@@ -203,9 +266,17 @@ mod tests {
     #[test]
     fn path_follows_xdg() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| PathBuf::from(v))
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| PathBuf::from(v))
+            }
         };
-        assert_eq!(path_from(env(&[("HOME", "/h")])).unwrap(), PathBuf::from("/h/.config/slicebed/config.toml"));
+        assert_eq!(
+            path_from(env(&[("HOME", "/h")])).unwrap(),
+            PathBuf::from("/h/.config/slicebed/config.toml")
+        );
         assert_eq!(
             path_from(env(&[("HOME", "/h"), ("XDG_CONFIG_HOME", "/x")])).unwrap(),
             PathBuf::from("/x/slicebed/config.toml")
@@ -214,7 +285,10 @@ mod tests {
             path_from(env(&[("HOME", "/h"), ("XDG_CONFIG_HOME", "rel")])).unwrap(),
             PathBuf::from("/h/.config/slicebed/config.toml")
         );
-        assert_eq!(path_from(env(&[("SLICECTL_CONFIG", "/c.toml")])).unwrap(), PathBuf::from("/c.toml"));
+        assert_eq!(
+            path_from(env(&[("SLICECTL_CONFIG", "/c.toml")])).unwrap(),
+            PathBuf::from("/c.toml")
+        );
         assert!(path_from(env(&[])).is_err());
     }
 }

@@ -25,7 +25,11 @@ pub struct Unreachable {
 impl std::fmt::Display for Unreachable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.detail {
-            None => write!(f, "cannot reach slice-service at {} (is it running?)", self.server),
+            None => write!(
+                f,
+                "cannot reach slice-service at {} (is it running?)",
+                self.server
+            ),
             Some(d) => write!(f, "cannot reach slice-service at {}: {d}", self.server),
         }
     }
@@ -69,14 +73,25 @@ pub fn status_line(status: &Status) -> String {
         Code::Unimplemented => "not supported by this slice-service",
         Code::Internal => "internal error in slice-service",
         Code::Unavailable if is_transport_failure(&msg) => {
-            let server = SERVER.get().map(String::as_str).unwrap_or("the configured address");
-            return Unreachable { server: server.into(), detail: None }.to_string();
+            let server = SERVER
+                .get()
+                .map(String::as_str)
+                .unwrap_or("the configured address");
+            return Unreachable {
+                server: server.into(),
+                detail: None,
+            }
+            .to_string();
         }
         Code::Unavailable => "unavailable",
         Code::DataLoss => "data loss",
         Code::Unauthenticated => {
             let hint = "(check the token, or run slicectl login)";
-            return if msg.is_empty() { format!("unauthenticated {hint}") } else { format!("unauthenticated: {msg} {hint}") };
+            return if msg.is_empty() {
+                format!("unauthenticated {hint}")
+            } else {
+                format!("unauthenticated: {msg} {hint}")
+            };
         }
     };
     if words.is_empty() {
@@ -92,7 +107,10 @@ pub fn status_line(status: &Status) -> String {
 
 fn is_transport_failure(msg: &str) -> bool {
     let m = msg.to_lowercase();
-    m.is_empty() || ["connect", "transport", "broken pipe", "connection", "dns"].iter().any(|w| m.contains(w))
+    m.is_empty()
+        || ["connect", "transport", "broken pipe", "connection", "dns"]
+            .iter()
+            .any(|w| m.contains(w))
 }
 
 fn one_line(s: &str) -> String {
@@ -102,7 +120,12 @@ fn one_line(s: &str) -> String {
 /// Prints a command-line usage error as one line (help and version print as usual).
 pub fn report_clap(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
         let _ = e.print();
         return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
     }
@@ -149,15 +172,25 @@ mod tests {
 
     #[test]
     fn statuses_read_well() {
-        assert_eq!(status_line(&Status::not_found("slice \"x\"")), "not found: slice \"x\"");
-        assert_eq!(status_line(&Status::not_found("not found: slice \"x\"")), "not found: slice \"x\"");
+        assert_eq!(
+            status_line(&Status::not_found("slice \"x\"")),
+            "not found: slice \"x\""
+        );
+        assert_eq!(
+            status_line(&Status::not_found("not found: slice \"x\"")),
+            "not found: slice \"x\""
+        );
         assert_eq!(
             status_line(&Status::permission_denied("only admins\nmay do that")),
             "permission denied: only admins may do that"
         );
         assert!(status_line(&Status::unauthenticated("bad token")).contains("slicectl login"));
-        assert!(status_line(&Status::unavailable("tcp connect error")).starts_with("cannot reach slice-service"));
-        assert_eq!(status_line(&Status::unavailable("node is away")), "unavailable: node is away");
+        assert!(status_line(&Status::unavailable("tcp connect error"))
+            .starts_with("cannot reach slice-service"));
+        assert_eq!(
+            status_line(&Status::unavailable("node is away")),
+            "unavailable: node is away"
+        );
     }
 
     #[test]
@@ -171,6 +204,9 @@ mod tests {
     #[test]
     fn clap_errors_lose_usage() {
         let rendered = "error: the following required arguments were not provided:\n  --site <SITE>\n\nUsage: slicectl user create --site <SITE> <NAME>\n\nFor more information, try '--help'.\n";
-        assert_eq!(clap_line(rendered), "error: the following required arguments were not provided: --site <SITE>");
+        assert_eq!(
+            clap_line(rendered),
+            "error: the following required arguments were not provided: --site <SITE>"
+        );
     }
 }

@@ -24,7 +24,10 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return errors::report_clap(e),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -20,7 +20,13 @@ const SIZE_UNITS: &[(&str, u64)] = &[
 ];
 
 /// Seconds per duration unit, largest first (formatting relies on the order).
-const DURATION_UNITS: &[(char, u64)] = &[('w', 604_800), ('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
+const DURATION_UNITS: &[(char, u64)] = &[
+    ('w', 604_800),
+    ('d', 86_400),
+    ('h', 3_600),
+    ('m', 60),
+    ('s', 1),
+];
 
 /// Parses a CPU amount: cores (`2`, `0.5`) or millicores (`500m`) into millicores.
 pub fn parse_cpu(s: &str) -> Result<i64, String> {
@@ -30,7 +36,10 @@ pub fn parse_cpu(s: &str) -> Result<i64, String> {
     } else {
         parse_scaled(t, 1000).ok_or("expected cores like 0.5 or 2, or millicores like 500m")?
     };
-    positive(millis, "CPU must be more than zero (the smallest amount is 1m)")
+    positive(
+        millis,
+        "CPU must be more than zero (the smallest amount is 1m)",
+    )
 }
 
 /// Parses a size (`256Mi`, `1Gi`, `512M`, `1048576`) into bytes.
@@ -59,10 +68,17 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             digits.push(c);
             continue;
         }
-        let scale = DURATION_UNITS.iter().find(|(u, _)| *u == c).map(|(_, s)| *s).ok_or(HINT)?;
+        let scale = DURATION_UNITS
+            .iter()
+            .find(|(u, _)| *u == c)
+            .map(|(_, s)| *s)
+            .ok_or(HINT)?;
         let n: u64 = digits.parse().map_err(|_| HINT)?;
         digits.clear();
-        total = n.checked_mul(scale).and_then(|v| total.checked_add(v)).ok_or("duration is too long")?;
+        total = n
+            .checked_mul(scale)
+            .and_then(|v| total.checked_add(v))
+            .ok_or("duration is too long")?;
     }
     if !digits.is_empty() {
         return Err(format!("{HINT} (a unit is missing after {digits})"));
@@ -92,7 +108,7 @@ pub fn format_size(bytes: i64) -> String {
     for (suffix, scale) in SIZE_UNITS[..5].iter().rev() {
         if b >= *scale {
             let tenths = (b * 10 + scale / 2) / scale;
-            return if tenths % 10 == 0 {
+            return if tenths.is_multiple_of(10) {
                 format!("{sign}{}{suffix}", tenths / 10)
             } else {
                 format!("{sign}{}.{}{suffix}", tenths / 10, tenths % 10)
@@ -107,7 +123,7 @@ pub fn format_size_exact(bytes: i64) -> String {
     let sign = if bytes < 0 { "-" } else { "" };
     let b = bytes.unsigned_abs();
     for (suffix, scale) in SIZE_UNITS[..5].iter().rev() {
-        if b != 0 && b % scale == 0 {
+        if b != 0 && b.is_multiple_of(*scale) {
             return format!("{sign}{}{suffix}", b / scale);
         }
     }
@@ -163,18 +179,28 @@ fn parse_scaled(s: &str, scale: u64) -> Option<i64> {
     if !all_digits(whole) || !all_digits(frac) || (s.contains('.') && frac.is_empty()) {
         return None;
     }
-    let w: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let w: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let frac = frac.trim_end_matches('0');
     if frac.len() > 30 {
         return None;
     }
     let denom = 10u128.checked_pow(frac.len() as u32)?;
-    let f: u128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let f: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
     let scaled_frac = f.checked_mul(scale as u128)?;
     if scaled_frac % denom != 0 {
         return None;
     }
-    let total = w.checked_mul(scale as u128)?.checked_add(scaled_frac / denom)?;
+    let total = w
+        .checked_mul(scale as u128)?
+        .checked_add(scaled_frac / denom)?;
     i64::try_from(total).ok()
 }
 
@@ -198,7 +224,9 @@ mod tests {
         assert_eq!(parse_cpu("2"), Ok(2000));
         assert_eq!(parse_cpu(".25"), Ok(250));
         assert_eq!(parse_cpu("1.0"), Ok(1000));
-        for bad in ["0", "0m", "-1", "abc", "", "1.", "0.0005", "1.5m", "1e3", "1 m", "m"] {
+        for bad in [
+            "0", "0m", "-1", "abc", "", "1.", "0.0005", "1.5m", "1e3", "1 m", "m",
+        ] {
             assert!(parse_cpu(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -224,10 +252,22 @@ mod tests {
         assert_eq!(parse_duration("7d"), Ok(604_800));
         assert_eq!(parse_duration("2w"), Ok(1_209_600));
         assert_eq!(parse_duration("1d12h"), Ok(129_600));
-        for bad in ["0s", "0d0h", "30", "-5m", "5x", "h", "", "1.5h", "99999999999999999999w"] {
+        for bad in [
+            "0s",
+            "0d0h",
+            "30",
+            "-5m",
+            "5x",
+            "h",
+            "",
+            "1.5h",
+            "99999999999999999999w",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
-        assert!(parse_duration("30").unwrap_err().contains("unit is missing"));
+        assert!(parse_duration("30")
+            .unwrap_err()
+            .contains("unit is missing"));
     }
 
     #[test]
@@ -242,7 +282,10 @@ mod tests {
         assert_eq!(format_size_exact(1536 << 20), "1536Mi");
         assert_eq!(format_duration(129_600), "1d12h");
         assert_eq!(format_duration(90), "1m30s");
-        assert_eq!(format_duration_short(6 * 86_400 + 23 * 3600 + 59 * 60), "6d23h");
+        assert_eq!(
+            format_duration_short(6 * 86_400 + 23 * 3600 + 59 * 60),
+            "6d23h"
+        );
         assert_eq!(format_duration_short(7 * 86_400), "7d");
         assert_eq!(format_duration_short(45), "45s");
         assert_eq!(format_duration_short(3 * 3600 + 5), "3h");
@@ -262,7 +305,7 @@ mod tests {
         }
 
         #[test]
-        fn size_in_units_round_trips(n in 1i64..100_000, unit in 0usize..5) {
+        fn size_in_units_round_trips(n in 1i64..8_000, unit in 0usize..5) {
             let (suffix, scale) = SIZE_UNITS[unit];
             prop_assert_eq!(parse_size(&format!("{n}{suffix}")), Ok(n * scale as i64));
         }

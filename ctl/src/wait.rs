@@ -39,7 +39,9 @@ pub fn assess(s: &pb::Slice) -> Outcome<'_> {
     if let Some(failed) = s.slivers.iter().find(|v| v.state() == S::Failed) {
         return Outcome::Failed(failed);
     }
-    let done = |v: &pb::Sliver| v.state() == S::Running || (v.state() == S::Exited && v.exit_code.unwrap_or(0) == 0);
+    let done = |v: &pb::Sliver| {
+        v.state() == S::Running || (v.state() == S::Exited && v.exit_code.unwrap_or(0) == 0)
+    };
     let pending: Vec<&pb::Sliver> = s.slivers.iter().filter(|v| !done(v)).collect();
     if pending.is_empty() && !s.slivers.is_empty() {
         Outcome::Ready
@@ -55,8 +57,13 @@ fn who(v: &pb::Sliver) -> String {
 
 /// How progress is shown.
 enum Display {
-    Bars { multi: MultiProgress, bars: BTreeMap<u32, ProgressBar> },
-    Lines { last: BTreeMap<u32, pb::SliverState> },
+    Bars {
+        multi: MultiProgress,
+        bars: BTreeMap<u32, ProgressBar>,
+    },
+    Lines {
+        last: BTreeMap<u32, pb::SliverState>,
+    },
     Quiet,
 }
 
@@ -65,20 +72,33 @@ impl Display {
         if json {
             Display::Quiet
         } else if std::io::stderr().is_terminal() {
-            Display::Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: BTreeMap::new() }
+            Display::Bars {
+                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                bars: BTreeMap::new(),
+            }
         } else {
-            Display::Lines { last: BTreeMap::new() }
+            Display::Lines {
+                last: BTreeMap::new(),
+            }
         }
     }
 
     fn update(&mut self, s: &pb::Slice) {
-        let width = s.slivers.iter().map(|v| who(v).chars().count()).max().unwrap_or(0);
+        let width = s
+            .slivers
+            .iter()
+            .map(|v| who(v).chars().count())
+            .max()
+            .unwrap_or(0);
         match self {
             Display::Bars { multi, bars } => {
                 for v in &s.slivers {
                     let bar = bars.entry(v.index).or_insert_with(|| {
                         let b = multi.add(ProgressBar::new_spinner());
-                        b.set_style(ProgressStyle::with_template("{spinner:.cyan} {msg}").expect("valid template"));
+                        b.set_style(
+                            ProgressStyle::with_template("{spinner:.cyan} {msg}")
+                                .expect("valid template"),
+                        );
                         b.enable_steady_tick(Duration::from_millis(100));
                         b
                     });
@@ -93,8 +113,14 @@ impl Display {
                     };
                     match mark {
                         Some(template) => {
-                            bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
-                            bar.set_prefix(if v.state() == pb::SliverState::Running { "✓" } else { "✗" });
+                            bar.set_style(
+                                ProgressStyle::with_template(template).expect("valid template"),
+                            );
+                            bar.set_prefix(if v.state() == pb::SliverState::Running {
+                                "✓"
+                            } else {
+                                "✗"
+                            });
                             bar.finish_with_message(msg);
                         }
                         None => bar.set_message(msg),
@@ -122,22 +148,44 @@ impl Display {
 }
 
 /// Polls until the slice is ready; errors name the failed sliver or what is still pending.
-pub async fn until_ready(c: &mut Clients, name: &str, timeout: Duration, json: bool) -> Result<pb::Slice> {
+pub async fn until_ready(
+    c: &mut Clients,
+    name: &str,
+    timeout: Duration,
+    json: bool,
+) -> Result<pb::Slice> {
     let deadline = Instant::now() + timeout;
     let mut display = Display::new(json);
     loop {
-        let slice = c.slices.get_slice(GetSliceRequest { name: name.to_string() }).await?.into_inner();
+        let slice = c
+            .slices
+            .get_slice(GetSliceRequest {
+                name: name.to_string(),
+            })
+            .await?
+            .into_inner();
         display.update(&slice);
         let verdict = match assess(&slice) {
             Outcome::Ready => Ok(()),
             Outcome::Gone => Err(format!("slice {name} was deleted while waiting for it")),
             Outcome::Failed(v) => {
-                let why = if v.last_error.is_empty() { "no reason given".into() } else { v.last_error.clone() };
+                let why = if v.last_error.is_empty() {
+                    "no reason given".into()
+                } else {
+                    v.last_error.clone()
+                };
                 Err(format!("sliver {} of slice {name} failed: {why}", who(v)))
             }
             Outcome::Pending(pending) if Instant::now() >= deadline => {
-                let list: Vec<String> = pending.iter().map(|v| format!("{} {}", who(v), sliver_state(v.state()))).collect();
-                let what = if list.is_empty() { "no slivers placed yet".to_string() } else { list.join(", ") };
+                let list: Vec<String> = pending
+                    .iter()
+                    .map(|v| format!("{} {}", who(v), sliver_state(v.state())))
+                    .collect();
+                let what = if list.is_empty() {
+                    "no slivers placed yet".to_string()
+                } else {
+                    list.join(", ")
+                };
                 Err(format!(
                     "timed out after {}: {} of {} slivers not running yet: {what}",
                     format_duration(timeout.as_secs() as i64),
@@ -170,7 +218,11 @@ mod tests {
             slivers: states
                 .iter()
                 .enumerate()
-                .map(|(i, s)| pb::Sliver { index: i as u32, state: *s as i32, ..Default::default() })
+                .map(|(i, s)| pb::Sliver {
+                    index: i as u32,
+                    state: *s as i32,
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }
@@ -179,8 +231,12 @@ mod tests {
     #[test]
     fn judges_snapshots() {
         assert_eq!(assess(&slice(&[S::Running, S::Running])), Outcome::Ready);
-        assert!(matches!(assess(&slice(&[S::Running, S::Creating])), Outcome::Pending(p) if p.len() == 1));
-        assert!(matches!(assess(&slice(&[S::Creating, S::Failed])), Outcome::Failed(v) if v.index == 1));
+        assert!(
+            matches!(assess(&slice(&[S::Running, S::Creating])), Outcome::Pending(p) if p.len() == 1)
+        );
+        assert!(
+            matches!(assess(&slice(&[S::Creating, S::Failed])), Outcome::Failed(v) if v.index == 1)
+        );
         assert!(matches!(assess(&slice(&[])), Outcome::Pending(p) if p.is_empty()));
         let mut gone = slice(&[S::Stopping]);
         gone.state = pb::SliceState::Deleted as i32;

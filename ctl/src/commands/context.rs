@@ -45,12 +45,23 @@ pub fn run(cmd: ContextCmd, ctx: &Ctx) -> Result<()> {
                 return output::json(&list);
             }
             if config.contexts.is_empty() {
-                return output::out("No contexts yet. Create one with: slicectl login --server URL --token TOKEN\n");
+                return output::out(
+                    "No contexts yet. Create one with: slicectl login --server URL --token TOKEN\n",
+                );
             }
             let mut t = Table::new(["CURRENT", "NAME", "SERVER", "TLS"]);
             for (name, c) in &config.contexts {
-                let mark = if config.current.as_deref() == Some(name.as_str()) { "*" } else { "" };
-                t.row([mark, name, &c.server, if c.ca_cert.is_some() { "yes" } else { "no" }]);
+                let mark = if config.current.as_deref() == Some(name.as_str()) {
+                    "*"
+                } else {
+                    ""
+                };
+                t.row([
+                    mark,
+                    name,
+                    &c.server,
+                    if c.ca_cert.is_some() { "yes" } else { "no" },
+                ]);
             }
             output::out(&t.to_string())
         }

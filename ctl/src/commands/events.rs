@@ -28,33 +28,59 @@ pub struct EventsArgs {
 
 pub async fn run(args: EventsArgs, ctx: &Ctx) -> Result<()> {
     let mut c = ctx.connect().await?;
-    show(&mut c, ctx, args.object.unwrap_or_default(), args.limit, args.follow).await
+    show(
+        &mut c,
+        ctx,
+        args.object.unwrap_or_default(),
+        args.limit,
+        args.follow,
+    )
+    .await
 }
 
 /// Prints the events of `object` (all when empty); with `follow`, polls for new ones.
-pub async fn show(c: &mut Clients, ctx: &Ctx, object: String, limit: u32, follow: bool) -> Result<()> {
-    let req = ListEventsRequest { object: object.clone(), after_id: 0, limit };
+pub async fn show(
+    c: &mut Clients,
+    ctx: &Ctx,
+    object: String,
+    limit: u32,
+    follow: bool,
+) -> Result<()> {
+    let req = ListEventsRequest {
+        object: object.clone(),
+        after_id: 0,
+        limit,
+    };
     let events = c.slices.list_events(req).await?.into_inner().events;
     if ctx.json() && !follow {
         return output::json(&events.iter().map(EventView::from).collect::<Vec<_>>());
     }
     print(ctx, &events, true)?;
+    if !follow {
+        return Ok(());
+    }
     let mut last = events.last().map(|e| e.id).unwrap_or(0);
-    while follow {
+    loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let req = ListEventsRequest { object: object.clone(), after_id: last, limit: 1000 };
+        let req = ListEventsRequest {
+            object: object.clone(),
+            after_id: last,
+            limit: 1000,
+        };
         let events = c.slices.list_events(req).await?.into_inner().events;
         print(ctx, &events, false)?;
         last = events.last().map(|e| e.id).unwrap_or(last);
     }
-    Ok(())
 }
 
 /// Tables for people; one JSON object per line when following, so scripts can stream them.
 fn print(ctx: &Ctx, events: &[pb::Event], header: bool) -> Result<()> {
     if ctx.json() {
         for e in events {
-            output::out(&format!("{}\n", serde_json::to_string(&EventView::from(e))?))?;
+            output::out(&format!(
+                "{}\n",
+                serde_json::to_string(&EventView::from(e))?
+            ))?;
         }
         return Ok(());
     }
@@ -65,7 +91,11 @@ fn print(ctx: &Ctx, events: &[pb::Event], header: bool) -> Result<()> {
         return Ok(());
     }
     let text = event_table(events).to_string();
-    let body = if header { text.as_str() } else { text.split_once('\n').map(|(_, rest)| rest).unwrap_or("") };
+    let body = if header {
+        text.as_str()
+    } else {
+        text.split_once('\n').map(|(_, rest)| rest).unwrap_or("")
+    };
     output::out(body)
 }
 

@@ -21,19 +21,40 @@ pub struct LoginArgs {
 
 pub async fn run(args: LoginArgs, ctx: &Ctx) -> Result<()> {
     let o = &ctx.overrides;
-    let server = o.server.clone().context("login needs --server URL (or SLICECTL_SERVER)")?;
-    let token = o.token.clone().context("login needs --token TOKEN (or SLICECTL_TOKEN)")?;
+    let server = o
+        .server
+        .clone()
+        .context("login needs --server URL (or SLICECTL_SERVER)")?;
+    let token = o
+        .token
+        .clone()
+        .context("login needs --token TOKEN (or SLICECTL_TOKEN)")?;
     let ca_cert = match &o.ca_cert {
-        Some(p) => Some(p.canonicalize().with_context(|| format!("cannot read CA certificate {}", p.display()))?),
+        Some(p) => Some(
+            p.canonicalize()
+                .with_context(|| format!("cannot read CA certificate {}", p.display()))?,
+        ),
         None => None,
     };
     let server = normalize_url(&server, ca_cert.is_some());
-    let settings = Settings { server: server.clone(), token: Some(token.clone()), ca_cert: ca_cert.clone(), context: None };
+    let settings = Settings {
+        server: server.clone(),
+        token: Some(token.clone()),
+        ca_cert: ca_cert.clone(),
+        context: None,
+    };
     let mut c = client::connect(&settings).await?;
     let me = c.slices.who_am_i(WhoAmIRequest {}).await?.into_inner();
 
     let mut config = ctx.config()?;
-    config.contexts.insert(args.name.clone(), Context { server: server.clone(), token: Some(token), ca_cert });
+    config.contexts.insert(
+        args.name.clone(),
+        Context {
+            server: server.clone(),
+            token: Some(token),
+            ca_cert,
+        },
+    );
     config.current = Some(args.name.clone());
     config.save(&ctx.config_path)?;
 

@@ -28,7 +28,12 @@ pub async fn run(cli: Cli) -> Result<()> {
     let ctx = Ctx {
         format: g.output,
         config_path: config::default_path()?,
-        overrides: Overrides { server: g.server, token: g.token, ca_cert: g.ca_cert, context: g.context },
+        overrides: Overrides {
+            server: g.server,
+            token: g.token,
+            ca_cert: g.ca_cert,
+            context: g.context,
+        },
     };
     match cli.command {
         Command::Slice(cmd) => slice::run(cmd, &ctx).await,

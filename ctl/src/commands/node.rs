@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::Subcommand;
 use slicebed_proto::v1::{
-    self as pb, CreateEnrollmentTokenRequest, DeleteNodeRequest, DrainNodeRequest, EnableNodeRequest, GetNodeRequest,
-    ListNodesRequest,
+    self as pb, CreateEnrollmentTokenRequest, DeleteNodeRequest, DrainNodeRequest,
+    EnableNodeRequest, GetNodeRequest, ListNodesRequest,
 };
 
 use crate::{
@@ -67,7 +67,10 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
     let mut c = ctx.connect().await?;
     let node = match cmd {
         NodeCmd::Token { site, ttl, name } => {
-            let req = CreateEnrollmentTokenRequest { site, ttl: Some(duration(ttl)) };
+            let req = CreateEnrollmentTokenRequest {
+                site,
+                ttl: Some(duration(ttl)),
+            };
             let resp = c.admin.create_enrollment_token(req).await?.into_inner();
             let expires = rfc3339(resp.expires_at.as_ref()).unwrap_or_default();
             if ctx.json() {
@@ -83,17 +86,38 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
             ));
         }
         NodeCmd::List { site } => {
-            let nodes = c.admin.list_nodes(ListNodesRequest { site: site.unwrap_or_default() }).await?.into_inner().nodes;
+            let nodes = c
+                .admin
+                .list_nodes(ListNodesRequest {
+                    site: site.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .nodes;
             if ctx.json() {
                 return output::json(&nodes.iter().map(NodeView::from).collect::<Vec<_>>());
             }
             return output::out(&node_table(&nodes, now_secs()).to_string());
         }
-        NodeCmd::Show { name } => c.admin.get_node(GetNodeRequest { name }).await?.into_inner(),
-        NodeCmd::Drain { name } => c.admin.drain_node(DrainNodeRequest { name }).await?.into_inner(),
-        NodeCmd::Enable { name } => c.admin.enable_node(EnableNodeRequest { name }).await?.into_inner(),
+        NodeCmd::Show { name } => c
+            .admin
+            .get_node(GetNodeRequest { name })
+            .await?
+            .into_inner(),
+        NodeCmd::Drain { name } => c
+            .admin
+            .drain_node(DrainNodeRequest { name })
+            .await?
+            .into_inner(),
+        NodeCmd::Enable { name } => c
+            .admin
+            .enable_node(EnableNodeRequest { name })
+            .await?
+            .into_inner(),
         NodeCmd::Delete { name } => {
-            c.admin.delete_node(DeleteNodeRequest { name: name.clone() }).await?;
+            c.admin
+                .delete_node(DeleteNodeRequest { name: name.clone() })
+                .await?;
             if ctx.json() {
                 return output::json(&serde_json::json!({ "deleted": name }));
             }
@@ -108,7 +132,10 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
 
 /// "0.5/2 cpu, 256Mi/4Gi mem": allocated over capacity.
 pub fn load(allocated: Option<&pb::Resources>, capacity: Option<&pb::Resources>) -> String {
-    let (a, c) = (allocated.cloned().unwrap_or_default(), capacity.cloned().unwrap_or_default());
+    let (a, c) = (
+        allocated.cloned().unwrap_or_default(),
+        capacity.cloned().unwrap_or_default(),
+    );
     format!(
         "{}/{} cpu, {}/{} mem",
         format_cpu(a.cpu_millis),
@@ -121,7 +148,12 @@ pub fn load(allocated: Option<&pb::Resources>, capacity: Option<&pb::Resources>)
 /// "1 cpu, 1Gi mem, 10Gi disk".
 pub fn amount(r: Option<&pb::Resources>) -> String {
     let r = r.cloned().unwrap_or_default();
-    format!("{} cpu, {} mem, {} disk", format_cpu(r.cpu_millis), format_size(r.memory_bytes), format_size(r.disk_bytes))
+    format!(
+        "{} cpu, {} mem, {} disk",
+        format_cpu(r.cpu_millis),
+        format_size(r.memory_bytes),
+        format_size(r.disk_bytes)
+    )
 }
 
 fn node_table(nodes: &[pb::Node], now: i64) -> Table {
@@ -140,7 +172,10 @@ fn node_table(nodes: &[pb::Node], now: i64) -> Table {
 }
 
 fn node_fields(n: &pb::Node, now: i64) -> Fields {
-    let ports = n.port_range.map(|p| format!("{}-{}", p.first, p.last)).unwrap_or_default();
+    let ports = n
+        .port_range
+        .map(|p| format!("{}-{}", p.first, p.last))
+        .unwrap_or_default();
     let mut labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     labels.sort();
     let mut f = Fields::new();
@@ -156,7 +191,10 @@ fn node_fields(n: &pb::Node, now: i64) -> Fields {
         .add("Labels", labels.join(", "))
         .add("Slivers", n.slivers.to_string())
         .add("Agent", &n.agent_version)
-        .add("Enrolled", rfc3339(n.created_at.as_ref()).unwrap_or_default());
+        .add(
+            "Enrolled",
+            rfc3339(n.created_at.as_ref()).unwrap_or_default(),
+        );
     f
 }
 
@@ -171,9 +209,20 @@ mod tests {
             name: "node-mit".into(),
             site: "mit".into(),
             state: pb::NodeState::Ready as i32,
-            capacity: Some(pb::Resources { cpu_millis: 2000, memory_bytes: 4 << 30, disk_bytes: 0 }),
-            allocated: Some(pb::Resources { cpu_millis: 500, memory_bytes: 256 << 20, disk_bytes: 0 }),
-            last_heartbeat: Some(Timestamp { seconds: 97, nanos: 0 }),
+            capacity: Some(pb::Resources {
+                cpu_millis: 2000,
+                memory_bytes: 4 << 30,
+                disk_bytes: 0,
+            }),
+            allocated: Some(pb::Resources {
+                cpu_millis: 500,
+                memory_bytes: 256 << 20,
+                disk_bytes: 0,
+            }),
+            last_heartbeat: Some(Timestamp {
+                seconds: 97,
+                nanos: 0,
+            }),
             slivers: 2,
             ..Default::default()
         };

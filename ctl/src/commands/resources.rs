@@ -32,7 +32,10 @@ struct SiteFree {
 }
 
 fn free(n: &pb::NodeResources) -> pb::Resources {
-    let (c, a) = (n.capacity.unwrap_or_default(), n.allocated.unwrap_or_default());
+    let (c, a) = (
+        n.capacity.unwrap_or_default(),
+        n.allocated.unwrap_or_default(),
+    );
     pb::Resources {
         cpu_millis: (c.cpu_millis - a.cpu_millis).max(0),
         memory_bytes: (c.memory_bytes - a.memory_bytes).max(0),
@@ -42,7 +45,12 @@ fn free(n: &pb::NodeResources) -> pb::Resources {
 
 pub async fn run(ctx: &Ctx) -> Result<()> {
     let mut c = ctx.connect().await?;
-    let sites = c.slices.list_resources(ListResourcesRequest {}).await?.into_inner().sites;
+    let sites = c
+        .slices
+        .list_resources(ListResourcesRequest {})
+        .await?
+        .into_inner()
+        .sites;
     if ctx.json() {
         let view: Vec<SiteFree> = sites
             .iter()
@@ -69,14 +77,34 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
 }
 
 fn resource_table(sites: &[pb::SiteResources]) -> Table {
-    let mut t = Table::new(["SITE", "NODE", "STATE", "FREE CPU", "FREE MEM", "FREE DISK", "SLIVERS"]);
+    let mut t = Table::new([
+        "SITE",
+        "NODE",
+        "STATE",
+        "FREE CPU",
+        "FREE MEM",
+        "FREE DISK",
+        "SLIVERS",
+    ]);
     for s in sites {
         if s.nodes.is_empty() {
-            t.row([s.site.as_str(), "-", if s.enabled { "no nodes" } else { "site disabled" }]);
+            t.row([
+                s.site.as_str(),
+                "-",
+                if s.enabled {
+                    "no nodes"
+                } else {
+                    "site disabled"
+                },
+            ]);
         }
         for n in &s.nodes {
             let f = free(n);
-            let state = if s.enabled { node_state(n.state()) } else { "site disabled".into() };
+            let state = if s.enabled {
+                node_state(n.state())
+            } else {
+                "site disabled".into()
+            };
             t.row([
                 s.site.clone(),
                 n.name.clone(),
@@ -100,14 +128,29 @@ mod tests {
         let n = pb::NodeResources {
             name: "node-eth".into(),
             state: pb::NodeState::Ready as i32,
-            capacity: Some(pb::Resources { cpu_millis: 1000, memory_bytes: 1 << 30, disk_bytes: 10 << 30 }),
-            allocated: Some(pb::Resources { cpu_millis: 100, memory_bytes: 64 << 20, disk_bytes: 0 }),
+            capacity: Some(pb::Resources {
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+                disk_bytes: 10 << 30,
+            }),
+            allocated: Some(pb::Resources {
+                cpu_millis: 100,
+                memory_bytes: 64 << 20,
+                disk_bytes: 0,
+            }),
             slivers: 1,
             labels: Default::default(),
         };
-        let site = pb::SiteResources { site: "eth".into(), enabled: true, nodes: vec![n] };
+        let site = pb::SiteResources {
+            site: "eth".into(),
+            enabled: true,
+            nodes: vec![n],
+        };
         let text = resource_table(&[site]).to_string();
         let row = text.lines().nth(1).unwrap();
-        assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["eth", "node-eth", "ready", "0.9", "960Mi", "10Gi", "1"]);
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["eth", "node-eth", "ready", "0.9", "960Mi", "10Gi", "1"]
+        );
     }
 }

@@ -2,7 +2,9 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use slicebed_proto::v1::{self as pb, CreateSiteRequest, DeleteSiteRequest, GetSiteRequest, ListSitesRequest};
+use slicebed_proto::v1::{
+    self as pb, CreateSiteRequest, DeleteSiteRequest, GetSiteRequest, ListSitesRequest,
+};
 
 use crate::{
     ctx::Ctx,
@@ -86,31 +88,49 @@ pub async fn run(cmd: SiteCmd, ctx: &Ctx) -> Result<()> {
                 latitude: a.lat.unwrap_or_default(),
                 longitude: a.lon.unwrap_or_default(),
                 enabled: !a.disabled,
-                quota: Some(pb::Quota { max_slices: a.max_slices.unwrap_or(0), max_slivers: a.max_slivers.unwrap_or(0) }),
+                quota: Some(pb::Quota {
+                    max_slices: a.max_slices.unwrap_or(0),
+                    max_slivers: a.max_slivers.unwrap_or(0),
+                }),
                 created_at: None,
             };
-            let site = c.admin.create_site(CreateSiteRequest { site: Some(site) }).await?.into_inner();
+            let site = c
+                .admin
+                .create_site(CreateSiteRequest { site: Some(site) })
+                .await?
+                .into_inner();
             if ctx.json() {
                 return output::json(&SiteView::from(&site));
             }
             output::out(&format!("Created site {}.\n", site.name))
         }
         SiteCmd::List => {
-            let sites = c.admin.list_sites(ListSitesRequest {}).await?.into_inner().sites;
+            let sites = c
+                .admin
+                .list_sites(ListSitesRequest {})
+                .await?
+                .into_inner()
+                .sites;
             if ctx.json() {
                 return output::json(&sites.iter().map(SiteView::from).collect::<Vec<_>>());
             }
             output::out(&site_table(&sites).to_string())
         }
         SiteCmd::Show { name } => {
-            let site = c.admin.get_site(GetSiteRequest { name }).await?.into_inner();
+            let site = c
+                .admin
+                .get_site(GetSiteRequest { name })
+                .await?
+                .into_inner();
             if ctx.json() {
                 return output::json(&SiteView::from(&site));
             }
             output::out(&site_fields(&site).to_string())
         }
         SiteCmd::Delete { name } => {
-            c.admin.delete_site(DeleteSiteRequest { name: name.clone() }).await?;
+            c.admin
+                .delete_site(DeleteSiteRequest { name: name.clone() })
+                .await?;
             if ctx.json() {
                 return output::json(&serde_json::json!({ "deleted": name }));
             }
@@ -120,7 +140,12 @@ pub async fn run(cmd: SiteCmd, ctx: &Ctx) -> Result<()> {
 }
 
 fn location(s: &pb::Site) -> String {
-    [s.city.as_str(), s.country.as_str()].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(", ")
+    [s.city.as_str(), s.country.as_str()]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn quota(n: u32) -> String {
@@ -132,11 +157,25 @@ fn quota(n: u32) -> String {
 }
 
 fn site_table(sites: &[pb::Site]) -> Table {
-    let mut t = Table::new(["NAME", "DISPLAY NAME", "LOCATION", "ENABLED", "MAX SLICES", "MAX SLIVERS"]);
+    let mut t = Table::new([
+        "NAME",
+        "DISPLAY NAME",
+        "LOCATION",
+        "ENABLED",
+        "MAX SLICES",
+        "MAX SLIVERS",
+    ]);
     for s in sites {
         let q = s.quota.unwrap_or_default();
         let enabled = if s.enabled { "yes" } else { "no" };
-        t.row([s.name.clone(), s.display_name.clone(), location(s), enabled.into(), quota(q.max_slices), quota(q.max_slivers)]);
+        t.row([
+            s.name.clone(),
+            s.display_name.clone(),
+            location(s),
+            enabled.into(),
+            quota(q.max_slices),
+            quota(q.max_slivers),
+        ]);
     }
     t
 }
@@ -147,11 +186,17 @@ fn site_fields(s: &pb::Site) -> Fields {
     f.add("Name", &s.name)
         .add("Display name", &s.display_name)
         .add("Location", location(s))
-        .add("Coordinates", format!("{:.2}, {:.2}", s.latitude, s.longitude))
+        .add(
+            "Coordinates",
+            format!("{:.2}, {:.2}", s.latitude, s.longitude),
+        )
         .add("Enabled", if s.enabled { "yes" } else { "no" })
         .add("Max slices", quota(q.max_slices))
         .add("Max slivers", quota(q.max_slivers))
-        .add("Created", rfc3339(s.created_at.as_ref()).unwrap_or_default());
+        .add(
+            "Created",
+            rfc3339(s.created_at.as_ref()).unwrap_or_default(),
+        );
     f
 }
 
@@ -161,7 +206,10 @@ mod tests {
 
     #[test]
     fn coordinates_are_checked() {
-        assert_eq!(parse_lat("-71.09"), Err("expected degrees between -90 and 90".into()));
+        assert_eq!(
+            parse_lat("-91"),
+            Err("expected degrees between -90 and 90".into())
+        );
         assert_eq!(parse_lon("-71.09"), Ok(-71.09));
         assert!(parse_lat("north").is_err());
     }
@@ -173,7 +221,10 @@ mod tests {
             city: "Cambridge".into(),
             country: "US".into(),
             enabled: true,
-            quota: Some(pb::Quota { max_slices: 0, max_slivers: 40 }),
+            quota: Some(pb::Quota {
+                max_slices: 0,
+                max_slivers: 40,
+            }),
             ..Default::default()
         };
         let text = site_table(&[s]).to_string();

@@ -5,7 +5,8 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use slicebed_proto::v1::{
-    self as pb, CreateSliceRequest, DeleteSliceRequest, GetSliceRequest, ListSlicesRequest, RenewSliceRequest,
+    self as pb, CreateSliceRequest, DeleteSliceRequest, GetSliceRequest, ListSlicesRequest,
+    RenewSliceRequest,
 };
 
 use crate::{
@@ -161,7 +162,11 @@ pub fn parse_port(s: &str) -> Result<(String, u32), String> {
 impl CreateArgs {
     /// The CreateSlice request these flags describe.
     pub fn request(&self) -> CreateSliceRequest {
-        let strategy = if self.pack { pb::PlacementStrategy::Pack } else { pb::PlacementStrategy::Spread };
+        let strategy = if self.pack {
+            pb::PlacementStrategy::Pack
+        } else {
+            pb::PlacementStrategy::Spread
+        };
         let restart = match self.restart {
             None => pb::RestartPolicy::Unspecified,
             Some(Restart::Never) => pb::RestartPolicy::Never,
@@ -182,13 +187,21 @@ impl CreateArgs {
             ports: self
                 .ports
                 .iter()
-                .map(|(name, port)| pb::NamedPort { name: name.clone(), container_port: *port })
+                .map(|(name, port)| pb::NamedPort {
+                    name: name.clone(),
+                    container_port: *port,
+                })
                 .collect(),
             placement: Some(pb::PlacementRequest {
                 strategy: strategy as i32,
                 slivers: self.slivers.unwrap_or(0),
                 per_site: self.per_site.unwrap_or(0),
-                sites: self.sites.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+                sites: self
+                    .sites
+                    .iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
                 node_labels: self.labels.iter().cloned().collect(),
                 best_effort: self.best_effort,
             }),
@@ -235,7 +248,10 @@ pub async fn run(cmd: SliceCmd, ctx: &Ctx) -> Result<()> {
     match cmd {
         SliceCmd::Create(args) => create(&mut c, ctx, &args).await.map(drop),
         SliceCmd::List { all, site } => {
-            let req = ListSlicesRequest { include_deleted: all, site: site.unwrap_or_default() };
+            let req = ListSlicesRequest {
+                include_deleted: all,
+                site: site.unwrap_or_default(),
+            };
             let slices = c.slices.list_slices(req).await?.into_inner().slices;
             if ctx.json() {
                 return output::json(&slices.iter().map(SliceView::from).collect::<Vec<_>>());
@@ -246,19 +262,34 @@ pub async fn run(cmd: SliceCmd, ctx: &Ctx) -> Result<()> {
             output::out(&slice_table(&slices, now_secs()).to_string())
         }
         SliceCmd::Show { name } => {
-            let slice = c.slices.get_slice(GetSliceRequest { name }).await?.into_inner();
+            let slice = c
+                .slices
+                .get_slice(GetSliceRequest { name })
+                .await?
+                .into_inner();
             slice_show::print(ctx, &slice)
         }
         SliceCmd::Wait { name, timeout } => {
-            let slice = wait::until_ready(&mut c, &name, Duration::from_secs(timeout as u64), ctx.json()).await?;
+            let slice = wait::until_ready(
+                &mut c,
+                &name,
+                Duration::from_secs(timeout as u64),
+                ctx.json(),
+            )
+            .await?;
             slice_show::print(ctx, &slice)
         }
         SliceCmd::Renew { name, lease } => {
-            let req = RenewSliceRequest { name, duration: Some(duration(lease)) };
+            let req = RenewSliceRequest {
+                name,
+                duration: Some(duration(lease)),
+            };
             let resp = c.slices.renew_slice(req).await?.into_inner();
             let slice = resp.slice.unwrap_or_default();
             if ctx.json() {
-                return output::json(&serde_json::json!({ "slice": SliceView::from(&slice), "note": resp.note }));
+                return output::json(
+                    &serde_json::json!({ "slice": SliceView::from(&slice), "note": resp.note }),
+                );
             }
             let until = rfc3339(slice.lease_expires_at.as_ref()).unwrap_or_default();
             let mut text = format!(
@@ -272,13 +303,19 @@ pub async fn run(cmd: SliceCmd, ctx: &Ctx) -> Result<()> {
             output::out(&text)
         }
         SliceCmd::Delete { name } => {
-            c.slices.delete_slice(DeleteSliceRequest { name: name.clone() }).await?;
+            c.slices
+                .delete_slice(DeleteSliceRequest { name: name.clone() })
+                .await?;
             if ctx.json() {
                 return output::json(&serde_json::json!({ "deleted": name }));
             }
-            output::out(&format!("Deleted slice {name}; its nodes are removing its slivers.\n"))
+            output::out(&format!(
+                "Deleted slice {name}; its nodes are removing its slivers.\n"
+            ))
         }
-        SliceCmd::Events { name, follow } => events::show(&mut c, ctx, format!("slice/{name}"), 100, follow).await,
+        SliceCmd::Events { name, follow } => {
+            events::show(&mut c, ctx, format!("slice/{name}"), 100, follow).await
+        }
     }
 }
 
@@ -315,14 +352,40 @@ mod tests {
     #[test]
     fn create_flags_become_a_request() {
         let a = parse(&[
-            "demo", "--image", "img", "--per-site", "1", "--sites", "mit,eth", "--pack", "--cpu", "0.1", "--memory",
-            "64Mi", "--lease", "7d", "--port", "http:8080", "--env", "A=b=c", "--label", "gpu=yes", "--restart",
-            "never", "--", "sh", "-c", "echo hi",
+            "demo",
+            "--image",
+            "img",
+            "--per-site",
+            "1",
+            "--sites",
+            "mit,eth",
+            "--pack",
+            "--cpu",
+            "0.1",
+            "--memory",
+            "64Mi",
+            "--lease",
+            "7d",
+            "--port",
+            "http:8080",
+            "--env",
+            "A=b=c",
+            "--label",
+            "gpu=yes",
+            "--restart",
+            "never",
+            "--",
+            "sh",
+            "-c",
+            "echo hi",
         ])
         .unwrap();
         let r = a.request();
         let p = r.placement.unwrap();
-        assert_eq!((p.per_site, p.slivers, p.strategy), (1, 0, pb::PlacementStrategy::Pack as i32));
+        assert_eq!(
+            (p.per_site, p.slivers, p.strategy),
+            (1, 0, pb::PlacementStrategy::Pack as i32)
+        );
         assert_eq!(p.sites, ["mit", "eth"]);
         assert_eq!(p.node_labels["gpu"], "yes");
         assert_eq!(r.resources.unwrap().cpu_millis, 100);
@@ -336,13 +399,29 @@ mod tests {
 
     #[test]
     fn create_flags_are_checked() {
-        assert!(parse(&["demo", "--image", "i"]).is_err(), "a count is required");
+        assert!(
+            parse(&["demo", "--image", "i"]).is_err(),
+            "a count is required"
+        );
         assert!(parse(&["demo", "--image", "i", "--slivers", "2", "--per-site", "1"]).is_err());
         assert!(parse(&["demo", "--image", "i", "--slivers", "0"]).is_err());
-        assert!(parse(&["demo", "--image", "i", "--slivers", "1", "--spread", "--pack"]).is_err());
-        let err = parse(&["demo", "--image", "i", "--slivers", "1", "--cpu", "0"]).unwrap_err().to_string();
+        assert!(parse(&[
+            "demo",
+            "--image",
+            "i",
+            "--slivers",
+            "1",
+            "--spread",
+            "--pack"
+        ])
+        .is_err());
+        let err = parse(&["demo", "--image", "i", "--slivers", "1", "--cpu", "0"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--cpu") && err.contains("'0'"), "{err}");
-        let err = parse(&["demo", "--image", "i", "--slivers", "1", "--memory", "lots"]).unwrap_err().to_string();
+        let err = parse(&["demo", "--image", "i", "--slivers", "1", "--memory", "lots"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--memory") && err.contains("lots"), "{err}");
     }
 

@@ -8,8 +8,7 @@ use crate::{
     commands::node::amount,
     ctx::Ctx,
     output::{
-        self,
-        enum_name,
+        self, enum_name,
         view::{slice_state, sliver_state, SliceView},
         Fields, Table,
     },
@@ -36,8 +35,14 @@ pub fn render(s: &pb::Slice, now: i64) -> String {
 
 /// "3/3 running", "1/3 running, 1 failed".
 pub fn sliver_summary(slivers: &[pb::Sliver]) -> String {
-    let running = slivers.iter().filter(|v| v.state() == pb::SliverState::Running).count();
-    let failed = slivers.iter().filter(|v| v.state() == pb::SliverState::Failed).count();
+    let running = slivers
+        .iter()
+        .filter(|v| v.state() == pb::SliverState::Running)
+        .count();
+    let failed = slivers
+        .iter()
+        .filter(|v| v.state() == pb::SliverState::Failed)
+        .count();
     let mut s = format!("{running}/{} running", slivers.len());
     if failed > 0 {
         s.push_str(&format!(", {failed} failed"));
@@ -47,7 +52,11 @@ pub fn sliver_summary(slivers: &[pb::Sliver]) -> String {
 
 /// "http 8080→30001, ssh 22→30002".
 pub fn assigned_ports(ports: &[pb::AssignedPort]) -> String {
-    ports.iter().map(|p| format!("{} {}→{}", p.name, p.container_port, p.host_port)).collect::<Vec<_>>().join(", ")
+    ports
+        .iter()
+        .map(|p| format!("{} {}→{}", p.name, p.container_port, p.host_port))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn placement(p: Option<&pb::PlacementRequest>) -> String {
@@ -64,7 +73,11 @@ fn placement(p: Option<&pb::PlacementRequest>) -> String {
     if !p.sites.is_empty() {
         s.push_str(&format!(" on {}", p.sites.join(",")));
     }
-    let mut labels: Vec<String> = p.node_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut labels: Vec<String> = p
+        .node_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     labels.sort();
     if !labels.is_empty() {
         s.push_str(&format!(", nodes with {}", labels.join(",")));
@@ -77,12 +90,19 @@ fn placement(p: Option<&pb::PlacementRequest>) -> String {
 
 fn fields(s: &pb::Slice, now: i64) -> Fields {
     let lease = match rfc3339(s.lease_expires_at.as_ref()) {
-        Some(at) => format!("{} left (until {at})", left(s.lease_expires_at.as_ref(), now)),
+        Some(at) => format!(
+            "{} left (until {at})",
+            left(s.lease_expires_at.as_ref(), now)
+        ),
         None => String::new(),
     };
     let mut env: Vec<String> = s.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.sort();
-    let ports: Vec<String> = s.ports.iter().map(|p| format!("{}:{}", p.name, p.container_port)).collect();
+    let ports: Vec<String> = s
+        .ports
+        .iter()
+        .map(|p| format!("{}:{}", p.name, p.container_port))
+        .collect();
     let mut f = Fields::new();
     f.add("Name", &s.name).add("State", slice_state(s.state()));
     f.add("Slivers", sliver_summary(&s.slivers));
@@ -100,13 +120,22 @@ fn fields(s: &pb::Slice, now: i64) -> Fields {
     if !env.is_empty() {
         f.add("Env", env.join(" "));
     }
-    f.add("Resources", format!("{} each", amount(s.resources.as_ref())));
+    f.add(
+        "Resources",
+        format!("{} each", amount(s.resources.as_ref())),
+    );
     if !ports.is_empty() {
         f.add("Ports", ports.join(", "));
     }
     f.add("Placement", placement(s.placement.as_ref()));
-    f.add("Restart", enum_name(s.restart_policy().as_str_name(), "RESTART_POLICY_").replace('_', "-"));
-    f.add("Created", rfc3339(s.created_at.as_ref()).unwrap_or_default());
+    f.add(
+        "Restart",
+        enum_name(s.restart_policy().as_str_name(), "RESTART_POLICY_").replace('_', "-"),
+    );
+    f.add(
+        "Created",
+        rfc3339(s.created_at.as_ref()).unwrap_or_default(),
+    );
     f.add("Lease", lease);
     f
 }
@@ -114,7 +143,10 @@ fn fields(s: &pb::Slice, now: i64) -> Fields {
 /// Quotes arguments that need it, so the command reads like what was typed.
 fn shell_words(args: &[String]) -> String {
     let quote = |a: &String| {
-        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)) {
+        if !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+        {
             a.clone()
         } else {
             format!("'{}'", a.replace('\'', r"'\''"))
@@ -133,10 +165,19 @@ fn sliver_table(slivers: &[pb::Sliver]) -> Table {
     let mut t = Table::new(headers);
     for v in slivers {
         let mut state = sliver_state(v.state());
-        if let Some(code) = v.exit_code.filter(|_| v.state() != pb::SliverState::Running) {
+        if let Some(code) = v
+            .exit_code
+            .filter(|_| v.state() != pb::SliverState::Running)
+        {
             state.push_str(&format!(" ({code})"));
         }
-        let mut row = vec![v.index.to_string(), v.node.clone(), v.site.clone(), state, assigned_ports(&v.ports)];
+        let mut row = vec![
+            v.index.to_string(),
+            v.node.clone(),
+            v.site.clone(),
+            state,
+            assigned_ports(&v.ports),
+        ];
         if with_address {
             row.push(v.node_address.clone());
         }
@@ -157,7 +198,11 @@ mod tests {
             site: "mit".into(),
             state: state as i32,
             last_error: err.into(),
-            ports: vec![pb::AssignedPort { name: "http".into(), container_port: 8080, host_port: 30001 + index }],
+            ports: vec![pb::AssignedPort {
+                name: "http".into(),
+                container_port: 8080,
+                host_port: 30001 + index,
+            }],
             ..Default::default()
         }
     }
@@ -169,8 +214,14 @@ mod tests {
             image: "slicebed/base:latest".into(),
             command: vec!["sh".into(), "-c".into(), "echo hi > /tmp/x".into()],
             state: pb::SliceState::Degraded as i32,
-            lease_expires_at: Some(slicebed_proto::prost_types::Timestamp { seconds: 7 * 86_400 - 60, nanos: 0 }),
-            placement: Some(pb::PlacementRequest { per_site: 1, ..Default::default() }),
+            lease_expires_at: Some(slicebed_proto::prost_types::Timestamp {
+                seconds: 7 * 86_400 - 60,
+                nanos: 0,
+            }),
+            placement: Some(pb::PlacementRequest {
+                per_site: 1,
+                ..Default::default()
+            }),
             slivers: vec![
                 sliver(0, pb::SliverState::Running, ""),
                 sliver(1, pb::SliverState::Failed, "image not found"),
@@ -180,10 +231,19 @@ mod tests {
         let text = render(&s, 0);
         assert!(text.contains("State:     degraded"), "{text}");
         assert!(text.contains("Slivers:   1/2 running, 1 failed"), "{text}");
-        assert!(text.contains("Command:   sh -c 'echo hi > /tmp/x'"), "{text}");
+        assert!(
+            text.contains("Command:   sh -c 'echo hi > /tmp/x'"),
+            "{text}"
+        );
         assert!(text.contains("Placement: spread, 1 per site"), "{text}");
         assert!(text.contains("Lease:     6d23h left"), "{text}");
-        assert!(text.contains("INDEX  NODE    SITE  STATE    PORTS            LAST ERROR"), "{text}");
-        assert!(text.contains("1      node-1  mit   failed   http 8080→30002  image not found"), "{text}");
+        assert!(
+            text.contains("INDEX  NODE    SITE  STATE    PORTS            LAST ERROR"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1      node-1  mit   failed   http 8080→30002  image not found"),
+            "{text}"
+        );
     }
 }

@@ -55,7 +55,9 @@ pub async fn run(cmd: TokenCmd, ctx: &Ctx) -> Result<()> {
             let resp = c.admin.create_token(req).await?.into_inner();
             let info = resp.info.unwrap_or_default();
             if ctx.json() {
-                return output::json(&serde_json::json!({ "token": resp.token, "info": TokenView::from(&info) }));
+                return output::json(
+                    &serde_json::json!({ "token": resp.token, "info": TokenView::from(&info) }),
+                );
             }
             let expires = rfc3339(info.expires_at.as_ref()).unwrap_or_default();
             output::out(&format!(
@@ -64,14 +66,23 @@ pub async fn run(cmd: TokenCmd, ctx: &Ctx) -> Result<()> {
             ))
         }
         TokenCmd::List { user } => {
-            let tokens = c.admin.list_tokens(ListTokensRequest { user: user.unwrap_or_default() }).await?.into_inner().tokens;
+            let tokens = c
+                .admin
+                .list_tokens(ListTokensRequest {
+                    user: user.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .tokens;
             if ctx.json() {
                 return output::json(&tokens.iter().map(TokenView::from).collect::<Vec<_>>());
             }
             output::out(&token_table(&tokens, now_secs()).to_string())
         }
         TokenCmd::Revoke { id } => {
-            c.admin.revoke_token(RevokeTokenRequest { id: id.clone() }).await?;
+            c.admin
+                .revoke_token(RevokeTokenRequest { id: id.clone() })
+                .await?;
             if ctx.json() {
                 return output::json(&serde_json::json!({ "revoked": id }));
             }
@@ -81,7 +92,14 @@ pub async fn run(cmd: TokenCmd, ctx: &Ctx) -> Result<()> {
 }
 
 fn token_table(tokens: &[pb::TokenInfo], now: i64) -> Table {
-    let mut t = Table::new(["ID", "USER", "DESCRIPTION", "CREATED", "EXPIRES IN", "STATUS"]);
+    let mut t = Table::new([
+        "ID",
+        "USER",
+        "DESCRIPTION",
+        "CREATED",
+        "EXPIRES IN",
+        "STATUS",
+    ]);
     for k in tokens {
         let expired = k.expires_at.as_ref().is_some_and(|e| e.seconds <= now);
         let status = if k.revoked {
@@ -113,10 +131,17 @@ mod tests {
         let tok = |revoked, exp| pb::TokenInfo {
             id: "t1".into(),
             revoked,
-            expires_at: Some(Timestamp { seconds: exp, nanos: 0 }),
+            expires_at: Some(Timestamp {
+                seconds: exp,
+                nanos: 0,
+            }),
             ..Default::default()
         };
-        let text = token_table(&[tok(true, 1000), tok(false, 10), tok(false, 1000 + 86_400)], 1000).to_string();
+        let text = token_table(
+            &[tok(true, 1000), tok(false, 10), tok(false, 1000 + 86_400)],
+            1000,
+        )
+        .to_string();
         let rows: Vec<&str> = text.lines().collect();
         assert!(rows[1].ends_with("revoked"));
         assert!(rows[2].ends_with("expired"));

@@ -66,7 +66,10 @@ pub struct CreateArgs {
 
 /// A protobuf Duration of whole seconds.
 pub fn duration(secs: i64) -> Duration {
-    Duration { seconds: secs, nanos: 0 }
+    Duration {
+        seconds: secs,
+        nanos: 0,
+    }
 }
 
 pub async fn run(cmd: UserCmd, ctx: &Ctx) -> Result<()> {
@@ -88,7 +91,11 @@ pub async fn run(cmd: UserCmd, ctx: &Ctx) -> Result<()> {
                     "token_info": resp.token_info.as_ref().map(TokenView::from),
                 }));
             }
-            let expires = resp.token_info.as_ref().and_then(|t| rfc3339(t.expires_at.as_ref())).unwrap_or_default();
+            let expires = resp
+                .token_info
+                .as_ref()
+                .and_then(|t| rfc3339(t.expires_at.as_ref()))
+                .unwrap_or_default();
             output::out(&format!(
                 "Created user {} ({}, site {}).\n\nToken (shown only this once; expires {expires}):\n\n  {}\n\n\
                  They can log in with:\n\n  slicectl login --server {} --token {} --name {}\n",
@@ -102,13 +109,25 @@ pub async fn run(cmd: UserCmd, ctx: &Ctx) -> Result<()> {
             ))
         }
         UserCmd::List { site } => {
-            let users = c.admin.list_users(ListUsersRequest { site: site.unwrap_or_default() }).await?.into_inner().users;
+            let users = c
+                .admin
+                .list_users(ListUsersRequest {
+                    site: site.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .users;
             if ctx.json() {
                 return output::json(&users.iter().map(UserView::from).collect::<Vec<_>>());
             }
             let mut t = Table::new(["NAME", "ROLE", "SITE", "CREATED"]);
             for u in &users {
-                t.row([u.name.clone(), role(u.role()), u.site.clone(), rfc3339(u.created_at.as_ref()).unwrap_or_default()]);
+                t.row([
+                    u.name.clone(),
+                    role(u.role()),
+                    u.site.clone(),
+                    rfc3339(u.created_at.as_ref()).unwrap_or_default(),
+                ]);
             }
             output::out(&t.to_string())
         }

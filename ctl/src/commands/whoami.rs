@@ -16,6 +16,15 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
             "server": c.server, "context": settings.context,
         }));
     }
-    let via = settings.context.map(|n| format!(" (context {n})")).unwrap_or_default();
-    output::out(&format!("{} ({}) at site {}, on {}{via}\n", me.user, role(me.role()), me.site, c.server))
+    let via = settings
+        .context
+        .map(|n| format!(" (context {n})"))
+        .unwrap_or_default();
+    output::out(&format!(
+        "{} ({}) at site {}, on {}{via}\n",
+        me.user,
+        role(me.role()),
+        me.site,
+        c.server
+    ))
 }

@@ -32,7 +32,10 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 /// Writes to stdout; a closed pipe (`| head`) ends quietly instead of failing.
 pub fn out(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         other => Ok(other?),
     }
@@ -41,7 +44,9 @@ pub fn out(text: &str) -> Result<()> {
 /// Lowercase name of a proto enum value without its type prefix:
 /// `SLIVER_STATE_RUNNING` → `running`, `RESTART_POLICY_ON_FAILURE` → `on_failure`.
 pub fn enum_name(full: &str, prefix: &str) -> String {
-    full.strip_prefix(prefix).unwrap_or(full).to_ascii_lowercase()
+    full.strip_prefix(prefix)
+        .unwrap_or(full)
+        .to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -50,7 +55,13 @@ mod tests {
 
     #[test]
     fn enum_names_are_lowercase_without_prefix() {
-        assert_eq!(enum_name("SLIVER_STATE_RUNNING", "SLIVER_STATE_"), "running");
-        assert_eq!(enum_name("RESTART_POLICY_ON_FAILURE", "RESTART_POLICY_"), "on_failure");
+        assert_eq!(
+            enum_name("SLIVER_STATE_RUNNING", "SLIVER_STATE_"),
+            "running"
+        );
+        assert_eq!(
+            enum_name("RESTART_POLICY_ON_FAILURE", "RESTART_POLICY_"),
+            "on_failure"
+        );
     }
 }

@@ -17,7 +17,10 @@ impl Table {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Table { headers: headers.into_iter().map(Into::into).collect(), rows: Vec::new() }
+        Table {
+            headers: headers.into_iter().map(Into::into).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Appends a row; missing cells print empty, extra cells are ignored.
@@ -83,7 +86,13 @@ impl Fields {
 
 impl fmt::Display for Fields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let w = self.0.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0) + 1;
+        let w = self
+            .0
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0)
+            + 1;
         for (k, v) in &self.0 {
             let key = format!("{k}:");
             writeln!(f, "{}", format!("{key:<w$} {v}").trim_end())?;
@@ -120,7 +129,12 @@ mod tests {
     #[test]
     fn fields_align_keys() {
         let mut f = Fields::new();
-        f.add("Name", "demo").add("Lease left", "6d23h").add("Empty", "");
-        assert_eq!(f.to_string(), "Name:       demo\nLease left: 6d23h\nEmpty:\n");
+        f.add("Name", "demo")
+            .add("Lease left", "6d23h")
+            .add("Empty", "");
+        assert_eq!(
+            f.to_string(),
+            "Name:       demo\nLease left: 6d23h\nEmpty:\n"
+        );
     }
 }

@@ -39,7 +39,11 @@ pub struct ResourcesView {
 impl From<Option<&pb::Resources>> for ResourcesView {
     fn from(r: Option<&pb::Resources>) -> Self {
         let r = r.cloned().unwrap_or_default();
-        ResourcesView { cpu_millis: r.cpu_millis, memory_bytes: r.memory_bytes, disk_bytes: r.disk_bytes }
+        ResourcesView {
+            cpu_millis: r.cpu_millis,
+            memory_bytes: r.memory_bytes,
+            disk_bytes: r.disk_bytes,
+        }
     }
 }
 
@@ -85,7 +89,12 @@ pub struct UserView {
 
 impl From<&pb::User> for UserView {
     fn from(u: &pb::User) -> Self {
-        UserView { name: u.name.clone(), role: role(u.role()), site: u.site.clone(), created_at: rfc3339(u.created_at.as_ref()) }
+        UserView {
+            name: u.name.clone(),
+            role: role(u.role()),
+            site: u.site.clone(),
+            created_at: rfc3339(u.created_at.as_ref()),
+        }
     }
 }
 
@@ -145,7 +154,10 @@ impl From<&pb::Node> for NodeView {
             capacity: n.capacity.as_ref().into(),
             allocated: n.allocated.as_ref().into(),
             usage: n.usage.as_ref().into(),
-            port_range: n.port_range.map(|p| PortRangeView { first: p.first, last: p.last }),
+            port_range: n.port_range.map(|p| PortRangeView {
+                first: p.first,
+                last: p.last,
+            }),
             labels: n.labels.clone().into_iter().collect(),
             last_heartbeat: rfc3339(n.last_heartbeat.as_ref()),
             agent_version: n.agent_version.clone(),
@@ -202,7 +214,11 @@ impl From<&pb::Sliver> for SliverView {
             ports: s
                 .ports
                 .iter()
-                .map(|p| PortView { name: p.name.clone(), container_port: p.container_port, host_port: Some(p.host_port) })
+                .map(|p| PortView {
+                    name: p.name.clone(),
+                    container_port: p.container_port,
+                    host_port: Some(p.host_port),
+                })
                 .collect(),
             last_error: s.last_error.clone(),
             exit_code: s.exit_code,
@@ -247,7 +263,11 @@ impl From<&pb::Slice> for SliceView {
             ports: s
                 .ports
                 .iter()
-                .map(|p| PortView { name: p.name.clone(), container_port: p.container_port, host_port: None })
+                .map(|p| PortView {
+                    name: p.name.clone(),
+                    container_port: p.container_port,
+                    host_port: None,
+                })
                 .collect(),
             placement: s.placement.as_ref().map(|p| PlacementView {
                 strategy: enum_name(p.strategy().as_str_name(), "PLACEMENT_STRATEGY_"),
@@ -301,15 +321,29 @@ mod tests {
             image: "slicebed/base:latest".into(),
             state: pb::SliceState::Provisioning as i32,
             restart_policy: pb::RestartPolicy::OnFailure as i32,
-            resources: Some(pb::Resources { cpu_millis: 100, memory_bytes: 64 << 20, disk_bytes: 0 }),
-            ports: vec![pb::NamedPort { name: "http".into(), container_port: 8080 }],
-            lease_expires_at: Some(Timestamp { seconds: 1_714_564_803, nanos: 5 }),
+            resources: Some(pb::Resources {
+                cpu_millis: 100,
+                memory_bytes: 64 << 20,
+                disk_bytes: 0,
+            }),
+            ports: vec![pb::NamedPort {
+                name: "http".into(),
+                container_port: 8080,
+            }],
+            lease_expires_at: Some(Timestamp {
+                seconds: 1_714_564_803,
+                nanos: 5,
+            }),
             slivers: vec![pb::Sliver {
                 id: "demo-0-ab".into(),
                 node: "node-mit".into(),
                 site: "mit".into(),
                 state: pb::SliverState::Running as i32,
-                ports: vec![pb::AssignedPort { name: "http".into(), container_port: 8080, host_port: 30001 }],
+                ports: vec![pb::AssignedPort {
+                    name: "http".into(),
+                    container_port: 8080,
+                    host_port: 30001,
+                }],
                 ..Default::default()
             }],
             ..Default::default()
@@ -324,7 +358,10 @@ mod tests {
         assert_eq!(v["resources"]["memory_bytes"], 64 << 20);
         assert_eq!(v["lease_expires_at"], "2024-05-01T12:00:03Z");
         assert_eq!(v["created_at"], serde_json::Value::Null);
-        assert_eq!(v["ports"][0], serde_json::json!({"name": "http", "container_port": 8080}));
+        assert_eq!(
+            v["ports"][0],
+            serde_json::json!({"name": "http", "container_port": 8080})
+        );
         let s = &v["slivers"][0];
         assert_eq!(s["state"], "running");
         assert_eq!(s["ports"][0]["host_port"], 30001);
@@ -335,7 +372,15 @@ mod tests {
     fn enums_and_roles() {
         assert_eq!(node_state(pb::NodeState::Unreachable), "unreachable");
         assert_eq!(role(pb::Role::Pi), "pi");
-        let u = pb::User { name: "bob".into(), role: pb::Role::Admin as i32, site: "eth".into(), created_at: None };
-        assert_eq!(serde_json::to_value(UserView::from(&u)).unwrap()["role"], "admin");
+        let u = pb::User {
+            name: "bob".into(),
+            role: pb::Role::Admin as i32,
+            site: "eth".into(),
+            created_at: None,
+        };
+        assert_eq!(
+            serde_json::to_value(UserView::from(&u)).unwrap()["role"],
+            "admin"
+        );
     }
 }

@@ -15,7 +15,14 @@ use super::{find_binary, previous_context_file, procs::Pids, CONTEXT};
 use crate::{ctx::Ctx, output};
 
 /// Entries of the testbed directory that `dev up` creates; nothing else is ever removed.
-const OURS: &[&str] = &["pids.json", ".pids.json.tmp", "previous-context", "service.log", "service", "nodes"];
+const OURS: &[&str] = &[
+    "pids.json",
+    ".pids.json.tmp",
+    "previous-context",
+    "service.log",
+    "service",
+    "nodes",
+];
 
 /// " --dir DIR" when DIR is not the default, for messages that suggest a command.
 pub fn dir_flag(dir: &Path) -> String {
@@ -27,15 +34,23 @@ pub fn dir_flag(dir: &Path) -> String {
 
 /// Whether DIR holds (part of) a testbed.
 pub fn has_leftovers(dir: &Path) -> bool {
-    ["pids.json", "service", "nodes"].iter().any(|e| dir.join(e).exists())
+    ["pids.json", "service", "nodes"]
+        .iter()
+        .any(|e| dir.join(e).exists())
 }
 
 pub async fn run(dir: &Path, ctx: &Ctx) -> Result<()> {
     if !has_leftovers(dir) {
-        return output::out(&format!("No local testbed in {}; nothing to stop.\n", dir.display()));
+        return output::out(&format!(
+            "No local testbed in {}; nothing to stop.\n",
+            dir.display()
+        ));
     }
     teardown(dir, ctx, false).await?;
-    output::out(&format!("The local testbed in {} is gone.\n", dir.display()))
+    output::out(&format!(
+        "The local testbed in {} is gone.\n",
+        dir.display()
+    ))
 }
 
 /// Stops, cleans up and forgets the testbed in DIR.
@@ -52,13 +67,19 @@ pub async fn teardown(dir: &Path, ctx: &Ctx, quiet: bool) -> Result<()> {
     }
     let killed = super::procs::stop_all(&pids.processes, Duration::from_secs(5));
     if !killed.is_empty() {
-        say(format!("Killed {} (they ignored SIGTERM for 5s)", killed.join(", ")));
+        say(format!(
+            "Killed {} (they ignored SIGTERM for 5s)",
+            killed.join(", ")
+        ));
     }
 
     let mut failures = Vec::new();
     let node_dirs = node_state_dirs(dir, &pids);
     if !node_dirs.is_empty() {
-        say(format!("Removing the containers of {} nodes", node_dirs.len()));
+        say(format!(
+            "Removing the containers of {} nodes",
+            node_dirs.len()
+        ));
         match find_binary("node-manager") {
             Ok(bin) => {
                 for state in &node_dirs {
@@ -78,11 +99,19 @@ pub async fn teardown(dir: &Path, ctx: &Ctx, quiet: bool) -> Result<()> {
         if *entry == "nodes" && !failures.is_empty() {
             continue;
         }
-        let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        let _ = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
     }
     let _ = fs::remove_dir(dir); // Only if empty: DIR might hold the user's own files.
     if !failures.is_empty() {
-        bail!("{}; run slicectl dev down{} again to retry", failures.join("; "), dir_flag(dir));
+        bail!(
+            "{}; run slicectl dev down{} again to retry",
+            failures.join("; "),
+            dir_flag(dir)
+        );
     }
     Ok(())
 }
@@ -114,7 +143,13 @@ async fn cleanup_node(bin: &Path, state: &Path) -> Result<(), String> {
         Ok(Ok(out)) if out.status.success() => Ok(()),
         Ok(Ok(out)) => {
             let err = String::from_utf8_lossy(&out.stderr);
-            let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output")
+                .trim()
+                .to_string();
             Err(format!("{what} failed: {last}"))
         }
     }
@@ -126,14 +161,20 @@ fn restore_context(ctx: &Ctx, dir: &Path, server: Option<&str>) -> Result<()> {
         return Ok(()); // `dev up` never got as far as touching the config.
     };
     let mut config = ctx.config()?;
-    let ours = config.contexts.get(CONTEXT).is_some_and(|c| server.map_or(true, |s| c.server == s));
+    let ours = config
+        .contexts
+        .get(CONTEXT)
+        .is_some_and(|c| server.is_none_or(|s| c.server == s));
     if !ours {
         return Ok(());
     }
     config.contexts.remove(CONTEXT);
     if config.current.as_deref() == Some(CONTEXT) {
         let previous = previous.trim();
-        config.current = config.contexts.contains_key(previous).then(|| previous.to_string());
+        config.current = config
+            .contexts
+            .contains_key(previous)
+            .then(|| previous.to_string());
     }
     config.save(&ctx.config_path)
 }

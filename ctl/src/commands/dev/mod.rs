@@ -43,7 +43,11 @@ pub enum DevCmd {
 
 pub async fn run(cmd: DevCmd, ctx: &Ctx) -> Result<()> {
     match cmd {
-        DevCmd::Up { nodes, dir, timeout } => up::run(nodes as usize, &resolve_dir(dir)?, timeout as u64, ctx).await,
+        DevCmd::Up {
+            nodes,
+            dir,
+            timeout,
+        } => up::run(nodes as usize, &resolve_dir(dir)?, timeout as u64, ctx).await,
         DevCmd::Down { dir } => down::run(&resolve_dir(dir)?, ctx).await,
     }
 }
@@ -57,7 +61,9 @@ fn resolve_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
     if dir.is_absolute() {
         Ok(dir)
     } else {
-        Ok(std::env::current_dir().context("cannot read the current directory")?.join(dir))
+        Ok(std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(dir))
     }
 }
 
@@ -73,12 +79,18 @@ fn default_dir(env: impl Fn(&str) -> Option<PathBuf>) -> Result<PathBuf> {
 
 /// Finds a Slicebed binary next to slicectl's own executable, else on PATH.
 pub fn find_binary(name: &str) -> Result<PathBuf> {
-    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join(name)));
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)));
     if let Some(p) = beside.as_ref().filter(|p| is_executable(p)) {
         return Ok(p.clone());
     }
     let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| is_executable(p)))
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| is_executable(p))
+        })
         .unwrap_or_default();
     on_path.with_context(|| {
         let dir = beside.as_deref().and_then(Path::parent).map(|d| d.display().to_string()).unwrap_or_default();
@@ -88,7 +100,8 @@ pub fn find_binary(name: &str) -> Result<PathBuf> {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// `DIR/previous-context`: the context that was current before `dev up`.
@@ -103,9 +116,17 @@ mod tests {
     #[test]
     fn default_dir_follows_xdg() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| PathBuf::from(v))
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| PathBuf::from(v))
+            }
         };
-        assert_eq!(default_dir(env(&[("HOME", "/h")])).unwrap(), PathBuf::from("/h/.local/state/slicebed/dev"));
+        assert_eq!(
+            default_dir(env(&[("HOME", "/h")])).unwrap(),
+            PathBuf::from("/h/.local/state/slicebed/dev")
+        );
         assert_eq!(
             default_dir(env(&[("HOME", "/h"), ("XDG_STATE_HOME", "/s")])).unwrap(),
             PathBuf::from("/s/slicebed/dev")
@@ -115,7 +136,9 @@ mod tests {
 
     #[test]
     fn missing_binaries_say_how_to_build_them() {
-        let err = find_binary("no-such-slicebed-binary").unwrap_err().to_string();
+        let err = find_binary("no-such-slicebed-binary")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cargo build --release"), "{err}");
         assert!(find_binary("sh").is_ok());
     }

@@ -47,7 +47,10 @@ impl Pids {
     pub fn load(dir: &Path) -> Result<Option<Pids>> {
         let path = Self::path(dir);
         match fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?)),
+            Ok(text) => Ok(Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("invalid {}", path.display()))?,
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -70,7 +73,12 @@ impl Pids {
 
 /// Starts `bin args...` in its own process group with stdout and stderr appended to `log`.
 /// It outlives slicectl: nothing kills it when the returned handle is dropped.
-pub fn spawn_detached(name: &str, bin: &Path, args: &[String], log: &Path) -> Result<(Proc, Child)> {
+pub fn spawn_detached(
+    name: &str,
+    bin: &Path,
+    args: &[String],
+    log: &Path,
+) -> Result<(Proc, Child)> {
     let out = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -85,14 +93,24 @@ pub fn spawn_detached(name: &str, bin: &Path, args: &[String], log: &Path) -> Re
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
-    let binary = bin.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let proc = Proc { name: name.into(), binary, pid: child.id() as i32, log: log.into() };
+    let binary = bin
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let proc = Proc {
+        name: name.into(),
+        binary,
+        pid: child.id() as i32,
+        log: log.into(),
+    };
     Ok((proc, child))
 }
 
 /// Whether the process runs and is still the one we started.
 pub fn is_alive(p: &Proc) -> bool {
-    let Some(pid) = Pid::from_raw(p.pid) else { return false };
+    let Some(pid) = Pid::from_raw(p.pid) else {
+        return false;
+    };
     if test_kill_process(pid).is_err() {
         return false;
     }
@@ -101,7 +119,10 @@ pub fn is_alive(p: &Proc) -> bool {
         return true; // No procfs: trust the pid.
     }
     let zombie = fs::read_to_string(proc_dir.join("stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true);
     let cmdline = fs::read(proc_dir.join("cmdline")).unwrap_or_default();
     !zombie && String::from_utf8_lossy(&cmdline).contains(&p.binary)
@@ -149,14 +170,26 @@ mod tests {
     #[test]
     fn starts_records_and_stops_a_process() {
         let dir = tempfile::tempdir().unwrap();
-        let (proc, _child) =
-            spawn_detached("sleeper", Path::new("/bin/sleep"), &["30".into()], &dir.path().join("s.log")).unwrap();
+        let (proc, _child) = spawn_detached(
+            "sleeper",
+            Path::new("/bin/sleep"),
+            &["30".into()],
+            &dir.path().join("s.log"),
+        )
+        .unwrap();
         assert!(is_alive(&proc));
-        let pids = Pids { server: None, sites: vec![], processes: vec![proc.clone()] };
+        let pids = Pids {
+            server: None,
+            sites: vec![],
+            processes: vec![proc.clone()],
+        };
         pids.save(dir.path()).unwrap();
         assert_eq!(Pids::load(dir.path()).unwrap(), Some(pids));
         // A pid that now belongs to another program is not ours.
-        assert!(!is_alive(&Proc { binary: "no-such-binary".into(), ..proc.clone() }));
+        assert!(!is_alive(&Proc {
+            binary: "no-such-binary".into(),
+            ..proc.clone()
+        }));
         assert!(stop_all(std::slice::from_ref(&proc), Duration::from_secs(5)).is_empty());
         // Our own unreaped child is a zombie now, which counts as gone.
         assert!(!is_alive(&proc));

@@ -19,20 +19,76 @@ const fn site(
     lat: f64,
     lon: f64,
 ) -> DemoSite {
-    DemoSite { name, display_name, city, country, lat, lon }
+    DemoSite {
+        name,
+        display_name,
+        city,
+        country,
+        lat,
+        lon,
+    }
 }
 
 pub const SITES: &[DemoSite] = &[
-    site("mit", "Massachusetts Institute of Technology", "Cambridge", "US", 42.36, -71.09),
+    site(
+        "mit",
+        "Massachusetts Institute of Technology",
+        "Cambridge",
+        "US",
+        42.36,
+        -71.09,
+    ),
     site("eth", "ETH Zurich", "Zurich", "CH", 47.38, 8.55),
     site("kaist", "KAIST", "Daejeon", "KR", 36.37, 127.36),
-    site("ucl", "University College London", "London", "GB", 51.52, -0.13),
-    site("unimelb", "University of Melbourne", "Melbourne", "AU", -37.80, 144.96),
-    site("usp", "Universidade de São Paulo", "São Paulo", "BR", -23.56, -46.73),
-    site("uct", "University of Cape Town", "Cape Town", "ZA", -33.96, 18.46),
-    site("utokyo", "University of Tokyo", "Tokyo", "JP", 35.71, 139.76),
+    site(
+        "ucl",
+        "University College London",
+        "London",
+        "GB",
+        51.52,
+        -0.13,
+    ),
+    site(
+        "unimelb",
+        "University of Melbourne",
+        "Melbourne",
+        "AU",
+        -37.80,
+        144.96,
+    ),
+    site(
+        "usp",
+        "Universidade de São Paulo",
+        "São Paulo",
+        "BR",
+        -23.56,
+        -46.73,
+    ),
+    site(
+        "uct",
+        "University of Cape Town",
+        "Cape Town",
+        "ZA",
+        -33.96,
+        18.46,
+    ),
+    site(
+        "utokyo",
+        "University of Tokyo",
+        "Tokyo",
+        "JP",
+        35.71,
+        139.76,
+    ),
     site("iitb", "IIT Bombay", "Mumbai", "IN", 19.13, 72.92),
-    site("ubc", "University of British Columbia", "Vancouver", "CA", 49.26, -123.25),
+    site(
+        "ubc",
+        "University of British Columbia",
+        "Vancouver",
+        "CA",
+        49.26,
+        -123.25,
+    ),
 ];
 
 /// Host ports node `i` lends to slivers: 100 per node from 30000, so nodes never collide.

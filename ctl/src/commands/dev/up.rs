@@ -10,7 +10,9 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use slicebed_proto::v1::{self as pb, CreateEnrollmentTokenRequest, CreateSiteRequest, ListNodesRequest};
+use slicebed_proto::v1::{
+    self as pb, CreateEnrollmentTokenRequest, CreateSiteRequest, ListNodesRequest,
+};
 
 use super::{
     down, find_binary, previous_context_file,
@@ -49,7 +51,10 @@ impl Started {
     fn check_alive(&mut self) -> Result<()> {
         for (proc, child) in &mut self.children {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(with_log(&format!("{} exited ({status})", proc.name), &proc.log));
+                return Err(with_log(
+                    &format!("{} exited ({status})", proc.name),
+                    &proc.log,
+                ));
             }
         }
         Ok(())
@@ -62,7 +67,10 @@ fn with_log(what: &str, log: &Path) -> anyhow::Error {
     if !tail.is_empty() {
         eprintln!("--- last lines of {} ---\n{tail}\n---", log.display());
     }
-    anyhow!("{what} (log: {}; clean up with: slicectl dev down)", log.display())
+    anyhow!(
+        "{what} (log: {}; clean up with: slicectl dev down)",
+        log.display()
+    )
 }
 
 fn step(msg: &str) {
@@ -74,7 +82,11 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
     let node_bin = find_binary("node-manager")?;
     let dir_flag = super::down::dir_flag(dir);
     if let Some(pids) = Pids::load(dir)? {
-        let alive: Vec<String> = pids.alive().iter().map(|p| format!("{} pid {}", p.name, p.pid)).collect();
+        let alive: Vec<String> = pids
+            .alive()
+            .iter()
+            .map(|p| format!("{} pid {}", p.name, p.pid))
+            .collect();
         if !alive.is_empty() {
             bail!(
                 "a testbed is already running in {} ({}); stop it with: slicectl dev down{dir_flag}",
@@ -84,11 +96,19 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
         }
     }
     if down::has_leftovers(dir) {
-        step(&format!("Cleaning up a stopped testbed in {}", dir.display()));
+        step(&format!(
+            "Cleaning up a stopped testbed in {}",
+            dir.display()
+        ));
         down::teardown(dir, ctx, true).await?;
     }
-    fs::create_dir_all(dir.join("nodes")).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut started = Started { dir: dir.to_path_buf(), pids: Pids::default(), children: Vec::new() };
+    fs::create_dir_all(dir.join("nodes"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut started = Started {
+        dir: dir.to_path_buf(),
+        pids: Pids::default(),
+        children: Vec::new(),
+    };
     let timeout = Duration::from_secs(timeout_secs);
 
     // The service picks a free port and tells us which through service.addr.
@@ -96,14 +116,24 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
     fs::create_dir_all(&service_dir)?;
     step("Starting slice-service");
     let log = dir.join("service.log");
-    let args = ["--listen".into(), "127.0.0.1:0".into(), "--data-dir".into(), path_arg(&service_dir)];
+    let args = [
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        path_arg(&service_dir),
+    ];
     started.spawn("slice-service", &service_bin, &args, &log)?;
     let (addr, admin_token) = wait_for_service(&mut started, &service_dir, &log).await?;
     let server = format!("http://{addr}");
     started.pids.server = Some(server.clone());
     started.pids.save(dir)?;
     step(&format!("slice-service listens on {server}"));
-    let settings = Settings { server: server.clone(), token: Some(admin_token.clone()), ca_cert: None, context: None };
+    let settings = Settings {
+        server: server.clone(),
+        token: Some(admin_token.clone()),
+        ca_cert: None,
+        context: None,
+    };
     let mut c = client::connect(&settings).await?;
 
     let sites = &SITES[..nodes];
@@ -112,9 +142,16 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
         started.pids.sites.push(site.name.to_string());
         started.pids.save(dir)?;
     }
-    step(&format!("Importing the base image {DEMO_IMAGE} (the first time takes a while)"));
-    run_tool(&node_bin, &["image".into(), "import".into()], Duration::from_secs(600), "node-manager image import")
-        .await?;
+    step(&format!(
+        "Importing the base image {DEMO_IMAGE} (the first time takes a while)"
+    ));
+    run_tool(
+        &node_bin,
+        &["image".into(), "import".into()],
+        Duration::from_secs(600),
+        "node-manager image import",
+    )
+    .await?;
     for site in sites {
         let state_dir = dir.join("nodes").join(site.name);
         let log = dir.join("nodes").join(format!("{}.log", site.name));
@@ -140,7 +177,11 @@ fn path_arg(p: &Path) -> String {
 }
 
 /// Waits for `service.addr` and `admin.token`; fails early if the service dies.
-async fn wait_for_service(started: &mut Started, service_dir: &Path, log: &Path) -> Result<(String, String)> {
+async fn wait_for_service(
+    started: &mut Started,
+    service_dir: &Path,
+    log: &Path,
+) -> Result<(String, String)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         started.check_alive()?;
@@ -151,15 +192,28 @@ async fn wait_for_service(started: &mut Started, service_dir: &Path, log: &Path)
             return Ok((addr.trim().to_string(), token.trim().to_string()));
         }
         if Instant::now() > deadline {
-            return Err(with_log("slice-service did not write service.addr and admin.token within 30s", log));
+            return Err(with_log(
+                "slice-service did not write service.addr and admin.token within 30s",
+                log,
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Creates the site, gets an enrollment token and enrolls the site's node with it.
-async fn enroll(c: &mut Clients, node_bin: &Path, dir: &Path, server: &str, i: usize, s: &DemoSite) -> Result<()> {
-    step(&format!("Creating site {} ({}, {}) and enrolling node-{}", s.name, s.city, s.country, s.name));
+async fn enroll(
+    c: &mut Clients,
+    node_bin: &Path,
+    dir: &Path,
+    server: &str,
+    i: usize,
+    s: &DemoSite,
+) -> Result<()> {
+    step(&format!(
+        "Creating site {} ({}, {}) and enrolling node-{}",
+        s.name, s.city, s.country, s.name
+    ));
     let site = pb::Site {
         name: s.name.into(),
         display_name: s.display_name.into(),
@@ -171,9 +225,20 @@ async fn enroll(c: &mut Clients, node_bin: &Path, dir: &Path, server: &str, i: u
         quota: None,
         created_at: None,
     };
-    c.admin.create_site(CreateSiteRequest { site: Some(site) }).await.context("creating a demo site")?;
-    let req = CreateEnrollmentTokenRequest { site: s.name.into(), ttl: Some(duration(600)) };
-    let token = c.admin.create_enrollment_token(req).await?.into_inner().token;
+    c.admin
+        .create_site(CreateSiteRequest { site: Some(site) })
+        .await
+        .context("creating a demo site")?;
+    let req = CreateEnrollmentTokenRequest {
+        site: s.name.into(),
+        ttl: Some(duration(600)),
+    };
+    let token = c
+        .admin
+        .create_enrollment_token(req)
+        .await?
+        .into_inner()
+        .token;
     let (first, last) = port_range(i);
     let args: Vec<String> = [
         "enroll",
@@ -197,12 +262,21 @@ async fn enroll(c: &mut Clients, node_bin: &Path, dir: &Path, server: &str, i: u
     .iter()
     .map(|a| a.to_string())
     .collect();
-    run_tool(node_bin, &args, Duration::from_secs(60), &format!("node-manager enroll for node-{}", s.name)).await
+    run_tool(
+        node_bin,
+        &args,
+        Duration::from_secs(60),
+        &format!("node-manager enroll for node-{}", s.name),
+    )
+    .await
 }
 
 /// Runs a short-lived tool; on failure shows its output and says which step failed.
 async fn run_tool(bin: &Path, args: &[String], limit: Duration, what: &str) -> Result<()> {
-    let run = tokio::process::Command::new(bin).args(args).kill_on_drop(true).output();
+    let run = tokio::process::Command::new(bin)
+        .args(args)
+        .kill_on_drop(true)
+        .output();
     let out = tokio::time::timeout(limit, run)
         .await
         .map_err(|_| anyhow!("{what} did not finish within {}s", limit.as_secs()))?
@@ -212,27 +286,49 @@ async fn run_tool(bin: &Path, args: &[String], limit: Duration, what: &str) -> R
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let text = if stderr.trim().is_empty() { stdout } else { stderr };
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
     if !text.trim().is_empty() {
         eprintln!("--- output of {what} ---\n{}\n---", text.trim_end());
     }
-    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .trim();
     bail!("{what} failed ({}): {last}", out.status)
 }
 
 /// Polls ListNodes until every demo node is READY.
-async fn wait_for_nodes(started: &mut Started, c: &mut Clients, sites: &[DemoSite], timeout: Duration) -> Result<()> {
+async fn wait_for_nodes(
+    started: &mut Started,
+    c: &mut Clients,
+    sites: &[DemoSite],
+    timeout: Duration,
+) -> Result<()> {
     step(&format!("Waiting for {} nodes to connect", sites.len()));
     let deadline = Instant::now() + timeout;
     loop {
         started.check_alive()?;
-        let nodes = c.admin.list_nodes(ListNodesRequest::default()).await?.into_inner().nodes;
+        let nodes = c
+            .admin
+            .list_nodes(ListNodesRequest::default())
+            .await?
+            .into_inner()
+            .nodes;
         let not_ready: Vec<String> = sites
             .iter()
             .map(|s| format!("node-{}", s.name))
             .filter_map(|name| match nodes.iter().find(|n| n.name == name) {
                 Some(n) if n.state() == pb::NodeState::Ready => None,
-                Some(n) => Some(format!("{name} ({})", crate::output::view::node_state(n.state()))),
+                Some(n) => Some(format!(
+                    "{name} ({})",
+                    crate::output::view::node_state(n.state())
+                )),
                 None => Some(format!("{name} (not enrolled)")),
             })
             .collect();
@@ -256,9 +352,20 @@ async fn wait_for_nodes(started: &mut Started, c: &mut Clients, sites: &[DemoSit
 /// Adds the `dev` context with the admin token and makes it current, remembering the old one.
 fn use_dev_context(ctx: &Ctx, dir: &Path, server: &str, token: &str) -> Result<()> {
     let mut config = ctx.config()?;
-    let previous = config.current.clone().filter(|c| c != CONTEXT).unwrap_or_default();
+    let previous = config
+        .current
+        .clone()
+        .filter(|c| c != CONTEXT)
+        .unwrap_or_default();
     fs::write(previous_context_file(dir), previous)?;
-    config.contexts.insert(CONTEXT.into(), Context { server: server.into(), token: Some(token.into()), ca_cert: None });
+    config.contexts.insert(
+        CONTEXT.into(),
+        Context {
+            server: server.into(),
+            token: Some(token.into()),
+            ca_cert: None,
+        },
+    );
     config.current = Some(CONTEXT.into());
     config.save(&ctx.config_path)
 }
@@ -296,8 +403,14 @@ fn demo_args(sites: &[DemoSite], timeout_secs: u64) -> slice::CreateArgs {
 fn next_steps(server: &str, dir: &Path, demo: &pb::Slice, dir_flag: &str) -> String {
     let curl = demo.slivers.first().and_then(|v| {
         let port = v.ports.iter().find(|p| p.name == "http")?.host_port;
-        let host = if v.node_address.is_empty() { "127.0.0.1" } else { v.node_address.as_str() };
-        Some(format!("  curl http://{host}:{port}/            # a sliver answers\n"))
+        let host = if v.node_address.is_empty() {
+            "127.0.0.1"
+        } else {
+            v.node_address.as_str()
+        };
+        Some(format!(
+            "  curl http://{host}:{port}/            # a sliver answers\n"
+        ))
     });
     format!(
         "\nThe local testbed is up: slice-service at {server}, logs and state in {}.\n\
