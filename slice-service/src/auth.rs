@@ -85,10 +85,12 @@ pub fn hash(secret: &str) -> String {
 
 /// Extracts the bearer token from request metadata.
 pub fn bearer(md: &MetadataMap) -> Result<&str> {
-    let v = md
-        .get("authorization")
-        .ok_or_else(|| Error::Unauthenticated("missing bearer token (authorization metadata)".into()))?;
-    let v = v.to_str().map_err(|_| Error::Unauthenticated("malformed authorization metadata".into()))?;
+    let v = md.get("authorization").ok_or_else(|| {
+        Error::Unauthenticated("missing bearer token (authorization metadata)".into())
+    })?;
+    let v = v
+        .to_str()
+        .map_err(|_| Error::Unauthenticated("malformed authorization metadata".into()))?;
     v.strip_prefix("Bearer ")
         .or_else(|| v.strip_prefix("bearer "))
         .map(str::trim)
@@ -127,15 +129,23 @@ pub async fn authenticate(c: &mut Conn, secret: &str) -> Result<Principal> {
         }
         Kind::Enroll => {
             if t.used_at.is_some() {
-                return Err(Error::Unauthenticated("enrollment token has already been used".into()));
+                return Err(Error::Unauthenticated(
+                    "enrollment token has already been used".into(),
+                ));
             }
-            Ok(Principal::Enroll { token_id: t.id, site: t.subject })
+            Ok(Principal::Enroll {
+                token_id: t.id,
+                site: t.subject,
+            })
         }
         Kind::Node => {
-            let n = store::get_node(c, &t.subject)
-                .await?
-                .ok_or_else(|| Error::Unauthenticated("node credential's node no longer exists".into()))?;
-            Ok(Principal::Node { name: n.name, site: n.site })
+            let n = store::get_node(c, &t.subject).await?.ok_or_else(|| {
+                Error::Unauthenticated("node credential's node no longer exists".into())
+            })?;
+            Ok(Principal::Node {
+                name: n.name,
+                site: n.site,
+            })
         }
     }
 }
@@ -145,7 +155,10 @@ pub async fn authenticate(c: &mut Conn, secret: &str) -> Result<Principal> {
 pub fn may_manage_user(who: &User, target: &User) -> bool {
     who.name == target.name
         || who.role == Role::Admin
-        || (who.role == Role::Pi && target.role == Role::User && who.site.is_some() && who.site == target.site)
+        || (who.role == Role::Pi
+            && target.role == Role::User
+            && who.site.is_some()
+            && who.site == target.site)
 }
 
 /// May `who` manage things of `site` (nodes, enrollment tokens)?
@@ -158,7 +171,11 @@ pub fn require_admin(who: &User) -> Result<()> {
     if who.role == Role::Admin {
         Ok(())
     } else {
-        Err(Error::denied(format!("only admins may do this; {} is a {}", who.name, who.role.as_str())))
+        Err(Error::denied(format!(
+            "only admins may do this; {} is a {}",
+            who.name,
+            who.role.as_str()
+        )))
     }
 }
 
@@ -167,7 +184,12 @@ mod tests {
     use super::*;
 
     fn user(name: &str, role: Role, site: Option<&str>) -> User {
-        User { name: name.into(), role, site: site.map(Into::into), created_at: 0 }
+        User {
+            name: name.into(),
+            role,
+            site: site.map(Into::into),
+            created_at: 0,
+        }
     }
 
     #[test]

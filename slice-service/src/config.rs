@@ -74,10 +74,14 @@ impl Config {
 
     /// Resolves defaults; `database_url` falls back to an SQLite file in the data directory.
     pub fn resolve(data_dir: PathBuf, database_url: Option<String>, file: FileConfig) -> Self {
-        let database_url = database_url
-            .or(file.database_url)
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("slicebed.db").display()));
-        let heartbeat_interval = Duration::from_millis(file.nodes.heartbeat_interval_ms.unwrap_or(10_000));
+        let database_url = database_url.or(file.database_url).unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("slicebed.db").display()
+            )
+        });
+        let heartbeat_interval =
+            Duration::from_millis(file.nodes.heartbeat_interval_ms.unwrap_or(10_000));
         let missed = file.nodes.missed_heartbeats.unwrap_or(3).max(1);
         Self {
             data_dir,
@@ -97,7 +101,8 @@ impl Config {
 /// Reads and parses a TOML config file.
 pub fn read_file(path: &std::path::Path) -> anyhow::Result<FileConfig> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config {}", path.display()))
 }
 
@@ -107,7 +112,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        let e = toml::from_str::<FileConfig>("[lease]\ndefault_sec = 3\n").unwrap_err().to_string();
+        let e = toml::from_str::<FileConfig>("[lease]\ndefault_sec = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("default_sec"), "{e}");
     }
 

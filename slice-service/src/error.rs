@@ -51,7 +51,10 @@ impl Error {
     }
     /// Shorthand for a not-found error.
     pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
-        Error::NotFound { kind, name: name.into() }
+        Error::NotFound {
+            kind,
+            name: name.into(),
+        }
     }
     /// Shorthand for a permission-denied error.
     pub fn denied(msg: impl Into<String>) -> Self {

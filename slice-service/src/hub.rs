@@ -43,7 +43,11 @@ pub struct Hub {
 impl Hub {
     /// A hub that deems a node unreachable `ttl` after its last message.
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, next_id: AtomicU64::new(1), nodes: Mutex::new(HashMap::new()) }
+        Self {
+            ttl,
+            next_id: AtomicU64::new(1),
+            nodes: Mutex::new(HashMap::new()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -89,7 +93,9 @@ impl Hub {
 
     /// Whether the node was heard from within the TTL.
     pub fn is_live(&self, node: &str) -> bool {
-        self.lock().get(node).is_some_and(|e| e.last_seen.elapsed() < self.ttl)
+        self.lock()
+            .get(node)
+            .is_some_and(|e| e.last_seen.elapsed() < self.ttl)
     }
 
     /// Whether the node has ever connected since this service started.
@@ -104,7 +110,10 @@ impl Hub {
 
     /// Sends a command to a connected node; a disconnected node gets the full set on reconnect.
     pub fn send(&self, node: &str, cmd: NodeCommand) {
-        let tx = self.lock().get(node).and_then(|e| e.conn.as_ref().map(|(_, tx)| tx.clone()));
+        let tx = self
+            .lock()
+            .get(node)
+            .and_then(|e| e.conn.as_ref().map(|(_, tx)| tx.clone()));
         if let Some(tx) = tx {
             if tx.try_send(cmd).is_err() {
                 // The channel is full or closed: the node is stuck or gone. Dropping it makes the

@@ -31,16 +31,30 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::Config;
 
+/// How long in-flight calls may run after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Serves slicebed.v1 on `listener` until `shutdown` resolves.
 ///
 /// On first start it creates the bootstrap admin and writes its token to
 /// `<data-dir>/admin.token` (mode 0600); the log names the file, never the token. The bound
 /// address is written to `<data-dir>/service.addr` for scripts and tests that listen on port 0.
-pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let db = store::Db::open(&cfg.database_url).await.context("opening the database")?;
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let db = store::Db::open(&cfg.database_url)
+        .await
+        .context("opening the database")?;
     let core = core::Core::new(db.clone(), cfg.clone());
-    if let Some(secret) = core.bootstrap().await.context("bootstrapping the admin user")? {
+    if let Some(secret) = core
+        .bootstrap()
+        .await
+        .context("bootstrapping the admin user")?
+    {
         let path = cfg.data_dir.join("admin.token");
         write_private(&path, &secret)?;
         tracing::info!(path = %path.display(), "bootstrap admin token written");
@@ -63,7 +77,8 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         (Some(c), Some(k)) => {
             let cert = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
             let key = std::fs::read(k).with_context(|| format!("reading {}", k.display()))?;
-            server = server.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
+            server = server
+                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
             true
         }
         (None, None) => false,
@@ -71,18 +86,35 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     };
     let reapers = core::spawn_reapers(core.clone());
     let addr_file = cfg.data_dir.join("service.addr");
-    std::fs::write(&addr_file, addr.to_string()).with_context(|| format!("writing {}", addr_file.display()))?;
+    std::fs::write(&addr_file, addr.to_string())
+        .with_context(|| format!("writing {}", addr_file.display()))?;
     tracing::info!(%addr, tls, data_dir = %cfg.data_dir.display(), "slice-service listening");
 
-    let result = server
+    // Graceful shutdown waits for open streams; node control channels would hold it forever,
+    // so after the signal in-flight calls get a grace period and then the server stops.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    };
+    let serve = server
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(SliceServiceServer::new(api.clone()))
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(NodeServiceServer::new(api))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    let result = tokio::select! {
+        r = serve => r,
+        _ = async {
+            let _ = stop_rx.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::info!("grace period over; closing remaining connections");
+            Ok(())
+        }
+    };
     reapers.abort();
     let _ = std::fs::remove_file(&addr_file);
     db.close().await;

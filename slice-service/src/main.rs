@@ -35,10 +35,13 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn")
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    let fmt = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
     if args.log_json {
         fmt.json().init();
     } else {
@@ -60,7 +63,11 @@ async fn start(args: Args) -> anyhow::Result<()> {
         .clone()
         .or(file.data_dir.clone())
         .context("--data-dir is required (or data_dir in --config)")?;
-    let listen = if args.listen == "127.0.0.1:7443" { file.listen.clone().unwrap_or(args.listen) } else { args.listen };
+    let listen = if args.listen == "127.0.0.1:7443" {
+        file.listen.clone().unwrap_or(args.listen)
+    } else {
+        args.listen
+    };
     let mut file = file;
     if args.tls_cert.is_some() {
         file.tls_cert = args.tls_cert;
@@ -69,7 +76,9 @@ async fn start(args: Args) -> anyhow::Result<()> {
         file.tls_key = args.tls_key;
     }
     let cfg = slice_service::Config::resolve(data_dir, args.database_url, file);
-    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
     slice_service::run(cfg, listener, shutdown_signal()).await
 }
 

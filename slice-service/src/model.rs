@@ -248,7 +248,12 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// Builds an event.
-    pub fn new(actor: &str, object: impl Into<String>, action: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn new(
+        actor: &str,
+        object: impl Into<String>,
+        action: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             actor: actor.to_string(),
             object: object.into(),

@@ -8,7 +8,8 @@ pub fn dns_label(field: &str, v: &str) -> Result<()> {
         && v.len() <= 63
         && v.starts_with(|c: char| c.is_ascii_lowercase())
         && !v.ends_with('-')
-        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok {
         Ok(())
     } else {
@@ -27,7 +28,9 @@ pub fn env_name(v: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(format!("env name {v:?} is invalid: use [A-Za-z_][A-Za-z0-9_]*")))
+        Err(Error::invalid(format!(
+            "env name {v:?} is invalid: use [A-Za-z_][A-Za-z0-9_]*"
+        )))
     }
 }
 
@@ -37,7 +40,9 @@ pub fn image(v: &str) -> Result<()> {
         return Err(Error::invalid("image is required"));
     }
     if v.len() > 255 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::invalid(format!("image {v:?} is not a valid image reference")));
+        return Err(Error::invalid(format!(
+            "image {v:?} is not a valid image reference"
+        )));
     }
     Ok(())
 }
@@ -45,10 +50,14 @@ pub fn image(v: &str) -> Result<()> {
 /// Checks free text such as descriptions.
 pub fn text(field: &str, v: &str, max: usize) -> Result<()> {
     if v.chars().count() > max {
-        return Err(Error::invalid(format!("{field} is longer than {max} characters")));
+        return Err(Error::invalid(format!(
+            "{field} is longer than {max} characters"
+        )));
     }
     if v.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(Error::invalid(format!("{field} contains control characters")));
+        return Err(Error::invalid(format!(
+            "{field} contains control characters"
+        )));
     }
     Ok(())
 }

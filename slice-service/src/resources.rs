@@ -17,7 +17,11 @@ pub struct Resources {
 impl Resources {
     /// Builds a value.
     pub const fn new(cpu_millis: i64, memory_bytes: i64, disk_bytes: i64) -> Self {
-        Self { cpu_millis, memory_bytes, disk_bytes }
+        Self {
+            cpu_millis,
+            memory_bytes,
+            disk_bytes,
+        }
     }
 
     /// Component-wise sum, saturating so corrupt input cannot wrap around.
@@ -57,12 +61,21 @@ impl Resources {
 
 /// Formats bytes as the largest binary unit that keeps it readable ("512Mi", "1.5Gi").
 pub fn human_bytes(b: i64) -> String {
-    const UNITS: [(&str, i64); 4] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    const UNITS: [(&str, i64); 4] = [
+        ("Ti", 1 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ];
     for (suffix, size) in UNITS {
         if b >= size {
             let whole = b / size;
             let tenth = (b % size) * 10 / size;
-            return if tenth == 0 { format!("{whole}{suffix}") } else { format!("{whole}.{tenth}{suffix}") };
+            return if tenth == 0 {
+                format!("{whole}{suffix}")
+            } else {
+                format!("{whole}.{tenth}{suffix}")
+            };
         }
     }
     format!("{b}B")

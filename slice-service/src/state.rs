@@ -78,12 +78,18 @@ impl SliverState {
             (_, Stopping) => true,
             (_, Deleted) => true,
             (_, Pending) => false,
-            (Pending | Creating | Running | Exited | Failed | Suspended, Creating | Running | Exited | Failed | Suspended) => true,
+            (
+                Pending | Creating | Running | Exited | Failed | Suspended,
+                Creating | Running | Exited | Failed | Suspended,
+            ) => true,
         };
         if ok {
             Ok(to)
         } else {
-            Err(IllegalTransition { from: self.as_str(), to: to.as_str() })
+            Err(IllegalTransition {
+                from: self.as_str(),
+                to: to.as_str(),
+            })
         }
     }
 }
@@ -93,7 +99,9 @@ mod tests {
     use super::SliverState::*;
     use super::*;
 
-    const ALL: [SliverState; 8] = [Pending, Creating, Running, Exited, Failed, Stopping, Deleted, Suspended];
+    const ALL: [SliverState; 8] = [
+        Pending, Creating, Running, Exited, Failed, Stopping, Deleted, Suspended,
+    ];
 
     #[test]
     fn deleted_is_terminal() {
@@ -105,7 +113,11 @@ mod tests {
     #[test]
     fn stopping_only_ends_deleted() {
         for s in ALL {
-            assert_eq!(Stopping.transition(s).is_ok(), s == Deleted, "stopping -> {s:?}");
+            assert_eq!(
+                Stopping.transition(s).is_ok(),
+                s == Deleted,
+                "stopping -> {s:?}"
+            );
         }
     }
 

@@ -40,7 +40,11 @@ pub async fn channel(svc: &Service) -> Channel {
     if let Some(ca) = svc.ca_cert() {
         let pem = std::fs::read(ca).unwrap();
         ep = ep
-            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)).domain_name("localhost"))
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(pem))
+                    .domain_name("localhost"),
+            )
             .expect("tls");
     }
     ep.connect().await.expect("connect to slice-service")

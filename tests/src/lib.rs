@@ -22,13 +22,20 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current exe");
     // target/debug/deps/<test> -> target/debug
-    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// Path of a workspace binary; panics with a hint if it was not built.
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} not found: run `cargo build --workspace --bins` first (scripts/test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} not found: run `cargo build --workspace --bins` first (scripts/test does)",
+        p.display()
+    );
     p
 }
 

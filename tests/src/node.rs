@@ -23,12 +23,24 @@ pub struct TestNode {
 }
 
 /// What a test node reports at enrollment and connect.
-pub fn enroll_request(name: &str, cpu_millis: i64, memory_bytes: i64, ports: (u32, u32)) -> pb::EnrollRequest {
+pub fn enroll_request(
+    name: &str,
+    cpu_millis: i64,
+    memory_bytes: i64,
+    ports: (u32, u32),
+) -> pb::EnrollRequest {
     pb::EnrollRequest {
         name: name.into(),
         address: "127.0.0.1".into(),
-        capacity: Some(pb::Resources { cpu_millis, memory_bytes, disk_bytes: 100 << 30 }),
-        port_range: Some(pb::PortRange { first: ports.0, last: ports.1 }),
+        capacity: Some(pb::Resources {
+            cpu_millis,
+            memory_bytes,
+            disk_bytes: 100 << 30,
+        }),
+        port_range: Some(pb::PortRange {
+            first: ports.0,
+            last: ports.1,
+        }),
         labels: Default::default(),
         agent_version: "test-node".into(),
     }
@@ -36,12 +48,21 @@ pub fn enroll_request(name: &str, cpu_millis: i64, memory_bytes: i64, ports: (u3
 
 impl TestNode {
     /// Creates an enrollment token for `site` as admin, enrolls, connects.
-    pub async fn join(svc: &Service, site: &str, name: &str, cpu_millis: i64, memory_bytes: i64) -> Self {
+    pub async fn join(
+        svc: &Service,
+        site: &str,
+        name: &str,
+        cpu_millis: i64,
+        memory_bytes: i64,
+    ) -> Self {
         let admin = Clients::admin(svc).await;
         let tok = admin
             .admin
             .clone()
-            .create_enrollment_token(pb::CreateEnrollmentTokenRequest { site: site.into(), ttl: None })
+            .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+                site: site.into(),
+                ttl: None,
+            })
             .await
             .expect("enrollment token")
             .into_inner()
@@ -50,11 +71,18 @@ impl TestNode {
         let resp = enr
             .node
             .clone()
-            .enroll(enroll_request(name, cpu_millis, memory_bytes, (30000, 30999)))
+            .enroll(enroll_request(
+                name,
+                cpu_millis,
+                memory_bytes,
+                (30000, 30999),
+            ))
             .await
             .expect("enroll")
             .into_inner();
-        Self::connect(svc, name, &resp.credential, cpu_millis, memory_bytes).await.expect("connect")
+        Self::connect(svc, name, &resp.credential, cpu_millis, memory_bytes)
+            .await
+            .expect("connect")
     }
 
     /// Opens the control channel with a credential.
@@ -69,14 +97,30 @@ impl TestNode {
         let (tx, out) = mpsc::channel(256);
         let hello = pb::Hello {
             agent_version: "test-node".into(),
-            capacity: Some(pb::Resources { cpu_millis, memory_bytes, disk_bytes: 100 << 30 }),
-            port_range: Some(pb::PortRange { first: 30000, last: 30999 }),
+            capacity: Some(pb::Resources {
+                cpu_millis,
+                memory_bytes,
+                disk_bytes: 100 << 30,
+            }),
+            port_range: Some(pb::PortRange {
+                first: 30000,
+                last: 30999,
+            }),
             address: "127.0.0.1".into(),
             labels: Default::default(),
             observed: vec![],
         };
-        tx.send(pb::NodeMessage { msg: Some(Msg::Hello(hello)) }).await.unwrap();
-        let mut inbound = c.node.clone().control(ReceiverStream::new(out)).await?.into_inner();
+        tx.send(pb::NodeMessage {
+            msg: Some(Msg::Hello(hello)),
+        })
+        .await
+        .unwrap();
+        let mut inbound = c
+            .node
+            .clone()
+            .control(ReceiverStream::new(out))
+            .await?
+            .into_inner();
         let (in_tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
             while let Some(Ok(m)) = inbound.next().await {
@@ -89,13 +133,28 @@ impl TestNode {
         let heartbeat = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let hb = pb::Heartbeat { usage: None, running: 0 };
-                if hb_tx.send(pb::NodeMessage { msg: Some(Msg::Heartbeat(hb)) }).await.is_err() {
+                let hb = pb::Heartbeat {
+                    usage: None,
+                    running: 0,
+                };
+                if hb_tx
+                    .send(pb::NodeMessage {
+                        msg: Some(Msg::Heartbeat(hb)),
+                    })
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
         });
-        Ok(Self { name: name.into(), credential: credential.into(), tx, rx, heartbeat })
+        Ok(Self {
+            name: name.into(),
+            credential: credential.into(),
+            tx,
+            rx,
+            heartbeat,
+        })
     }
 
     /// Reports a sliver state.
@@ -109,12 +168,20 @@ impl TestNode {
             observed_at: None,
             restarts: 0,
         };
-        self.tx.send(pb::NodeMessage { msg: Some(Msg::Status(s)) }).await.expect("control channel open");
+        self.tx
+            .send(pb::NodeMessage {
+                msg: Some(Msg::Status(s)),
+            })
+            .await
+            .expect("control channel open");
     }
 
     /// Next message from the service, or None after `timeout`.
     pub async fn recv(&mut self, timeout: Duration) -> Option<pb::ServiceMessage> {
-        tokio::time::timeout(timeout, self.rx.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Stops heartbeating and closes the channel (the node goes silent).

@@ -26,9 +26,15 @@ pub async fn fresh_database(dir: &Path) -> String {
         Ok(base) if !base.is_empty() => {
             use sqlx::Connection;
             let name = format!("sbtest_{}", uuid_like());
-            let mut c = sqlx::PgConnection::connect(&base).await.expect("connect to SLICEBED_TEST_POSTGRES");
-            sqlx::Executor::execute(&mut c, format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
-            let (prefix, _) = base.rsplit_once('/').expect("postgres URL with a database path");
+            let mut c = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("connect to SLICEBED_TEST_POSTGRES");
+            sqlx::Executor::execute(&mut c, format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create database");
+            let (prefix, _) = base
+                .rsplit_once('/')
+                .expect("postgres URL with a database path");
             format!("{prefix}/{name}")
         }
         _ => format!("sqlite://{}?mode=rwc", dir.join("slicebed.db").display()),
@@ -37,7 +43,10 @@ pub async fn fresh_database(dir: &Path) -> String {
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{:x}{:x}", n, std::process::id())
 }
 
@@ -92,7 +101,10 @@ impl Service {
     /// `http://addr` or `https://localhost:port`.
     pub fn url(&self) -> String {
         match self.tls {
-            Some(_) => format!("https://localhost:{}", self.addr.rsplit_once(':').unwrap().1),
+            Some(_) => format!(
+                "https://localhost:{}",
+                self.addr.rsplit_once(':').unwrap().1
+            ),
             None => format!("http://{}", self.addr),
         }
     }
@@ -107,7 +119,11 @@ impl Service {
         let _ = std::fs::remove_file(self.dir.join("service.addr"));
         let cfg = self.dir.parent().unwrap().join("service.toml");
         std::fs::write(&cfg, &self.extra_config).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.parent().unwrap().join("service.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.parent().unwrap().join("service.log"))
+            .unwrap();
         let mut cmd = Command::new(bin("slice-service"));
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
@@ -128,15 +144,23 @@ impl Service {
         let child = self.child.as_mut().unwrap();
         let addr = wait_for("slice-service to listen", Duration::from_secs(30), || {
             let exited = child.try_wait().ok().flatten();
-            let addr = std::fs::read_to_string(&addr_file).ok().filter(|s| !s.is_empty());
+            let addr = std::fs::read_to_string(&addr_file)
+                .ok()
+                .filter(|s| !s.is_empty());
             if let Some(status) = exited {
-                panic!("slice-service exited with {status}:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+                panic!(
+                    "slice-service exited with {status}:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
             }
             async move { addr }
         })
         .await;
         self.addr = addr.trim().to_string();
-        self.admin_token = std::fs::read_to_string(self.dir.join("admin.token")).expect("admin.token").trim().to_string();
+        self.admin_token = std::fs::read_to_string(self.dir.join("admin.token"))
+            .expect("admin.token")
+            .trim()
+            .to_string();
     }
 
     /// The service's log file.
@@ -154,7 +178,9 @@ impl Service {
 
     /// Sends SIGTERM and waits for a graceful exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
         signal(c.id(), libc::SIGTERM);
         for _ in 0..200 {
             if let Ok(Some(st)) = c.try_wait() {
@@ -176,7 +202,10 @@ impl Service {
 
 /// Sends a signal to a process.
 pub fn signal(pid: u32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for Service {

@@ -28,13 +28,22 @@ fn site(name: &str) -> pb::CreateSiteRequest {
 }
 
 async fn make_site(a: &Clients, name: &str) {
-    a.admin.clone().create_site(site(name)).await.expect("create site");
+    a.admin
+        .clone()
+        .create_site(site(name))
+        .await
+        .expect("create site");
 }
 
 async fn make_user(a: &Clients, name: &str, role: pb::Role, site: &str) -> String {
     a.admin
         .clone()
-        .create_user(pb::CreateUserRequest { name: name.into(), role: role as i32, site: site.into(), token_ttl: None })
+        .create_user(pb::CreateUserRequest {
+            name: name.into(),
+            role: role as i32,
+            site: site.into(),
+            token_ttl: None,
+        })
         .await
         .expect("create user")
         .into_inner()
@@ -46,8 +55,15 @@ fn slice_req(name: &str, slivers: u32, memory: i64) -> pb::CreateSliceRequest {
         name: name.into(),
         image: "slicebed/base:latest".into(),
         command: vec!["sleep".into(), "1000".into()],
-        resources: Some(pb::Resources { cpu_millis: 100, memory_bytes: memory, disk_bytes: GI }),
-        placement: Some(pb::PlacementRequest { slivers, ..Default::default() }),
+        resources: Some(pb::Resources {
+            cpu_millis: 100,
+            memory_bytes: memory,
+            disk_bytes: GI,
+        }),
+        placement: Some(pb::PlacementRequest {
+            slivers,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -56,8 +72,18 @@ async fn wait_ready(a: &Clients, n: usize) {
     wait_for("nodes ready", Duration::from_secs(10), || {
         let mut admin = a.admin.clone();
         async move {
-            let nodes = admin.list_nodes(pb::ListNodesRequest::default()).await.ok()?.into_inner().nodes;
-            (nodes.iter().filter(|x| x.state == pb::NodeState::Ready as i32).count() >= n).then_some(())
+            let nodes = admin
+                .list_nodes(pb::ListNodesRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .nodes;
+            (nodes
+                .iter()
+                .filter(|x| x.state == pb::NodeState::Ready as i32)
+                .count()
+                >= n)
+                .then_some(())
         }
     })
     .await
@@ -68,9 +94,16 @@ async fn fresh_testbed_explains_no_capacity() {
     let svc = Service::start().await;
     let meta = std::fs::metadata(svc.dir.join("admin.token")).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "admin.token must be private");
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "admin.token must be private"
+    );
     let log = std::fs::read_to_string(svc.log_path()).unwrap();
-    assert!(log.contains("admin.token") && !log.contains(&svc.admin_token), "log names the path, never the token");
+    assert!(
+        log.contains("admin.token") && !log.contains(&svc.admin_token),
+        "log names the path, never the token"
+    );
 
     let a = Clients::admin(&svc).await;
     make_site(&a, "mit").await;
@@ -78,14 +111,22 @@ async fn fresh_testbed_explains_no_capacity() {
     let enroll = a
         .admin
         .clone()
-        .create_enrollment_token(pb::CreateEnrollmentTokenRequest { site: "mit".into(), ttl: None })
+        .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+            site: "mit".into(),
+            ttl: None,
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(enroll.token.starts_with("sbe_"));
 
     let alice = Clients::new(&svc, Some(&tok)).await;
-    let err = alice.slices.clone().create_slice(slice_req("exp1", 2, 256 * MI)).await.unwrap_err();
+    let err = alice
+        .slices
+        .clone()
+        .create_slice(slice_req("exp1", 2, 256 * MI))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("no nodes"), "{}", err.message());
 }
@@ -97,76 +138,180 @@ async fn crud_of_every_object() {
     let mut admin = a.admin.clone();
     make_site(&a, "mit").await;
     make_site(&a, "eth").await;
-    assert_eq!(admin.create_site(site("mit")).await.unwrap_err().code(), Code::AlreadyExists);
-    let sites = admin.list_sites(pb::ListSitesRequest {}).await.unwrap().into_inner().sites;
-    assert_eq!(sites.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["eth", "mit"]);
-    let got = admin.get_site(pb::GetSiteRequest { name: "mit".into() }).await.unwrap().into_inner();
+    assert_eq!(
+        admin.create_site(site("mit")).await.unwrap_err().code(),
+        Code::AlreadyExists
+    );
+    let sites = admin
+        .list_sites(pb::ListSitesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .sites;
+    assert_eq!(
+        sites.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["eth", "mit"]
+    );
+    let got = admin
+        .get_site(pb::GetSiteRequest { name: "mit".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(got.display_name, "Site mit");
 
     // Users and tokens.
     let tok = make_user(&a, "alice", pb::Role::User, "mit").await;
-    let users = admin.list_users(pb::ListUsersRequest::default()).await.unwrap().into_inner().users;
+    let users = admin
+        .list_users(pb::ListUsersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
     assert!(users.iter().any(|u| u.name == "alice" && u.site == "mit"));
     let alice = Clients::new(&svc, Some(&tok)).await;
     let second = alice
         .admin
         .clone()
-        .create_token(pb::CreateTokenRequest { user: String::new(), ttl: None, description: "laptop".into() })
+        .create_token(pb::CreateTokenRequest {
+            user: String::new(),
+            ttl: None,
+            description: "laptop".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    let listed = alice.admin.clone().list_tokens(pb::ListTokensRequest::default()).await.unwrap().into_inner().tokens;
+    let listed = alice
+        .admin
+        .clone()
+        .list_tokens(pb::ListTokensRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
     assert_eq!(listed.len(), 2);
     let alice2 = Clients::new(&svc, Some(&second.token)).await;
-    alice2.slices.clone().who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+    alice2
+        .slices
+        .clone()
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap();
     alice
         .admin
         .clone()
-        .revoke_token(pb::RevokeTokenRequest { id: second.info.unwrap().id })
+        .revoke_token(pb::RevokeTokenRequest {
+            id: second.info.unwrap().id,
+        })
         .await
         .unwrap();
-    let e = alice2.slices.clone().who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
+    let e = alice2
+        .slices
+        .clone()
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(e.message().contains("revoked"));
 
     // Nodes.
     let node = TestNode::join(&svc, "mit", "n1", 2000, 4 * GI).await;
     wait_ready(&a, 1).await;
-    let n = admin.get_node(pb::GetNodeRequest { name: "n1".into() }).await.unwrap().into_inner();
+    let n = admin
+        .get_node(pb::GetNodeRequest { name: "n1".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(n.site, "mit");
     assert_eq!(n.capacity.unwrap().cpu_millis, 2000);
-    let drained = admin.drain_node(pb::DrainNodeRequest { name: "n1".into() }).await.unwrap().into_inner();
+    let drained = admin
+        .drain_node(pb::DrainNodeRequest { name: "n1".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(drained.state, pb::NodeState::Draining as i32);
-    let e = alice.slices.clone().create_slice(slice_req("s0", 1, 64 * MI)).await.unwrap_err();
+    let e = alice
+        .slices
+        .clone()
+        .create_slice(slice_req("s0", 1, 64 * MI))
+        .await
+        .unwrap_err();
     assert!(e.message().contains("draining"), "{}", e.message());
-    admin.enable_node(pb::EnableNodeRequest { name: "n1".into() }).await.unwrap();
+    admin
+        .enable_node(pb::EnableNodeRequest { name: "n1".into() })
+        .await
+        .unwrap();
 
     // Slices.
     let mut s = alice.slices.clone();
-    let created = s.create_slice(slice_req("s1", 2, 64 * MI)).await.unwrap().into_inner().slice.unwrap();
+    let created = s
+        .create_slice(slice_req("s1", 2, 64 * MI))
+        .await
+        .unwrap()
+        .into_inner()
+        .slice
+        .unwrap();
     assert_eq!(created.slivers.len(), 2);
     assert_eq!(created.owner, "alice");
-    let got = s.get_slice(pb::GetSliceRequest { name: "s1".into() }).await.unwrap().into_inner();
-    assert_eq!(got.slivers.iter().map(|v| v.state).collect::<Vec<_>>(), vec![pb::SliverState::Pending as i32; 2]);
-    let listed = s.list_slices(pb::ListSlicesRequest::default()).await.unwrap().into_inner().slices;
+    let got = s
+        .get_slice(pb::GetSliceRequest { name: "s1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.slivers.iter().map(|v| v.state).collect::<Vec<_>>(),
+        vec![pb::SliverState::Pending as i32; 2]
+    );
+    let listed = s
+        .list_slices(pb::ListSlicesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .slices;
     assert_eq!(listed.len(), 1);
     let renewed = s
-        .renew_slice(pb::RenewSliceRequest { name: "s1".into(), duration: Some(prost_types::Duration { seconds: 3600, nanos: 0 }) })
+        .renew_slice(pb::RenewSliceRequest {
+            name: "s1".into(),
+            duration: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(renewed.note.is_empty());
-    let e = admin.delete_node(pb::DeleteNodeRequest { name: "n1".into() }).await.unwrap_err();
+    let e = admin
+        .delete_node(pb::DeleteNodeRequest { name: "n1".into() })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    s.delete_slice(pb::DeleteSliceRequest { name: "s1".into() }).await.unwrap();
-    assert!(s.list_slices(pb::ListSlicesRequest::default()).await.unwrap().into_inner().slices.is_empty());
-    let ended = s.get_slice(pb::GetSliceRequest { name: "s1".into() }).await.unwrap().into_inner();
+    s.delete_slice(pb::DeleteSliceRequest { name: "s1".into() })
+        .await
+        .unwrap();
+    assert!(s
+        .list_slices(pb::ListSlicesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .slices
+        .is_empty());
+    let ended = s
+        .get_slice(pb::GetSliceRequest { name: "s1".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(ended.state, pb::SliceState::Deleted as i32);
-    assert!(ended.slivers.iter().all(|v| v.state == pb::SliverState::Stopping as i32));
+    assert!(ended
+        .slivers
+        .iter()
+        .all(|v| v.state == pb::SliverState::Stopping as i32));
 
     // The event log saw every step of the slice.
     let ev = s
-        .list_events(pb::ListEventsRequest { object: "slice/s1".into(), ..Default::default() })
+        .list_events(pb::ListEventsRequest {
+            object: "slice/s1".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -183,18 +328,51 @@ async fn crud_of_every_object() {
     wait_for("slivers deleted", Duration::from_secs(5), || {
         let mut s = s.clone();
         async move {
-            let sl = s.get_slice(pb::GetSliceRequest { name: "s1".into() }).await.ok()?.into_inner();
-            sl.slivers.iter().all(|v| v.state == pb::SliverState::Deleted as i32).then_some(())
+            let sl = s
+                .get_slice(pb::GetSliceRequest { name: "s1".into() })
+                .await
+                .ok()?
+                .into_inner();
+            sl.slivers
+                .iter()
+                .all(|v| v.state == pb::SliverState::Deleted as i32)
+                .then_some(())
         }
     })
     .await;
-    admin.delete_node(pb::DeleteNodeRequest { name: "n1".into() }).await.unwrap();
-    let e = Clients::new(&svc, Some(&node.credential)).await.node.clone().enroll(pb::EnrollRequest::default()).await.unwrap_err();
-    assert_eq!(e.code(), Code::Unauthenticated, "deleted node's credential is dead");
-    admin.delete_site(pb::DeleteSiteRequest { name: "eth".into() }).await.unwrap();
-    let e = admin.delete_site(pb::DeleteSiteRequest { name: "mit".into() }).await.unwrap_err();
+    admin
+        .delete_node(pb::DeleteNodeRequest { name: "n1".into() })
+        .await
+        .unwrap();
+    let e = Clients::new(&svc, Some(&node.credential))
+        .await
+        .node
+        .clone()
+        .enroll(pb::EnrollRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::Unauthenticated,
+        "deleted node's credential is dead"
+    );
+    admin
+        .delete_site(pb::DeleteSiteRequest { name: "eth".into() })
+        .await
+        .unwrap();
+    let e = admin
+        .delete_site(pb::DeleteSiteRequest { name: "mit".into() })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "mit still has alice");
-    assert_eq!(admin.get_site(pb::GetSiteRequest { name: "eth".into() }).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        admin
+            .get_site(pb::GetSiteRequest { name: "eth".into() })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
 }
 
 #[tokio::test]
@@ -209,29 +387,119 @@ async fn validation_errors_name_the_problem_and_store_nothing() {
     assert!(e.message().contains("Bad_Name"));
     bad.site.as_mut().unwrap().name = "ok".into();
     bad.site.as_mut().unwrap().latitude = 123.0;
-    assert!(admin.create_site(bad).await.unwrap_err().message().contains("latitude"));
-    assert_eq!(admin.list_sites(pb::ListSitesRequest {}).await.unwrap().into_inner().sites.len(), 1);
+    assert!(admin
+        .create_site(bad)
+        .await
+        .unwrap_err()
+        .message()
+        .contains("latitude"));
+    assert_eq!(
+        admin
+            .list_sites(pb::ListSitesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .sites
+            .len(),
+        1
+    );
 
     let _node = TestNode::join(&svc, "mit", "n1", 2000, 4 * GI).await;
     wait_ready(&a, 1).await;
     let mut s = a.slices.clone();
     let cases: Vec<(pb::CreateSliceRequest, &str)> = vec![
-        ({ let mut r = slice_req("UPPER", 1, 64 * MI); r.name = "UPPER".into(); r }, "slice name"),
-        ({ let mut r = slice_req("neg", 1, 64 * MI); r.resources.as_mut().unwrap().cpu_millis = -5; r }, "cpu"),
-        ({ let mut r = slice_req("huge", 1, 64 * MI); r.resources.as_mut().unwrap().memory_bytes = 1 << 60; r }, "memory"),
-        ({ let mut r = slice_req("zero", 0, 64 * MI); r.placement.as_mut().unwrap().slivers = 0; r }, "placement"),
-        ({ let mut r = slice_req("where", 1, 64 * MI); r.placement.as_mut().unwrap().sites = vec!["atlantis".into()]; r }, "atlantis"),
-        ({ let mut r = slice_req("long", 1, 64 * MI); r.lease = Some(prost_types::Duration { seconds: 60 * 86_400, nanos: 0 }); r }, "maximum"),
-        ({ let mut r = slice_req("env", 1, 64 * MI); r.env.insert("1BAD".into(), "x".into()); r }, "env"),
-        ({ let mut r = slice_req("img", 1, 64 * MI); r.image = "has space".into(); r }, "image"),
+        (
+            {
+                let mut r = slice_req("UPPER", 1, 64 * MI);
+                r.name = "UPPER".into();
+                r
+            },
+            "slice name",
+        ),
+        (
+            {
+                let mut r = slice_req("neg", 1, 64 * MI);
+                r.resources.as_mut().unwrap().cpu_millis = -5;
+                r
+            },
+            "cpu",
+        ),
+        (
+            {
+                let mut r = slice_req("huge", 1, 64 * MI);
+                r.resources.as_mut().unwrap().memory_bytes = 1 << 60;
+                r
+            },
+            "memory",
+        ),
+        (
+            {
+                let mut r = slice_req("zero", 0, 64 * MI);
+                r.placement.as_mut().unwrap().slivers = 0;
+                r
+            },
+            "placement",
+        ),
+        (
+            {
+                let mut r = slice_req("where", 1, 64 * MI);
+                r.placement.as_mut().unwrap().sites = vec!["atlantis".into()];
+                r
+            },
+            "atlantis",
+        ),
+        (
+            {
+                let mut r = slice_req("long", 1, 64 * MI);
+                r.lease = Some(prost_types::Duration {
+                    seconds: 60 * 86_400,
+                    nanos: 0,
+                });
+                r
+            },
+            "maximum",
+        ),
+        (
+            {
+                let mut r = slice_req("env", 1, 64 * MI);
+                r.env.insert("1BAD".into(), "x".into());
+                r
+            },
+            "env",
+        ),
+        (
+            {
+                let mut r = slice_req("img", 1, 64 * MI);
+                r.image = "has space".into();
+                r
+            },
+            "image",
+        ),
     ];
     for (req, needle) in cases {
         let e = s.create_slice(req).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{needle}: {}", e.message());
-        assert!(e.message().contains(needle), "{:?} should mention {needle}", e.message());
+        assert!(
+            e.message().contains(needle),
+            "{:?} should mention {needle}",
+            e.message()
+        );
     }
-    assert!(s.list_slices(pb::ListSlicesRequest { include_deleted: true, site: String::new() }).await.unwrap().into_inner().slices.is_empty());
-    let n = admin.get_node(pb::GetNodeRequest { name: "n1".into() }).await.unwrap().into_inner();
+    assert!(s
+        .list_slices(pb::ListSlicesRequest {
+            include_deleted: true,
+            site: String::new()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .slices
+        .is_empty());
+    let n = admin
+        .get_node(pb::GetNodeRequest { name: "n1".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(n.slivers, 0, "nothing half-written");
 }
 
@@ -258,91 +526,265 @@ async fn authorization_matrix() {
     let a = Clients::admin(&svc).await;
     make_site(&a, "mit").await;
     make_site(&a, "eth").await;
-    let alice = Clients::new(&svc, Some(&make_user(&a, "alice", pb::Role::User, "mit").await)).await;
-    let bob = Clients::new(&svc, Some(&make_user(&a, "bob", pb::Role::User, "mit").await)).await;
+    let alice = Clients::new(
+        &svc,
+        Some(&make_user(&a, "alice", pb::Role::User, "mit").await),
+    )
+    .await;
+    let bob = Clients::new(
+        &svc,
+        Some(&make_user(&a, "bob", pb::Role::User, "mit").await),
+    )
+    .await;
     let pat = Clients::new(&svc, Some(&make_user(&a, "pat", pb::Role::Pi, "mit").await)).await;
-    let quinn = Clients::new(&svc, Some(&make_user(&a, "quinn", pb::Role::Pi, "eth").await)).await;
+    let quinn = Clients::new(
+        &svc,
+        Some(&make_user(&a, "quinn", pb::Role::Pi, "eth").await),
+    )
+    .await;
     let node = TestNode::join(&svc, "mit", "n1", 4000, 8 * GI).await;
     let _n2 = TestNode::join(&svc, "eth", "n2", 4000, 8 * GI).await;
     wait_ready(&a, 2).await;
 
-    alice.slices.clone().create_slice(slice_req("alices", 1, 64 * MI)).await.unwrap();
+    alice
+        .slices
+        .clone()
+        .create_slice(slice_req("alices", 1, 64 * MI))
+        .await
+        .unwrap();
 
     // User B cannot see, renew or delete A's slice; the answer does not reveal it exists.
     let mut b = bob.slices.clone();
-    assert_eq!(b.get_slice(pb::GetSliceRequest { name: "alices".into() }).await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(b.renew_slice(pb::RenewSliceRequest { name: "alices".into(), duration: None }).await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(b.delete_slice(pb::DeleteSliceRequest { name: "alices".into() }).await.unwrap_err().code(), Code::NotFound);
-    assert!(b.list_slices(pb::ListSlicesRequest::default()).await.unwrap().into_inner().slices.is_empty());
-    let e = b.list_events(pb::ListEventsRequest { object: "slice/alices".into(), ..Default::default() }).await.unwrap_err();
+    assert_eq!(
+        b.get_slice(pb::GetSliceRequest {
+            name: "alices".into()
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        b.renew_slice(pb::RenewSliceRequest {
+            name: "alices".into(),
+            duration: None
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        b.delete_slice(pb::DeleteSliceRequest {
+            name: "alices".into()
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::NotFound
+    );
+    assert!(b
+        .list_slices(pb::ListSlicesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .slices
+        .is_empty());
+    let e = b
+        .list_events(pb::ListEventsRequest {
+            object: "slice/alices".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 
     // A user cannot create sites, users, enrollment tokens, or manage nodes.
     let mut ba = bob.admin.clone();
-    assert_eq!(ba.create_site(site("evil")).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        ba.create_site(site("evil")).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     let e = ba
-        .create_enrollment_token(pb::CreateEnrollmentTokenRequest { site: "mit".into(), ttl: None })
+        .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+            site: "mit".into(),
+            ttl: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    assert_eq!(ba.drain_node(pb::DrainNodeRequest { name: "n1".into() }).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        ba.drain_node(pb::DrainNodeRequest { name: "n1".into() })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
     let e = ba
-        .create_user(pb::CreateUserRequest { name: "mallory".into(), role: pb::Role::User as i32, site: "mit".into(), token_ttl: None })
+        .create_user(pb::CreateUserRequest {
+            name: "mallory".into(),
+            role: pb::Role::User as i32,
+            site: "mit".into(),
+            token_ttl: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
 
     // A PI manages their own site only, sees its slices, and cannot change them.
     let mut pa = pat.admin.clone();
-    pa.create_user(pb::CreateUserRequest { name: "carol".into(), role: pb::Role::User as i32, site: "mit".into(), token_ttl: None })
+    pa.create_user(pb::CreateUserRequest {
+        name: "carol".into(),
+        role: pb::Role::User as i32,
+        site: "mit".into(),
+        token_ttl: None,
+    })
+    .await
+    .unwrap();
+    let e = pa
+        .create_user(pb::CreateUserRequest {
+            name: "dave".into(),
+            role: pb::Role::User as i32,
+            site: "eth".into(),
+            token_ttl: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = pa
+        .create_user(pb::CreateUserRequest {
+            name: "erin".into(),
+            role: pb::Role::Admin as i32,
+            site: "mit".into(),
+            token_ttl: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    pa.create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+        site: "mit".into(),
+        ttl: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        pa.create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+            site: "eth".into(),
+            ttl: None
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::PermissionDenied
+    );
+    pa.drain_node(pb::DrainNodeRequest { name: "n1".into() })
         .await
         .unwrap();
-    let e = pa
-        .create_user(pb::CreateUserRequest { name: "dave".into(), role: pb::Role::User as i32, site: "eth".into(), token_ttl: None })
+    pa.enable_node(pb::EnableNodeRequest { name: "n1".into() })
         .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::PermissionDenied);
-    let e = pa
-        .create_user(pb::CreateUserRequest { name: "erin".into(), role: pb::Role::Admin as i32, site: "mit".into(), token_ttl: None })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::PermissionDenied);
-    pa.create_enrollment_token(pb::CreateEnrollmentTokenRequest { site: "mit".into(), ttl: None }).await.unwrap();
+        .unwrap();
     assert_eq!(
-        pa.create_enrollment_token(pb::CreateEnrollmentTokenRequest { site: "eth".into(), ttl: None }).await.unwrap_err().code(),
+        pa.drain_node(pb::DrainNodeRequest { name: "n2".into() })
+            .await
+            .unwrap_err()
+            .code(),
         Code::PermissionDenied
     );
-    pa.drain_node(pb::DrainNodeRequest { name: "n1".into() }).await.unwrap();
-    pa.enable_node(pb::EnableNodeRequest { name: "n1".into() }).await.unwrap();
-    assert_eq!(pa.drain_node(pb::DrainNodeRequest { name: "n2".into() }).await.unwrap_err().code(), Code::PermissionDenied);
-    pat.slices.clone().get_slice(pb::GetSliceRequest { name: "alices".into() }).await.unwrap();
+    pat.slices
+        .clone()
+        .get_slice(pb::GetSliceRequest {
+            name: "alices".into(),
+        })
+        .await
+        .unwrap();
     assert_eq!(
-        pat.slices.clone().delete_slice(pb::DeleteSliceRequest { name: "alices".into() }).await.unwrap_err().code(),
+        pat.slices
+            .clone()
+            .delete_slice(pb::DeleteSliceRequest {
+                name: "alices".into()
+            })
+            .await
+            .unwrap_err()
+            .code(),
         Code::PermissionDenied
     );
     assert_eq!(
-        quinn.slices.clone().get_slice(pb::GetSliceRequest { name: "alices".into() }).await.unwrap_err().code(),
+        quinn
+            .slices
+            .clone()
+            .get_slice(pb::GetSliceRequest {
+                name: "alices".into()
+            })
+            .await
+            .unwrap_err()
+            .code(),
         Code::NotFound
     );
 
     // A node credential cannot act as a user, and enrollment tokens are not user tokens.
     let as_node = Clients::new(&svc, Some(&node.credential)).await;
-    assert_eq!(as_node.slices.clone().list_slices(pb::ListSlicesRequest::default()).await.unwrap_err().code(), Code::PermissionDenied);
-    assert_eq!(as_node.admin.clone().list_sites(pb::ListSitesRequest {}).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        as_node
+            .slices
+            .clone()
+            .list_slices(pb::ListSlicesRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        as_node
+            .admin
+            .clone()
+            .list_sites(pb::ListSitesRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
     // No token, or a forged one: unauthenticated.
     let anon = Clients::new(&svc, None).await;
-    assert_eq!(anon.slices.clone().list_slices(pb::ListSlicesRequest::default()).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(
+        anon.slices
+            .clone()
+            .list_slices(pb::ListSlicesRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
     let forged = Clients::new(&svc, Some("sbu_0000")).await;
-    assert_eq!(forged.slices.clone().list_slices(pb::ListSlicesRequest::default()).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(
+        forged
+            .slices
+            .clone()
+            .list_slices(pb::ListSlicesRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
     // A user token cannot open a node's control channel.
-    assert!(TestNode::connect(&svc, "n1", &svc.admin_token, 1000, GI).await.is_err());
+    assert!(TestNode::connect(&svc, "n1", &svc.admin_token, 1000, GI)
+        .await
+        .is_err());
 
     // Members may act on the slice.
     let mut req = slice_req("shared", 1, 64 * MI);
     req.members = vec!["bob".into()];
     alice.slices.clone().create_slice(req).await.unwrap();
-    b.renew_slice(pb::RenewSliceRequest { name: "shared".into(), duration: None }).await.unwrap();
-    b.delete_slice(pb::DeleteSliceRequest { name: "shared".into() }).await.unwrap();
+    b.renew_slice(pb::RenewSliceRequest {
+        name: "shared".into(),
+        duration: None,
+    })
+    .await
+    .unwrap();
+    b.delete_slice(pb::DeleteSliceRequest {
+        name: "shared".into(),
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -355,18 +797,42 @@ async fn node_credential_cannot_report_for_another_node() {
     wait_ready(&a, 2).await;
     let mut req = slice_req("s", 2, 512 * MI);
     req.placement.as_mut().unwrap().strategy = pb::PlacementStrategy::Spread as i32;
-    let sl = a.slices.clone().create_slice(req).await.unwrap().into_inner().slice.unwrap();
-    let on_n2 = sl.slivers.iter().find(|v| v.node == "n2").expect("one sliver on n2");
-    let on_n1 = sl.slivers.iter().find(|v| v.node == "n1").expect("one sliver on n1");
-    n1.report(&on_n2.id, pb::SliverState::Failed, "forged by n1").await;
+    let sl = a
+        .slices
+        .clone()
+        .create_slice(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .slice
+        .unwrap();
+    let on_n2 = sl
+        .slivers
+        .iter()
+        .find(|v| v.node == "n2")
+        .expect("one sliver on n2");
+    let on_n1 = sl
+        .slivers
+        .iter()
+        .find(|v| v.node == "n1")
+        .expect("one sliver on n1");
+    n1.report(&on_n2.id, pb::SliverState::Failed, "forged by n1")
+        .await;
     n1.report(&on_n1.id, pb::SliverState::Running, "").await;
     n2.report(&on_n2.id, pb::SliverState::Creating, "").await;
     wait_for("n1's own report applied", Duration::from_secs(5), || {
         let mut s = a.slices.clone();
         let id = on_n1.id.clone();
         async move {
-            let sl = s.get_slice(pb::GetSliceRequest { name: "s".into() }).await.ok()?.into_inner();
-            sl.slivers.iter().any(|v| v.id == id && v.state == pb::SliverState::Running as i32).then_some(sl)
+            let sl = s
+                .get_slice(pb::GetSliceRequest { name: "s".into() })
+                .await
+                .ok()?
+                .into_inner();
+            sl.slivers
+                .iter()
+                .any(|v| v.id == id && v.state == pb::SliverState::Running as i32)
+                .then_some(sl)
         }
     })
     .await;
@@ -374,13 +840,23 @@ async fn node_credential_cannot_report_for_another_node() {
         let mut s = a.slices.clone();
         let id = on_n2.id.clone();
         async move {
-            let sl = s.get_slice(pb::GetSliceRequest { name: "s".into() }).await.ok()?.into_inner();
-            sl.slivers.iter().any(|v| v.id == id && v.state == pb::SliverState::Creating as i32).then_some(sl)
+            let sl = s
+                .get_slice(pb::GetSliceRequest { name: "s".into() })
+                .await
+                .ok()?
+                .into_inner();
+            sl.slivers
+                .iter()
+                .any(|v| v.id == id && v.state == pb::SliverState::Creating as i32)
+                .then_some(sl)
         }
     })
     .await;
     let v = sl.slivers.iter().find(|v| v.id == on_n2.id).unwrap();
-    assert!(!v.last_error.contains("forged"), "n1's forged report must not land: {v:?}");
+    assert!(
+        !v.last_error.contains("forged"),
+        "n1's forged report must not land: {v:?}"
+    );
 }
 
 #[tokio::test]
@@ -391,7 +867,10 @@ async fn enrollment_tokens_are_single_use_and_expire() {
     let tok = a
         .admin
         .clone()
-        .create_enrollment_token(pb::CreateEnrollmentTokenRequest { site: "mit".into(), ttl: None })
+        .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+            site: "mit".into(),
+            ttl: None,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -410,7 +889,10 @@ async fn enrollment_tokens_are_single_use_and_expire() {
         .clone()
         .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
             site: "mit".into(),
-            ttl: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            ttl: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
         })
         .await
         .unwrap()
@@ -419,9 +901,22 @@ async fn enrollment_tokens_are_single_use_and_expire() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let mut late = req.clone();
     late.name = "n3".into();
-    let e = Clients::new(&svc, Some(&short)).await.node.clone().enroll(late).await.unwrap_err();
+    let e = Clients::new(&svc, Some(&short))
+        .await
+        .node
+        .clone()
+        .enroll(late)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(e.message().contains("expired"), "{}", e.message());
-    let nodes = a.admin.clone().list_nodes(pb::ListNodesRequest::default()).await.unwrap().into_inner().nodes;
+    let nodes = a
+        .admin
+        .clone()
+        .list_nodes(pb::ListNodesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
     assert_eq!(nodes.len(), 1);
 }

@@ -14,7 +14,10 @@ type R<T> = Result<Response<T>, Status>;
 impl AdminService for Api {
     async fn create_site(&self, req: Request<pb::CreateSiteRequest>) -> R<pb::Site> {
         let p = self.principal(&req).await?;
-        let s = req.into_inner().site.ok_or_else(|| Error::invalid("site is required"))?;
+        let s = req
+            .into_inner()
+            .site
+            .ok_or_else(|| Error::invalid("site is required"))?;
         let q = s.quota.unwrap_or_default();
         let site = model::Site {
             name: s.name,
@@ -35,12 +38,16 @@ impl AdminService for Api {
     async fn list_sites(&self, req: Request<pb::ListSitesRequest>) -> R<pb::ListSitesResponse> {
         let p = self.principal(&req).await?;
         let sites = self.core.list_sites(&p).await?;
-        Ok(Response::new(pb::ListSitesResponse { sites: sites.iter().map(cv::site).collect() }))
+        Ok(Response::new(pb::ListSitesResponse {
+            sites: sites.iter().map(cv::site).collect(),
+        }))
     }
 
     async fn get_site(&self, req: Request<pb::GetSiteRequest>) -> R<pb::Site> {
         let p = self.principal(&req).await?;
-        Ok(Response::new(cv::site(&self.core.get_site(&p, &req.get_ref().name).await?)))
+        Ok(Response::new(cv::site(
+            &self.core.get_site(&p, &req.get_ref().name).await?,
+        )))
     }
 
     async fn delete_site(&self, req: Request<pb::DeleteSiteRequest>) -> R<pb::DeleteSiteResponse> {
@@ -54,25 +61,46 @@ impl AdminService for Api {
         let r = req.into_inner();
         let role = cv::role_in(r.role)?;
         let ttl = cv::duration("token ttl", r.token_ttl)?;
-        let (u, secret, t) = self.core.create_user(&p, &r.name, role, Some(r.site), ttl).await?;
-        Ok(Response::new(pb::CreateUserResponse { user: Some(cv::user(&u)), token: secret, token_info: Some(cv::token(&t)) }))
+        let (u, secret, t) = self
+            .core
+            .create_user(&p, &r.name, role, Some(r.site), ttl)
+            .await?;
+        Ok(Response::new(pb::CreateUserResponse {
+            user: Some(cv::user(&u)),
+            token: secret,
+            token_info: Some(cv::token(&t)),
+        }))
     }
 
     async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> R<pb::ListUsersResponse> {
         let p = self.principal(&req).await?;
         let users = self.core.list_users(&p, Some(&req.get_ref().site)).await?;
-        Ok(Response::new(pb::ListUsersResponse { users: users.iter().map(cv::user).collect() }))
+        Ok(Response::new(pb::ListUsersResponse {
+            users: users.iter().map(cv::user).collect(),
+        }))
     }
 
-    async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> R<pb::CreateTokenResponse> {
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> R<pb::CreateTokenResponse> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let ttl = cv::duration("ttl", r.ttl)?;
-        let (secret, t) = self.core.create_token(&p, &r.user, ttl, &r.description).await?;
-        Ok(Response::new(pb::CreateTokenResponse { token: secret, info: Some(cv::token(&t)) }))
+        let (secret, t) = self
+            .core
+            .create_token(&p, &r.user, ttl, &r.description)
+            .await?;
+        Ok(Response::new(pb::CreateTokenResponse {
+            token: secret,
+            info: Some(cv::token(&t)),
+        }))
     }
 
-    async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> R<pb::RevokeTokenResponse> {
+    async fn revoke_token(
+        &self,
+        req: Request<pb::RevokeTokenRequest>,
+    ) -> R<pb::RevokeTokenResponse> {
         let p = self.principal(&req).await?;
         self.core.revoke_token(&p, &req.get_ref().id).await?;
         Ok(Response::new(pb::RevokeTokenResponse {}))
@@ -81,7 +109,9 @@ impl AdminService for Api {
     async fn list_tokens(&self, req: Request<pb::ListTokensRequest>) -> R<pb::ListTokensResponse> {
         let p = self.principal(&req).await?;
         let tokens = self.core.list_tokens(&p, &req.get_ref().user).await?;
-        Ok(Response::new(pb::ListTokensResponse { tokens: tokens.iter().map(cv::token).collect() }))
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: tokens.iter().map(cv::token).collect(),
+        }))
     }
 
     async fn create_enrollment_token(
@@ -102,23 +132,33 @@ impl AdminService for Api {
     async fn list_nodes(&self, req: Request<pb::ListNodesRequest>) -> R<pb::ListNodesResponse> {
         let p = self.principal(&req).await?;
         let nodes = self.core.list_nodes(&p, Some(&req.get_ref().site)).await?;
-        Ok(Response::new(pb::ListNodesResponse { nodes: nodes.iter().map(cv::node).collect() }))
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: nodes.iter().map(cv::node).collect(),
+        }))
     }
 
     async fn get_node(&self, req: Request<pb::GetNodeRequest>) -> R<pb::Node> {
         let p = self.principal(&req).await?;
-        Ok(Response::new(cv::node(&self.core.get_node(&p, &req.get_ref().name).await?)))
+        Ok(Response::new(cv::node(
+            &self.core.get_node(&p, &req.get_ref().name).await?,
+        )))
     }
 
     async fn drain_node(&self, req: Request<pb::DrainNodeRequest>) -> R<pb::Node> {
         let p = self.principal(&req).await?;
-        let v = self.core.set_node_admin(&p, &req.get_ref().name, AdminState::Draining).await?;
+        let v = self
+            .core
+            .set_node_admin(&p, &req.get_ref().name, AdminState::Draining)
+            .await?;
         Ok(Response::new(cv::node(&v)))
     }
 
     async fn enable_node(&self, req: Request<pb::EnableNodeRequest>) -> R<pb::Node> {
         let p = self.principal(&req).await?;
-        let v = self.core.set_node_admin(&p, &req.get_ref().name, AdminState::Active).await?;
+        let v = self
+            .core
+            .set_node_admin(&p, &req.get_ref().name, AdminState::Active)
+            .await?;
         Ok(Response::new(cv::node(&v)))
     }
 

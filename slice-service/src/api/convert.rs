@@ -12,7 +12,10 @@ use crate::resources::Resources;
 use crate::state::SliverState;
 
 pub fn ts(ms: Millis) -> Option<Timestamp> {
-    Some(Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
+    Some(Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
 }
 
 pub fn ts_opt(ms: Option<Millis>) -> Option<Timestamp> {
@@ -23,21 +26,31 @@ pub fn ts_opt(ms: Option<Millis>) -> Option<Timestamp> {
 pub fn duration(field: &str, d: Option<prost_types::Duration>) -> Result<Option<Duration>> {
     match d {
         None => Ok(None),
-        Some(d) if d.seconds < 0 || d.nanos < 0 => Err(Error::invalid(format!("{field} must not be negative"))),
+        Some(d) if d.seconds < 0 || d.nanos < 0 => {
+            Err(Error::invalid(format!("{field} must not be negative")))
+        }
         Some(d) => Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32))),
     }
 }
 
 pub fn pb_duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 pub fn res(r: Resources) -> pb::Resources {
-    pb::Resources { cpu_millis: r.cpu_millis, memory_bytes: r.memory_bytes, disk_bytes: r.disk_bytes }
+    pb::Resources {
+        cpu_millis: r.cpu_millis,
+        memory_bytes: r.memory_bytes,
+        disk_bytes: r.disk_bytes,
+    }
 }
 
 pub fn res_in(r: Option<pb::Resources>) -> Resources {
-    r.map(|r| Resources::new(r.cpu_millis, r.memory_bytes, r.disk_bytes)).unwrap_or_default()
+    r.map(|r| Resources::new(r.cpu_millis, r.memory_bytes, r.disk_bytes))
+        .unwrap_or_default()
 }
 
 pub fn role_in(r: i32) -> Result<Role> {
@@ -119,7 +132,10 @@ pub fn site(s: &model::Site) -> pb::Site {
         latitude: s.latitude,
         longitude: s.longitude,
         enabled: s.enabled,
-        quota: Some(pb::Quota { max_slices: s.max_slices as u32, max_slivers: s.max_slivers as u32 }),
+        quota: Some(pb::Quota {
+            max_slices: s.max_slices as u32,
+            max_slivers: s.max_slivers as u32,
+        }),
         created_at: ts(s.created_at),
     }
 }
@@ -153,7 +169,10 @@ pub fn node(v: &NodeView) -> pb::Node {
         capacity: Some(res(n.capacity)),
         allocated: Some(res(v.allocated)),
         usage: Some(res(v.usage)),
-        port_range: Some(pb::PortRange { first: n.port_first, last: n.port_last }),
+        port_range: Some(pb::PortRange {
+            first: n.port_first,
+            last: n.port_last,
+        }),
         labels: n.labels.clone().into_iter().collect(),
         state: node_state(v.state) as i32,
         last_heartbeat: ts_opt(n.last_heartbeat),
@@ -165,13 +184,21 @@ pub fn node(v: &NodeView) -> pb::Node {
 
 fn ports(p: &[model::AssignedPort]) -> Vec<pb::AssignedPort> {
     p.iter()
-        .map(|p| pb::AssignedPort { name: p.name.clone(), container_port: p.container_port, host_port: p.host_port })
+        .map(|p| pb::AssignedPort {
+            name: p.name.clone(),
+            container_port: p.container_port,
+            host_port: p.host_port,
+        })
         .collect()
 }
 
 pub fn sliver(v: &SliverView) -> pb::Sliver {
     let s = &v.sliver;
-    let state = if v.unknown { pb::SliverState::Unknown } else { sliver_state(s.state) };
+    let state = if v.unknown {
+        pb::SliverState::Unknown
+    } else {
+        sliver_state(s.state)
+    };
     pb::Sliver {
         id: s.id.clone(),
         slice: s.slice.clone(),
@@ -191,7 +218,11 @@ pub fn sliver(v: &SliverView) -> pb::Sliver {
 
 pub fn placement(p: &model::Placement) -> pb::PlacementRequest {
     pb::PlacementRequest {
-        strategy: if p.strategy == "pack" { pb::PlacementStrategy::Pack } else { pb::PlacementStrategy::Spread } as i32,
+        strategy: if p.strategy == "pack" {
+            pb::PlacementStrategy::Pack
+        } else {
+            pb::PlacementStrategy::Spread
+        } as i32,
         slivers: p.slivers,
         per_site: p.per_site,
         sites: p.sites.clone(),
@@ -239,7 +270,10 @@ pub fn slice(v: &SliceView) -> pb::Slice {
         ports: s
             .ports
             .iter()
-            .map(|p| pb::NamedPort { name: p.name.clone(), container_port: p.container_port })
+            .map(|p| pb::NamedPort {
+                name: p.name.clone(),
+                container_port: p.container_port,
+            })
             .collect(),
         placement: Some(placement(&s.placement)),
         created_at: ts(s.created_at),

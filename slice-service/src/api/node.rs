@@ -55,7 +55,11 @@ impl NodeService for Api {
         };
         let (node, credential) = self.core.enroll(&p, hello).await?;
         tracing::info!(node = %node.name, site = %node.site, "node enrolled");
-        Ok(Response::new(pb::EnrollResponse { node: node.name, site: node.site, credential }))
+        Ok(Response::new(pb::EnrollResponse {
+            node: node.name,
+            site: node.site,
+            credential,
+        }))
     }
 
     type ControlStream = ControlStream;
@@ -69,7 +73,9 @@ impl NodeService for Api {
             .await
             .map_err(|_| Status::deadline_exceeded("no Hello within 10s"))??;
         let Some(NodeMsg::Hello(h)) = first.and_then(|m| m.msg) else {
-            return Err(Error::invalid("the first message on the control channel must be Hello").into());
+            return Err(
+                Error::invalid("the first message on the control channel must be Hello").into(),
+            );
         };
         let range = h.port_range.unwrap_or_default();
         let hello = NodeHello {
@@ -102,7 +108,9 @@ impl NodeService for Api {
             site,
             heartbeat_interval: Some(cv::pb_duration(self.core.cfg.heartbeat_interval)),
         };
-        let set = pb::DesiredSet { slivers: desired.iter().map(|(s, v)| cv::desired(s, v)).collect() };
+        let set = pb::DesiredSet {
+            slivers: desired.iter().map(|(s, v)| cv::desired(s, v)).collect(),
+        };
         // Fresh channel with room: these cannot fail.
         let _ = out_tx.try_send(Ok(msg(ServiceMsg::Welcome(welcome))));
         let _ = out_tx.try_send(Ok(msg(ServiceMsg::Desired(set))));
@@ -139,7 +147,9 @@ impl NodeService for Api {
             }
             tracing::info!(node = %name, "node disconnected");
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx)) as ControlStream))
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(out_rx)) as ControlStream
+        ))
     }
 }
 
@@ -154,7 +164,11 @@ async fn handle(core: &crate::core::Core, node: &str, m: pb::NodeMessage) {
                         tracing::error!(node, error = %e, "applying sliver status failed");
                     }
                 }
-                None => tracing::warn!(node, state = s.state, "node reported a state nodes may not report"),
+                None => tracing::warn!(
+                    node,
+                    state = s.state,
+                    "node reported a state nodes may not report"
+                ),
             }
         }
         Some(NodeMsg::Hello(_)) => tracing::warn!(node, "duplicate Hello ignored"),

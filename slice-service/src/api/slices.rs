@@ -12,7 +12,10 @@ type R<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl SliceService for Api {
-    async fn create_slice(&self, req: Request<pb::CreateSliceRequest>) -> R<pb::CreateSliceResponse> {
+    async fn create_slice(
+        &self,
+        req: Request<pb::CreateSliceRequest>,
+    ) -> R<pb::CreateSliceResponse> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let spec = SliceSpec {
@@ -22,14 +25,24 @@ impl SliceService for Api {
             command: r.command,
             env: r.env.into_iter().collect(),
             resources: cv::res_in(r.resources),
-            ports: r.ports.into_iter().map(|p| NamedPort { name: p.name, container_port: p.container_port }).collect(),
+            ports: r
+                .ports
+                .into_iter()
+                .map(|p| NamedPort {
+                    name: p.name,
+                    container_port: p.container_port,
+                })
+                .collect(),
             placement: cv::placement_in(r.placement),
             lease: cv::duration("lease", r.lease)?,
             members: r.members,
             restart_policy: cv::restart_in(r.restart_policy),
         };
         let (view, warnings) = self.core.create_slice(&p, spec).await?;
-        Ok(Response::new(pb::CreateSliceResponse { slice: Some(cv::slice(&view)), warnings }))
+        Ok(Response::new(pb::CreateSliceResponse {
+            slice: Some(cv::slice(&view)),
+            warnings,
+        }))
     }
 
     async fn get_slice(&self, req: Request<pb::GetSliceRequest>) -> R<pb::Slice> {
@@ -41,18 +54,32 @@ impl SliceService for Api {
     async fn list_slices(&self, req: Request<pb::ListSlicesRequest>) -> R<pb::ListSlicesResponse> {
         let p = self.principal(&req).await?;
         let r = req.get_ref();
-        let views = self.core.list_slices(&p, r.include_deleted, &r.site).await?;
-        Ok(Response::new(pb::ListSlicesResponse { slices: views.iter().map(cv::slice).collect() }))
+        let views = self
+            .core
+            .list_slices(&p, r.include_deleted, &r.site)
+            .await?;
+        Ok(Response::new(pb::ListSlicesResponse {
+            slices: views.iter().map(cv::slice).collect(),
+        }))
     }
 
     async fn renew_slice(&self, req: Request<pb::RenewSliceRequest>) -> R<pb::RenewSliceResponse> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
-        let renewed = self.core.renew_slice(&p, &r.name, cv::duration("duration", r.duration)?).await?;
-        Ok(Response::new(pb::RenewSliceResponse { slice: Some(cv::slice(&renewed.view)), note: renewed.note }))
+        let renewed = self
+            .core
+            .renew_slice(&p, &r.name, cv::duration("duration", r.duration)?)
+            .await?;
+        Ok(Response::new(pb::RenewSliceResponse {
+            slice: Some(cv::slice(&renewed.view)),
+            note: renewed.note,
+        }))
     }
 
-    async fn delete_slice(&self, req: Request<pb::DeleteSliceRequest>) -> R<pb::DeleteSliceResponse> {
+    async fn delete_slice(
+        &self,
+        req: Request<pb::DeleteSliceRequest>,
+    ) -> R<pb::DeleteSliceResponse> {
         let p = self.principal(&req).await?;
         self.core.delete_slice(&p, &req.get_ref().name).await?;
         Ok(Response::new(pb::DeleteSliceResponse {}))
@@ -61,11 +88,19 @@ impl SliceService for Api {
     async fn list_events(&self, req: Request<pb::ListEventsRequest>) -> R<pb::ListEventsResponse> {
         let p = self.principal(&req).await?;
         let r = req.get_ref();
-        let events = self.core.list_events(&p, &r.object, r.after_id, r.limit).await?;
-        Ok(Response::new(pb::ListEventsResponse { events: events.iter().map(cv::event).collect() }))
+        let events = self
+            .core
+            .list_events(&p, &r.object, r.after_id, r.limit)
+            .await?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events: events.iter().map(cv::event).collect(),
+        }))
     }
 
-    async fn list_resources(&self, req: Request<pb::ListResourcesRequest>) -> R<pb::ListResourcesResponse> {
+    async fn list_resources(
+        &self,
+        req: Request<pb::ListResourcesRequest>,
+    ) -> R<pb::ListResourcesResponse> {
         let p = self.principal(&req).await?;
         let (sites, nodes) = self.core.resources(&p).await?;
         let sites = sites

@@ -23,13 +23,25 @@ impl Core {
         names::text("city", &s.city, 100)?;
         names::text("country", &s.country, 100)?;
         if !(-90.0..=90.0).contains(&s.latitude) || s.latitude.is_nan() {
-            return Err(Error::invalid(format!("latitude {} is outside -90..90", s.latitude)));
+            return Err(Error::invalid(format!(
+                "latitude {} is outside -90..90",
+                s.latitude
+            )));
         }
         if !(-180.0..=180.0).contains(&s.longitude) || s.longitude.is_nan() {
-            return Err(Error::invalid(format!("longitude {} is outside -180..180", s.longitude)));
+            return Err(Error::invalid(format!(
+                "longitude {} is outside -180..180",
+                s.longitude
+            )));
         }
-        if s.max_slices < 0 || s.max_slivers < 0 || s.max_slices > 1_000_000 || s.max_slivers > 1_000_000 {
-            return Err(Error::invalid("quotas must be between 0 (unlimited) and 1000000"));
+        if s.max_slices < 0
+            || s.max_slivers < 0
+            || s.max_slices > 1_000_000
+            || s.max_slivers > 1_000_000
+        {
+            return Err(Error::invalid(
+                "quotas must be between 0 (unlimited) and 1000000",
+            ));
         }
         if s.display_name.is_empty() {
             s.display_name = s.name.clone();
@@ -37,7 +49,11 @@ impl Core {
         s.created_at = now_ms();
         let mut tx = self.db.begin().await?;
         store::insert_site(&mut tx, &s).await?;
-        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("site/{}", s.name), "created", "")).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(&p.actor(), format!("site/{}", s.name), "created", ""),
+        )
+        .await?;
         tx.commit().await?;
         Ok(s)
     }
@@ -51,14 +67,18 @@ impl Core {
     /// One site.
     pub async fn get_site(&self, p: &Principal, name: &str) -> Result<Site> {
         p.user()?;
-        store::get_site(&mut *self.db.conn().await?, name).await?.ok_or_else(|| Error::not_found("site", name))
+        store::get_site(&mut *self.db.conn().await?, name)
+            .await?
+            .ok_or_else(|| Error::not_found("site", name))
     }
 
     /// Deletes an unused site (admins).
     pub async fn delete_site(&self, p: &Principal, name: &str) -> Result<()> {
         auth::require_admin(p.user()?)?;
         let mut tx = self.db.begin().await?;
-        store::get_site(&mut tx, name).await?.ok_or_else(|| Error::not_found("site", name))?;
+        store::get_site(&mut tx, name)
+            .await?
+            .ok_or_else(|| Error::not_found("site", name))?;
         let (users, nodes, slices) = store::site_references(&mut tx, name).await?;
         if users + nodes + slices > 0 {
             return Err(Error::Precondition(format!(
@@ -66,7 +86,11 @@ impl Core {
             )));
         }
         store::delete_site(&mut tx, name).await?;
-        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("site/{name}"), "deleted", "")).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(&p.actor(), format!("site/{name}"), "deleted", ""),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -100,7 +124,12 @@ impl Core {
         if site.is_none() && role != Role::Admin {
             return Err(Error::invalid("site is required for pi and user accounts"));
         }
-        let u = User { name: name.to_string(), role, site, created_at: now_ms() };
+        let u = User {
+            name: name.to_string(),
+            role,
+            site,
+            created_at: now_ms(),
+        };
         if who.role != Role::Admin {
             if !auth::may_manage_user(who, &u) || who.name == u.name {
                 return Err(Error::denied(format!(
@@ -112,13 +141,27 @@ impl Core {
         }
         let mut tx = self.db.begin().await?;
         if let Some(s) = &u.site {
-            store::get_site(&mut tx, s).await?.ok_or_else(|| Error::not_found("site", s.clone()))?;
+            store::get_site(&mut tx, s)
+                .await?
+                .ok_or_else(|| Error::not_found("site", s.clone()))?;
         }
         store::insert_user(&mut tx, &u).await?;
-        let (secret, token) = issue_token(&mut tx, Kind::User, &u.name, "created with the user", Some(ttl)).await?;
+        let (secret, token) = issue_token(
+            &mut tx,
+            Kind::User,
+            &u.name,
+            "created with the user",
+            Some(ttl),
+        )
+        .await?;
         store::append_event(
             &mut tx,
-            &NewEvent::new(&p.actor(), format!("user/{}", u.name), "created", format!("role {}", role.as_str())),
+            &NewEvent::new(
+                &p.actor(),
+                format!("user/{}", u.name),
+                "created",
+                format!("role {}", role.as_str()),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -128,8 +171,14 @@ impl Core {
     /// Users the caller may see.
     pub async fn list_users(&self, p: &Principal, site: Option<&str>) -> Result<Vec<User>> {
         let who = p.user()?;
-        let all = store::list_users(&mut *self.db.conn().await?, site.filter(|s| !s.is_empty())).await?;
-        Ok(all.into_iter().filter(|u| auth::may_manage_user(who, u) || (who.role == Role::Pi && who.site == u.site)).collect())
+        let all =
+            store::list_users(&mut *self.db.conn().await?, site.filter(|s| !s.is_empty())).await?;
+        Ok(all
+            .into_iter()
+            .filter(|u| {
+                auth::may_manage_user(who, u) || (who.role == Role::Pi && who.site == u.site)
+            })
+            .collect())
     }
 
     async fn managed_user(&self, p: &Principal, user: &str) -> Result<User> {
@@ -141,7 +190,10 @@ impl Core {
             .await?
             .ok_or_else(|| Error::not_found("user", user))?;
         if !auth::may_manage_user(who, &target) {
-            return Err(Error::denied(format!("{} may not manage the tokens of {}", who.name, target.name)));
+            return Err(Error::denied(format!(
+                "{} may not manage the tokens of {}",
+                who.name, target.name
+            )));
         }
         Ok(target)
     }
@@ -158,9 +210,18 @@ impl Core {
         names::text("description", description, 200)?;
         let ttl = self.token_ttl(ttl)?;
         let mut tx = self.db.begin().await?;
-        let (secret, t) = issue_token(&mut tx, Kind::User, &target.name, description, Some(ttl)).await?;
-        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("token/{}", t.id), "created", format!("for {}", target.name)))
-            .await?;
+        let (secret, t) =
+            issue_token(&mut tx, Kind::User, &target.name, description, Some(ttl)).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &p.actor(),
+                format!("token/{}", t.id),
+                "created",
+                format!("for {}", target.name),
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok((secret, t))
     }
@@ -174,8 +235,16 @@ impl Core {
         self.managed_user(p, &t.subject).await?;
         let mut tx = self.db.begin().await?;
         store::revoke_token(&mut tx, id).await?;
-        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("token/{id}"), "revoked", format!("of {}", t.subject)))
-            .await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &p.actor(),
+                format!("token/{id}"),
+                "revoked",
+                format!("of {}", t.subject),
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -183,24 +252,50 @@ impl Core {
     /// Tokens' metadata of the caller or a user they manage.
     pub async fn list_tokens(&self, p: &Principal, user: &str) -> Result<Vec<Token>> {
         let target = self.managed_user(p, user).await?;
-        store::list_tokens(&mut *self.db.conn().await?, Kind::User.as_str(), &target.name).await
+        store::list_tokens(
+            &mut *self.db.conn().await?,
+            Kind::User.as_str(),
+            &target.name,
+        )
+        .await
     }
 
     /// Issues a one-time node enrollment token for a site.
-    pub async fn create_enrollment_token(&self, p: &Principal, site: &str, ttl: Option<Duration>) -> Result<(String, Token)> {
+    pub async fn create_enrollment_token(
+        &self,
+        p: &Principal,
+        site: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(String, Token)> {
         let who = p.user()?;
         if !auth::may_manage_site(who, site) {
-            return Err(Error::denied(format!("{} may not enroll nodes at site {site}", who.name)));
+            return Err(Error::denied(format!(
+                "{} may not enroll nodes at site {site}",
+                who.name
+            )));
         }
         let ttl = ttl.unwrap_or(Duration::from_secs(3600));
         if ttl.is_zero() || ttl > Duration::from_secs(7 * 86_400) {
-            return Err(Error::invalid("enrollment token ttl must be between 1s and 7d"));
+            return Err(Error::invalid(
+                "enrollment token ttl must be between 1s and 7d",
+            ));
         }
         let mut tx = self.db.begin().await?;
-        store::get_site(&mut tx, site).await?.ok_or_else(|| Error::not_found("site", site))?;
-        let (secret, t) = issue_token(&mut tx, Kind::Enroll, site, "node enrollment", Some(ttl)).await?;
-        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("site/{site}"), "enrollment token issued", t.id.clone()))
-            .await?;
+        store::get_site(&mut tx, site)
+            .await?
+            .ok_or_else(|| Error::not_found("site", site))?;
+        let (secret, t) =
+            issue_token(&mut tx, Kind::Enroll, site, "node enrollment", Some(ttl)).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &p.actor(),
+                format!("site/{site}"),
+                "enrollment token issued",
+                t.id.clone(),
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok((secret, t))
     }
@@ -215,7 +310,13 @@ impl Core {
             .into_iter()
             .map(|n| {
                 let u = usage.get(&n.name).cloned().unwrap_or_default();
-                NodeView { state: self.node_state(&n), usage: self.hub.usage(&n.name), allocated: u.allocated, slivers: u.slivers, node: n }
+                NodeView {
+                    state: self.node_state(&n),
+                    usage: self.hub.usage(&n.name),
+                    allocated: u.allocated,
+                    slivers: u.slivers,
+                    node: n,
+                }
             })
             .collect())
     }
@@ -230,16 +331,30 @@ impl Core {
     }
 
     /// Sets a node's administrative state (admins, or PIs of its site).
-    pub async fn set_node_admin(&self, p: &Principal, name: &str, s: AdminState) -> Result<NodeView> {
+    pub async fn set_node_admin(
+        &self,
+        p: &Principal,
+        name: &str,
+        s: AdminState,
+    ) -> Result<NodeView> {
         let who = p.user()?;
         let mut tx = self.db.begin().await?;
-        let n = store::get_node(&mut tx, name).await?.ok_or_else(|| Error::not_found("node", name))?;
+        let n = store::get_node(&mut tx, name)
+            .await?
+            .ok_or_else(|| Error::not_found("node", name))?;
         if !auth::may_manage_site(who, &n.site) {
-            return Err(Error::denied(format!("{} may not manage node {name} of site {}", who.name, n.site)));
+            return Err(Error::denied(format!(
+                "{} may not manage node {name} of site {}",
+                who.name, n.site
+            )));
         }
         if n.admin_state != s {
             store::set_admin_state(&mut tx, name, s).await?;
-            store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("node/{name}"), s.as_str(), "")).await?;
+            store::append_event(
+                &mut tx,
+                &NewEvent::new(&p.actor(), format!("node/{name}"), s.as_str(), ""),
+            )
+            .await?;
         }
         tx.commit().await?;
         self.get_node(p, name).await
@@ -249,9 +364,14 @@ impl Core {
     pub async fn delete_node(&self, p: &Principal, name: &str) -> Result<()> {
         let who = p.user()?;
         let mut tx = self.db.begin().await?;
-        let n = store::get_node(&mut tx, name).await?.ok_or_else(|| Error::not_found("node", name))?;
+        let n = store::get_node(&mut tx, name)
+            .await?
+            .ok_or_else(|| Error::not_found("node", name))?;
         if !auth::may_manage_site(who, &n.site) {
-            return Err(Error::denied(format!("{} may not delete node {name} of site {}", who.name, n.site)));
+            return Err(Error::denied(format!(
+                "{} may not delete node {name} of site {}",
+                who.name, n.site
+            )));
         }
         let slivers = store::slivers_on_node(&mut tx, name).await?;
         let live = slivers.iter().filter(|v| v.state.is_live()).count();
@@ -268,7 +388,11 @@ impl Core {
         }
         store::revoke_subject_tokens(&mut tx, Kind::Node.as_str(), name).await?;
         store::delete_node(&mut tx, name).await?;
-        store::append_event(&mut tx, &NewEvent::new(&p.actor(), format!("node/{name}"), "deleted", "")).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(&p.actor(), format!("node/{name}"), "deleted", ""),
+        )
+        .await?;
         tx.commit().await?;
         self.hub.forget(name);
         Ok(())
@@ -287,10 +411,20 @@ impl Core {
         if store::count_users(&mut tx).await? > 0 {
             return Ok(None);
         }
-        let u = User { name: "admin".into(), role: Role::Admin, site: None, created_at: now_ms() };
+        let u = User {
+            name: "admin".into(),
+            role: Role::Admin,
+            site: None,
+            created_at: now_ms(),
+        };
         store::insert_user(&mut tx, &u).await?;
-        let (secret, _) = issue_token(&mut tx, Kind::User, "admin", "bootstrap admin token", None).await?;
-        store::append_event(&mut tx, &NewEvent::new("system", "user/admin", "bootstrapped", "")).await?;
+        let (secret, _) =
+            issue_token(&mut tx, Kind::User, "admin", "bootstrap admin token", None).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new("system", "user/admin", "bootstrapped", ""),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(secret))
     }
@@ -319,4 +453,3 @@ pub(super) async fn issue_token(
     store::insert_token(c, &t, &hash).await?;
     Ok((secret, t))
 }
-

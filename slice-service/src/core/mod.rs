@@ -36,7 +36,12 @@ impl Core {
     /// Builds the core over an open database.
     pub fn new(db: Db, cfg: Config) -> Arc<Self> {
         let hub = Hub::new(cfg.node_ttl);
-        Arc::new(Self { db, cfg, hub, place_lock: Mutex::new(()) })
+        Arc::new(Self {
+            db,
+            cfg,
+            hub,
+            place_lock: Mutex::new(()),
+        })
     }
 
     /// A node's state as users see it: the administrator's decision, then liveness.
@@ -45,7 +50,9 @@ impl Core {
             AdminState::Draining => NodeState::Draining,
             AdminState::Disabled => NodeState::Disabled,
             AdminState::Active if self.hub.is_live(&n.name) => NodeState::Ready,
-            AdminState::Active if self.hub.seen(&n.name) || n.last_heartbeat.is_some() => NodeState::Unreachable,
+            AdminState::Active if self.hub.seen(&n.name) || n.last_heartbeat.is_some() => {
+                NodeState::Unreachable
+            }
             AdminState::Active => NodeState::Enrolling,
         }
     }

@@ -37,10 +37,15 @@ pub struct ObservedStatus {
 fn validate_report(h: &NodeHello) -> Result<()> {
     let c = h.capacity;
     if c.cpu_millis <= 0 || c.memory_bytes <= 0 || c.disk_bytes < 0 {
-        return Err(Error::invalid(format!("node capacity must be positive (got {c})")));
+        return Err(Error::invalid(format!(
+            "node capacity must be positive (got {c})"
+        )));
     }
     if h.port_first == 0 || h.port_first > h.port_last || h.port_last > 65535 {
-        return Err(Error::invalid(format!("port range {}-{} is invalid", h.port_first, h.port_last)));
+        return Err(Error::invalid(format!(
+            "port range {}-{} is invalid",
+            h.port_first, h.port_last
+        )));
     }
     names::text("address", &h.address, 255)?;
     if h.labels.len() > 64 {
@@ -64,14 +69,22 @@ impl Core {
         validate_report(&h)?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
-        store::get_site(&mut tx, site).await?.ok_or_else(|| Error::not_found("site", site.clone()))?;
+        store::get_site(&mut tx, site)
+            .await?
+            .ok_or_else(|| Error::not_found("site", site.clone()))?;
         if !store::consume_token(&mut tx, token_id, now).await? {
-            return Err(Error::Unauthenticated("enrollment token has already been used".into()));
+            return Err(Error::Unauthenticated(
+                "enrollment token has already been used".into(),
+            ));
         }
         let node = Node {
             name: h.name.clone(),
             site: site.clone(),
-            address: if h.address.is_empty() { "127.0.0.1".into() } else { h.address.clone() },
+            address: if h.address.is_empty() {
+                "127.0.0.1".into()
+            } else {
+                h.address.clone()
+            },
             capacity: h.capacity,
             port_first: h.port_first,
             port_last: h.port_last,
@@ -82,10 +95,16 @@ impl Core {
             created_at: now,
         };
         store::insert_node(&mut tx, &node).await?;
-        let (secret, _) = issue_token(&mut tx, Kind::Node, &node.name, "node credential", None).await?;
+        let (secret, _) =
+            issue_token(&mut tx, Kind::Node, &node.name, "node credential", None).await?;
         store::append_event(
             &mut tx,
-            &NewEvent::new(&p.actor(), format!("node/{}", node.name), "enrolled", format!("site {site}, {}", node.capacity)),
+            &NewEvent::new(
+                &p.actor(),
+                format!("node/{}", node.name),
+                "enrolled",
+                format!("site {site}, {}", node.capacity),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -102,7 +121,9 @@ impl Core {
     ) -> Result<(Node, Vec<(Slice, Sliver)>)> {
         validate_report(&h)?;
         let mut tx = self.db.begin().await?;
-        let mut n = store::get_node(&mut tx, node).await?.ok_or_else(|| Error::not_found("node", node))?;
+        let mut n = store::get_node(&mut tx, node)
+            .await?
+            .ok_or_else(|| Error::not_found("node", node))?;
         if !h.address.is_empty() {
             n.address = h.address;
         }
@@ -115,7 +136,16 @@ impl Core {
         n.agent_version = h.agent_version;
         n.last_heartbeat = Some(now_ms());
         store::update_node_report(&mut tx, &n).await?;
-        store::append_event(&mut tx, &NewEvent::new(&format!("node/{node}"), format!("node/{node}"), "connected", "")).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &format!("node/{node}"),
+                format!("node/{node}"),
+                "connected",
+                "",
+            ),
+        )
+        .await?;
 
         let seen: HashSet<&str> = observed.iter().map(|o| o.sliver_id.as_str()).collect();
         let mut desired = Vec::new();
@@ -123,7 +153,8 @@ impl Core {
         for v in store::slivers_on_node(&mut tx, node).await? {
             if v.state == SliverState::Stopping && !seen.contains(v.id.as_str()) {
                 // The node has no container for it: the removal is complete.
-                self.set_sliver_state(&mut tx, node, v, SliverState::Deleted, "", None).await?;
+                self.set_sliver_state(&mut tx, node, v, SliverState::Deleted, "", None)
+                    .await?;
                 continue;
             }
             if !v.state.is_live() {
@@ -164,7 +195,12 @@ impl Core {
             tracing::warn!(node, sliver = %v.id, owner = %v.node, "node reported a sliver of another node; ignored");
             store::append_event(
                 tx,
-                &NewEvent::new(&format!("node/{node}"), format!("sliver/{}", v.id), "report refused", format!("sliver belongs to node {}", v.node)),
+                &NewEvent::new(
+                    &format!("node/{node}"),
+                    format!("sliver/{}", v.id),
+                    "report refused",
+                    format!("sliver belongs to node {}", v.node),
+                ),
             )
             .await?;
             return Ok(());
@@ -174,7 +210,8 @@ impl Core {
         if o.state == SliverState::Deleted && v.state.is_live() {
             return Ok(());
         }
-        self.set_sliver_state(tx, node, v, o.state, &o.message, o.exit_code).await
+        self.set_sliver_state(tx, node, v, o.state, &o.message, o.exit_code)
+            .await
     }
 
     async fn set_sliver_state(
@@ -186,7 +223,10 @@ impl Core {
         message: &str,
         exit_code: Option<i32>,
     ) -> Result<()> {
-        if v.state == to && v.last_error == message && (exit_code.is_none() || v.exit_code == exit_code) {
+        if v.state == to
+            && v.last_error == message
+            && (exit_code.is_none() || v.exit_code == exit_code)
+        {
             return Ok(());
         }
         let Ok(next) = v.state.transition(to) else {
@@ -206,8 +246,13 @@ impl Core {
         if changed || !message.is_empty() {
             store::append_event(
                 tx,
-                &NewEvent::new(&format!("node/{node}"), format!("sliver/{}", v.id), format!("state {}", next.as_str()), message)
-                    .in_slice(&v.slice),
+                &NewEvent::new(
+                    &format!("node/{node}"),
+                    format!("sliver/{}", v.id),
+                    format!("state {}", next.as_str()),
+                    message,
+                )
+                .in_slice(&v.slice),
             )
             .await?;
         }
@@ -218,7 +263,16 @@ impl Core {
     pub async fn node_disconnected(&self, node: &str) -> Result<()> {
         let mut tx = self.db.begin().await?;
         store::set_last_heartbeat(&mut tx, node, now_ms()).await?;
-        store::append_event(&mut tx, &NewEvent::new(&format!("node/{node}"), format!("node/{node}"), "disconnected", "")).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &format!("node/{node}"),
+                format!("node/{node}"),
+                "disconnected",
+                "",
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

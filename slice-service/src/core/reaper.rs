@@ -21,7 +21,9 @@ impl Core {
                 Some(cur) if cur.id == s.id && cur.lease_expires_at <= now_ms() => {}
                 _ => continue,
             }
-            let stopped = self.end_slice(&mut tx, s, SliceLife::Expired, "system").await?;
+            let stopped = self
+                .end_slice(&mut tx, s, SliceLife::Expired, "system")
+                .await?;
             tx.commit().await?;
             tracing::info!(slice = %s.name, "lease expired");
             for v in stopped {
@@ -37,7 +39,12 @@ impl Core {
             let mut tx = self.db.begin().await?;
             store::append_event(
                 &mut tx,
-                &NewEvent::new("system", format!("node/{node}"), "unreachable", format!("no heartbeat for {:?}", self.cfg.node_ttl)),
+                &NewEvent::new(
+                    "system",
+                    format!("node/{node}"),
+                    "unreachable",
+                    format!("no heartbeat for {:?}", self.cfg.node_ttl),
+                ),
             )
             .await?;
             tx.commit().await?;

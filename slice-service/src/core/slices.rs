@@ -6,12 +6,15 @@ use std::time::Duration;
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::hub::NodeCommand;
-use crate::model::{now_ms, AssignedPort, Event, NamedPort, NewEvent, NodeState, Placement, Role, Slice, SliceLife, Sliver, User};
+use crate::model::{
+    now_ms, AssignedPort, Event, NamedPort, NewEvent, NodeState, Placement, Role, Slice, SliceLife,
+    Sliver, User,
+};
+use crate::names;
 use crate::resources::Resources;
 use crate::scheduler::{self, Candidate, Count, Strategy, Unavailable};
 use crate::state::SliverState;
 use crate::store::{self, Conn, EventFilter};
-use crate::names;
 
 use super::{Core, SliceView, SliverView};
 
@@ -74,8 +77,12 @@ impl SliceSpec {
         names::dns_label("slice name", &self.name)?;
         names::text("description", &self.description, 1000)?;
         names::image(&self.image)?;
-        if self.command.len() > 256 || self.command.iter().map(String::len).sum::<usize>() > 64 * 1024 {
-            return Err(Error::invalid("command is too long (at most 256 arguments, 64 KiB)"));
+        if self.command.len() > 256
+            || self.command.iter().map(String::len).sum::<usize>() > 64 * 1024
+        {
+            return Err(Error::invalid(
+                "command is too long (at most 256 arguments, 64 KiB)",
+            ));
         }
         if self.env.len() > 128 {
             return Err(Error::invalid("at most 128 environment variables"));
@@ -93,10 +100,14 @@ impl SliceSpec {
             ("disk", r.disk_bytes, MAX_RESOURCES.disk_bytes),
         ] {
             if v < 0 {
-                return Err(Error::invalid(format!("{field} must not be negative (got {v})")));
+                return Err(Error::invalid(format!(
+                    "{field} must not be negative (got {v})"
+                )));
             }
             if v > max {
-                return Err(Error::invalid(format!("{field} {v} exceeds the per-sliver maximum of {max}")));
+                return Err(Error::invalid(format!(
+                    "{field} {v} exceeds the per-sliver maximum of {max}"
+                )));
             }
         }
         if r.cpu_millis == 0 {
@@ -109,7 +120,10 @@ impl SliceSpec {
             r.disk_bytes = DEFAULT_RESOURCES.disk_bytes;
         }
         if r.memory_bytes < 4 << 20 {
-            return Err(Error::invalid(format!("memory {} bytes is below the minimum of 4Mi", r.memory_bytes)));
+            return Err(Error::invalid(format!(
+                "memory {} bytes is below the minimum of 4Mi",
+                r.memory_bytes
+            )));
         }
         if self.ports.len() > 16 {
             return Err(Error::invalid("at most 16 ports per slice"));
@@ -118,27 +132,45 @@ impl SliceSpec {
         for p in &self.ports {
             names::dns_label("port name", &p.name)?;
             if p.container_port == 0 || p.container_port > 65535 {
-                return Err(Error::invalid(format!("port {} has container port {} outside 1..65535", p.name, p.container_port)));
+                return Err(Error::invalid(format!(
+                    "port {} has container port {} outside 1..65535",
+                    p.name, p.container_port
+                )));
             }
             if !seen.insert(p.name.clone()) {
-                return Err(Error::invalid(format!("port name {} is used twice", p.name)));
+                return Err(Error::invalid(format!(
+                    "port name {} is used twice",
+                    p.name
+                )));
             }
         }
         let pl = &mut self.placement;
         match (pl.slivers, pl.per_site) {
-            (0, 0) => return Err(Error::invalid("placement needs a number of slivers or slivers per site")),
+            (0, 0) => {
+                return Err(Error::invalid(
+                    "placement needs a number of slivers or slivers per site",
+                ))
+            }
             (n, k) if n > 0 && k > 0 => {
-                return Err(Error::invalid(format!("give either slivers ({n}) or per-site ({k}), not both")))
+                return Err(Error::invalid(format!(
+                    "give either slivers ({n}) or per-site ({k}), not both"
+                )))
             }
             (n, k) if n.max(k) > MAX_SLIVERS => {
-                return Err(Error::invalid(format!("at most {MAX_SLIVERS} slivers per slice")))
+                return Err(Error::invalid(format!(
+                    "at most {MAX_SLIVERS} slivers per slice"
+                )))
             }
             _ => {}
         }
         pl.strategy = match pl.strategy.as_str() {
             "" | "spread" => "spread".into(),
             "pack" => "pack".into(),
-            other => return Err(Error::invalid(format!("unknown placement strategy {other:?}"))),
+            other => {
+                return Err(Error::invalid(format!(
+                    "unknown placement strategy {other:?}"
+                )))
+            }
         };
         for s in &pl.sites {
             names::dns_label("site", s)?;
@@ -185,33 +217,63 @@ impl Core {
             }
             let (addr, unreachable) = addrs[&v.node].clone();
             let unknown = unreachable && v.state.is_live();
-            out.push(SliverView { sliver: v, node_address: addr, unknown });
+            out.push(SliverView {
+                sliver: v,
+                node_address: addr,
+                unknown,
+            });
         }
-        Ok(SliceView { slice, slivers: out })
+        Ok(SliceView {
+            slice,
+            slivers: out,
+        })
     }
 
     /// Places and records a slice; capacity is committed in the same transaction.
-    pub async fn create_slice(&self, p: &Principal, mut spec: SliceSpec) -> Result<(SliceView, Vec<String>)> {
+    pub async fn create_slice(
+        &self,
+        p: &Principal,
+        mut spec: SliceSpec,
+    ) -> Result<(SliceView, Vec<String>)> {
         let who = p.user()?.clone();
         spec.validate(self.cfg.lease_max)?;
-        let lease = spec.lease.unwrap_or(self.cfg.lease_default).min(self.cfg.lease_max);
+        let lease = spec
+            .lease
+            .unwrap_or(self.cfg.lease_default)
+            .min(self.cfg.lease_max);
         let now = now_ms();
 
         let _guard = self.place_lock.lock().await;
         let mut tx = self.db.begin().await?;
         for m in &spec.members {
-            store::get_user(&mut tx, m).await?.ok_or_else(|| Error::not_found("user (member)", m.clone()))?;
+            store::get_user(&mut tx, m)
+                .await?
+                .ok_or_else(|| Error::not_found("user (member)", m.clone()))?;
         }
         let sites = store::list_sites(&mut tx).await?;
-        let unknown: Vec<&str> =
-            spec.placement.sites.iter().filter(|s| !sites.iter().any(|x| &x.name == *s)).map(String::as_str).collect();
+        let unknown: Vec<&str> = spec
+            .placement
+            .sites
+            .iter()
+            .filter(|s| !sites.iter().any(|x| &x.name == *s))
+            .map(String::as_str)
+            .collect();
         if !unknown.is_empty() {
-            return Err(Error::invalid(format!("unknown site(s): {}", unknown.join(", "))));
+            return Err(Error::invalid(format!(
+                "unknown site(s): {}",
+                unknown.join(", ")
+            )));
         }
         let home = who.site.clone().unwrap_or_default();
-        let quota = sites.iter().find(|s| s.name == home).map(|s| (s.max_slices, s.max_slivers));
-        let (held_slices, held_slivers) =
-            if home.is_empty() { (0, 0) } else { store::site_usage(&mut tx, &home).await? };
+        let quota = sites
+            .iter()
+            .find(|s| s.name == home)
+            .map(|s| (s.max_slices, s.max_slivers));
+        let (held_slices, held_slivers) = if home.is_empty() {
+            (0, 0)
+        } else {
+            store::site_usage(&mut tx, &home).await?
+        };
         if let Some((max_slices, _)) = quota {
             if max_slices > 0 && held_slices >= max_slices {
                 return Err(Error::Exhausted(format!(
@@ -251,15 +313,24 @@ impl Core {
             .collect();
         let pl = &spec.placement;
         let request = scheduler::Request {
-            count: if pl.per_site > 0 { Count::PerSite(pl.per_site) } else { Count::Total(pl.slivers) },
+            count: if pl.per_site > 0 {
+                Count::PerSite(pl.per_site)
+            } else {
+                Count::Total(pl.slivers)
+            },
             sites: pl.sites.clone(),
             labels: pl.node_labels.clone(),
             resources: spec.resources,
             ports: spec.ports.len() as u32,
-            strategy: if pl.strategy == "pack" { Strategy::Pack } else { Strategy::Spread },
+            strategy: if pl.strategy == "pack" {
+                Strategy::Pack
+            } else {
+                Strategy::Spread
+            },
             best_effort: pl.best_effort,
         };
-        let placed = scheduler::place(&candidates, &request).map_err(|u| Error::Exhausted(u.reason))?;
+        let placed =
+            scheduler::place(&candidates, &request).map_err(|u| Error::Exhausted(u.reason))?;
 
         if let Some((_, max_slivers)) = quota {
             if max_slivers > 0 && held_slivers + placed.len() as i64 > max_slivers {
@@ -276,7 +347,10 @@ impl Core {
             Count::PerSite(_) => None,
         };
         if let Some(asked) = asked.filter(|a| *a > placed.len()) {
-            warnings.push(format!("best effort: placed {} of {asked} slivers", placed.len()));
+            warnings.push(format!(
+                "best effort: placed {} of {asked} slivers",
+                placed.len()
+            ));
         }
 
         let slice = Slice {
@@ -305,7 +379,11 @@ impl Core {
                 .ports
                 .iter()
                 .zip(&pm.host_ports)
-                .map(|(np, hp)| AssignedPort { name: np.name.clone(), container_port: np.container_port, host_port: *hp })
+                .map(|(np, hp)| AssignedPort {
+                    name: np.name.clone(),
+                    container_port: np.container_port,
+                    host_port: *hp,
+                })
                 .collect();
             let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
             let v = Sliver {
@@ -327,8 +405,13 @@ impl Core {
             store::insert_sliver(&mut tx, &v).await?;
             store::append_event(
                 &mut tx,
-                &NewEvent::new(&actor, format!("sliver/{}", v.id), "placed", format!("on node {} ({})", v.node, v.site))
-                    .in_slice(&slice.name),
+                &NewEvent::new(
+                    &actor,
+                    format!("sliver/{}", v.id),
+                    "placed",
+                    format!("on node {} ({})", v.node, v.site),
+                )
+                .in_slice(&slice.name),
             )
             .await?;
             slivers.push(v);
@@ -354,7 +437,10 @@ impl Core {
         drop(_guard);
 
         for v in slivers {
-            self.hub.send(&v.node.clone(), NodeCommand::Upsert(Box::new((slice.clone(), v))));
+            self.hub.send(
+                &v.node.clone(),
+                NodeCommand::Upsert(Box::new((slice.clone(), v))),
+            );
         }
         let mut c = self.db.conn().await?;
         Ok((self.view(&mut c, slice).await?, warnings))
@@ -374,7 +460,9 @@ impl Core {
             _ => return Err(Error::not_found("slice", name)),
         };
         if !can_act(who, &s) {
-            return Err(Error::denied(format!("only the owner and members of slice {name} may change it")));
+            return Err(Error::denied(format!(
+                "only the owner and members of slice {name} may change it"
+            )));
         }
         Ok(s)
     }
@@ -388,19 +476,32 @@ impl Core {
     }
 
     /// Slices the caller may see.
-    pub async fn list_slices(&self, p: &Principal, include_ended: bool, site: &str) -> Result<Vec<SliceView>> {
+    pub async fn list_slices(
+        &self,
+        p: &Principal,
+        include_ended: bool,
+        site: &str,
+    ) -> Result<Vec<SliceView>> {
         let who = p.user()?;
         let mut c = self.db.conn().await?;
         let all = store::list_slices(&mut c, include_ended).await?;
         let mut out = Vec::new();
-        for s in all.into_iter().filter(|s| can_view(who, s) && (site.is_empty() || s.site == site)) {
+        for s in all
+            .into_iter()
+            .filter(|s| can_view(who, s) && (site.is_empty() || s.site == site))
+        {
             out.push(self.view(&mut c, s).await?);
         }
         Ok(out)
     }
 
     /// Sets a slice's lease to `asked` from now, capped at the maximum.
-    pub async fn renew_slice(&self, p: &Principal, name: &str, asked: Option<Duration>) -> Result<Renewed> {
+    pub async fn renew_slice(
+        &self,
+        p: &Principal,
+        name: &str,
+        asked: Option<Duration>,
+    ) -> Result<Renewed> {
         let who = p.user()?.clone();
         let asked = asked.unwrap_or(self.cfg.lease_default);
         if asked.is_zero() {
@@ -408,7 +509,12 @@ impl Core {
         }
         let granted = asked.min(self.cfg.lease_max);
         let note = if granted < asked {
-            format!("granted {} instead of {}: leases are at most {}", days(granted), days(asked), days(self.cfg.lease_max))
+            format!(
+                "granted {} instead of {}: leases are at most {}",
+                days(granted),
+                days(asked),
+                days(self.cfg.lease_max)
+            )
         } else {
             String::new()
         };
@@ -418,7 +524,13 @@ impl Core {
         store::set_lease(&mut tx, &s.id, s.lease_expires_at).await?;
         store::append_event(
             &mut tx,
-            &NewEvent::new(&p.actor(), format!("slice/{name}"), "renewed", format!("lease {}", days(granted))).in_slice(name),
+            &NewEvent::new(
+                &p.actor(),
+                format!("slice/{name}"),
+                "renewed",
+                format!("lease {}", days(granted)),
+            )
+            .in_slice(name),
         )
         .await?;
         let view = self.view(&mut tx, s).await?;
@@ -426,7 +538,10 @@ impl Core {
         // Nodes enforce leases on their own, so they learn the new end too.
         for v in &view.slivers {
             if v.sliver.state.is_live() {
-                self.hub.send(&v.sliver.node, NodeCommand::Upsert(Box::new((view.slice.clone(), v.sliver.clone()))));
+                self.hub.send(
+                    &v.sliver.node,
+                    NodeCommand::Upsert(Box::new((view.slice.clone(), v.sliver.clone()))),
+                );
             }
         }
         Ok(Renewed { view, note })
@@ -437,7 +552,9 @@ impl Core {
         let who = p.user()?.clone();
         let mut tx = self.db.begin().await?;
         let s = self.actionable_slice(&mut tx, &who, name).await?;
-        let stopped = self.end_slice(&mut tx, &s, SliceLife::Deleted, &p.actor()).await?;
+        let stopped = self
+            .end_slice(&mut tx, &s, SliceLife::Deleted, &p.actor())
+            .await?;
         tx.commit().await?;
         for v in stopped {
             self.hub.send(&v.node, NodeCommand::Remove(v.id));
@@ -446,7 +563,13 @@ impl Core {
     }
 
     /// Ends a slice inside `tx`; returns the slivers whose nodes must remove them.
-    pub(super) async fn end_slice(&self, tx: &mut Conn, s: &Slice, life: SliceLife, actor: &str) -> Result<Vec<Sliver>> {
+    pub(super) async fn end_slice(
+        &self,
+        tx: &mut Conn,
+        s: &Slice,
+        life: SliceLife,
+        actor: &str,
+    ) -> Result<Vec<Sliver>> {
         let now = now_ms();
         store::end_slice(tx, &s.id, life, now).await?;
         let mut stopped = Vec::new();
@@ -454,23 +577,43 @@ impl Core {
             if !v.state.can_stop() {
                 continue;
             }
-            v.state = v.state.transition(SliverState::Stopping).map_err(|e| Error::Internal(e.to_string()))?;
+            v.state = v
+                .state
+                .transition(SliverState::Stopping)
+                .map_err(|e| Error::Internal(e.to_string()))?;
             v.updated_at = now;
             store::update_sliver_state(tx, &v).await?;
-            store::append_event(tx, &NewEvent::new(actor, format!("sliver/{}", v.id), "state stopping", "").in_slice(&s.name))
-                .await?;
+            store::append_event(
+                tx,
+                &NewEvent::new(actor, format!("sliver/{}", v.id), "state stopping", "")
+                    .in_slice(&s.name),
+            )
+            .await?;
             stopped.push(v);
         }
-        store::append_event(tx, &NewEvent::new(actor, format!("slice/{}", s.name), life.as_str(), "").in_slice(&s.name))
-            .await?;
+        store::append_event(
+            tx,
+            &NewEvent::new(actor, format!("slice/{}", s.name), life.as_str(), "").in_slice(&s.name),
+        )
+        .await?;
         Ok(stopped)
     }
 
     /// Events the caller may see.
-    pub async fn list_events(&self, p: &Principal, object: &str, after_id: i64, limit: u32) -> Result<Vec<Event>> {
+    pub async fn list_events(
+        &self,
+        p: &Principal,
+        object: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
         let who = p.user()?;
         let mut c = self.db.conn().await?;
-        let mut f = EventFilter { after_id, limit: if limit == 0 { 100 } else { limit.min(1000) } as i64, ..Default::default() };
+        let mut f = EventFilter {
+            after_id,
+            limit: if limit == 0 { 100 } else { limit.min(1000) } as i64,
+            ..Default::default()
+        };
         if let Some(name) = object.strip_prefix("slice/") {
             self.visible_slice(&mut c, who, name).await?;
             f.slice = Some(name.to_string());
@@ -478,10 +621,17 @@ impl Core {
             if who.role != Role::Admin {
                 f.actor = Some(p.actor());
             }
-        } else if who.role == Role::Admin || object.starts_with("node/") || object.starts_with("site/") || object == format!("user/{}", who.name) {
+        } else if who.role == Role::Admin
+            || object.starts_with("node/")
+            || object.starts_with("site/")
+            || object == format!("user/{}", who.name)
+        {
             f.object = Some(object.to_string());
         } else {
-            return Err(Error::denied(format!("{} may not read the events of {object}", who.name)));
+            return Err(Error::denied(format!(
+                "{} may not read the events of {object}",
+                who.name
+            )));
         }
         store::list_events(&mut c, &f).await
     }
@@ -495,7 +645,10 @@ mod tests {
         SliceSpec {
             name: "demo".into(),
             image: "slicebed/base:latest".into(),
-            placement: Placement { slivers: 2, ..Default::default() },
+            placement: Placement {
+                slivers: 2,
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -517,15 +670,37 @@ mod tests {
             (Box::new(|s| s.resources.memory_bytes = 1 << 50), "memory"),
             (Box::new(|s| s.placement.slivers = 0), "placement"),
             (Box::new(|s| s.placement.per_site = 2), "not both"),
-            (Box::new(|s| s.lease = Some(Duration::from_secs(3 * 86_400))), "exceeds the maximum"),
-            (Box::new(|s| s.env.insert("1X".into(), "v".into()).map(|_| ()).unwrap_or(())), "env name"),
-            (Box::new(|s| s.ports = vec![NamedPort { name: "http".into(), container_port: 0 }]), "container port"),
+            (
+                Box::new(|s| s.lease = Some(Duration::from_secs(3 * 86_400))),
+                "exceeds the maximum",
+            ),
+            (
+                Box::new(|s| {
+                    s.env
+                        .insert("1X".into(), "v".into())
+                        .map(|_| ())
+                        .unwrap_or(())
+                }),
+                "env name",
+            ),
+            (
+                Box::new(|s| {
+                    s.ports = vec![NamedPort {
+                        name: "http".into(),
+                        container_port: 0,
+                    }]
+                }),
+                "container port",
+            ),
             (Box::new(|s| s.image = String::new()), "image"),
         ];
         for (mutate, needle) in cases {
             let mut s = spec();
             mutate(&mut s);
-            let e = s.validate(Duration::from_secs(86_400)).unwrap_err().to_string();
+            let e = s
+                .validate(Duration::from_secs(86_400))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{e:?} should mention {needle:?}");
         }
     }

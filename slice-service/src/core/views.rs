@@ -48,11 +48,18 @@ impl SliceView {
             SliceLife::Expired => return SliceStatus::Expired,
             SliceLife::Live => {}
         }
-        if self.slivers.iter().any(|v| v.unknown || v.sliver.state == SliverState::Failed) {
+        if self
+            .slivers
+            .iter()
+            .any(|v| v.unknown || v.sliver.state == SliverState::Failed)
+        {
             return SliceStatus::Degraded;
         }
         if !self.slivers.is_empty()
-            && self.slivers.iter().all(|v| matches!(v.sliver.state, SliverState::Running | SliverState::Exited))
+            && self
+                .slivers
+                .iter()
+                .all(|v| matches!(v.sliver.state, SliverState::Running | SliverState::Exited))
         {
             SliceStatus::Ready
         } else {

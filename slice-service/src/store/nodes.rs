@@ -15,7 +15,11 @@ fn node_from(r: &AnyRow) -> Result<Node> {
         name: r.try_get("name")?,
         site: r.try_get("site")?,
         address: r.try_get("address")?,
-        capacity: Resources::new(r.try_get("cpu_millis")?, r.try_get("memory_bytes")?, r.try_get("disk_bytes")?),
+        capacity: Resources::new(
+            r.try_get("cpu_millis")?,
+            r.try_get("memory_bytes")?,
+            r.try_get("disk_bytes")?,
+        ),
         port_first: r.try_get::<i64, _>("port_first")? as u32,
         port_last: r.try_get::<i64, _>("port_last")? as u32,
         labels: from_json(&labels)?,
@@ -26,13 +30,17 @@ fn node_from(r: &AnyRow) -> Result<Node> {
     })
 }
 
-const COLS: &str = "name, site, address, cpu_millis, memory_bytes, disk_bytes, port_first, port_last, labels, \
+const COLS: &str =
+    "name, site, address, cpu_millis, memory_bytes, disk_bytes, port_first, port_last, labels, \
                     admin_state, agent_version, last_heartbeat, created_at";
 
 /// Inserts a node; a duplicate name is `AlreadyExists`.
 pub async fn insert_node(c: &mut Conn, n: &Node) -> Result<()> {
     if get_node(c, &n.name).await?.is_some() {
-        return Err(Error::AlreadyExists { kind: "node", name: n.name.clone() });
+        return Err(Error::AlreadyExists {
+            kind: "node",
+            name: n.name.clone(),
+        });
     }
     sqlx::query(&format!(
         "INSERT INTO nodes ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
@@ -78,7 +86,11 @@ pub async fn update_node_report(c: &mut Conn, n: &Node) -> Result<()> {
 
 /// Records the last heartbeat durably.
 pub async fn set_last_heartbeat(c: &mut Conn, name: &str, at: i64) -> Result<()> {
-    sqlx::query("UPDATE nodes SET last_heartbeat = $1 WHERE name = $2").bind(at).bind(name).execute(c).await?;
+    sqlx::query("UPDATE nodes SET last_heartbeat = $1 WHERE name = $2")
+        .bind(at)
+        .bind(name)
+        .execute(c)
+        .await?;
     Ok(())
 }
 
@@ -103,15 +115,20 @@ pub async fn get_node(c: &mut Conn, name: &str) -> Result<Option<Node>> {
 
 /// Nodes, optionally of one site, by site then name.
 pub async fn list_nodes(c: &mut Conn, site: Option<&str>) -> Result<Vec<Node>> {
-    let rows = sqlx::query(&format!("SELECT {COLS} FROM nodes WHERE ($1 = '' OR site = $1) ORDER BY site, name"))
-        .bind(site.unwrap_or(""))
-        .fetch_all(c)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM nodes WHERE ($1 = '' OR site = $1) ORDER BY site, name"
+    ))
+    .bind(site.unwrap_or(""))
+    .fetch_all(c)
+    .await?;
     rows.iter().map(node_from).collect()
 }
 
 /// Deletes a node row (its slivers' rows stay as history).
 pub async fn delete_node(c: &mut Conn, name: &str) -> Result<()> {
-    sqlx::query("DELETE FROM nodes WHERE name = $1").bind(name).execute(c).await?;
+    sqlx::query("DELETE FROM nodes WHERE name = $1")
+        .bind(name)
+        .execute(c)
+        .await?;
     Ok(())
 }

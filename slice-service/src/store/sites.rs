@@ -27,21 +27,26 @@ const COLS: &str = "name, display_name, city, country, latitude, longitude, enab
 /// Inserts a site; a duplicate name is `AlreadyExists`.
 pub async fn insert_site(c: &mut Conn, s: &Site) -> Result<()> {
     if get_site(c, &s.name).await?.is_some() {
-        return Err(Error::AlreadyExists { kind: "site", name: s.name.clone() });
+        return Err(Error::AlreadyExists {
+            kind: "site",
+            name: s.name.clone(),
+        });
     }
-    sqlx::query(&format!("INSERT INTO sites ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
-        .bind(&s.name)
-        .bind(&s.display_name)
-        .bind(&s.city)
-        .bind(&s.country)
-        .bind(s.latitude)
-        .bind(s.longitude)
-        .bind(s.enabled as i64)
-        .bind(s.max_slices)
-        .bind(s.max_slivers)
-        .bind(s.created_at)
-        .execute(c)
-        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO sites ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(&s.name)
+    .bind(&s.display_name)
+    .bind(&s.city)
+    .bind(&s.country)
+    .bind(s.latitude)
+    .bind(s.longitude)
+    .bind(s.enabled as i64)
+    .bind(s.max_slices)
+    .bind(s.max_slivers)
+    .bind(s.created_at)
+    .execute(c)
+    .await?;
     Ok(())
 }
 
@@ -56,13 +61,18 @@ pub async fn get_site(c: &mut Conn, name: &str) -> Result<Option<Site>> {
 
 /// All sites by name.
 pub async fn list_sites(c: &mut Conn) -> Result<Vec<Site>> {
-    let rows = sqlx::query(&format!("SELECT {COLS} FROM sites ORDER BY name")).fetch_all(c).await?;
+    let rows = sqlx::query(&format!("SELECT {COLS} FROM sites ORDER BY name"))
+        .fetch_all(c)
+        .await?;
     Ok(rows.iter().map(site_from).collect::<Result<_, _>>()?)
 }
 
 /// Deletes a site row.
 pub async fn delete_site(c: &mut Conn, name: &str) -> Result<()> {
-    sqlx::query("DELETE FROM sites WHERE name = $1").bind(name).execute(c).await?;
+    sqlx::query("DELETE FROM sites WHERE name = $1")
+        .bind(name)
+        .execute(c)
+        .await?;
     Ok(())
 }
 

@@ -11,7 +11,8 @@ use crate::model::{Slice, SliceLife, Sliver};
 use crate::resources::Resources;
 use crate::state::SliverState;
 
-const SLICE_COLS: &str = "id, name, owner, description, site, image, command, env, cpu_millis, memory_bytes, \
+const SLICE_COLS: &str =
+    "id, name, owner, description, site, image, command, env, cpu_millis, memory_bytes, \
     disk_bytes, ports, placement, restart_policy, created_at, lease_expires_at, life";
 
 fn slice_from(r: &AnyRow) -> Result<Slice> {
@@ -25,7 +26,11 @@ fn slice_from(r: &AnyRow) -> Result<Slice> {
         image: r.try_get("image")?,
         command: from_json(&r.try_get::<String, _>("command")?)?,
         env: from_json(&r.try_get::<String, _>("env")?)?,
-        resources: Resources::new(r.try_get("cpu_millis")?, r.try_get("memory_bytes")?, r.try_get("disk_bytes")?),
+        resources: Resources::new(
+            r.try_get("cpu_millis")?,
+            r.try_get("memory_bytes")?,
+            r.try_get("disk_bytes")?,
+        ),
         ports: from_json(&r.try_get::<String, _>("ports")?)?,
         placement: from_json(&r.try_get::<String, _>("placement")?)?,
         restart_policy: r.try_get("restart_policy")?,
@@ -38,7 +43,10 @@ fn slice_from(r: &AnyRow) -> Result<Slice> {
 /// Inserts a live slice and its members; a live slice of that name is `AlreadyExists`.
 pub async fn insert_slice(c: &mut Conn, s: &Slice) -> Result<()> {
     if live_slice(c, &s.name).await?.is_some() {
-        return Err(Error::AlreadyExists { kind: "slice", name: s.name.clone() });
+        return Err(Error::AlreadyExists {
+            kind: "slice",
+            name: s.name.clone(),
+        });
     }
     sqlx::query(&format!(
         "INSERT INTO slices ({SLICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
@@ -73,20 +81,26 @@ pub async fn insert_slice(c: &mut Conn, s: &Slice) -> Result<()> {
 }
 
 async fn with_members(c: &mut Conn, mut s: Slice) -> Result<Slice> {
-    let rows = sqlx::query("SELECT user_name FROM slice_members WHERE slice_id = $1 ORDER BY user_name")
-        .bind(&s.id)
-        .fetch_all(c)
-        .await?;
-    s.members = rows.iter().map(|r| r.try_get("user_name")).collect::<Result<_, _>>()?;
+    let rows =
+        sqlx::query("SELECT user_name FROM slice_members WHERE slice_id = $1 ORDER BY user_name")
+            .bind(&s.id)
+            .fetch_all(c)
+            .await?;
+    s.members = rows
+        .iter()
+        .map(|r| r.try_get("user_name"))
+        .collect::<Result<_, _>>()?;
     Ok(s)
 }
 
 /// The live slice of that name.
 pub async fn live_slice(c: &mut Conn, name: &str) -> Result<Option<Slice>> {
-    let row = sqlx::query(&format!("SELECT {SLICE_COLS} FROM slices WHERE name = $1 AND life = 'live'"))
-        .bind(name)
-        .fetch_optional(&mut *c)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {SLICE_COLS} FROM slices WHERE name = $1 AND life = 'live'"
+    ))
+    .bind(name)
+    .fetch_optional(&mut *c)
+    .await?;
     match row {
         Some(r) => Ok(Some(with_members(c, slice_from(&r)?).await?)),
         None => Ok(None),
@@ -135,7 +149,11 @@ pub async fn end_slice(c: &mut Conn, id: &str, life: SliceLife, at: i64) -> Resu
 
 /// Sets a new lease end.
 pub async fn set_lease(c: &mut Conn, id: &str, expires: i64) -> Result<()> {
-    sqlx::query("UPDATE slices SET lease_expires_at = $1 WHERE id = $2").bind(expires).bind(id).execute(c).await?;
+    sqlx::query("UPDATE slices SET lease_expires_at = $1 WHERE id = $2")
+        .bind(expires)
+        .bind(id)
+        .execute(c)
+        .await?;
     Ok(())
 }
 
@@ -175,8 +193,13 @@ fn sliver_from(r: &AnyRow) -> Result<Sliver> {
         index: r.try_get::<i64, _>("idx")? as u32,
         node: r.try_get("node")?,
         site: r.try_get("site")?,
-        state: SliverState::parse(&state).ok_or_else(|| Error::Internal(format!("stored sliver state {state:?}")))?,
-        resources: Resources::new(r.try_get("cpu_millis")?, r.try_get("memory_bytes")?, r.try_get("disk_bytes")?),
+        state: SliverState::parse(&state)
+            .ok_or_else(|| Error::Internal(format!("stored sliver state {state:?}")))?,
+        resources: Resources::new(
+            r.try_get("cpu_millis")?,
+            r.try_get("memory_bytes")?,
+            r.try_get("disk_bytes")?,
+        ),
         ports: from_json(&r.try_get::<String, _>("ports")?)?,
         last_error: r.try_get("last_error")?,
         exit_code: r.try_get::<Option<i64>, _>("exit_code")?.map(|c| c as i32),
@@ -278,7 +301,11 @@ pub async fn node_usage(c: &mut Conn) -> Result<BTreeMap<String, NodeUsage>> {
     let mut out: BTreeMap<String, NodeUsage> = BTreeMap::new();
     for r in &rows {
         let u = out.entry(r.try_get("node")?).or_default();
-        let res = Resources::new(r.try_get("cpu_millis")?, r.try_get("memory_bytes")?, r.try_get("disk_bytes")?);
+        let res = Resources::new(
+            r.try_get("cpu_millis")?,
+            r.try_get("memory_bytes")?,
+            r.try_get("disk_bytes")?,
+        );
         u.allocated = u.allocated.plus(res);
         u.slivers += 1;
         let ports: Vec<crate::model::AssignedPort> = from_json(&r.try_get::<String, _>("ports")?)?;

@@ -20,7 +20,10 @@ fn user_from(r: &AnyRow) -> Result<User> {
 /// Inserts a user; a duplicate name is `AlreadyExists`.
 pub async fn insert_user(c: &mut Conn, u: &User) -> Result<()> {
     if get_user(c, &u.name).await?.is_some() {
-        return Err(Error::AlreadyExists { kind: "user", name: u.name.clone() });
+        return Err(Error::AlreadyExists {
+            kind: "user",
+            name: u.name.clone(),
+        });
     }
     sqlx::query("INSERT INTO users (name, role, site, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&u.name)
@@ -43,16 +46,21 @@ pub async fn get_user(c: &mut Conn, name: &str) -> Result<Option<User>> {
 
 /// Users, optionally of one site, by name.
 pub async fn list_users(c: &mut Conn, site: Option<&str>) -> Result<Vec<User>> {
-    let rows = sqlx::query("SELECT name, role, site, created_at FROM users WHERE ($1 = '' OR site = $1) ORDER BY name")
-        .bind(site.unwrap_or(""))
-        .fetch_all(c)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT name, role, site, created_at FROM users WHERE ($1 = '' OR site = $1) ORDER BY name",
+    )
+    .bind(site.unwrap_or(""))
+    .fetch_all(c)
+    .await?;
     rows.iter().map(user_from).collect()
 }
 
 /// Number of users (zero before bootstrap).
 pub async fn count_users(c: &mut Conn) -> Result<i64> {
-    Ok(sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(c).await?.try_get("n")?)
+    Ok(sqlx::query("SELECT COUNT(*) AS n FROM users")
+        .fetch_one(c)
+        .await?
+        .try_get("n")?)
 }
 
 fn token_from(r: &AnyRow) -> Result<Token, sqlx::Error> {
@@ -121,7 +129,10 @@ pub async fn list_tokens(c: &mut Conn, kind: &str, subject: &str) -> Result<Vec<
 
 /// Marks a token revoked.
 pub async fn revoke_token(c: &mut Conn, id: &str) -> Result<()> {
-    sqlx::query("UPDATE tokens SET revoked = 1 WHERE id = $1").bind(id).execute(c).await?;
+    sqlx::query("UPDATE tokens SET revoked = 1 WHERE id = $1")
+        .bind(id)
+        .execute(c)
+        .await?;
     Ok(())
 }
 
