@@ -1,0 +1,40 @@
+//! `node-manager cleanup`: removes every container and network labelled with this node.
+//! Used by `slicectl dev down`; other nodes sharing the engine are left alone.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use node_manager::runtime::docker::{connect, DockerRuntime};
+use node_manager::runtime::Runtime;
+use node_manager::state;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory written by `enroll` (names the node).
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Docker engine (unix:///var/run/docker.sock, tcp://HOST:PORT); default DOCKER_HOST or the local socket.
+    #[arg(long, env = "DOCKER_HOST")]
+    docker_host: Option<String>,
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let config = state::load_config(&a.state_dir)?
+        .ok_or_else(|| node_manager::Error::NotEnrolled { dir: a.state_dir.clone() })?;
+    let rt = DockerRuntime::new(connect(a.docker_host.as_deref())?, config.node.clone());
+    let containers = rt.list().await.context("listing containers")?;
+    for c in &containers {
+        rt.remove(&c.container_id).await?;
+    }
+    let networks = rt.list_networks().await.context("listing networks")?;
+    for slice in &networks {
+        rt.remove_network(slice).await?;
+    }
+    println!(
+        "node {}: removed {} container(s) and {} network(s)",
+        config.node,
+        containers.len(),
+        networks.len()
+    );
+    Ok(())
+}

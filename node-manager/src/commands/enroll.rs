@@ -1,0 +1,87 @@
+//! `node-manager enroll`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use node_manager::domain::{PortRange, Resources};
+use node_manager::enroll::{enroll, EnrollParams};
+use node_manager::quantity::{labels_from, parse_bytes, parse_cpu, parse_label, parse_port_range};
+use node_manager::{host, runtime};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Slice service URL, e.g. http://127.0.0.1:7443 or https://slicebed.example.org.
+    #[arg(long, env = "SLICEBED_SERVER")]
+    server: String,
+    /// One-time enrollment token from `slicectl node token`.
+    #[arg(long, env = "SLICEBED_ENROLL_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Node name (a DNS label, unique in the testbed).
+    #[arg(long)]
+    name: String,
+    /// Directory for node.json and the credential.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Address researchers use to reach published ports.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: String,
+    /// CPU offered: cores (2) or millicores (1500m); default all of the host's.
+    #[arg(long, value_parser = parse_cpu)]
+    cpu: Option<i64>,
+    /// Memory offered (4Gi, 512Mi); default the host's.
+    #[arg(long, value_parser = parse_bytes)]
+    memory: Option<i64>,
+    /// Disk offered (20Gi); default the size of the engine's data file system.
+    #[arg(long, value_parser = parse_bytes)]
+    disk: Option<i64>,
+    /// Host ports lent to slivers, FIRST-LAST.
+    #[arg(long, value_parser = parse_port_range, default_value = "30000-30999")]
+    ports: PortRange,
+    /// Placement label key=value (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// CA certificate (PEM) to trust for the service.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Replace an existing enrollment in the state dir.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The engine's data root, to measure disk where images and containers live; best effort.
+async fn docker_root() -> Option<PathBuf> {
+    let docker = runtime::docker::connect(None).ok()?;
+    let info = tokio::time::timeout(Duration::from_secs(3), docker.info()).await.ok()?.ok()?;
+    info.docker_root_dir.map(PathBuf::from).filter(|p| p.exists())
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let needs_host = a.cpu.is_none() || a.memory.is_none() || a.disk.is_none();
+    let host = if needs_host { host::capacity(docker_root().await.as_deref()) } else { Resources::default() };
+    let capacity = Resources {
+        cpu_millis: a.cpu.unwrap_or(host.cpu_millis),
+        memory_bytes: a.memory.unwrap_or(host.memory_bytes),
+        disk_bytes: a.disk.unwrap_or(host.disk_bytes),
+    };
+    let params = EnrollParams {
+        server: a.server,
+        token: a.token,
+        name: a.name,
+        state_dir: a.state_dir.clone(),
+        address: a.address,
+        capacity,
+        port_range: a.ports,
+        labels: labels_from(&a.labels),
+        ca_cert: a.ca_cert,
+        force: a.force,
+    };
+    let config = enroll(params).await.context("enrollment failed")?;
+    println!(
+        "enrolled node {} at site {}; state in {}",
+        config.node,
+        config.site,
+        a.state_dir.display()
+    );
+    Ok(())
+}

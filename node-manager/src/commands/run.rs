@@ -1,0 +1,58 @@
+//! `node-manager run`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use node_manager::agent::{self, AgentConfig, DEFAULT_RESYNC};
+use node_manager::image::{self, Outcome, DEFAULT_TAG};
+use node_manager::runtime::docker::{connect, DockerRuntime};
+use node_manager::state;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory written by `enroll`.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Docker engine (unix:///var/run/docker.sock, tcp://HOST:PORT); default DOCKER_HOST or the local socket.
+    #[arg(long, env = "DOCKER_HOST")]
+    docker_host: Option<String>,
+    /// Address announced to the service (overrides the enrolled one).
+    #[arg(long)]
+    address: Option<String>,
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the agent");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let (node, credential) = state::load(&a.state_dir).context("cannot load the enrollment")?;
+    let docker = connect(a.docker_host.as_deref())?;
+    match image::ensure(&docker, DEFAULT_TAG, false).await {
+        Ok(Outcome::Imported) => tracing::info!(image = DEFAULT_TAG, "imported the base image"),
+        Ok(Outcome::AlreadyPresent) => tracing::debug!(image = DEFAULT_TAG, "base image present"),
+        Err(e) => tracing::warn!(image = DEFAULT_TAG, error = %e, "base image unavailable; slivers using it will fail"),
+    }
+    let runtime = DockerRuntime::new(docker, node.node.clone());
+    let cfg = AgentConfig {
+        address: a.address.unwrap_or_else(|| node.address.clone()),
+        node,
+        credential,
+        resync: DEFAULT_RESYNC,
+    };
+    tracing::info!(node = %cfg.node.node, version = node_manager::AGENT_VERSION, "node manager starting");
+    agent::run(cfg, runtime, shutdown_signal()).await?;
+    Ok(())
+}
