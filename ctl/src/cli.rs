@@ -27,6 +27,7 @@ pub struct Cli {
 
 /// Flags every command accepts.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// URL of slice-service [default: from the current context]
     #[arg(long, env = "SLICECTL_SERVER", global = true, value_name = "URL")]

@@ -139,7 +139,7 @@ fn clap_line(rendered: &str) -> String {
         .lines()
         .take_while(|l| !l.starts_with("Usage:"))
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
         .collect();
     let mut line = body.join(" ");
     if !line.starts_with("error:") {
@@ -207,6 +207,11 @@ mod tests {
         assert_eq!(
             clap_line(rendered),
             "error: the following required arguments were not provided: --site <SITE>"
+        );
+        let rendered = "error: invalid value '0' for '--cpu <CPU>': too small\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            clap_line(rendered),
+            "error: invalid value '0' for '--cpu <CPU>': too small"
         );
     }
 }

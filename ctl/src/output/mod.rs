@@ -17,9 +17,8 @@ pub use table::{Fields, Table};
 /// `-o table|json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Aligned columns for people.
+    // No doc comments on the variants: they would turn `--help` into a list of them.
     Table,
-    /// Stable JSON for scripts.
     Json,
 }
 
