@@ -98,7 +98,8 @@ pub fn status_line(status: &Status) -> String {
         msg
     } else if msg.is_empty() {
         words.to_string()
-    } else if msg.to_lowercase().starts_with(words) {
+    } else if msg.to_lowercase().contains(words) {
+        // 'site "mit" already exists' says it already; "already exists: ..." would stutter.
         msg
     } else {
         format!("{words}: {msg}")
@@ -179,6 +180,10 @@ mod tests {
         assert_eq!(
             status_line(&Status::not_found("not found: slice \"x\"")),
             "not found: slice \"x\""
+        );
+        assert_eq!(
+            status_line(&Status::already_exists("site \"mit\" already exists")),
+            "site \"mit\" already exists"
         );
         assert_eq!(
             status_line(&Status::permission_denied("only admins\nmay do that")),

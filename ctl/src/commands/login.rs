@@ -65,10 +65,8 @@ pub async fn run(args: LoginArgs, ctx: &Ctx) -> Result<()> {
         }));
     }
     output::out(&format!(
-        "Logged in to {server} as {} ({}, site {}).\nSaved as context {:?} in {} and made it current.\n",
-        me.user,
-        role(me.role()),
-        me.site,
+        "Logged in to {server} as {}.\nSaved as context {:?} in {} and made it current.\n",
+        super::whoami::identity(&me),
         args.name,
         ctx.config_path.display()
     ))

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde_json::json;
-use slicebed_proto::v1::WhoAmIRequest;
+use slicebed_proto::v1::{WhoAmIRequest, WhoAmIResponse};
 
 use crate::{ctx::Ctx, output, output::view::role};
 
@@ -20,11 +20,31 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         .context
         .map(|n| format!(" (context {n})"))
         .unwrap_or_default();
-    output::out(&format!(
-        "{} ({}) at site {}, on {}{via}\n",
-        me.user,
-        role(me.role()),
-        me.site,
-        c.server
-    ))
+    output::out(&format!("{} on {}{via}\n", identity(&me), c.server))
+}
+
+/// "alice (user at site mit)", or "admin (admin)" for a user without a site.
+pub fn identity(me: &WhoAmIResponse) -> String {
+    if me.site.is_empty() {
+        format!("{} ({})", me.user, role(me.role()))
+    } else {
+        format!("{} ({} at site {})", me.user, role(me.role()), me.site)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slicebed_proto::v1::Role;
+
+    #[test]
+    fn identities_read_well() {
+        let me = |site: &str| WhoAmIResponse {
+            user: "alice".into(),
+            role: Role::Pi as i32,
+            site: site.into(),
+        };
+        assert_eq!(identity(&me("mit")), "alice (pi at site mit)");
+        assert_eq!(identity(&me("")), "alice (pi)");
+    }
 }
