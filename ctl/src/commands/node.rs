@@ -79,9 +79,14 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
                 }));
             }
             let name = name.unwrap_or_else(|| "<node-name>".into());
+            // The node must trust the same CA as we do; the file is copied there by hand.
+            let ca = match ctx.settings()?.ca_cert {
+                Some(p) => format!(" --ca-cert {}", p.display()),
+                None => String::new(),
+            };
             return output::out(&format!(
                 "One-time enrollment token for a node of site {} (expires {expires}):\n\n  {}\n\n\
-                 On the new machine, run:\n\n  node-manager enroll --server {} --token {} --name {name} --state-dir /var/lib/slicebed/node\n",
+                 On the new machine, run:\n\n  node-manager enroll --server {} --token {} --name {name} --state-dir /var/lib/slicebed/node{ca}\n",
                 resp.site, resp.token, c.server, resp.token
             ));
         }
@@ -96,6 +101,11 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
                 .nodes;
             if ctx.json() {
                 return output::json(&nodes.iter().map(NodeView::from).collect::<Vec<_>>());
+            }
+            if nodes.is_empty() {
+                return output::out(
+                    "No nodes yet. Enroll one with: slicectl node token --site SITE\n",
+                );
             }
             return output::out(&node_table(&nodes, now_secs()).to_string());
         }

@@ -114,6 +114,9 @@ pub async fn run(cmd: SiteCmd, ctx: &Ctx) -> Result<()> {
             if ctx.json() {
                 return output::json(&sites.iter().map(SiteView::from).collect::<Vec<_>>());
             }
+            if sites.is_empty() {
+                return output::out("No sites yet. Create one with: slicectl site create NAME\n");
+            }
             output::out(&site_table(&sites).to_string())
         }
         SiteCmd::Show { name } => {
