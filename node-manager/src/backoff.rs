@@ -23,12 +23,18 @@ impl Default for Backoff {
 impl Backoff {
     /// Starts at `base`, doubles per attempt, caps at `max`.
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, attempt: 0 }
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The cap of the next delay (before jitter).
     pub fn ceiling(&self) -> Duration {
-        self.base.saturating_mul(1u32 << self.attempt.min(20)).min(self.max)
+        self.base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max)
     }
 
     /// The next delay: uniform in `[0, ceiling]`; raises the ceiling for the one after.

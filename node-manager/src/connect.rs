@@ -16,7 +16,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn channel(server: &str, ca_cert: Option<&Path>) -> Result<Channel> {
     let url = server.to_string();
     let mut endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|source| Error::ServerUrl { url: url.clone(), source })?
+        .map_err(|source| Error::ServerUrl {
+            url: url.clone(),
+            source,
+        })?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_keepalive(Some(Duration::from_secs(30)))
         // HTTP/2 pings notice a dead service or a dropped NAT mapping on an idle stream.
@@ -36,14 +39,22 @@ pub async fn channel(server: &str, ca_cert: Option<&Path>) -> Result<Channel> {
         None => None,
     };
     if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls).map_err(|source| Error::Tls { url: url.clone(), source })?;
+        endpoint = endpoint.tls_config(tls).map_err(|source| Error::Tls {
+            url: url.clone(),
+            source,
+        })?;
     }
-    endpoint.connect().await.map_err(|source| Error::Connect { url, source })
+    endpoint
+        .connect()
+        .await
+        .map_err(|source| Error::Connect { url, source })
 }
 
 /// Adds `authorization: Bearer <token>` to a request.
 pub fn bearer<T>(req: &mut tonic::Request<T>, token: &str) -> Result<()> {
-    let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| Error::BadToken)?;
+    let value: MetadataValue<_> = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| Error::BadToken)?;
     req.metadata_mut().insert("authorization", value);
     Ok(())
 }

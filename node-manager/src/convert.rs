@@ -5,23 +5,36 @@ use std::time::SystemTime;
 
 use slicebed_proto::v1 as pb;
 
-use crate::domain::{PortMapping, PortRange, ReportedState, Resources, RestartPolicy, SliverReport, SliverSpec};
+use crate::domain::{
+    PortMapping, PortRange, ReportedState, Resources, RestartPolicy, SliverReport, SliverSpec,
+};
 
 impl From<Resources> for pb::Resources {
     fn from(r: Resources) -> Self {
-        pb::Resources { cpu_millis: r.cpu_millis, memory_bytes: r.memory_bytes, disk_bytes: r.disk_bytes }
+        pb::Resources {
+            cpu_millis: r.cpu_millis,
+            memory_bytes: r.memory_bytes,
+            disk_bytes: r.disk_bytes,
+        }
     }
 }
 
 impl From<pb::Resources> for Resources {
     fn from(r: pb::Resources) -> Self {
-        Resources { cpu_millis: r.cpu_millis, memory_bytes: r.memory_bytes, disk_bytes: r.disk_bytes }
+        Resources {
+            cpu_millis: r.cpu_millis,
+            memory_bytes: r.memory_bytes,
+            disk_bytes: r.disk_bytes,
+        }
     }
 }
 
 impl From<PortRange> for pb::PortRange {
     fn from(r: PortRange) -> Self {
-        pb::PortRange { first: r.first.into(), last: r.last.into() }
+        pb::PortRange {
+            first: r.first.into(),
+            last: r.last.into(),
+        }
     }
 }
 
@@ -51,7 +64,10 @@ pub fn spec_from(d: pb::DesiredSliver) -> Result<SliverSpec, String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     if d.sliver_id.is_empty() || d.slice.is_empty() || d.image.is_empty() {
-        return Err(format!("sliver {:?}: id, slice and image are required", d.sliver_id));
+        return Err(format!(
+            "sliver {:?}: id, slice and image are required",
+            d.sliver_id
+        ));
     }
     Ok(SliverSpec {
         sliver_id: d.sliver_id,
@@ -99,17 +115,32 @@ mod tests {
             slice: "web".into(),
             index: 1,
             image: "slicebed/base:latest".into(),
-            ports: vec![pb::AssignedPort { name: "http".into(), container_port: 80, host_port: 30000 }],
+            ports: vec![pb::AssignedPort {
+                name: "http".into(),
+                container_port: 80,
+                host_port: 30000,
+            }],
             restart_policy: pb::RestartPolicy::Never.into(),
             generation: 7,
             ..Default::default()
         };
         let s = spec_from(d.clone()).unwrap();
-        assert_eq!((s.restart, s.generation, s.ports[0].host_port), (RestartPolicy::Never, 7, 30000));
+        assert_eq!(
+            (s.restart, s.generation, s.ports[0].host_port),
+            (RestartPolicy::Never, 7, 30000)
+        );
         let mut bad = d;
         bad.ports[0].host_port = 70000;
         assert!(spec_from(bad).unwrap_err().contains("70000"));
-        let unspecified = pb::DesiredSliver { sliver_id: "x".into(), slice: "s".into(), image: "i".into(), ..Default::default() };
-        assert_eq!(spec_from(unspecified).unwrap().restart, RestartPolicy::OnFailure);
+        let unspecified = pb::DesiredSliver {
+            sliver_id: "x".into(),
+            slice: "s".into(),
+            image: "i".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            spec_from(unspecified).unwrap().restart,
+            RestartPolicy::OnFailure
+        );
     }
 }

@@ -87,7 +87,10 @@ mod tests {
     fn static_and_dynamic() {
         assert_eq!(check_static(&elf64(&[1, 1, 4])), Ok(()));
         assert_eq!(check_static(&elf64(&[6, 3, 1])), Err(ElfError::Dynamic));
-        assert_eq!(check_static(b"#!/bin/sh\necho not elf\n and some padding to be long enough......"), Err(ElfError::NotElf));
+        assert_eq!(
+            check_static(b"#!/bin/sh\necho not elf\n and some padding to be long enough......"),
+            Err(ElfError::NotElf)
+        );
         let mut cut = elf64(&[1, 1]);
         cut.truncate(100);
         assert_eq!(check_static(&cut), Err(ElfError::Truncated));

@@ -50,11 +50,13 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
     }
     // Stored absolute: `run` may start from another working directory.
     let ca_cert = match &p.ca_cert {
-        Some(path) => Some(std::fs::canonicalize(path).map_err(|source| Error::StateFile {
-            action: "read CA certificate",
-            path: path.clone(),
-            source,
-        })?),
+        Some(path) => Some(
+            std::fs::canonicalize(path).map_err(|source| Error::StateFile {
+                action: "read CA certificate",
+                path: path.clone(),
+                source,
+            })?,
+        ),
         None => None,
     };
     let mut client = NodeServiceClient::new(channel(&p.server, ca_cert.as_deref()).await?);
@@ -67,10 +69,18 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
         agent_version: crate::AGENT_VERSION.to_string(),
     });
     bearer(&mut req, &p.token)?;
-    let resp = client.enroll(req).await.map_err(|s| Error::from_status("enroll", s))?.into_inner();
+    let resp = client
+        .enroll(req)
+        .await
+        .map_err(|s| Error::from_status("enroll", s))?
+        .into_inner();
     let config = NodeConfig {
         server: p.server,
-        node: if resp.node.is_empty() { p.name } else { resp.node },
+        node: if resp.node.is_empty() {
+            p.name
+        } else {
+            resp.node
+        },
         site: resp.site,
         ca_cert,
         capacity: p.capacity,

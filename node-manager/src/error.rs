@@ -107,7 +107,9 @@ impl Error {
             ("enroll", tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => {
                 Error::EnrollRefused(message)
             }
-            (_, tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => Error::CredentialRefused(message),
+            (_, tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => {
+                Error::CredentialRefused(message)
+            }
             (_, code) => Error::Rpc { op, code, message },
         }
     }

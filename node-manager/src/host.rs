@@ -20,7 +20,11 @@ pub fn parse_meminfo(text: &str) -> Option<i64> {
 
 /// Total memory in bytes, 0 if unknown.
 pub fn memory_bytes() -> i64 {
-    std::fs::read_to_string("/proc/meminfo").ok().as_deref().and_then(parse_meminfo).unwrap_or(0)
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .as_deref()
+        .and_then(parse_meminfo)
+        .unwrap_or(0)
 }
 
 /// Size in bytes of the file system holding `path`, 0 if unknown.
@@ -30,8 +34,15 @@ pub fn disk_bytes(path: &Path) -> i64 {
 
 /// The machine's capacity, disk measured at `disk_root` (the engine's data root) or `/`.
 pub fn capacity(disk_root: Option<&Path>) -> Resources {
-    let disk = disk_root.map(disk_bytes).filter(|d| *d > 0).unwrap_or_else(|| disk_bytes(Path::new("/")));
-    Resources { cpu_millis: cpu_millis(), memory_bytes: memory_bytes(), disk_bytes: disk }
+    let disk = disk_root
+        .map(disk_bytes)
+        .filter(|d| *d > 0)
+        .unwrap_or_else(|| disk_bytes(Path::new("/")));
+    Resources {
+        cpu_millis: cpu_millis(),
+        memory_bytes: memory_bytes(),
+        disk_bytes: disk,
+    }
 }
 
 #[cfg(test)]
@@ -48,6 +59,9 @@ mod tests {
     #[test]
     fn this_host_has_something() {
         let c = capacity(None);
-        assert!(c.cpu_millis >= 1000 && c.memory_bytes > 0 && c.disk_bytes > 0, "{c:?}");
+        assert!(
+            c.cpu_millis >= 1000 && c.memory_bytes > 0 && c.disk_bytes > 0,
+            "{c:?}"
+        );
     }
 }

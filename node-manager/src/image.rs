@@ -16,7 +16,8 @@ pub const DEFAULT_TAG: &str = "slicebed/base:latest";
 /// Where a static busybox is looked for (Debian's busybox-static installs both).
 pub const BUSYBOX_CANDIDATES: [&str; 2] = ["/bin/busybox", "/usr/bin/busybox"];
 
-const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const PASSWD: &str =
+    "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
 
 /// What `ensure` did.
@@ -31,14 +32,17 @@ pub enum Outcome {
 /// Finds a statically linked busybox; returns its path and bytes.
 pub fn find_static_busybox() -> Result<(PathBuf, Vec<u8>)> {
     for candidate in BUSYBOX_CANDIDATES {
-        let Ok(bytes) = std::fs::read(candidate) else { continue };
+        let Ok(bytes) = std::fs::read(candidate) else {
+            continue;
+        };
         match check_static(&bytes) {
             Ok(()) => return Ok((PathBuf::from(candidate), bytes)),
             Err(e) => tracing::debug!(path = candidate, error = %e, "busybox candidate not usable"),
         }
     }
     Err(Error::Image(
-        "no static busybox found; install Debian's busybox-static (apt-get install busybox-static)".into(),
+        "no static busybox found; install Debian's busybox-static (apt-get install busybox-static)"
+            .into(),
     ))
 }
 
@@ -49,7 +53,13 @@ pub fn applets(path: &Path) -> Vec<String> {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::trim).map(String::from).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::trim)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     names.retain(|n| !n.is_empty() && n != "busybox" && !n.contains('/'));
     if !names.iter().any(|n| n == "sh") {
@@ -90,15 +100,21 @@ pub fn rootfs_tar(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>> {
         b.append_data(&mut h, dir, std::io::empty()).map_err(werr)?;
     }
     // Applets live in /bin; the usual other places point there so `#!/usr/bin/env` works.
-    for (link, target) in [("sbin", "bin"), ("usr/bin", "../bin"), ("usr/sbin", "../bin")] {
+    for (link, target) in [
+        ("sbin", "bin"),
+        ("usr/bin", "../bin"),
+        ("usr/sbin", "../bin"),
+    ] {
         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
         b.append_link(&mut h, link, target).map_err(werr)?;
     }
     let mut h = header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
-    b.append_data(&mut h, "bin/busybox", busybox).map_err(werr)?;
+    b.append_data(&mut h, "bin/busybox", busybox)
+        .map_err(werr)?;
     for applet in applets {
         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-        b.append_link(&mut h, format!("bin/{applet}"), "busybox").map_err(werr)?;
+        b.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .map_err(werr)?;
     }
     for (path, text) in [("etc/passwd", PASSWD), ("etc/group", GROUP)] {
         let mut h = header(tar::EntryType::Regular, 0o644, text.len() as u64);
@@ -119,7 +135,9 @@ pub fn split_tag(reference: &str) -> (&str, &str) {
 pub async fn exists(docker: &Docker, reference: &str) -> Result<bool> {
     match docker.inspect_image(reference).await {
         Ok(_) => Ok(true),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
         Err(e) => Err(Error::Image(format!("inspecting image {reference}: {e}"))),
     }
 }
@@ -160,7 +178,10 @@ mod tests {
 
     #[test]
     fn tags() {
-        assert_eq!(split_tag("slicebed/base:latest"), ("slicebed/base", "latest"));
+        assert_eq!(
+            split_tag("slicebed/base:latest"),
+            ("slicebed/base", "latest")
+        );
         assert_eq!(split_tag("foo"), ("foo", "latest"));
         assert_eq!(split_tag("host:5000/foo"), ("host:5000/foo", "latest"));
         assert_eq!(split_tag("host:5000/foo:1"), ("host:5000/foo", "1"));
@@ -173,9 +194,20 @@ mod tests {
         let mut seen = std::collections::BTreeMap::new();
         for e in a.entries().unwrap() {
             let e = e.unwrap();
-            let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
-            let link = e.link_name().unwrap().map(|l| l.to_string_lossy().to_string());
-            seen.insert(path, (e.header().entry_type(), link, e.header().mode().unwrap()));
+            let path = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().to_string());
+            seen.insert(
+                path,
+                (e.header().entry_type(), link, e.header().mode().unwrap()),
+            );
         }
         assert_eq!(seen["bin/sh"].1.as_deref(), Some("busybox"));
         assert_eq!(seen["bin/busybox"].2, 0o755);

@@ -17,7 +17,11 @@ pub struct QuantityError {
 }
 
 fn err(what: &'static str, input: &str, reason: &'static str) -> QuantityError {
-    QuantityError { what, input: input.to_string(), reason }
+    QuantityError {
+        what,
+        input: input.to_string(),
+        reason,
+    }
 }
 
 /// CPU as cores (`2`, `0.5`) or millicores (`1500m`) → millicores.
@@ -25,11 +29,21 @@ pub fn parse_cpu(input: &str) -> Result<i64, QuantityError> {
     const WHAT: &str = "cpu quantity";
     let s = input.trim();
     let millis = if let Some(m) = s.strip_suffix('m') {
-        m.parse::<i64>().map_err(|_| err(WHAT, input, "expected cores like 2 or millicores like 1500m"))?
+        m.parse::<i64>().map_err(|_| {
+            err(
+                WHAT,
+                input,
+                "expected cores like 2 or millicores like 1500m",
+            )
+        })?
     } else {
-        let cores: f64 = s
-            .parse()
-            .map_err(|_| err(WHAT, input, "expected cores like 2 or millicores like 1500m"))?;
+        let cores: f64 = s.parse().map_err(|_| {
+            err(
+                WHAT,
+                input,
+                "expected cores like 2 or millicores like 1500m",
+            )
+        })?;
         if !cores.is_finite() {
             return Err(err(WHAT, input, "not a finite number"));
         }
@@ -60,18 +74,28 @@ pub fn parse_bytes(input: &str) -> Result<i64, QuantityError> {
         .iter()
         .find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|d| (d, *mult)))
         .unwrap_or((s, 1));
-    let n: i64 = digits
-        .parse()
-        .map_err(|_| err(WHAT, input, "expected an integer with an optional unit like 512Mi or 4Gi"))?;
+    let n: i64 = digits.parse().map_err(|_| {
+        err(
+            WHAT,
+            input,
+            "expected an integer with an optional unit like 512Mi or 4Gi",
+        )
+    })?;
     if n <= 0 {
         return Err(err(WHAT, input, "must be positive"));
     }
-    n.checked_mul(mult).ok_or_else(|| err(WHAT, input, "too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| err(WHAT, input, "too large"))
 }
 
 /// Formats bytes the way a researcher wrote them (`256Mi`, `1Gi`), falling back to bytes.
 pub fn format_bytes(bytes: i64) -> String {
-    for (suffix, mult) in [("Ti", 1i64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+    for (suffix, mult) in [
+        ("Ti", 1i64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
         if bytes >= mult && bytes % mult == 0 {
             return format!("{}{suffix}", bytes / mult);
         }
@@ -86,8 +110,14 @@ pub fn parse_port_range(input: &str) -> Result<PortRange, QuantityError> {
         .trim()
         .split_once('-')
         .ok_or_else(|| err(WHAT, input, "expected FIRST-LAST like 30000-30099"))?;
-    let first: u16 = a.trim().parse().map_err(|_| err(WHAT, input, "ports are 1-65535"))?;
-    let last: u16 = b.trim().parse().map_err(|_| err(WHAT, input, "ports are 1-65535"))?;
+    let first: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| err(WHAT, input, "ports are 1-65535"))?;
+    let last: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| err(WHAT, input, "ports are 1-65535"))?;
     if first == 0 || first > last {
         return Err(err(WHAT, input, "first must be between 1 and last"));
     }
@@ -148,8 +178,20 @@ mod tests {
 
     #[test]
     fn port_ranges() {
-        assert_eq!(parse_port_range("30000-30099"), Ok(PortRange { first: 30000, last: 30099 }));
-        assert_eq!(parse_port_range("80-80"), Ok(PortRange { first: 80, last: 80 }));
+        assert_eq!(
+            parse_port_range("30000-30099"),
+            Ok(PortRange {
+                first: 30000,
+                last: 30099
+            })
+        );
+        assert_eq!(
+            parse_port_range("80-80"),
+            Ok(PortRange {
+                first: 80,
+                last: 80
+            })
+        );
         assert!(parse_port_range("30099-30000").is_err());
         assert!(parse_port_range("0-10").is_err());
         assert!(parse_port_range("30000").is_err());

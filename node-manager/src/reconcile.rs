@@ -44,8 +44,15 @@ pub enum Action {
 
 /// Rank of a container when several claim the same sliver: the one to keep sorts first.
 fn keep_rank(o: &ObservedSliver, spec: &SliverSpec) -> (bool, bool, String) {
-    let live = matches!(o.phase, ContainerPhase::Running | ContainerPhase::Restarting);
-    (o.generation != spec.generation, !live, o.container_id.clone())
+    let live = matches!(
+        o.phase,
+        ContainerPhase::Running | ContainerPhase::Restarting
+    );
+    (
+        o.generation != spec.generation,
+        !live,
+        o.container_id.clone(),
+    )
 }
 
 /// The actions that turn `observed` (containers and slice networks of this node) into `desired`.
@@ -66,7 +73,10 @@ pub fn reconcile(
 
     for (sliver_id, mut containers) in by_sliver.clone() {
         let Some(spec) = desired.get(sliver_id) else {
-            for o in containers.into_iter().filter(|o| o.phase != ContainerPhase::Removing) {
+            for o in containers
+                .into_iter()
+                .filter(|o| o.phase != ContainerPhase::Removing)
+            {
                 removals.push(Action::Remove {
                     container_id: o.container_id.clone(),
                     sliver_id: o.sliver_id.clone(),
@@ -76,8 +86,13 @@ pub fn reconcile(
             continue;
         };
         containers.sort_by_key(|o| keep_rank(o, spec));
-        let (keep, surplus) = containers.split_first().expect("grouped containers are never empty");
-        for o in surplus.iter().filter(|o| o.phase != ContainerPhase::Removing) {
+        let (keep, surplus) = containers
+            .split_first()
+            .expect("grouped containers are never empty");
+        for o in surplus
+            .iter()
+            .filter(|o| o.phase != ContainerPhase::Removing)
+        {
             removals.push(Action::Remove {
                 container_id: o.container_id.clone(),
                 sliver_id: o.sliver_id.clone(),
@@ -88,7 +103,10 @@ pub fn reconcile(
             // Wait for the engine to finish; the next pass creates the new one.
             ContainerPhase::Removing => {}
             _ if keep.generation != spec.generation || keep.phase == ContainerPhase::Dead => {
-                creations.push(Action::Replace { container_id: keep.container_id.clone(), spec: spec.clone() })
+                creations.push(Action::Replace {
+                    container_id: keep.container_id.clone(),
+                    spec: spec.clone(),
+                })
             }
             ContainerPhase::Created => starts.push(Action::Start {
                 container_id: keep.container_id.clone(),
@@ -108,7 +126,11 @@ pub fn reconcile(
     let wanted: BTreeSet<&str> = desired.values().map(|s| s.slice.as_str()).collect();
     let existing: BTreeSet<&str> = networks.iter().map(String::as_str).collect();
     let mut actions = removals;
-    actions.extend(existing.difference(&wanted).map(|s| Action::RemoveNetwork(s.to_string())));
+    actions.extend(
+        existing
+            .difference(&wanted)
+            .map(|s| Action::RemoveNetwork(s.to_string())),
+    );
     let needs_network: BTreeSet<&str> = creations
         .iter()
         .filter_map(|a| match a {
@@ -116,7 +138,11 @@ pub fn reconcile(
             _ => None,
         })
         .collect();
-    actions.extend(needs_network.difference(&existing).map(|s| Action::EnsureNetwork(s.to_string())));
+    actions.extend(
+        needs_network
+            .difference(&existing)
+            .map(|s| Action::EnsureNetwork(s.to_string())),
+    );
     actions.extend(starts);
     actions.extend(creations);
     actions

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::{ContainerPhase, ObservedSliver, ReportedState, Resources, SliverReport, SliverSpec};
+use crate::domain::{
+    ContainerPhase, ObservedSliver, ReportedState, Resources, SliverReport, SliverSpec,
+};
 use crate::reconcile::{reconcile, Action};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::status::{report_for, StatusTracker};
@@ -43,7 +45,12 @@ pub struct Reconciler<R> {
 
 fn usage_of(observed: &[ObservedSliver]) -> Usage {
     let mut u = Usage::default();
-    for o in observed.iter().filter(|o| matches!(o.phase, ContainerPhase::Running | ContainerPhase::Restarting)) {
+    for o in observed.iter().filter(|o| {
+        matches!(
+            o.phase,
+            ContainerPhase::Running | ContainerPhase::Restarting
+        )
+    }) {
         u.running += 1;
         u.resources.cpu_millis += o.limits.cpu_millis;
         u.resources.memory_bytes += o.limits.memory_bytes;
@@ -66,7 +73,12 @@ fn failed(sliver_id: &str, message: String) -> SliverReport {
 impl<R: Runtime> Reconciler<R> {
     /// A reconciler with no memory: everything it needs it reads from the runtime.
     pub fn new(runtime: R) -> Self {
-        Self { runtime, tracker: StatusTracker::default(), retries: HashMap::new(), usage: Usage::default() }
+        Self {
+            runtime,
+            tracker: StatusTracker::default(),
+            retries: HashMap::new(),
+            usage: Usage::default(),
+        }
     }
 
     /// The runtime.
@@ -85,7 +97,11 @@ impl<R: Runtime> Reconciler<R> {
         let observed = self.runtime.list().await?;
         self.usage = usage_of(&observed);
         self.tracker = StatusTracker::default();
-        Ok(observed.iter().filter_map(report_for).filter_map(|r| self.tracker.note(r)).collect())
+        Ok(observed
+            .iter()
+            .filter_map(report_for)
+            .filter_map(|r| self.tracker.note(r))
+            .collect())
     }
 
     /// Forgets the failure backoff of a sliver (the service sent it again).
@@ -106,7 +122,11 @@ impl<R: Runtime> Reconciler<R> {
                 tracing::warn!(error = %e, "cannot list slice networks");
                 Vec::new()
             });
-            self.retries.retain(|id, r| desired.get(id).is_some_and(|s| s.generation == r.generation));
+            self.retries.retain(|id, r| {
+                desired
+                    .get(id)
+                    .is_some_and(|s| s.generation == r.generation)
+            });
             for action in reconcile(desired, &observed, &networks) {
                 self.execute(action, &mut reports).await;
             }
@@ -146,16 +166,22 @@ impl<R: Runtime> Reconciler<R> {
     async fn execute(&mut self, action: Action, reports: &mut Vec<SliverReport>) {
         tracing::debug!(?action, "reconcile");
         match action {
-            Action::Remove { container_id, sliver_id, deleted } => {
-                match self.runtime.remove(&container_id).await {
-                    Ok(()) if deleted => {
-                        tracing::info!(sliver = %sliver_id, container = %container_id, "removed sliver");
-                        reports.extend(self.deleted(&sliver_id, container_id));
-                    }
-                    Ok(()) => tracing::info!(sliver = %sliver_id, container = %container_id, "removed duplicate"),
-                    Err(e) => tracing::warn!(sliver = %sliver_id, error = %e, "cannot remove container"),
+            Action::Remove {
+                container_id,
+                sliver_id,
+                deleted,
+            } => match self.runtime.remove(&container_id).await {
+                Ok(()) if deleted => {
+                    tracing::info!(sliver = %sliver_id, container = %container_id, "removed sliver");
+                    reports.extend(self.deleted(&sliver_id, container_id));
                 }
-            }
+                Ok(()) => {
+                    tracing::info!(sliver = %sliver_id, container = %container_id, "removed duplicate")
+                }
+                Err(e) => {
+                    tracing::warn!(sliver = %sliver_id, error = %e, "cannot remove container")
+                }
+            },
             Action::RemoveNetwork(slice) => match self.runtime.remove_network(&slice).await {
                 Ok(()) => tracing::info!(%slice, "removed slice network"),
                 Err(e) => tracing::warn!(%slice, error = %e, "cannot remove slice network"),
@@ -166,7 +192,10 @@ impl<R: Runtime> Reconciler<R> {
                     tracing::warn!(%slice, error = %e, "cannot create slice network");
                 }
             }
-            Action::Start { container_id, sliver_id } => {
+            Action::Start {
+                container_id,
+                sliver_id,
+            } => {
                 if let Err(e) = self.runtime.start(&container_id).await {
                     tracing::warn!(sliver = %sliver_id, error = %e, "cannot start container");
                     reports.extend(self.tracker.note(failed(&sliver_id, e.to_string())));
@@ -176,7 +205,9 @@ impl<R: Runtime> Reconciler<R> {
                 tracing::info!(sliver = %spec.sliver_id, generation = spec.generation, "replacing container");
                 match self.runtime.remove(&container_id).await {
                     Ok(()) => self.create(spec, reports).await,
-                    Err(e) => tracing::warn!(sliver = %spec.sliver_id, error = %e, "cannot remove old container"),
+                    Err(e) => {
+                        tracing::warn!(sliver = %spec.sliver_id, error = %e, "cannot remove old container")
+                    }
                 }
             }
             Action::Create(spec) => self.create(spec, reports).await,
@@ -185,7 +216,11 @@ impl<R: Runtime> Reconciler<R> {
 
     async fn create(&mut self, spec: SliverSpec, reports: &mut Vec<SliverReport>) {
         let now = Instant::now();
-        if self.retries.get(&spec.sliver_id).is_some_and(|r| r.not_before > now) {
+        if self
+            .retries
+            .get(&spec.sliver_id)
+            .is_some_and(|r| r.not_before > now)
+        {
             return;
         }
         reports.extend(self.tracker.note(SliverReport {
@@ -212,10 +247,16 @@ impl<R: Runtime> Reconciler<R> {
                 tracing::warn!(sliver = %spec.sliver_id, error = %message, "cannot create sliver");
                 reports.extend(self.tracker.note(failed(&spec.sliver_id, message)));
                 let failures = self.retries.get(&spec.sliver_id).map_or(0, |r| r.failures) + 1;
-                let delay = RETRY_BASE.saturating_mul(1 << (failures - 1).min(16)).min(RETRY_MAX);
+                let delay = RETRY_BASE
+                    .saturating_mul(1 << (failures - 1).min(16))
+                    .min(RETRY_MAX);
                 self.retries.insert(
                     spec.sliver_id.clone(),
-                    Retry { generation: spec.generation, failures, not_before: now + delay },
+                    Retry {
+                        generation: spec.generation,
+                        failures,
+                        not_before: now + delay,
+                    },
                 );
             }
         }

@@ -42,12 +42,20 @@ pub struct NodeConfig {
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |source| Error::StateFile { action, path: path.to_path_buf(), source }
+    move |source| Error::StateFile {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Creates the state dir (mode 0700) if needed.
 pub fn create_dir(dir: &Path) -> Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io("create", dir))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io("create", dir))
 }
 
 /// Writes `contents` to `path` atomically (temporary file + rename) with the given mode set at
@@ -70,7 +78,9 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 pub fn load_config(dir: &Path) -> Result<Option<NodeConfig>> {
     let path = dir.join(CONFIG_FILE);
     match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| Error::Config { path, source }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::Config { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io("read", &path)(e)),
     }
@@ -78,13 +88,18 @@ pub fn load_config(dir: &Path) -> Result<Option<NodeConfig>> {
 
 /// Loads `node.json` and the credential of an enrolled node.
 pub fn load(dir: &Path) -> Result<(NodeConfig, String)> {
-    let config = load_config(dir)?.ok_or_else(|| Error::NotEnrolled { dir: dir.to_path_buf() })?;
+    let config = load_config(dir)?.ok_or_else(|| Error::NotEnrolled {
+        dir: dir.to_path_buf(),
+    })?;
     let path = dir.join(CREDENTIAL_FILE);
     let meta = fs::metadata(&path).map_err(io("read", &path))?;
     if meta.permissions().mode() & 0o077 != 0 {
         tracing::warn!(path = %path.display(), "credential is readable by others; chmod 600 it");
     }
-    let credential = fs::read_to_string(&path).map_err(io("read", &path))?.trim().to_string();
+    let credential = fs::read_to_string(&path)
+        .map_err(io("read", &path))?
+        .trim()
+        .to_string();
     Ok((config, credential))
 }
 
@@ -107,8 +122,15 @@ mod tests {
             node: "n1".into(),
             site: "lab".into(),
             ca_cert: None,
-            capacity: Resources { cpu_millis: 2000, memory_bytes: 4 << 30, disk_bytes: 20 << 30 },
-            port_range: PortRange { first: 30000, last: 30099 },
+            capacity: Resources {
+                cpu_millis: 2000,
+                memory_bytes: 4 << 30,
+                disk_bytes: 20 << 30,
+            },
+            port_range: PortRange {
+                first: 30000,
+                last: 30099,
+            },
             labels: [("zone".to_string(), "a".to_string())].into(),
             address: "127.0.0.1".into(),
         }
@@ -119,7 +141,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         save(&state, &config(), "secret-1").unwrap();
-        let mode = fs::metadata(state.join(CREDENTIAL_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(state.join(CREDENTIAL_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let dir_mode = fs::metadata(&state).unwrap().permissions().mode();
         assert_eq!(dir_mode & 0o077, 0);
@@ -127,7 +152,14 @@ mod tests {
         assert_eq!((c, cred.as_str()), (config(), "secret-1"));
         // Replacing keeps the mode and leaves no temporary file.
         save(&state, &config(), "secret-2").unwrap();
-        assert_eq!(fs::metadata(state.join(CREDENTIAL_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(state.join(CREDENTIAL_FILE))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
         assert!(!state.join("credential.tmp").exists());
         assert_eq!(load(&state).unwrap().1, "secret-2");
     }

@@ -26,7 +26,10 @@ pub fn report_for(o: &ObservedSliver) -> Option<SliverReport> {
         ContainerPhase::Paused => (ReportedState::Suspended, "paused".to_string(), None),
         ContainerPhase::Exited | ContainerPhase::Dead if o.oom_killed => {
             let message = if o.limits.memory_bytes > 0 {
-                format!("OOM-killed (memory limit {})", format_bytes(o.limits.memory_bytes))
+                format!(
+                    "OOM-killed (memory limit {})",
+                    format_bytes(o.limits.memory_bytes)
+                )
             } else {
                 "OOM-killed".to_string()
             };
@@ -36,7 +39,11 @@ pub fn report_for(o: &ObservedSliver) -> Option<SliverReport> {
             (_, Some(err)) => (ReportedState::Failed, err.clone(), code),
             (Some(0), None) => (ReportedState::Exited, String::new(), Some(0)),
             (Some(c), None) => (ReportedState::Failed, format!("exit code {c}"), Some(c)),
-            (None, None) => (ReportedState::Failed, "ended without an exit code".into(), None),
+            (None, None) => (
+                ReportedState::Failed,
+                "ended without an exit code".into(),
+                None,
+            ),
         },
     };
     Some(SliverReport {
@@ -96,7 +103,11 @@ mod tests {
             exit_code,
             oom_killed: false,
             restarts: 0,
-            limits: Resources { cpu_millis: 100, memory_bytes: 256 << 20, disk_bytes: 0 },
+            limits: Resources {
+                cpu_millis: 100,
+                memory_bytes: 256 << 20,
+                disk_bytes: 0,
+            },
             error: None,
         }
     }
@@ -106,7 +117,10 @@ mod tests {
         let r = report_for(&obs(ContainerPhase::Exited, Some(0))).unwrap();
         assert_eq!((r.state, r.exit_code), (ReportedState::Exited, Some(0)));
         let r = report_for(&obs(ContainerPhase::Exited, Some(3))).unwrap();
-        assert_eq!((r.state, r.message.as_str(), r.exit_code), (ReportedState::Failed, "exit code 3", Some(3)));
+        assert_eq!(
+            (r.state, r.message.as_str(), r.exit_code),
+            (ReportedState::Failed, "exit code 3", Some(3))
+        );
     }
 
     #[test]
@@ -132,6 +146,8 @@ mod tests {
         let r = report_for(&obs(ContainerPhase::Running, None)).unwrap();
         assert!(t.note(r.clone()).is_some());
         assert!(t.note(r).is_none());
-        assert!(t.note(report_for(&obs(ContainerPhase::Exited, Some(0))).unwrap()).is_some());
+        assert!(t
+            .note(report_for(&obs(ContainerPhase::Exited, Some(0))).unwrap())
+            .is_some());
     }
 }

@@ -56,7 +56,9 @@ fn invalid(sliver_id: String, message: String) -> pb::NodeMessage {
         container_id: String::new(),
         restarts: 0,
     };
-    pb::NodeMessage { msg: Some(node_message::Msg::Status(status_from(report))) }
+    pb::NodeMessage {
+        msg: Some(node_message::Msg::Status(status_from(report))),
+    }
 }
 
 /// Translates one service message into worker commands (and FAILED reports for invalid specs).
@@ -87,7 +89,10 @@ async fn dispatch(
         Some(service_message::Msg::Remove(id)) => Command::Remove(id),
         Some(service_message::Msg::Welcome(_)) | None => return Ok(()),
     };
-    commands.send(command).await.map_err(|_| Error::Protocol("reconcile worker stopped".into()))
+    commands
+        .send(command)
+        .await
+        .map_err(|_| Error::Protocol("reconcile worker stopped".into()))
 }
 
 fn closed() -> Error {
@@ -102,7 +107,12 @@ pub async fn run<R: Runtime + Clone>(
     shutdown: impl Future<Output = ()> + Clone,
 ) -> Result<()> {
     let node = &cfg.node;
-    let Some(ch) = unless(channel(&node.server, node.ca_cert.as_deref()), shutdown.clone()).await else {
+    let Some(ch) = unless(
+        channel(&node.server, node.ca_cert.as_deref()),
+        shutdown.clone(),
+    )
+    .await
+    else {
         return Ok(());
     };
     let mut client = NodeServiceClient::new(ch?);
@@ -118,23 +128,45 @@ pub async fn run<R: Runtime + Clone>(
         labels: node.labels.clone().into_iter().collect(),
         observed: observed.into_iter().map(status_from).collect(),
     };
-    out_tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Hello(hello)) }).await.map_err(|_| closed())?;
+    out_tx
+        .send(pb::NodeMessage {
+            msg: Some(node_message::Msg::Hello(hello)),
+        })
+        .await
+        .map_err(|_| closed())?;
     let mut req = tonic::Request::new(ReceiverStream::new(out_rx));
     bearer(&mut req, &cfg.credential)?;
     let Some(resp) = unless(client.control(req), shutdown.clone()).await else {
         return Ok(());
     };
-    let mut inbound = resp.map_err(|s| Error::from_status("control", s))?.into_inner();
+    let mut inbound = resp
+        .map_err(|s| Error::from_status("control", s))?
+        .into_inner();
 
-    let Some(first) = unless(timeout(WELCOME_TIMEOUT, inbound.message()), shutdown.clone()).await else {
+    let Some(first) = unless(
+        timeout(WELCOME_TIMEOUT, inbound.message()),
+        shutdown.clone(),
+    )
+    .await
+    else {
         return Ok(());
     };
     let welcome = match first {
         Err(_) => return Err(Error::Protocol("no Welcome within 30 s".into())),
         Ok(Err(s)) => return Err(Error::from_status("control", s)),
-        Ok(Ok(None)) => return Err(Error::Protocol("service closed the stream before Welcome".into())),
-        Ok(Ok(Some(pb::ServiceMessage { msg: Some(service_message::Msg::Welcome(w)) }))) => w,
-        Ok(Ok(Some(other))) => return Err(Error::Protocol(format!("expected Welcome first, got {other:?}"))),
+        Ok(Ok(None)) => {
+            return Err(Error::Protocol(
+                "service closed the stream before Welcome".into(),
+            ))
+        }
+        Ok(Ok(Some(pb::ServiceMessage {
+            msg: Some(service_message::Msg::Welcome(w)),
+        }))) => w,
+        Ok(Ok(Some(other))) => {
+            return Err(Error::Protocol(format!(
+                "expected Welcome first, got {other:?}"
+            )))
+        }
     };
     backoff.reset();
     let every = welcome
@@ -148,7 +180,9 @@ pub async fn run<R: Runtime + Clone>(
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (report_tx, mut report_rx) = mpsc::channel(256);
     let (usage_tx, usage_rx) = watch::channel(reconciler.usage());
-    let _worker = AbortOnDrop(tokio::spawn(worker::run(reconciler, cmd_rx, report_tx, usage_tx, cfg.resync)));
+    let _worker = AbortOnDrop(tokio::spawn(worker::run(
+        reconciler, cmd_rx, report_tx, usage_tx, cfg.resync,
+    )));
     let mut heartbeat = interval(every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
 

@@ -29,11 +29,20 @@ pub enum Command {
     Remove(String),
 }
 
-fn apply<R: Runtime>(desired: &mut Option<BTreeMap<String, SliverSpec>>, rec: &mut Reconciler<R>, c: Command) {
+fn apply<R: Runtime>(
+    desired: &mut Option<BTreeMap<String, SliverSpec>>,
+    rec: &mut Reconciler<R>,
+    c: Command,
+) {
     match c {
         Command::Desired(specs) => {
             tracing::info!(slivers = specs.len(), "received desired set");
-            *desired = Some(specs.into_iter().map(|s| (s.sliver_id.clone(), s)).collect());
+            *desired = Some(
+                specs
+                    .into_iter()
+                    .map(|s| (s.sliver_id.clone(), s))
+                    .collect(),
+            );
         }
         Command::Upsert(spec) => match desired {
             Some(d) => {
@@ -42,7 +51,9 @@ fn apply<R: Runtime>(desired: &mut Option<BTreeMap<String, SliverSpec>>, rec: &m
                 d.insert(spec.sliver_id.clone(), spec);
             }
             // The set that follows will hold it; acting on a partial set could remove slivers.
-            None => tracing::warn!(sliver = %spec.sliver_id, "upsert before the desired set; ignored"),
+            None => {
+                tracing::warn!(sliver = %spec.sliver_id, "upsert before the desired set; ignored")
+            }
         },
         Command::Remove(id) => {
             tracing::info!(sliver = %id, "remove");

@@ -19,8 +19,10 @@ pub struct Args {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    let config = state::load_config(&a.state_dir)?
-        .ok_or_else(|| node_manager::Error::NotEnrolled { dir: a.state_dir.clone() })?;
+    let config =
+        state::load_config(&a.state_dir)?.ok_or_else(|| node_manager::Error::NotEnrolled {
+            dir: a.state_dir.clone(),
+        })?;
     let rt = DockerRuntime::new(connect(a.docker_host.as_deref())?, config.node.clone());
     let containers = rt.list().await.context("listing containers")?;
     for c in &containers {

@@ -52,13 +52,22 @@ pub struct Args {
 /// The engine's data root, to measure disk where images and containers live; best effort.
 async fn docker_root() -> Option<PathBuf> {
     let docker = runtime::docker::connect(None).ok()?;
-    let info = tokio::time::timeout(Duration::from_secs(3), docker.info()).await.ok()?.ok()?;
-    info.docker_root_dir.map(PathBuf::from).filter(|p| p.exists())
+    let info = tokio::time::timeout(Duration::from_secs(3), docker.info())
+        .await
+        .ok()?
+        .ok()?;
+    info.docker_root_dir
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let needs_host = a.cpu.is_none() || a.memory.is_none() || a.disk.is_none();
-    let host = if needs_host { host::capacity(docker_root().await.as_deref()) } else { Resources::default() };
+    let host = if needs_host {
+        host::capacity(docker_root().await.as_deref())
+    } else {
+        Resources::default()
+    };
     let capacity = Resources {
         cpu_millis: a.cpu.unwrap_or(host.cpu_millis),
         memory_bytes: a.memory.unwrap_or(host.memory_bytes),

@@ -43,7 +43,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     match image::ensure(&docker, DEFAULT_TAG, false).await {
         Ok(Outcome::Imported) => tracing::info!(image = DEFAULT_TAG, "imported the base image"),
         Ok(Outcome::AlreadyPresent) => tracing::debug!(image = DEFAULT_TAG, "base image present"),
-        Err(e) => tracing::warn!(image = DEFAULT_TAG, error = %e, "base image unavailable; slivers using it will fail"),
+        Err(e) => {
+            tracing::warn!(image = DEFAULT_TAG, error = %e, "base image unavailable; slivers using it will fail")
+        }
     }
     let runtime = DockerRuntime::new(docker, node.node.clone());
     let cfg = AgentConfig {

@@ -9,7 +9,11 @@ fn spec(id: &str, slice: &str, generation: u64) -> SliverSpec {
         image: "slicebed/base:latest".into(),
         command: vec![],
         env: Default::default(),
-        resources: Resources { cpu_millis: 100, memory_bytes: 64 << 20, disk_bytes: 0 },
+        resources: Resources {
+            cpu_millis: 100,
+            memory_bytes: 64 << 20,
+            disk_bytes: 0,
+        },
         ports: vec![],
         restart: RestartPolicy::OnFailure,
         generation,
@@ -32,7 +36,10 @@ fn obs(cid: &str, id: &str, slice: &str, generation: u64, phase: ContainerPhase)
 }
 
 fn desired(specs: &[SliverSpec]) -> BTreeMap<String, SliverSpec> {
-    specs.iter().map(|s| (s.sliver_id.clone(), s.clone())).collect()
+    specs
+        .iter()
+        .map(|s| (s.sliver_id.clone(), s.clone()))
+        .collect()
 }
 
 #[test]
@@ -40,7 +47,10 @@ fn creates_missing_with_network_first() {
     let d = desired(&[spec("a", "web", 1)]);
     assert_eq!(
         reconcile(&d, &[], &[]),
-        vec![Action::EnsureNetwork("web".into()), Action::Create(spec("a", "web", 1))]
+        vec![
+            Action::EnsureNetwork("web".into()),
+            Action::Create(spec("a", "web", 1))
+        ]
     );
 }
 
@@ -65,7 +75,11 @@ fn removes_undesired_and_their_network() {
     assert_eq!(
         reconcile(&d, &o, &["web".into(), "gone".into()]),
         vec![
-            Action::Remove { container_id: "c9".into(), sliver_id: "z".into(), deleted: true },
+            Action::Remove {
+                container_id: "c9".into(),
+                sliver_id: "z".into(),
+                deleted: true
+            },
             Action::RemoveNetwork("gone".into()),
         ]
     );
@@ -84,7 +98,10 @@ fn replaces_other_generation() {
     let o = [obs("c1", "a", "web", 1, ContainerPhase::Running)];
     assert_eq!(
         reconcile(&d, &o, &["web".into()]),
-        vec![Action::Replace { container_id: "c1".into(), spec: spec("a", "web", 2) }]
+        vec![Action::Replace {
+            container_id: "c1".into(),
+            spec: spec("a", "web", 2)
+        }]
     );
 }
 
@@ -97,7 +114,11 @@ fn keeps_one_of_duplicates_preferring_current_generation() {
     ];
     assert_eq!(
         reconcile(&d, &o, &["web".into()]),
-        vec![Action::Remove { container_id: "c1".into(), sliver_id: "a".into(), deleted: false }]
+        vec![Action::Remove {
+            container_id: "c1".into(),
+            sliver_id: "a".into(),
+            deleted: false
+        }]
     );
 }
 
@@ -110,7 +131,10 @@ fn starts_created_containers_and_skips_removing_ones() {
     ];
     assert_eq!(
         reconcile(&d, &o, &["web".into()]),
-        vec![Action::Start { container_id: "c1".into(), sliver_id: "a".into() }]
+        vec![Action::Start {
+            container_id: "c1".into(),
+            sliver_id: "a".into()
+        }]
     );
 }
 

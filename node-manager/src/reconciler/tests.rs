@@ -12,7 +12,11 @@ fn spec(id: &str, slice: &str, image: &str, generation: u64) -> SliverSpec {
         image: image.into(),
         command: vec![],
         env: Default::default(),
-        resources: Resources { cpu_millis: 250, memory_bytes: 256 << 20, disk_bytes: 0 },
+        resources: Resources {
+            cpu_millis: 250,
+            memory_bytes: 256 << 20,
+            disk_bytes: 0,
+        },
         ports: vec![],
         restart: RestartPolicy::Never,
         generation,
@@ -20,7 +24,10 @@ fn spec(id: &str, slice: &str, image: &str, generation: u64) -> SliverSpec {
 }
 
 fn desired(specs: &[SliverSpec]) -> BTreeMap<String, SliverSpec> {
-    specs.iter().map(|s| (s.sliver_id.clone(), s.clone())).collect()
+    specs
+        .iter()
+        .map(|s| (s.sliver_id.clone(), s.clone()))
+        .collect()
 }
 
 fn fake() -> FakeRuntime {
@@ -29,11 +36,17 @@ fn fake() -> FakeRuntime {
         .with_image("crash:1", Behaviour::Exit(3))
         .with_image("done:1", Behaviour::Exit(0))
         .with_image("hog:1", Behaviour::OomKilled)
-        .with_image("broken:1", Behaviour::FailStart("port is already allocated".into()))
+        .with_image(
+            "broken:1",
+            Behaviour::FailStart("port is already allocated".into()),
+        )
 }
 
 fn states(reports: &[SliverReport]) -> Vec<(String, ReportedState)> {
-    reports.iter().map(|r| (r.sliver_id.clone(), r.state)).collect()
+    reports
+        .iter()
+        .map(|r| (r.sliver_id.clone(), r.state))
+        .collect()
 }
 
 #[tokio::test]
@@ -71,7 +84,11 @@ async fn restart_of_the_agent_adopts_without_duplicates() {
     assert_eq!(states(&hello), vec![("a".into(), ReportedState::Running)]);
     rt.clear_calls();
     assert!(again.pass(Some(&d)).await.unwrap().is_empty());
-    assert!(rt.calls().is_empty(), "no create after restart: {:?}", rt.calls());
+    assert!(
+        rt.calls().is_empty(),
+        "no create after restart: {:?}",
+        rt.calls()
+    );
     assert_eq!(rt.containers().len(), 1);
 }
 
@@ -93,9 +110,13 @@ async fn removes_orphans_of_slices_deleted_while_offline() {
 async fn replaces_on_new_generation() {
     let rt = fake();
     let mut rec = Reconciler::new(rt.clone());
-    rec.pass(Some(&desired(&[spec("a", "web", IMAGE, 1)]))).await.unwrap();
+    rec.pass(Some(&desired(&[spec("a", "web", IMAGE, 1)])))
+        .await
+        .unwrap();
     let before = rt.containers()[0].container_id.clone();
-    rec.pass(Some(&desired(&[spec("a", "web", IMAGE, 2)]))).await.unwrap();
+    rec.pass(Some(&desired(&[spec("a", "web", IMAGE, 2)])))
+        .await
+        .unwrap();
     let after = rt.containers();
     assert_eq!(after.len(), 1);
     assert_ne!(after[0].container_id, before);
@@ -112,9 +133,19 @@ async fn exits_map_to_exited_failed_and_oom() {
         spec("hog", "s", "hog:1", 1),
     ]);
     let reports = rec.pass(Some(&d)).await.unwrap();
-    let last = |id: &str| reports.iter().rev().find(|r| r.sliver_id == id).unwrap().clone();
+    let last = |id: &str| {
+        reports
+            .iter()
+            .rev()
+            .find(|r| r.sliver_id == id)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(last("ok").state, ReportedState::Exited);
-    assert_eq!((last("bad").state, last("bad").exit_code), (ReportedState::Failed, Some(3)));
+    assert_eq!(
+        (last("bad").state, last("bad").exit_code),
+        (ReportedState::Failed, Some(3))
+    );
     assert_eq!(last("bad").message, "exit code 3");
     assert_eq!(last("hog").message, "OOM-killed (memory limit 256Mi)");
     // Ended containers are adopted, not re-created (the restart policy is the engine's call).
@@ -148,7 +179,10 @@ async fn missing_image_fails_clearly_and_retries_with_backoff() {
 async fn start_failure_reports_failed_and_leaves_nothing() {
     let rt = fake();
     let mut rec = Reconciler::new(rt.clone());
-    let reports = rec.pass(Some(&desired(&[spec("a", "web", "broken:1", 1)]))).await.unwrap();
+    let reports = rec
+        .pass(Some(&desired(&[spec("a", "web", "broken:1", 1)])))
+        .await
+        .unwrap();
     let r = reports.last().unwrap();
     assert_eq!(r.state, ReportedState::Failed);
     assert!(r.message.contains("port is already allocated"));
@@ -158,7 +192,10 @@ async fn start_failure_reports_failed_and_leaves_nothing() {
 #[tokio::test]
 async fn unknown_desired_set_only_observes() {
     let rt = fake();
-    Reconciler::new(rt.clone()).pass(Some(&desired(&[spec("a", "web", IMAGE, 1)]))).await.unwrap();
+    Reconciler::new(rt.clone())
+        .pass(Some(&desired(&[spec("a", "web", IMAGE, 1)])))
+        .await
+        .unwrap();
     let mut rec = Reconciler::new(rt.clone());
     rt.clear_calls();
     let reports = rec.pass(None).await.unwrap();

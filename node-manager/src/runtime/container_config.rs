@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use bollard::container::Config;
-use bollard::models::{HostConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum};
+use bollard::models::{
+    HostConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
+};
 
 use super::labels;
 use crate::domain::{RestartPolicy, SliverSpec};
@@ -12,8 +14,15 @@ use crate::domain::{RestartPolicy, SliverSpec};
 /// Capabilities a sliver keeps after `cap_drop: ALL`: enough for a package manager, a daemon
 /// that binds a low port and drops privileges, and killing one's own processes; nothing that
 /// touches the host (no NET_ADMIN, SYS_ADMIN, SYS_PTRACE, MKNOD, NET_RAW).
-pub const CAPABILITIES: [&str; 7] =
-    ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL"];
+pub const CAPABILITIES: [&str; 7] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "SETUID",
+    "SETGID",
+    "NET_BIND_SERVICE",
+    "KILL",
+];
 
 /// Process limit per sliver, against fork bombs.
 pub const PIDS_LIMIT: i64 = 512;
@@ -57,7 +66,10 @@ pub fn container_config(node: &str, spec: &SliverSpec) -> Config<String> {
         binds: None,
         mounts: None,
         port_bindings: (!bindings.is_empty()).then_some(bindings),
-        restart_policy: Some(DockerRestart { name: Some(restart), maximum_retry_count: None }),
+        restart_policy: Some(DockerRestart {
+            name: Some(restart),
+            maximum_retry_count: None,
+        }),
         ..Default::default()
     };
     Config {
@@ -85,8 +97,16 @@ mod tests {
             image: "slicebed/base:latest".into(),
             command: vec!["sh".into(), "-c".into(), "sleep 1000".into()],
             env: [("A".to_string(), "1".to_string())].into(),
-            resources: Resources { cpu_millis: 500, memory_bytes: 256 << 20, disk_bytes: 1 << 30 },
-            ports: vec![PortMapping { name: "http".into(), container_port: 8080, host_port: 30001 }],
+            resources: Resources {
+                cpu_millis: 500,
+                memory_bytes: 256 << 20,
+                disk_bytes: 1 << 30,
+            },
+            ports: vec![PortMapping {
+                name: "http".into(),
+                container_port: 8080,
+                host_port: 30001,
+            }],
             restart: RestartPolicy::Always,
             generation: 3,
         }
@@ -106,7 +126,10 @@ mod tests {
         assert_eq!(h.network_mode.as_deref(), Some("sb-n1-web"));
         let b = &h.port_bindings.unwrap()["8080/tcp"];
         assert_eq!(b.as_ref().unwrap()[0].host_port.as_deref(), Some("30001"));
-        assert_eq!(h.restart_policy.unwrap().name, Some(RestartPolicyNameEnum::ALWAYS));
+        assert_eq!(
+            h.restart_policy.unwrap().name,
+            Some(RestartPolicyNameEnum::ALWAYS)
+        );
         assert_eq!(c.hostname.as_deref(), Some("web-2"));
         let l = c.labels.unwrap();
         assert_eq!(l[labels::NODE], "n1");

@@ -43,7 +43,12 @@ pub fn connect(host: Option<&str>) -> Result<Docker> {
             })
         }
     };
-    r.map_err(|e| engine(format!("connect to {}", host.unwrap_or("the local Docker engine")), e))
+    r.map_err(|e| {
+        engine(
+            format!("connect to {}", host.unwrap_or("the local Docker engine")),
+            e,
+        )
+    })
 }
 
 fn engine(op: impl Into<String>, e: DockerError) -> RuntimeError {
@@ -51,11 +56,20 @@ fn engine(op: impl Into<String>, e: DockerError) -> RuntimeError {
         DockerError::DockerResponseServerError { message, .. } => message,
         other => other.to_string(),
     };
-    RuntimeError::Engine { op: op.into(), message }
+    RuntimeError::Engine {
+        op: op.into(),
+        message,
+    }
 }
 
 fn is_not_found(e: &DockerError) -> bool {
-    matches!(e, DockerError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 /// The Docker engine, scoped to one node.
@@ -68,7 +82,10 @@ pub struct DockerRuntime {
 impl DockerRuntime {
     /// A runtime for `node` over an engine connection.
     pub fn new(docker: Docker, node: impl Into<String>) -> Self {
-        Self { docker, node: node.into() }
+        Self {
+            docker,
+            node: node.into(),
+        }
     }
 
     /// The engine connection.
@@ -96,8 +113,14 @@ fn observe(node: &str, c: ContainerInspectResponse) -> Option<ObservedSliver> {
         return None;
     }
     let sliver_id = config_labels.get(labels::SLIVER)?.clone();
-    let slice = config_labels.get(labels::SLICE).cloned().unwrap_or_default();
-    let generation = config_labels.get(labels::GENERATION).and_then(|g| g.parse().ok()).unwrap_or(0);
+    let slice = config_labels
+        .get(labels::SLICE)
+        .cloned()
+        .unwrap_or_default();
+    let generation = config_labels
+        .get(labels::GENERATION)
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0);
     let state = c.state.unwrap_or_default();
     let phase = match state.status {
         Some(ContainerStateStatusEnum::CREATED) => ContainerPhase::Created,
@@ -109,7 +132,10 @@ fn observe(node: &str, c: ContainerInspectResponse) -> Option<ObservedSliver> {
         Some(ContainerStateStatusEnum::DEAD) => ContainerPhase::Dead,
         Some(ContainerStateStatusEnum::EMPTY) | None => ContainerPhase::Created,
     };
-    let ended = matches!(phase, ContainerPhase::Exited | ContainerPhase::Dead | ContainerPhase::Restarting);
+    let ended = matches!(
+        phase,
+        ContainerPhase::Exited | ContainerPhase::Dead | ContainerPhase::Restarting
+    );
     let host = c.host_config.unwrap_or_default();
     Some(ObservedSliver {
         container_id: c.id.unwrap_or_default(),
@@ -123,7 +149,10 @@ fn observe(node: &str, c: ContainerInspectResponse) -> Option<ObservedSliver> {
         limits: Resources {
             cpu_millis: host.nano_cpus.unwrap_or(0) / 1_000_000,
             memory_bytes: host.memory.unwrap_or(0),
-            disk_bytes: config_labels.get(labels::DISK).and_then(|d| d.parse().ok()).unwrap_or(0),
+            disk_bytes: config_labels
+                .get(labels::DISK)
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0),
         },
         error: state.error.filter(|e| !e.is_empty()),
     })
@@ -151,7 +180,9 @@ impl Runtime for DockerRuntime {
         match self.docker.create_network(opts).await {
             Ok(_) => Ok(()),
             // Lost a race with ourselves (an earlier create that timed out): it exists, fine.
-            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
             Err(e) => Err(engine(format!("create network {name}"), e)),
         }
     }
@@ -168,7 +199,9 @@ impl Runtime for DockerRuntime {
     async fn list_networks(&self) -> Result<Vec<String>> {
         let nets = self
             .docker
-            .list_networks(Some(ListNetworksOptions { filters: self.node_filters() }))
+            .list_networks(Some(ListNetworksOptions {
+                filters: self.node_filters(),
+            }))
             .await
             .map_err(|e| engine("list networks", e))?;
         Ok(nets
@@ -179,16 +212,25 @@ impl Runtime for DockerRuntime {
 
     async fn create_and_start(&self, spec: &SliverSpec) -> Result<String> {
         if !self.image_present(&spec.image).await? {
-            return Err(RuntimeError::ImageMissing { image: spec.image.clone() });
+            return Err(RuntimeError::ImageMissing {
+                image: spec.image.clone(),
+            });
         }
         let name = labels::container_name(&self.node, &spec.sliver_id);
-        let opts = CreateContainerOptions { name: name.clone(), platform: None };
+        let opts = CreateContainerOptions {
+            name: name.clone(),
+            platform: None,
+        };
         let created = self
             .docker
             .create_container(Some(opts), container_config(&self.node, spec))
             .await
             .map_err(|e| engine(format!("create container {name}"), e))?;
-        if let Err(e) = self.docker.start_container(&created.id, None::<StartContainerOptions<String>>).await {
+        if let Err(e) = self
+            .docker
+            .start_container(&created.id, None::<StartContainerOptions<String>>)
+            .await
+        {
             // Leave nothing half-made: a created-but-unstartable container would only be
             // retried into the same error (a taken host port, a bad command).
             let _ = self.remove(&created.id).await;
@@ -205,20 +247,33 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove(&self, container_id: &str) -> Result<()> {
-        let opts = RemoveContainerOptions { force: true, v: true, link: false };
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: true,
+            link: false,
+        };
         match self.docker.remove_container(container_id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             // "removal already in progress": someone else (the engine) is removing it.
-            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
             Err(e) => Err(engine(format!("remove container {container_id}"), e)),
         }
     }
 
     async fn list(&self) -> Result<Vec<ObservedSliver>> {
-        let opts = ListContainersOptions { all: true, filters: self.node_filters(), ..Default::default() };
-        let summaries =
-            self.docker.list_containers(Some(opts)).await.map_err(|e| engine("list containers", e))?;
+        let opts = ListContainersOptions {
+            all: true,
+            filters: self.node_filters(),
+            ..Default::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| engine("list containers", e))?;
         let mut out = Vec::with_capacity(summaries.len());
         // The summary lacks exit codes and OOM flags; inspect each (a node runs few slivers).
         for id in summaries.into_iter().filter_map(|s| s.id) {
@@ -230,7 +285,11 @@ impl Runtime for DockerRuntime {
     }
 
     async fn inspect(&self, container: &str) -> Result<Option<ObservedSliver>> {
-        match self.docker.inspect_container(container, None::<InspectContainerOptions>).await {
+        match self
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+        {
             Ok(c) => Ok(observe(&self.node, c)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(engine(format!("inspect container {container}"), e)),
@@ -243,10 +302,16 @@ impl Runtime for DockerRuntime {
             ("label".to_string(), vec![labels::node_filter(&self.node)]),
             (
                 "event".to_string(),
-                ["start", "die", "oom", "destroy", "pause", "unpause"].map(String::from).to_vec(),
+                ["start", "die", "oom", "destroy", "pause", "unpause"]
+                    .map(String::from)
+                    .to_vec(),
             ),
         ]);
-        let opts = EventsOptions { since: None, until: None, filters };
+        let opts = EventsOptions {
+            since: None,
+            until: None,
+            filters,
+        };
         self.docker
             .events(Some(opts))
             .map(|r| {

@@ -43,7 +43,10 @@ pub struct FakeRuntime {
 impl FakeRuntime {
     /// An empty engine for `node` with no images.
     pub fn new(node: &str) -> Self {
-        Self { node: node.to_string(), state: Arc::default() }
+        Self {
+            node: node.to_string(),
+            state: Arc::default(),
+        }
     }
 
     /// Makes `image` present with the given behaviour.
@@ -132,7 +135,9 @@ impl Runtime for FakeRuntime {
         let mut s = self.lock();
         s.calls.push(format!("create {}", spec.sliver_id));
         let Some(b) = s.images.get(&spec.image).cloned() else {
-            return Err(RuntimeError::ImageMissing { image: spec.image.clone() });
+            return Err(RuntimeError::ImageMissing {
+                image: spec.image.clone(),
+            });
         };
         if !s.networks.contains(&spec.slice) {
             return Err(RuntimeError::Engine {
@@ -147,7 +152,10 @@ impl Runtime for FakeRuntime {
             });
         }
         if let Behaviour::FailStart(message) = &b {
-            return Err(RuntimeError::Engine { op: "start container".into(), message: message.clone() });
+            return Err(RuntimeError::Engine {
+                op: "start container".into(),
+                message: message.clone(),
+            });
         }
         s.next_id += 1;
         let id = format!("c{}", s.next_id);

@@ -75,7 +75,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn list(&self) -> impl Future<Output = Result<Vec<ObservedSliver>>> + Send;
 
     /// One container of this node by id or name; `None` if absent.
-    fn inspect(&self, container: &str) -> impl Future<Output = Result<Option<ObservedSliver>>> + Send;
+    fn inspect(
+        &self,
+        container: &str,
+    ) -> impl Future<Output = Result<Option<ObservedSliver>>> + Send;
 
     /// Notifications of changes to this node's containers. The stream may end (the engine
     /// restarted); callers re-subscribe and rely on a periodic resync for anything missed.

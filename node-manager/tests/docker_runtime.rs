@@ -1,0 +1,206 @@
+//! The reconciler against the real Docker engine: limits, hardening, ports, exit states,
+//! node scoping and clean-up. Skips (with a message) where no engine is reachable.
+//! Each test uses its own node name, so tests and real nodes sharing the engine never meet.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bollard::container::InspectContainerOptions;
+use node_manager::domain::{
+    PortMapping, ReportedState, Resources, RestartPolicy, SliverReport, SliverSpec,
+};
+use node_manager::image::{self, DEFAULT_TAG};
+use node_manager::reconciler::Reconciler;
+use node_manager::runtime::docker::{connect, DockerRuntime};
+use node_manager::runtime::Runtime;
+
+async fn engine(node: &str) -> Option<DockerRuntime> {
+    let docker = connect(None).ok()?;
+    if docker.ping().await.is_err() {
+        eprintln!("skipping: no Docker engine");
+        return None;
+    }
+    if let Err(e) = image::ensure(&docker, DEFAULT_TAG, false).await {
+        eprintln!("skipping: no base image ({e})");
+        return None;
+    }
+    let rt = DockerRuntime::new(docker, format!("{node}-{}", std::process::id()));
+    cleanup(&rt).await;
+    Some(rt)
+}
+
+async fn cleanup(rt: &DockerRuntime) {
+    for c in rt.list().await.unwrap() {
+        rt.remove(&c.container_id).await.unwrap();
+    }
+    for n in rt.list_networks().await.unwrap() {
+        rt.remove_network(&n).await.unwrap();
+    }
+}
+
+fn spec(id: &str, slice: &str, command: &str) -> SliverSpec {
+    SliverSpec {
+        sliver_id: id.into(),
+        slice: slice.into(),
+        index: 0,
+        image: DEFAULT_TAG.into(),
+        command: vec!["sh".into(), "-c".into(), command.into()],
+        env: [("GREETING".to_string(), "hi".to_string())].into(),
+        resources: Resources {
+            cpu_millis: 500,
+            memory_bytes: 64 << 20,
+            disk_bytes: 1 << 30,
+        },
+        ports: vec![],
+        restart: RestartPolicy::Never,
+        generation: 1,
+    }
+}
+
+fn desired(specs: &[SliverSpec]) -> BTreeMap<String, SliverSpec> {
+    specs
+        .iter()
+        .map(|s| (s.sliver_id.clone(), s.clone()))
+        .collect()
+}
+
+/// Reconciler plus the last report seen per sliver.
+struct Probe {
+    rec: Reconciler<DockerRuntime>,
+    seen: HashMap<String, SliverReport>,
+}
+
+impl Probe {
+    fn new(rt: &DockerRuntime) -> Self {
+        Self {
+            rec: Reconciler::new(rt.clone()),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Passes until `id` was last reported in `state` (bounded).
+    async fn until(
+        &mut self,
+        d: &BTreeMap<String, SliverSpec>,
+        id: &str,
+        state: ReportedState,
+    ) -> SliverReport {
+        for _ in 0..100 {
+            if let Some(r) = self.seen.get(id).filter(|r| r.state == state) {
+                return r.clone();
+            }
+            for r in self.rec.pass(Some(d)).await.unwrap() {
+                self.seen.insert(r.sliver_id.clone(), r);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "sliver {id} never reached {state:?}; last {:?}",
+            self.seen.get(id)
+        );
+    }
+}
+
+#[tokio::test]
+async fn runs_hardened_limited_sliver_and_adopts_after_restart() {
+    let Some(rt) = engine("nmtest-a").await else {
+        return;
+    };
+    let mut s = spec("web0", "web", "echo $GREETING; sleep 300");
+    s.ports = vec![PortMapping {
+        name: "http".into(),
+        container_port: 8080,
+        host_port: 30917,
+    }];
+    let d = desired(&[s]);
+    let mut probe = Probe::new(&rt);
+    probe.until(&d, "web0", ReportedState::Running).await;
+
+    let name = format!("sb-{}-web0", rt.node());
+    let c = rt
+        .docker()
+        .inspect_container(&name, None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    let h = c.host_config.unwrap();
+    assert_eq!(h.nano_cpus, Some(500_000_000));
+    assert_eq!(h.memory, Some(64 << 20));
+    assert_eq!(h.memory_swap, Some(64 << 20));
+    assert_eq!(h.pids_limit, Some(512));
+    assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(h.security_opt, Some(vec!["no-new-privileges".to_string()]));
+    assert_eq!(h.network_mode, Some(format!("sb-{}-web", rt.node())));
+    let binding = &h.port_bindings.unwrap()["8080/tcp"];
+    assert_eq!(
+        binding.as_ref().unwrap()[0].host_port.as_deref(),
+        Some("30917")
+    );
+    assert_eq!(c.config.unwrap().hostname.as_deref(), Some("web-0"));
+
+    // A fresh reconciler (the agent restarted) adopts it: nothing created, nothing removed.
+    let mut again = Reconciler::new(rt.clone());
+    assert_eq!(again.snapshot().await.unwrap().len(), 1);
+    assert!(again.pass(Some(&d)).await.unwrap().is_empty());
+    assert_eq!(rt.list().await.unwrap().len(), 1);
+
+    // The slice goes away: container DELETED, network removed.
+    let reports = again.pass(Some(&BTreeMap::new())).await.unwrap();
+    assert!(reports
+        .iter()
+        .any(|r| r.sliver_id == "web0" && r.state == ReportedState::Deleted));
+    assert!(rt.list().await.unwrap().is_empty());
+    assert!(rt.list_networks().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn exit_codes_oom_and_missing_images() {
+    let Some(rt) = engine("nmtest-b").await else {
+        return;
+    };
+    let ok = spec("ok", "batch", "exit 0");
+    let bad = spec("bad", "batch", "exit 3");
+    let mut hog = spec("hog", "batch", "x=a; while true; do x=$x$x; done");
+    hog.resources.memory_bytes = 8 << 20;
+    let mut missing = spec("missing", "batch", "true");
+    missing.image = "foo:1".into();
+    let d = desired(&[ok, bad, hog, missing]);
+    let mut probe = Probe::new(&rt);
+    assert_eq!(
+        probe.until(&d, "ok", ReportedState::Exited).await.exit_code,
+        Some(0)
+    );
+    let r = probe.until(&d, "bad", ReportedState::Failed).await;
+    assert_eq!((r.exit_code, r.message.as_str()), (Some(3), "exit code 3"));
+    let r = probe.until(&d, "hog", ReportedState::Failed).await;
+    assert_eq!(r.message, "OOM-killed (memory limit 8Mi)");
+    let r = probe.until(&d, "missing", ReportedState::Failed).await;
+    assert_eq!(
+        r.message,
+        format!(
+            r#"image "foo:1" is not present on node {} (no registry is reachable; build or import it)"#,
+            rt.node()
+        )
+    );
+    cleanup(&rt).await;
+}
+
+#[tokio::test]
+async fn nodes_sharing_an_engine_do_not_see_each_other() {
+    let Some(a) = engine("nmtest-c1").await else {
+        return;
+    };
+    let Some(b) = engine("nmtest-c2").await else {
+        return;
+    };
+    let d = desired(&[spec("s1", "shared", "sleep 300")]);
+    Probe::new(&a).until(&d, "s1", ReportedState::Running).await;
+    // Node b wants nothing: it must not remove node a's sliver.
+    Reconciler::new(b.clone())
+        .pass(Some(&BTreeMap::new()))
+        .await
+        .unwrap();
+    assert!(b.list().await.unwrap().is_empty());
+    assert_eq!(a.list().await.unwrap().len(), 1);
+    cleanup(&a).await;
+    cleanup(&b).await;
+}
