@@ -106,7 +106,10 @@ fn fields(s: &pb::Slice, now: i64) -> Fields {
     let mut f = Fields::new();
     f.add("Name", &s.name).add("State", slice_state(s.state()));
     f.add("Slivers", sliver_summary(&s.slivers));
-    f.add("Owner", &s.owner).add("Site", &s.site);
+    f.add("Owner", &s.owner);
+    if !s.site.is_empty() {
+        f.add("Site", &s.site);
+    }
     if !s.members.is_empty() {
         f.add("Members", s.members.join(", "));
     }

@@ -78,8 +78,6 @@ fn step(msg: &str) {
 }
 
 pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Result<()> {
-    let service_bin = find_binary("slice-service")?;
-    let node_bin = find_binary("node-manager")?;
     let dir_flag = super::down::dir_flag(dir);
     if let Some(pids) = Pids::load(dir)? {
         let alive: Vec<String> = pids
@@ -95,6 +93,8 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
             );
         }
     }
+    let service_bin = find_binary("slice-service")?;
+    let node_bin = find_binary("node-manager")?;
     if down::has_leftovers(dir) {
         step(&format!(
             "Cleaning up a stopped testbed in {}",
@@ -401,25 +401,36 @@ fn demo_args(sites: &[DemoSite], timeout_secs: u64) -> slice::CreateArgs {
 }
 
 fn next_steps(server: &str, dir: &Path, demo: &pb::Slice, dir_flag: &str) -> String {
-    let curl = demo.slivers.first().and_then(|v| {
-        let port = v.ports.iter().find(|p| p.name == "http")?.host_port;
-        let host = if v.node_address.is_empty() {
-            "127.0.0.1"
-        } else {
-            v.node_address.as_str()
-        };
-        Some(format!(
-            "  curl http://{host}:{port}/            # a sliver answers\n"
-        ))
-    });
+    let mut steps: Vec<(String, &str)> = Vec::new();
+    if let Some(v) = demo.slivers.first() {
+        if let Some(p) = v.ports.iter().find(|p| p.name == "http") {
+            let host = if v.node_address.is_empty() {
+                "127.0.0.1"
+            } else {
+                &v.node_address
+            };
+            steps.push((
+                format!("curl http://{host}:{}/", p.host_port),
+                "a sliver answers",
+            ));
+        }
+    }
+    steps.push(("slicectl slice list".into(), "your slices and their leases"));
+    steps.push(("slicectl slice show demo".into(), "where the demo runs"));
+    steps.push(("slicectl node list".into(), "the nodes and their load"));
+    steps.push((format!("slicectl dev down{dir_flag}"), "stop it all"));
+    let width = steps
+        .iter()
+        .map(|(c, _)| c.chars().count())
+        .max()
+        .unwrap_or(0);
+    let lines: String = steps
+        .iter()
+        .map(|(c, why)| format!("  {c:<width$}  # {why}\n"))
+        .collect();
     format!(
         "\nThe local testbed is up: slice-service at {server}, logs and state in {}.\n\
-         Context {CONTEXT:?} (admin) is now current. Next steps:\n\n{}\
-         \x20 slicectl slice list\n\
-         \x20 slicectl slice show demo\n\
-         \x20 slicectl node list\n\
-         \x20 slicectl dev down{dir_flag}                 # stop it all\n",
-        dir.display(),
-        curl.unwrap_or_default()
+         Context {CONTEXT:?} (admin) is now current. Next steps:\n\n{lines}",
+        dir.display()
     )
 }
