@@ -33,19 +33,21 @@ pub fn render(s: &pb::Slice, now: i64) -> String {
     text
 }
 
-/// "3/3 running", "1/3 running, 1 failed".
+/// "3/3 running", "1/3 running, 1 exited, 1 failed".
 pub fn sliver_summary(slivers: &[pb::Sliver]) -> String {
-    let running = slivers
-        .iter()
-        .filter(|v| v.state() == pb::SliverState::Running)
-        .count();
-    let failed = slivers
-        .iter()
-        .filter(|v| v.state() == pb::SliverState::Failed)
-        .count();
-    let mut s = format!("{running}/{} running", slivers.len());
-    if failed > 0 {
-        s.push_str(&format!(", {failed} failed"));
+    let count = |state: pb::SliverState| slivers.iter().filter(|v| v.state() == state).count();
+    let mut s = format!(
+        "{}/{} running",
+        count(pb::SliverState::Running),
+        slivers.len()
+    );
+    for (state, word) in [
+        (pb::SliverState::Exited, "exited"),
+        (pb::SliverState::Failed, "failed"),
+    ] {
+        if count(state) > 0 {
+            s.push_str(&format!(", {} {word}", count(state)));
+        }
     }
     s
 }
@@ -68,7 +70,8 @@ fn placement(p: Option<&pb::PlacementRequest>) -> String {
     if p.per_site > 0 {
         s.push_str(&format!(", {} per site", p.per_site));
     } else {
-        s.push_str(&format!(", {} slivers", p.slivers));
+        let plural = if p.slivers == 1 { "" } else { "s" };
+        s.push_str(&format!(", {} sliver{plural}", p.slivers));
     }
     if !p.sites.is_empty() {
         s.push_str(&format!(" on {}", p.sites.join(",")));
