@@ -18,6 +18,7 @@ pub struct Service {
     child: Option<Child>,
     _tmp: Option<TempDir>,
     extra_config: String,
+    listen: String,
 }
 
 /// A fresh database URL: a new SQLite file under `dir`, or a new PostgreSQL database.
@@ -65,6 +66,7 @@ impl Service {
             child: None,
             _tmp: Some(tmp),
             extra_config: extra_config.to_string(),
+            listen: "127.0.0.1:0".into(),
         };
         s.spawn().await;
         s
@@ -93,6 +95,7 @@ impl Service {
             child: None,
             _tmp: Some(tmp),
             extra_config: String::new(),
+            listen: "127.0.0.1:0".into(),
         };
         s.spawn().await;
         s
@@ -126,7 +129,7 @@ impl Service {
             .unwrap();
         let mut cmd = Command::new(bin("slice-service"));
         cmd.arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .arg("--data-dir")
             .arg(&self.dir)
             .arg("--database-url")
@@ -196,6 +199,14 @@ impl Service {
     /// Starts the same service again on the same data directory and database (new port).
     pub async fn restart(&mut self) {
         self.kill();
+        self.listen = "127.0.0.1:0".into();
+        self.spawn().await;
+    }
+
+    /// Kills the service and starts it again on the same address, as a real restart would.
+    pub async fn restart_in_place(&mut self) {
+        self.kill();
+        self.listen = self.addr.clone();
         self.spawn().await;
     }
 }

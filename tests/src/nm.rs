@@ -1,0 +1,139 @@
+//! A real `node-manager` child process on the local Docker engine.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use slicebed_proto::v1 as pb;
+
+use crate::{bin, Clients, Service};
+
+/// Port blocks handed to node managers of this test process, so parallel tests on one Docker
+/// engine never publish the same host port. Starts above the local testbed's 30000 range.
+static NEXT_BLOCK: AtomicU32 = AtomicU32::new(0);
+
+/// A unique suffix for names shared on the Docker engine.
+pub fn unique(prefix: &str) -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{:x}{:x}", std::process::id() % 4096, n % 65536)
+}
+
+/// An enrolled node manager; killed (SIGKILL) on drop, and its containers removed.
+pub struct NodeManager {
+    pub name: String,
+    pub state_dir: PathBuf,
+    pub ports: (u32, u32),
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+impl NodeManager {
+    /// Enrolls a node at `site` through the real `node-manager enroll`, then runs it.
+    pub async fn start(svc: &Service, site: &str, name: &str) -> Self {
+        let tok = Clients::admin(svc)
+            .await
+            .admin
+            .clone()
+            .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+                site: site.into(),
+                ttl: None,
+            })
+            .await
+            .expect("enrollment token")
+            .into_inner()
+            .token;
+        let tmp = tempfile::tempdir().unwrap();
+        let state_dir = tmp.path().join("state");
+        let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
+        let first = 40000 + (std::process::id() % 50) * 400 + block * 20;
+        let ports = (first, first + 19);
+        let out = enroll_cmd(svc, &tok, name, &state_dir, ports)
+            .output()
+            .expect("run node-manager enroll");
+        assert!(
+            out.status.success(),
+            "enroll failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut nm = NodeManager {
+            name: name.into(),
+            state_dir,
+            ports,
+            child: None,
+            _tmp: tmp,
+        };
+        nm.run();
+        nm
+    }
+
+    /// Starts (or restarts) `node-manager run`.
+    pub fn run(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state_dir.parent().unwrap().join("node-manager.log"))
+            .unwrap();
+        let child = Command::new(bin("node-manager"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn node-manager");
+        self.child = Some(child);
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.parent().unwrap().join("node-manager.log"))
+            .unwrap_or_default()
+    }
+
+    /// SIGKILL, no cleanup: containers stay as they are.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `node-manager enroll ...` for a token.
+pub fn enroll_cmd(
+    svc: &Service,
+    token: &str,
+    name: &str,
+    state_dir: &std::path::Path,
+    ports: (u32, u32),
+) -> Command {
+    let mut c = Command::new(bin("node-manager"));
+    c.arg("enroll")
+        .args(["--server", &svc.url(), "--token", token, "--name", name])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--cpu", "2", "--memory", "2Gi", "--disk", "20Gi"])
+        .args(["--ports", &format!("{}-{}", ports.0, ports.1)]);
+    if let Some(ca) = svc.ca_cert() {
+        c.arg("--ca-cert").arg(ca);
+    }
+    c
+}
+
+impl Drop for NodeManager {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = Command::new(bin("node-manager"))
+            .arg("cleanup")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
