@@ -110,6 +110,9 @@ fn unreachable(url: &str, e: &(dyn std::error::Error + 'static)) -> anyhow::Erro
         innermost = s.to_string();
         source = s.source();
     }
+    if innermost.contains("certificate") {
+        innermost.push_str(" (pass --ca-cert with the CA that signed the service's certificate)");
+    }
     errors::Unreachable {
         server: url.into(),
         detail: Some(innermost),

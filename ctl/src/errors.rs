@@ -57,6 +57,19 @@ pub fn describe(err: &anyhow::Error) -> String {
 /// "permission denied: ...", "not found: slice \"x\"" and so on.
 pub fn status_line(status: &Status) -> String {
     let msg = one_line(status.message());
+    let server = || {
+        SERVER
+            .get()
+            .map(String::as_str)
+            .unwrap_or("the configured address")
+    };
+    // tonic reports an HTTP/2 failure under the connection (e.g. plain text to a TLS port) so.
+    if msg == "transport error" && matches!(status.code(), Code::Unknown | Code::Unavailable) {
+        return format!(
+            "cannot talk to slice-service at {}: the connection failed (if it uses TLS, use an https:// URL and --ca-cert)",
+            server()
+        );
+    }
     let words = match status.code() {
         Code::Ok => "ok",
         Code::Cancelled => "cancelled",
@@ -73,12 +86,8 @@ pub fn status_line(status: &Status) -> String {
         Code::Unimplemented => "not supported by this slice-service",
         Code::Internal => "internal error in slice-service",
         Code::Unavailable if is_transport_failure(&msg) => {
-            let server = SERVER
-                .get()
-                .map(String::as_str)
-                .unwrap_or("the configured address");
             return Unreachable {
-                server: server.into(),
+                server: server().into(),
                 detail: None,
             }
             .to_string();
