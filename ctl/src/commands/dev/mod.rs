@@ -5,6 +5,7 @@
 //! entries `dev up` creates, so pointing `--dir` somewhere odd cannot wipe unrelated files.
 
 mod down;
+mod launch;
 mod procs;
 mod sites;
 mod up;

@@ -4,19 +4,20 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
-    process::Child,
+    path::Path,
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use slicebed_proto::v1::{
     self as pb, CreateEnrollmentTokenRequest, CreateSiteRequest, ListNodesRequest,
 };
 
 use super::{
-    down, find_binary, previous_context_file,
-    procs::{self, Pids, Proc},
+    down, find_binary,
+    launch::{path_arg, run_tool, step, with_log, Started},
+    previous_context_file,
+    procs::Pids,
     sites::{port_range, DemoSite, SITES},
     CONTEXT,
 };
@@ -30,52 +31,6 @@ use crate::{
 
 /// Image every demo sliver runs; `node-manager image import` provides it.
 const DEMO_IMAGE: &str = "slicebed/base:latest";
-
-/// Processes started by this run, with handles to notice an early death.
-struct Started {
-    dir: PathBuf,
-    pids: Pids,
-    children: Vec<(Proc, Child)>,
-}
-
-impl Started {
-    fn spawn(&mut self, name: &str, bin: &Path, args: &[String], log: &Path) -> Result<()> {
-        let (proc, child) = procs::spawn_detached(name, bin, args, log)?;
-        self.pids.processes.push(proc.clone());
-        self.pids.save(&self.dir)?;
-        self.children.push((proc, child));
-        Ok(())
-    }
-
-    /// Fails with the log of the first started process that already exited.
-    fn check_alive(&mut self) -> Result<()> {
-        for (proc, child) in &mut self.children {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(with_log(
-                    &format!("{} exited ({status})", proc.name),
-                    &proc.log,
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Prints the end of a log to stderr and returns an error pointing at it and at `dev down`.
-fn with_log(what: &str, log: &Path) -> anyhow::Error {
-    let tail = procs::tail(log, 15);
-    if !tail.is_empty() {
-        eprintln!("--- last lines of {} ---\n{tail}\n---", log.display());
-    }
-    anyhow!(
-        "{what} (log: {}; clean up with: slicectl dev down)",
-        log.display()
-    )
-}
-
-fn step(msg: &str) {
-    eprintln!("» {msg}");
-}
 
 pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Result<()> {
     let dir_flag = super::down::dir_flag(dir);
@@ -171,11 +126,6 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
     Ok(())
 }
 
-/// Paths are passed as arguments; non-UTF-8 paths are replaced lossily (the testbed lives in $HOME).
-fn path_arg(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
 /// Waits for `service.addr` and `admin.token`; fails early if the service dies.
 async fn wait_for_service(
     started: &mut Started,
@@ -269,38 +219,6 @@ async fn enroll(
         &format!("node-manager enroll for node-{}", s.name),
     )
     .await
-}
-
-/// Runs a short-lived tool; on failure shows its output and says which step failed.
-async fn run_tool(bin: &Path, args: &[String], limit: Duration, what: &str) -> Result<()> {
-    let run = tokio::process::Command::new(bin)
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(limit, run)
-        .await
-        .map_err(|_| anyhow!("{what} did not finish within {}s", limit.as_secs()))?
-        .with_context(|| format!("cannot run {}", bin.display()))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let text = if stderr.trim().is_empty() {
-        stdout
-    } else {
-        stderr
-    };
-    if !text.trim().is_empty() {
-        eprintln!("--- output of {what} ---\n{}\n---", text.trim_end());
-    }
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no output")
-        .trim();
-    bail!("{what} failed ({}): {last}", out.status)
 }
 
 /// Polls ListNodes until every demo node is READY.
