@@ -177,6 +177,11 @@ mod tests {
             &dir.path().join("s.log"),
         )
         .unwrap();
+        // Between fork and exec, /proc/PID/cmdline still shows the parent: wait for the exec.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !is_alive(&proc) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(is_alive(&proc));
         let pids = Pids {
             server: None,
