@@ -33,14 +33,24 @@ pub struct AgentConfig {
 
 /// An error with its causes on one line.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+    let mut causes = vec![e];
+    while let Some(c) = causes.last().and_then(|c| c.source()) {
+        causes.push(c);
     }
-    s
+    one_line(&causes)
+}
+
+/// Joins an error chain with ": ", skipping a cause that repeats the one before it
+/// (hyper and tonic nest "tcp connect error" twice).
+pub fn one_line(causes: &[&dyn std::error::Error]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in causes {
+        let text = c.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 /// Runs until `shutdown` completes.

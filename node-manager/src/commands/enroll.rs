@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use node_manager::domain::{PortRange, Resources};
 use node_manager::enroll::{enroll, EnrollParams};
 use node_manager::quantity::{labels_from, parse_bytes, parse_cpu, parse_label, parse_port_range};
@@ -85,7 +84,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         ca_cert: a.ca_cert,
         force: a.force,
     };
-    let config = enroll(params).await.context("enrollment failed")?;
+    let config = enroll(params).await?;
     println!(
         "enrolled node {} at site {}; state in {}",
         config.node,
