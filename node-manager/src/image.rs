@@ -161,6 +161,11 @@ pub async fn import(docker: &Docker, reference: &str, rootfs: Vec<u8>) -> Result
 
 /// Builds and imports the base image unless `reference` exists (or `force`).
 pub async fn ensure(docker: &Docker, reference: &str, force: bool) -> Result<Outcome> {
+    let old_id = docker
+        .inspect_image(reference)
+        .await
+        .ok()
+        .and_then(|i| i.id);
     if !force && exists(docker, reference).await? {
         return Ok(Outcome::AlreadyPresent);
     }
@@ -169,6 +174,17 @@ pub async fn ensure(docker: &Docker, reference: &str, force: bool) -> Result<Out
     tracing::info!(busybox = %path.display(), applets = applets.len(), "building base image");
     let rootfs = rootfs_tar(&busybox, &applets)?;
     import(docker, reference, rootfs).await?;
+    // A rebuild leaves the old image untagged; drop it unless a container still uses it.
+    let new_id = docker
+        .inspect_image(reference)
+        .await
+        .ok()
+        .and_then(|i| i.id);
+    if let Some(old) = old_id.filter(|old| Some(old) != new_id.as_ref()) {
+        if let Err(e) = docker.remove_image(&old, None, None).await {
+            tracing::debug!(image = %old, error = %e, "old base image kept");
+        }
+    }
     Ok(Outcome::Imported)
 }
 

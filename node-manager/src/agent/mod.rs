@@ -78,3 +78,24 @@ pub async fn run<R: Runtime + Clone>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct E(&'static str, #[source] Option<Box<E>>);
+
+    #[test]
+    fn one_line_skips_repeated_causes() {
+        let e = E(
+            "cannot connect",
+            Some(Box::new(E(
+                "tcp connect error",
+                Some(Box::new(E("tcp connect error", None))),
+            ))),
+        );
+        assert_eq!(chain(&e), "cannot connect: tcp connect error");
+    }
+}
