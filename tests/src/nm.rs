@@ -95,6 +95,11 @@ impl NodeManager {
             .unwrap_or_default()
     }
 
+    /// Process id of the running agent.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL, no cleanup: containers stay as they are.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

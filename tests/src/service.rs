@@ -19,6 +19,7 @@ pub struct Service {
     _tmp: Option<TempDir>,
     extra_config: String,
     listen: String,
+    url: String,
 }
 
 /// A fresh database URL: a new SQLite file under `dir`, or a new PostgreSQL database.
@@ -67,6 +68,7 @@ impl Service {
             _tmp: Some(tmp),
             extra_config: extra_config.to_string(),
             listen: "127.0.0.1:0".into(),
+            url: String::new(),
         };
         s.spawn().await;
         s
@@ -96,6 +98,7 @@ impl Service {
             _tmp: Some(tmp),
             extra_config: String::new(),
             listen: "127.0.0.1:0".into(),
+            url: String::new(),
         };
         s.spawn().await;
         s
@@ -110,6 +113,11 @@ impl Service {
             ),
             None => format!("http://{}", self.addr),
         }
+    }
+
+    /// The URL as a string slice borrowed from the service (for argument lists).
+    pub fn url_str(&self) -> &str {
+        &self.url
     }
 
     /// CA certificate clients must trust (the self-signed cert), if TLS.
@@ -160,6 +168,7 @@ impl Service {
         })
         .await;
         self.addr = addr.trim().to_string();
+        self.url = self.url();
         self.admin_token = std::fs::read_to_string(self.dir.join("admin.token"))
             .expect("admin.token")
             .trim()

@@ -450,3 +450,15 @@ async fn enrollment_through_the_binary_is_single_use_and_the_credential_is_priva
     assert!(err.contains("already been used"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
 }
+
+#[tokio::test]
+async fn node_managers_work_over_tls() {
+    let svc = Service::start_tls().await;
+    let admin = Clients::admin(&svc).await;
+    make_site(&admin, "mit").await;
+    let _nm = NodeManager::start(&svc, "mit", &unique("tls")).await;
+    wait_ready(&admin, 1).await;
+    admin.slices.clone().create_slice(web_slice("tlsweb", 1)).await.unwrap();
+    let s = wait_running(&admin, "tlsweb").await;
+    assert_eq!(s.slivers.len(), 1);
+}

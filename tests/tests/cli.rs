@@ -1,0 +1,127 @@
+//! `slicectl` as a user runs it: a real binary against a real service (and, for `--wait`,
+//! real node managers on Docker). Checks output, exit codes and the config file.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use slicebed_tests::nm::{unique, NodeManager};
+use slicebed_tests::{bin, Clients, Service};
+
+/// Runs slicectl with an isolated config dir.
+fn ctl(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(bin("slicectl"))
+        .args(args)
+        .env("XDG_CONFIG_HOME", cfg)
+        .env_remove("SLICECTL_SERVER")
+        .env_remove("SLICECTL_TOKEN")
+        .env_remove("SLICECTL_CONTEXT")
+        .env_remove("SLICECTL_CONFIG")
+        .output()
+        .expect("run slicectl")
+}
+
+fn as_admin<'a>(svc: &'a Service, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--server", svc.url_str(), "--token", svc.admin_token.as_str()];
+    v.extend_from_slice(rest);
+    v
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "slicectl failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn one_line_error(o: &Output) -> String {
+    assert!(!o.status.success(), "expected failure: {}", String::from_utf8_lossy(&o.stdout));
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("Status {"), "{err}");
+    err
+}
+
+#[tokio::test]
+async fn admin_tour_tables_json_and_one_line_errors() {
+    let svc = Service::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    let c = cfg.path();
+    ok(&ctl(c, &as_admin(&svc, &["site", "create", "mit", "--display-name", "MIT", "--city", "Cambridge", "--country", "US"])));
+    let table = ok(&ctl(c, &as_admin(&svc, &["site", "list"])));
+    assert!(table.lines().next().unwrap().contains("NAME") && table.contains("mit"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&ctl(c, &as_admin(&svc, &["-o", "json", "site", "list"])))).unwrap();
+    assert_eq!(json[0]["name"], "mit");
+    assert_eq!(json[0]["city"], "Cambridge");
+
+    let user = ok(&ctl(c, &as_admin(&svc, &["user", "create", "alice", "--site", "mit"])));
+    let token = user.split_whitespace().find(|w| w.starts_with("sbu_")).expect("token printed once").to_string();
+    let enroll = ok(&ctl(c, &as_admin(&svc, &["node", "token", "--site", "mit", "--ttl", "1h"])));
+    assert!(enroll.contains("sbe_") && enroll.contains("node-manager enroll"), "{enroll}");
+
+    // No capacity: a clear explanation, one line, non-zero exit.
+    let e = one_line_error(&ctl(c, &["--server", svc.url_str(), "--token", &token, "slice", "create", "exp", "--image", "slicebed/base:latest", "--slivers", "2"]));
+    assert!(e.contains("no nodes"), "{e}");
+    let e = one_line_error(&ctl(c, &as_admin(&svc, &["slice", "show", "nope"])));
+    assert!(e.contains("nope"), "{e}");
+    let e = one_line_error(&ctl(c, &as_admin(&svc, &["slice", "create", "x", "--image", "i", "--slivers", "1", "--memory", "-5Mi"])));
+    assert!(e.contains("memory"), "{e}");
+    let e = one_line_error(&ctl(c, &["--server", "http://127.0.0.1:1", "--token", "sbu_x", "site", "list"]));
+    assert!(e.contains("cannot reach"), "{e}");
+    let e = one_line_error(&ctl(c, &["--server", svc.url_str(), "--token", &token, "site", "create", "evil"]));
+    assert!(e.contains("admin"), "{e}");
+}
+
+#[tokio::test]
+async fn login_writes_a_private_context_used_by_later_commands() {
+    let svc = Service::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    let c = cfg.path();
+    let bad = one_line_error(&ctl(c, &["--server", svc.url_str(), "--token", "sbu_wrong", "login", "--name", "lab"]));
+    assert!(bad.contains("token"), "{bad}");
+    assert!(!c.join("slicebed/config.toml").exists(), "a rejected login saves nothing");
+    let out = ok(&ctl(c, &as_admin(&svc, &["login", "--name", "lab"])));
+    assert!(out.contains("admin"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(c.join("slicebed/config.toml")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let who = ok(&ctl(c, &["-o", "json", "whoami"]));
+    let v: serde_json::Value = serde_json::from_str(&who).unwrap();
+    assert_eq!(v["user"], "admin");
+    assert_eq!(v["role"], "admin");
+}
+
+#[tokio::test]
+async fn create_wait_shows_running_slivers_or_the_failure_reason() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    let mut nms = Vec::new();
+    for s in ["eth", "mit"] {
+        make_site(&a, s).await;
+        nms.push(NodeManager::start(&svc, s, &unique(s)).await);
+    }
+    wait_ready(&a, 2).await;
+    let cfg = tempfile::tempdir().unwrap();
+    let c = cfg.path();
+    let out = ok(&ctl(
+        c,
+        &as_admin(&svc, &["slice", "create", "waited", "--image", "slicebed/base:latest", "--per-site", "1", "--cpu", "0.1", "--memory", "32Mi", "--lease", "2d", "--wait", "--timeout", "60s", "--", "sleep", "600"]),
+    ));
+    assert!(out.contains("running"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&ok(&ctl(c, &as_admin(&svc, &["-o", "json", "slice", "show", "waited"])))).unwrap();
+    let slivers = v["slivers"].as_array().unwrap();
+    assert_eq!(slivers.len(), 2);
+    assert!(slivers.iter().all(|s| s["state"] == "running"), "{v}");
+    assert_eq!(v["resources"]["memory_bytes"], 32 * MI);
+    let list = ok(&ctl(c, &as_admin(&svc, &["slice", "list"])));
+    assert!(list.contains("waited") && (list.contains("1d23h") || list.contains("2d")), "time left shown: {list}");
+
+    let e = one_line_error(&ctl(
+        c,
+        &as_admin(&svc, &["slice", "create", "broken", "--image", "missing:0", "--slivers", "1", "--wait", "--timeout", "60s"]),
+    ));
+    assert!(e.contains("missing:0"), "{e}");
+    ok(&ctl(c, &as_admin(&svc, &["slice", "delete", "waited"])));
+    ok(&ctl(c, &as_admin(&svc, &["slice", "delete", "broken"])));
+}
