@@ -18,6 +18,8 @@ use crate::status::{report_for, StatusTracker};
 pub const RETRY_BASE: Duration = Duration::from_secs(5);
 /// Longest delay between two creation attempts of a failing sliver.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Container creations in flight at once on one node.
+pub const CREATE_CONCURRENCY: usize = 16;
 
 #[derive(Debug)]
 struct Retry {
@@ -127,9 +129,31 @@ impl<R: Runtime> Reconciler<R> {
                     .get(id)
                     .is_some_and(|s| s.generation == r.generation)
             });
-            for action in reconcile(desired, &observed, &networks) {
+            let (creates, others): (Vec<Action>, Vec<Action>) = reconcile(desired, &observed, &networks)
+                .into_iter()
+                .partition(|a| matches!(a, Action::Create(_) | Action::Replace { .. }));
+            // Removals, networks and restarts first (creations need their slice network)...
+            for action in others {
                 self.execute(action, &mut reports).await;
             }
+            // ...then every creation at once: the engine, not the agent, is the bottleneck.
+            let mut specs = Vec::new();
+            for action in creates {
+                match action {
+                    Action::Create(spec) => specs.push(spec),
+                    Action::Replace { container_id, spec } => {
+                        tracing::info!(sliver = %spec.sliver_id, generation = spec.generation, "replacing container");
+                        match self.runtime.remove(&container_id).await {
+                            Ok(()) => specs.push(spec),
+                            Err(e) => {
+                                tracing::warn!(sliver = %spec.sliver_id, error = %e, "cannot remove old container")
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.create_all(specs, &mut reports).await;
         }
         let observed = self.runtime.list().await?;
         self.usage = usage_of(&observed);
@@ -201,37 +225,52 @@ impl<R: Runtime> Reconciler<R> {
                     reports.extend(self.tracker.note(failed(&sliver_id, e.to_string())));
                 }
             }
-            Action::Replace { container_id, spec } => {
-                tracing::info!(sliver = %spec.sliver_id, generation = spec.generation, "replacing container");
-                match self.runtime.remove(&container_id).await {
-                    Ok(()) => self.create(spec, reports).await,
-                    Err(e) => {
-                        tracing::warn!(sliver = %spec.sliver_id, error = %e, "cannot remove old container")
-                    }
-                }
-            }
-            Action::Create(spec) => self.create(spec, reports).await,
+            // Creations are batched by `pass` and run concurrently in `create_all`.
+            Action::Replace { .. } | Action::Create(_) => {}
         }
     }
 
-    async fn create(&mut self, spec: SliverSpec, reports: &mut Vec<SliverReport>) {
+    /// Creates and starts the given slivers concurrently (at most [`CREATE_CONCURRENCY`] at a
+    /// time), skipping those still in their failure backoff.
+    async fn create_all(&mut self, specs: Vec<SliverSpec>, reports: &mut Vec<SliverReport>) {
+        use futures::StreamExt;
         let now = Instant::now();
-        if self
-            .retries
-            .get(&spec.sliver_id)
-            .is_some_and(|r| r.not_before > now)
-        {
-            return;
+        let specs: Vec<SliverSpec> = specs
+            .into_iter()
+            .filter(|s| !self.retries.get(&s.sliver_id).is_some_and(|r| r.not_before > now))
+            .collect();
+        for spec in &specs {
+            reports.extend(self.tracker.note(SliverReport {
+                sliver_id: spec.sliver_id.clone(),
+                state: ReportedState::Creating,
+                message: String::new(),
+                exit_code: None,
+                container_id: String::new(),
+                restarts: 0,
+            }));
         }
-        reports.extend(self.tracker.note(SliverReport {
-            sliver_id: spec.sliver_id.clone(),
-            state: ReportedState::Creating,
-            message: String::new(),
-            exit_code: None,
-            container_id: String::new(),
-            restarts: 0,
-        }));
-        match self.runtime.create_and_start(&spec).await {
+        let runtime = &self.runtime;
+        let results: Vec<(SliverSpec, Result<String, RuntimeError>)> = futures::stream::iter(specs)
+            .map(|spec| async move {
+                let r = runtime.create_and_start(&spec).await;
+                (spec, r)
+            })
+            .buffer_unordered(CREATE_CONCURRENCY)
+            .collect()
+            .await;
+        for (spec, result) in results {
+            self.created(spec, result, now, reports);
+        }
+    }
+
+    fn created(
+        &mut self,
+        spec: SliverSpec,
+        result: Result<String, RuntimeError>,
+        now: Instant,
+        reports: &mut Vec<SliverReport>,
+    ) {
+        match result {
             Ok(id) => {
                 tracing::info!(sliver = %spec.sliver_id, slice = %spec.slice, container = %id, "started sliver");
                 self.retries.remove(&spec.sliver_id);
