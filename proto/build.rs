@@ -13,7 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(files, ["proto"])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out.join("slicebed_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    fs::write(
+        out.join("slicebed_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
     tonic_build::configure().compile_fds(fds)?;
     Ok(())
 }

@@ -129,9 +129,10 @@ impl<R: Runtime> Reconciler<R> {
                     .get(id)
                     .is_some_and(|s| s.generation == r.generation)
             });
-            let (creates, others): (Vec<Action>, Vec<Action>) = reconcile(desired, &observed, &networks)
-                .into_iter()
-                .partition(|a| matches!(a, Action::Create(_) | Action::Replace { .. }));
+            let (creates, others): (Vec<Action>, Vec<Action>) =
+                reconcile(desired, &observed, &networks)
+                    .into_iter()
+                    .partition(|a| matches!(a, Action::Create(_) | Action::Replace { .. }));
             // Removals, networks and restarts first (creations need their slice network)...
             for action in others {
                 self.execute(action, &mut reports).await;
@@ -237,7 +238,12 @@ impl<R: Runtime> Reconciler<R> {
         let now = Instant::now();
         let specs: Vec<SliverSpec> = specs
             .into_iter()
-            .filter(|s| !self.retries.get(&s.sliver_id).is_some_and(|r| r.not_before > now))
+            .filter(|s| {
+                !self
+                    .retries
+                    .get(&s.sliver_id)
+                    .is_some_and(|r| r.not_before > now)
+            })
             .collect();
         for spec in &specs {
             reports.extend(self.tracker.note(SliverReport {

@@ -458,7 +458,12 @@ async fn node_managers_work_over_tls() {
     make_site(&admin, "mit").await;
     let _nm = NodeManager::start(&svc, "mit", &unique("tls")).await;
     wait_ready(&admin, 1).await;
-    admin.slices.clone().create_slice(web_slice("tlsweb", 1)).await.unwrap();
+    admin
+        .slices
+        .clone()
+        .create_slice(web_slice("tlsweb", 1))
+        .await
+        .unwrap();
     let s = wait_running(&admin, "tlsweb").await;
     assert_eq!(s.slivers.len(), 1);
 }
