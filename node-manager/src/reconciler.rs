@@ -239,10 +239,9 @@ impl<R: Runtime> Reconciler<R> {
         let specs: Vec<SliverSpec> = specs
             .into_iter()
             .filter(|s| {
-                !self
-                    .retries
+                self.retries
                     .get(&s.sliver_id)
-                    .is_some_and(|r| r.not_before > now)
+                    .is_none_or(|r| r.not_before <= now)
             })
             .collect();
         for spec in &specs {

@@ -130,8 +130,8 @@ impl Core {
             site,
             created_at: now_ms(),
         };
-        if who.role != Role::Admin {
-            if !auth::may_manage_user(who, &u) || who.name == u.name {
+        if who.role != Role::Admin && (!auth::may_manage_user(who, &u) || who.name == u.name) {
+            {
                 return Err(Error::denied(format!(
                     "{} may only create plain users of their own site ({})",
                     who.name,

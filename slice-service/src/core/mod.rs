@@ -5,11 +5,13 @@ mod admin;
 mod nodes;
 mod reaper;
 mod slices;
+mod spec;
 mod views;
 
 pub use nodes::{NodeHello, ObservedStatus};
 pub use reaper::spawn_reapers;
-pub use slices::{Renewed, SliceSpec};
+pub use slices::Renewed;
+pub use spec::SliceSpec;
 pub use views::*;
 
 use std::sync::Arc;
