@@ -6,88 +6,10 @@ use std::time::Duration;
 
 use slicebed_proto::v1 as pb;
 use slicebed_tests::{wait_for, Clients, Service, TestNode};
+
+mod common;
+use common::*;
 use tonic::Code;
-
-const GI: i64 = 1 << 30;
-const MI: i64 = 1 << 20;
-
-fn site(name: &str) -> pb::CreateSiteRequest {
-    pb::CreateSiteRequest {
-        site: Some(pb::Site {
-            name: name.into(),
-            display_name: format!("Site {name}"),
-            city: "Somewhere".into(),
-            country: "US".into(),
-            latitude: 42.0,
-            longitude: -71.0,
-            enabled: true,
-            quota: None,
-            created_at: None,
-        }),
-    }
-}
-
-async fn make_site(a: &Clients, name: &str) {
-    a.admin
-        .clone()
-        .create_site(site(name))
-        .await
-        .expect("create site");
-}
-
-async fn make_user(a: &Clients, name: &str, role: pb::Role, site: &str) -> String {
-    a.admin
-        .clone()
-        .create_user(pb::CreateUserRequest {
-            name: name.into(),
-            role: role as i32,
-            site: site.into(),
-            token_ttl: None,
-        })
-        .await
-        .expect("create user")
-        .into_inner()
-        .token
-}
-
-fn slice_req(name: &str, slivers: u32, memory: i64) -> pb::CreateSliceRequest {
-    pb::CreateSliceRequest {
-        name: name.into(),
-        image: "slicebed/base:latest".into(),
-        command: vec!["sleep".into(), "1000".into()],
-        resources: Some(pb::Resources {
-            cpu_millis: 100,
-            memory_bytes: memory,
-            disk_bytes: GI,
-        }),
-        placement: Some(pb::PlacementRequest {
-            slivers,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-async fn wait_ready(a: &Clients, n: usize) {
-    wait_for("nodes ready", Duration::from_secs(10), || {
-        let mut admin = a.admin.clone();
-        async move {
-            let nodes = admin
-                .list_nodes(pb::ListNodesRequest::default())
-                .await
-                .ok()?
-                .into_inner()
-                .nodes;
-            (nodes
-                .iter()
-                .filter(|x| x.state == pb::NodeState::Ready as i32)
-                .count()
-                >= n)
-                .then_some(())
-        }
-    })
-    .await
-}
 
 #[tokio::test]
 async fn fresh_testbed_explains_no_capacity() {
@@ -107,7 +29,7 @@ async fn fresh_testbed_explains_no_capacity() {
 
     let a = Clients::admin(&svc).await;
     make_site(&a, "mit").await;
-    let tok = make_user(&a, "alice", pb::Role::User, "mit").await;
+    let tok = make_user(&a, "alice", "mit").await;
     let enroll = a
         .admin
         .clone()
@@ -160,7 +82,7 @@ async fn crud_of_every_object() {
     assert_eq!(got.display_name, "Site mit");
 
     // Users and tokens.
-    let tok = make_user(&a, "alice", pb::Role::User, "mit").await;
+    let tok = make_user(&a, "alice", "mit").await;
     let users = admin
         .list_users(pb::ListUsersRequest::default())
         .await
@@ -526,20 +448,16 @@ async fn authorization_matrix() {
     let a = Clients::admin(&svc).await;
     make_site(&a, "mit").await;
     make_site(&a, "eth").await;
-    let alice = Clients::new(
+    let alice = Clients::new(&svc, Some(&make_user(&a, "alice", "mit").await)).await;
+    let bob = Clients::new(&svc, Some(&make_user(&a, "bob", "mit").await)).await;
+    let pat = Clients::new(
         &svc,
-        Some(&make_user(&a, "alice", pb::Role::User, "mit").await),
+        Some(&make_user_as(&a, "pat", pb::Role::Pi, "mit").await),
     )
     .await;
-    let bob = Clients::new(
-        &svc,
-        Some(&make_user(&a, "bob", pb::Role::User, "mit").await),
-    )
-    .await;
-    let pat = Clients::new(&svc, Some(&make_user(&a, "pat", pb::Role::Pi, "mit").await)).await;
     let quinn = Clients::new(
         &svc,
-        Some(&make_user(&a, "quinn", pb::Role::Pi, "eth").await),
+        Some(&make_user_as(&a, "quinn", pb::Role::Pi, "eth").await),
     )
     .await;
     let node = TestNode::join(&svc, "mit", "n1", 4000, 8 * GI).await;

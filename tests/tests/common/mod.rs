@@ -13,6 +13,7 @@ pub fn site(name: &str) -> pb::CreateSiteRequest {
     pb::CreateSiteRequest {
         site: Some(pb::Site {
             name: name.into(),
+            display_name: format!("Site {name}"),
             enabled: true,
             ..Default::default()
         }),
@@ -28,11 +29,15 @@ pub async fn make_site(a: &Clients, name: &str) {
 }
 
 pub async fn make_user(a: &Clients, name: &str, site: &str) -> String {
+    make_user_as(a, name, pb::Role::User, site).await
+}
+
+pub async fn make_user_as(a: &Clients, name: &str, role: pb::Role, site: &str) -> String {
     a.admin
         .clone()
         .create_user(pb::CreateUserRequest {
             name: name.into(),
-            role: pb::Role::User as i32,
+            role: role as i32,
             site: site.into(),
             token_ttl: None,
         })
