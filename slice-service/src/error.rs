@@ -27,6 +27,9 @@ pub enum Error {
     /// The object is not in a state that allows this.
     #[error("{0}")]
     Precondition(String),
+    /// Something needed is temporarily away (a node not connected).
+    #[error("{0}")]
+    Unavailable(String),
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -72,6 +75,7 @@ impl From<Error> for Status {
             Error::Denied(_) => Code::PermissionDenied,
             Error::Exhausted(_) => Code::ResourceExhausted,
             Error::Precondition(_) => Code::FailedPrecondition,
+            Error::Unavailable(_) => Code::Unavailable,
             Error::Db(_) | Error::Migrate(_) | Error::Json(_) | Error::Internal(_) => {
                 tracing::error!(error = %e, "internal error");
                 return Status::internal("internal error (see the service log)");

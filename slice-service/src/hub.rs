@@ -21,6 +21,36 @@ pub enum NodeCommand {
     Upsert(Box<(Slice, Sliver)>),
     /// Remove this sliver by id.
     Remove(String),
+    /// Open a session stream for a researcher's exec, logs or copy.
+    OpenSession(Box<SessionRequest>),
+}
+
+/// What a session is for; the node opens `NodeService/Session` to serve it.
+#[derive(Debug, Clone)]
+pub struct SessionRequest {
+    pub session_id: String,
+    pub sliver_id: String,
+    pub kind: SessionKind,
+    pub idle_timeout: std::time::Duration,
+}
+
+/// Kinds of session.
+#[derive(Debug, Clone)]
+pub enum SessionKind {
+    Exec {
+        command: Vec<String>,
+        tty: bool,
+        cols: u32,
+        rows: u32,
+        env: Vec<(String, String)>,
+        stdin: bool,
+    },
+    Logs {
+        follow: bool,
+        tail: u32,
+    },
+    CopyTo(String),
+    CopyFrom(String),
 }
 
 #[derive(Debug)]
@@ -96,6 +126,13 @@ impl Hub {
         self.lock()
             .get(node)
             .is_some_and(|e| e.last_seen.elapsed() < self.ttl)
+    }
+
+    /// Whether the node has an open control channel right now.
+    pub fn is_connected(&self, node: &str) -> bool {
+        self.lock()
+            .get(node)
+            .is_some_and(|e| e.conn.is_some() && e.last_seen.elapsed() < self.ttl)
     }
 
     /// Whether the node has ever connected since this service started.

@@ -22,8 +22,9 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::Context;
 use slicebed_proto::v1::{
-    admin_service_server::AdminServiceServer, node_service_server::NodeServiceServer,
-    slice_service_server::SliceServiceServer, FILE_DESCRIPTOR_SET,
+    access_service_server::AccessServiceServer, admin_service_server::AdminServiceServer,
+    node_service_server::NodeServiceServer, slice_service_server::SliceServiceServer,
+    FILE_DESCRIPTOR_SET,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -65,6 +66,7 @@ pub async fn run(
     health.set_serving::<SliceServiceServer<api::Api>>().await;
     health.set_serving::<AdminServiceServer<api::Api>>().await;
     health.set_serving::<NodeServiceServer<api::Api>>().await;
+    health.set_serving::<AccessServiceServer<api::Api>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -103,6 +105,7 @@ pub async fn run(
         .add_service(reflection)
         .add_service(SliceServiceServer::new(api.clone()))
         .add_service(AdminServiceServer::new(api.clone()))
+        .add_service(AccessServiceServer::new(api.clone()))
         .add_service(NodeServiceServer::new(api))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
     let result = tokio::select! {

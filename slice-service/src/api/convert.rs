@@ -311,3 +311,42 @@ pub fn event(e: &model::Event) -> pb::Event {
         detail: e.detail.clone(),
     }
 }
+
+/// What a node needs to open a session.
+pub fn open_session(r: &crate::hub::SessionRequest) -> pb::OpenSession {
+    use crate::hub::SessionKind;
+    use pb::open_session::Kind;
+    let kind = match &r.kind {
+        SessionKind::Exec {
+            command,
+            tty,
+            cols,
+            rows,
+            env,
+            stdin,
+        } => Kind::Exec(pb::ExecStart {
+            sliver: None,
+            command: command.clone(),
+            tty: *tty,
+            size: Some(pb::TerminalSize {
+                cols: *cols,
+                rows: *rows,
+            }),
+            env: env.iter().cloned().collect(),
+            stdin: *stdin,
+        }),
+        SessionKind::Logs { follow, tail } => Kind::Logs(pb::LogsRequest {
+            sliver: None,
+            follow: *follow,
+            tail: *tail,
+        }),
+        SessionKind::CopyTo(p) => Kind::CopyTo(p.clone()),
+        SessionKind::CopyFrom(p) => Kind::CopyFrom(p.clone()),
+    };
+    pb::OpenSession {
+        session_id: r.session_id.clone(),
+        sliver_id: r.sliver_id.clone(),
+        kind: Some(kind),
+        idle_timeout: Some(pb_duration(r.idle_timeout)),
+    }
+}

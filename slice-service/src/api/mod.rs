@@ -1,9 +1,11 @@
 //! gRPC handlers: authenticate, translate proto to domain, call `Core`, translate back.
 //! No business rule lives here.
 
+mod access;
 mod admin;
 mod convert;
 mod node;
+pub mod sessions;
 mod slices;
 
 use std::sync::Arc;
@@ -13,16 +15,23 @@ use tonic::{Request, Status};
 use crate::auth::{self, Principal};
 use crate::core::Core;
 
-/// The three services of slicebed.v1 over one core.
+/// Concurrent exec, shell, logs and copy calls one user may hold.
+const MAX_SESSIONS_PER_USER: usize = 32;
+
+/// The services of slicebed.v1 over one core.
 #[derive(Clone, Debug)]
 pub struct Api {
     core: Arc<Core>,
+    sessions: sessions::Sessions,
 }
 
 impl Api {
     /// Handlers over a core.
     pub fn new(core: Arc<Core>) -> Self {
-        Self { core }
+        Self {
+            core,
+            sessions: sessions::Sessions::new(MAX_SESSIONS_PER_USER),
+        }
     }
 
     async fn principal<T>(&self, req: &Request<T>) -> Result<Principal, Status> {

@@ -21,6 +21,7 @@ use crate::hub::NodeCommand;
 
 type R<T> = Result<Response<T>, Status>;
 type ControlStream = Pin<Box<dyn Stream<Item = Result<pb::ServiceMessage, Status>> + Send>>;
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::SessionFrame, Status>> + Send>>;
 
 /// How long a node has to say Hello after opening the channel.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,6 +61,33 @@ impl NodeService for Api {
             site: node.site,
             credential,
         }))
+    }
+
+    type SessionStream = SessionStream;
+
+    async fn session(&self, req: Request<Streaming<pb::SessionFrame>>) -> R<SessionStream> {
+        let (md, _, mut inbound) = req.into_parts();
+        let Principal::Node { name, .. } = self.principal_of(&md).await? else {
+            return Err(Error::denied("session streams need a node credential").into());
+        };
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no session id within 10s"))??;
+        let Some(pb::session_frame::Frame::SessionId(id)) = first.and_then(|f| f.frame) else {
+            return Err(Error::invalid("the first frame of a session must be its id").into());
+        };
+        let (tx, rx) = mpsc::channel(64);
+        self.sessions.claim(
+            &id,
+            &name,
+            super::sessions::NodeHalf {
+                inbound,
+                outbound: tx,
+            },
+        )?;
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as SessionStream
+        ))
     }
 
     type ControlStream = ControlStream;
@@ -124,6 +152,7 @@ impl NodeService for Api {
                         let m = match cmd {
                             NodeCommand::Upsert(b) => ServiceMsg::Upsert(cv::desired(&b.0, &b.1)),
                             NodeCommand::Remove(id) => ServiceMsg::Remove(id),
+                            NodeCommand::OpenSession(r) => ServiceMsg::OpenSession(cv::open_session(&r)),
                         };
                         if out_tx.send(Ok(msg(m))).await.is_err() {
                             break;

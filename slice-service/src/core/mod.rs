@@ -1,6 +1,7 @@
 //! The control plane's domain services: what each request does, who may do it, and which
 //! events it writes. Handlers in `api` translate proto to these calls; nothing here sees tonic.
 
+mod access;
 mod admin;
 mod nodes;
 mod reaper;
@@ -8,6 +9,7 @@ mod slices;
 mod spec;
 mod views;
 
+pub use access::ResolvedEndpoint;
 pub use nodes::{NodeHello, ObservedStatus};
 pub use reaper::spawn_reapers;
 pub use slices::Renewed;

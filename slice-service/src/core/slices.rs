@@ -290,7 +290,12 @@ impl Core {
         }
     }
 
-    async fn actionable_slice(&self, c: &mut Conn, who: &User, name: &str) -> Result<Slice> {
+    pub(super) async fn actionable_slice(
+        &self,
+        c: &mut Conn,
+        who: &User,
+        name: &str,
+    ) -> Result<Slice> {
         let s = match store::live_slice(c, name).await? {
             Some(s) if can_view(who, &s) => s,
             _ => return Err(Error::not_found("slice", name)),
