@@ -15,6 +15,15 @@ use crate::Service;
 #[derive(Clone)]
 pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
 
+impl Bearer {
+    /// An interceptor sending `token`.
+    pub fn new(token: &str) -> Self {
+        Bearer(Some(
+            format!("Bearer {token}").parse().expect("ascii token"),
+        ))
+    }
+}
+
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         if let Some(v) = &self.0 {

@@ -1,6 +1,8 @@
 //! Helpers shared by the control-plane test files.
 #![allow(dead_code)]
 
+pub mod testbed;
+
 use std::time::Duration;
 
 use slicebed_proto::v1 as pb;
