@@ -58,6 +58,16 @@ pub enum Command {
     /// Create, inspect, renew and delete slices
     #[command(subcommand)]
     Slice(commands::slice::SliceCmd),
+    /// Run a command in many slivers at once, with prefixed output and exit codes
+    Exec(commands::access::exec::ExecArgs),
+    /// Open an interactive shell (or run a command) in one sliver
+    Shell(commands::access::shell::ShellArgs),
+    /// Print the container log of a sliver, or of every sliver of a slice
+    Logs(commands::access::logs::LogsArgs),
+    /// Copy files and directories into slivers, or out of one
+    Cp(commands::access::cp::CpArgs),
+    /// Where the named ports of a slice's slivers can be reached
+    Endpoints(commands::access::endpoints::EndpointsArgs),
     /// Sites and nodes with their free capacity
     Resources,
     /// Read the event log

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use slicebed_proto::v1::{
-    admin_service_client::AdminServiceClient, slice_service_client::SliceServiceClient,
+    access_service_client::AccessServiceClient, admin_service_client::AdminServiceClient,
+    slice_service_client::SliceServiceClient,
 };
 use tonic::{
     metadata::{Ascii, MetadataValue},
@@ -30,11 +31,15 @@ impl Interceptor for BearerAuth {
 /// A channel with authentication.
 pub type Authed = InterceptedService<Channel, BearerAuth>;
 
-/// Both API clients over one connection.
+/// The API clients.
 #[derive(Clone)]
 pub struct Clients {
     pub slices: SliceServiceClient<Authed>,
     pub admin: AdminServiceClient<Authed>,
+    /// Exec, logs, copy and endpoints. Its own lazily opened connection without the per-request
+    /// timeout: an upload is answered only once its last byte is in, and a shell or `logs -f`
+    /// lasts as long as the person wants.
+    pub access: AccessServiceClient<Authed>,
     /// The URL connected to, for messages.
     pub server: String,
 }
@@ -64,8 +69,7 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
     errors::set_server(&url);
     let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(|_| anyhow::anyhow!("invalid server URL {url:?}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60));
+        .connect_timeout(Duration::from_secs(5));
     if let Some(ca) = &settings.ca_cert {
         if url.starts_with("http://") {
             bail!("--ca-cert needs an https:// server URL, got {url}");
@@ -80,14 +84,17 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
             .tls_config(ClientTlsConfig::new())
             .context("cannot set up TLS")?;
     }
+    let streams = endpoint.connect_lazy();
     let channel = endpoint
+        .timeout(Duration::from_secs(60))
         .connect()
         .await
         .map_err(|e| unreachable(&url, &e))?;
     let auth = BearerAuth(auth);
     Ok(Clients {
         slices: SliceServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        admin: AdminServiceClient::with_interceptor(channel, auth),
+        admin: AdminServiceClient::with_interceptor(channel, auth.clone()),
+        access: AccessServiceClient::with_interceptor(streams, auth),
         server: url,
     })
 }

@@ -37,6 +37,19 @@ impl std::fmt::Display for Unreachable {
 
 impl std::error::Error for Unreachable {}
 
+/// Not a failure to describe but an exit code to pass on: `shell` ends with the remote command's
+/// code, `exec` with 1 after its summary table has said what went wrong.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
 /// One line describing `err` and its causes; a gRPC status anywhere in the chain is spelled out.
 pub fn describe(err: &anyhow::Error) -> String {
     let mut parts = Vec::new();

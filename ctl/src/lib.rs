@@ -34,9 +34,15 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(commands::run(cli));
+    // A blocking read of stdin (`shell`) cannot be cancelled; do not wait for it.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(errors::Exit(code)) = e.downcast_ref::<errors::Exit>() {
+                return ExitCode::from(*code);
+            }
             eprintln!("error: {}", errors::describe(&e));
             ExitCode::FAILURE
         }

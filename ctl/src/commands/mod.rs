@@ -1,5 +1,6 @@
 //! One module per command group, each exposing `run(args, ctx)`. This file only dispatches.
 
+pub mod access;
 pub mod completions;
 pub mod context;
 pub mod dev;
@@ -37,6 +38,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Command::Slice(cmd) => slice::run(cmd, &ctx).await,
+        Command::Exec(args) => access::exec::run(args, &ctx).await,
+        Command::Shell(args) => access::shell::run(args, &ctx).await,
+        Command::Logs(args) => access::logs::run(args, &ctx).await,
+        Command::Cp(args) => access::cp::run(args, &ctx).await,
+        Command::Endpoints(args) => access::endpoints::run(args, &ctx).await,
         Command::Resources => resources::run(&ctx).await,
         Command::Events(args) => events::run(args, &ctx).await,
         Command::Node(cmd) => node::run(cmd, &ctx).await,
