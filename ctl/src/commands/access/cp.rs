@@ -77,11 +77,13 @@ async fn upload(ctx: &Ctx, local: &Path, slice: &str, index: Option<u32>, dir: &
     let started = Instant::now();
     let results = join_all(slivers.iter().map(|v| upload_one(&clients, v, local, dir))).await;
     let elapsed = started.elapsed();
-    let mut total = 0;
-    let mut failed = 0;
+    let (mut total, mut each, mut failed) = (0, 0, 0);
     for (v, r) in slivers.iter().zip(results) {
         match r {
-            Ok(n) => total += n,
+            Ok(n) => {
+                total += n;
+                each = each.max(n);
+            }
             Err(e) if slivers.len() == 1 => return Err(e),
             Err(e) => {
                 failed += 1;
@@ -102,9 +104,10 @@ async fn upload(ctx: &Ctx, local: &Path, slice: &str, index: Option<u32>, dir: &
         n if failed == 0 => format!(" to {n} slivers"),
         n => format!(" to {done} of {n} slivers"),
     };
+    // The size is that of one copy; the rate counts every byte sent.
     eprintln!(
         "copied {}{to} in {}",
-        human_bytes(total),
+        human_bytes(each),
         rate(total, elapsed)
     );
     if failed > 0 {
@@ -173,7 +176,8 @@ async fn download(ctx: &Ctx, slice: &str, index: u32, path: &str, local: &Path) 
             }),
             path: path.into(),
         })
-        .await?
+        .await
+        .with_context(|| format!("cannot download {slice}/{index}:{path}"))?
         .into_inner();
     let (tx, rx) = tarstream::channel();
     let dest: PathBuf = local.to_path_buf();
