@@ -3,6 +3,7 @@
 //! told to run into containers of the local engine. The engine is the source of truth for what
 //! runs: this crate keeps no state of its own beyond the enrollment files in the state dir.
 
+pub mod access;
 pub mod agent;
 pub mod backoff;
 pub mod connect;

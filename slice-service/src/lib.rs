@@ -32,6 +32,9 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::Config;
 
+/// Largest message a client may send on the access API (chunks are documented as <= 1 MiB).
+const MAX_MESSAGE: usize = 2 << 20;
+
 /// How long in-flight calls may run after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -105,7 +108,7 @@ pub async fn run(
         .add_service(reflection)
         .add_service(SliceServiceServer::new(api.clone()))
         .add_service(AdminServiceServer::new(api.clone()))
-        .add_service(AccessServiceServer::new(api.clone()))
+        .add_service(AccessServiceServer::new(api.clone()).max_decoding_message_size(MAX_MESSAGE))
         .add_service(NodeServiceServer::new(api))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
     let result = tokio::select! {

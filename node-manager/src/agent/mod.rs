@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
+use crate::access::Access;
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
@@ -53,17 +54,27 @@ pub fn one_line(causes: &[&dyn std::error::Error]) -> String {
     parts.join(": ")
 }
 
-/// Runs until `shutdown` completes.
+/// Runs until `shutdown` completes. Without `access` the node refuses researcher sessions
+/// (exec, logs, copy) with a message.
 pub async fn run<R: Runtime + Clone>(
     cfg: AgentConfig,
     runtime: R,
+    access: Option<Access>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let shutdown = shutdown.boxed().shared();
     let mut backoff = Backoff::default();
     loop {
         tracing::info!(server = %cfg.node.server, attempt = backoff.attempts() + 1, "connecting");
-        match session::run(&cfg, &runtime, &mut backoff, shutdown.clone()).await {
+        match session::run(
+            &cfg,
+            &runtime,
+            access.as_ref(),
+            &mut backoff,
+            shutdown.clone(),
+        )
+        .await
+        {
             Ok(()) => return Ok(()),
             Err(e @ Error::CredentialRefused(_)) => {
                 tracing::error!(error = %chain(&e), "the service refused this node's credential; re-enroll with --force if it was revoked")

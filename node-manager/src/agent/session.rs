@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::worker::{self, Command};
 use super::AgentConfig;
+use crate::access::{Access, Launcher};
 use crate::backoff::Backoff;
 use crate::connect::{bearer, channel};
 use crate::convert::{spec_from, status_from};
@@ -66,6 +67,7 @@ async fn dispatch(
     msg: pb::ServiceMessage,
     commands: &mpsc::Sender<Command>,
     out: &mpsc::Sender<pb::NodeMessage>,
+    sessions: &Launcher,
 ) -> Result<()> {
     let command = match msg.msg {
         Some(service_message::Msg::Desired(set)) => {
@@ -87,6 +89,11 @@ async fn dispatch(
             }
         }
         Some(service_message::Msg::Remove(id)) => Command::Remove(id),
+        // Served in a task of its own: a session never holds up the control loop.
+        Some(service_message::Msg::OpenSession(open)) => {
+            sessions.spawn(open);
+            return Ok(());
+        }
         Some(service_message::Msg::Welcome(_)) | None => return Ok(()),
     };
     commands
@@ -103,6 +110,7 @@ fn closed() -> Error {
 pub async fn run<R: Runtime + Clone>(
     cfg: &AgentConfig,
     runtime: &R,
+    access: Option<&Access>,
     backoff: &mut Backoff,
     shutdown: impl Future<Output = ()> + Clone,
 ) -> Result<()> {
@@ -116,6 +124,8 @@ pub async fn run<R: Runtime + Clone>(
         return Ok(());
     };
     let mut client = NodeServiceClient::new(ch?);
+    // Session streams ride the same connection as the control channel.
+    let sessions = Launcher::new(client.clone(), &cfg.credential, access.cloned());
 
     let mut reconciler = Reconciler::new(runtime.clone());
     let observed = reconciler.snapshot().await?;
@@ -196,7 +206,7 @@ pub async fn run<R: Runtime + Clone>(
                 return Ok(());
             }
             m = inbound.message() => match m {
-                Ok(Some(msg)) => dispatch(msg, &cmd_tx, &out_tx).await?,
+                Ok(Some(msg)) => dispatch(msg, &cmd_tx, &out_tx, &sessions).await?,
                 Ok(None) => return Err(Error::Protocol("service closed the stream".into())),
                 Err(s) => return Err(Error::from_status("control", s)),
             },

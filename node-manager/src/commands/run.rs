@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use node_manager::access::Access;
 use node_manager::agent::{self, AgentConfig, DEFAULT_RESYNC};
 use node_manager::image::{self, Outcome, DEFAULT_TAG};
 use node_manager::runtime::docker::{connect, DockerRuntime};
@@ -55,6 +56,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         resync: DEFAULT_RESYNC,
     };
     tracing::info!(node = %cfg.node.node, version = node_manager::AGENT_VERSION, "node manager starting");
-    agent::run(cfg, runtime, shutdown_signal()).await?;
+    let access = Access::from_runtime(&runtime);
+    agent::run(cfg, runtime, Some(access), shutdown_signal()).await?;
     Ok(())
 }
