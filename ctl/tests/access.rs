@@ -305,26 +305,3 @@ fn endpoints_as_table_and_json() {
     assert_eq!(v.len(), 3);
     assert_eq!(v[2]["endpoint"], "127.0.0.1:30102");
 }
-
-#[test]
-#[ignore]
-fn scratch_memory() {
-    let svc = service();
-    let local = tempfile::tempdir().unwrap();
-    let big = local.path().join("big.bin");
-    write_pseudo_random(&big, 200);
-    for args in [
-        vec!["cp".to_string(), big.to_str().unwrap().to_string(), "demo/0:/up".into()],
-        vec!["cp".into(), "demo/0:/up/big.bin".into(), local.path().join("back.bin").to_str().unwrap().to_string()],
-    ] {
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "maxrss_kb=%M user=%U sys=%S wall=%e"])
-            .arg(env!("CARGO_BIN_EXE_slicectl"))
-            .args(["--server", &svc.addr.to_string(), "--token", "t"])
-            .args(&args)
-            .env("SLICECTL_CONFIG", "/nonexistent/x.toml")
-            .output()
-            .unwrap();
-        eprintln!("{:?}: {}", args[1], String::from_utf8_lossy(&out.stderr));
-    }
-}
