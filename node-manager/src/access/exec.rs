@@ -71,12 +71,10 @@ pub async fn run(docker: &Docker, node: &str, sliver_id: &str, start: ExecStart,
         Ok(StartExecResults::Detached) => return s.finish(failed("exec started detached")).await,
         Err(e) => return s.finish(failed(cannot_run(&e))).await,
     };
-    let mut reaper = Reaper(pin_process(docker, &exec, &t.id).await);
-    if start.tty {
-        if let Some(size) = start.size {
-            resize(docker, &exec, size).await;
-        }
+    if let (true, Some(size)) = (start.tty, start.size) {
+        initial_size(docker, &exec, size).await;
     }
+    let mut reaper = Reaper(pin_process(docker, &exec, &t.id).await);
     tracing::info!(sliver = sliver_id, exec = %exec, pid = ?reaper.0.as_ref().map(HostProcess::pid), "exec started");
 
     let outcome = tokio::select! {
@@ -177,14 +175,31 @@ async fn relay_in(
     }
 }
 
-async fn resize(docker: &Docker, exec: &str, size: TerminalSize) {
-    let opts = ResizeExecOptions {
+fn size_opts(size: TerminalSize) -> ResizeExecOptions {
+    ResizeExecOptions {
         height: size.rows.clamp(1, u16::MAX.into()) as u16,
         width: size.cols.clamp(1, u16::MAX.into()) as u16,
-    };
-    if let Err(e) = docker.resize_exec(exec, opts).await {
+    }
+}
+
+async fn resize(docker: &Docker, exec: &str, size: TerminalSize) {
+    if let Err(e) = docker.resize_exec(exec, size_opts(size)).await {
         tracing::debug!(exec, error = %e, "resize failed");
     }
+}
+
+/// Sets the terminal size as soon as the engine accepts it. Engines before API 1.42 cannot
+/// create an exec with a size, so the first instants of a terminal may see 0x0 (shells pick
+/// the size up on the SIGWINCH a resize sends), as with `docker exec -t`.
+async fn initial_size(docker: &Docker, exec: &str, size: TerminalSize) {
+    for _ in 0..20 {
+        // Refused until the process runs.
+        if docker.resize_exec(exec, size_opts(size)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::debug!(exec, "could not set the initial terminal size");
 }
 
 /// The exec's host process, once the engine reports it; `None` if it ended first or cannot
