@@ -185,11 +185,19 @@ impl AccessService for Api {
         } = half;
         // Client bytes go to the node as they come; the node's verdict ends the call.
         let pump = tokio::spawn(async move {
-            while let Ok(Some(m)) = client.message().await {
-                if let Some(copy_to_request::Msg::Data(b)) = m.msg {
-                    if outbound.send(frame(Frame::Stdin(b))).await.is_err() {
-                        return;
+            loop {
+                match client.message().await {
+                    Ok(Some(m)) => {
+                        if let Some(copy_to_request::Msg::Data(b)) = m.msg {
+                            if outbound.send(frame(Frame::Stdin(b))).await.is_err() {
+                                return;
+                            }
+                        }
                     }
+                    Ok(None) => break,
+                    // A client that breaks off mid-upload must not look finished: dropping the
+                    // stream without end-of-stdin makes the node abandon the archive.
+                    Err(_) => return,
                 }
             }
             let _ = outbound.send(frame(Frame::StdinEof(true))).await;
