@@ -40,12 +40,21 @@ fn tar_of(size: usize) -> Vec<u8> {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
     let svc = Service::start().await;
     let a = Clients::admin(&svc).await;
     a.admin
         .clone()
-        .create_site(pb::CreateSiteRequest { site: Some(pb::Site { name: "mit".into(), enabled: true, ..Default::default() }) })
+        .create_site(pb::CreateSiteRequest {
+            site: Some(pb::Site {
+                name: "mit".into(),
+                enabled: true,
+                ..Default::default()
+            }),
+        })
         .await
         .unwrap();
     let nm = NodeManager::start(&svc, "mit", &unique("acc")).await;
@@ -53,8 +62,15 @@ async fn main() {
         name: "acc".into(),
         image: "slicebed/base:latest".into(),
         command: vec!["sleep".into(), "3600".into()],
-        resources: Some(pb::Resources { cpu_millis: 1000, memory_bytes: 256 << 20, disk_bytes: 2 << 30 }),
-        placement: Some(pb::PlacementRequest { slivers: 1, ..Default::default() }),
+        resources: Some(pb::Resources {
+            cpu_millis: 1000,
+            memory_bytes: 256 << 20,
+            disk_bytes: 2 << 30,
+        }),
+        placement: Some(pb::PlacementRequest {
+            slivers: 1,
+            ..Default::default()
+        }),
         ..Default::default()
     };
     wait_for("node ready", Duration::from_secs(30), || {
@@ -66,7 +82,13 @@ async fn main() {
     wait_for("sliver running", Duration::from_secs(60), || {
         let a = a.clone();
         async move {
-            let s = a.slices.clone().get_slice(pb::GetSliceRequest { name: "acc".into() }).await.ok()?.into_inner();
+            let s = a
+                .slices
+                .clone()
+                .get_slice(pb::GetSliceRequest { name: "acc".into() })
+                .await
+                .ok()?
+                .into_inner();
             (s.slivers[0].state == pb::SliverState::Running as i32).then_some(())
         }
     })
@@ -74,25 +96,44 @@ async fn main() {
     let d = Docker::connect_with_local_defaults().unwrap();
     let cid = {
         let mut f = std::collections::HashMap::new();
-        f.insert("label".to_string(), vec![format!("slicebed.node={}", nm.name)]);
+        f.insert(
+            "label".to_string(),
+            vec![format!("slicebed.node={}", nm.name)],
+        );
         let l = d
-            .list_containers(Some(bollard::container::ListContainersOptions { all: true, filters: f, ..Default::default() }))
+            .list_containers(Some(bollard::container::ListContainersOptions {
+                all: true,
+                filters: f,
+                ..Default::default()
+            }))
             .await
             .unwrap();
         l[0].id.clone().unwrap()
     };
-    let mut acc = AccessServiceClient::with_interceptor(channel(&svc).await, Bearer::new(&svc.admin_token))
-        .max_decoding_message_size(8 << 20);
-    let sliver = Some(pb::SliverRef { slice: "acc".into(), index: 0 });
+    let mut acc =
+        AccessServiceClient::with_interceptor(channel(&svc).await, Bearer::new(&svc.admin_token))
+            .max_decoding_message_size(8 << 20);
+    let sliver = Some(pb::SliverRef {
+        slice: "acc".into(),
+        index: 0,
+    });
 
     // Exec round trips.
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
     for _ in 0..n + 2 {
         let t = Instant::now();
         let start = pb::ExecRequest {
-            msg: Some(pb::exec_request::Msg::Start(pb::ExecStart { sliver: sliver.clone(), command: vec!["true".into()], ..Default::default() })),
+            msg: Some(pb::exec_request::Msg::Start(pb::ExecStart {
+                sliver: sliver.clone(),
+                command: vec!["true".into()],
+                ..Default::default()
+            })),
         };
-        let mut s = acc.exec(tokio_stream::iter(vec![start])).await.unwrap().into_inner();
+        let mut s = acc
+            .exec(tokio_stream::iter(vec![start]))
+            .await
+            .unwrap()
+            .into_inner();
         while let Some(m) = s.message().await.unwrap() {
             if let Some(pb::exec_response::Msg::Exit(e)) = m.msg {
                 assert_eq!(e.code, 0, "{}", e.message);
@@ -102,10 +143,20 @@ async fn main() {
 
         let t = Instant::now();
         let ex = d
-            .create_exec(&cid, CreateExecOptions::<String> { cmd: Some(vec!["true".into()]), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() })
+            .create_exec(
+                &cid,
+                CreateExecOptions::<String> {
+                    cmd: Some(vec!["true".into()]),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
-        if let StartExecResults::Attached { mut output, .. } = d.start_exec(&ex.id, None).await.unwrap() {
+        if let StartExecResults::Attached { mut output, .. } =
+            d.start_exec(&ex.id, None).await.unwrap()
+        {
             while output.next().await.is_some() {}
         }
         let code = d.inspect_exec(&ex.id).await.unwrap().exit_code;
@@ -114,8 +165,14 @@ async fn main() {
     }
     let (o, r) = (median(ours.split_off(2)), median(raw.split_off(2)));
     println!("exec round trip (`true`, median of {n}):");
-    println!("  slicebed AccessService/Exec: {:.1} ms", o.as_secs_f64() * 1000.0);
-    println!("  docker exec (API):           {:.1} ms", r.as_secs_f64() * 1000.0);
+    println!(
+        "  slicebed AccessService/Exec: {:.1} ms",
+        o.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  docker exec (API):           {:.1} ms",
+        r.as_secs_f64() * 1000.0
+    );
     println!("  ratio: {:.2}x", o.as_secs_f64() / r.as_secs_f64());
 
     // Copy throughput, 100 MiB.
@@ -123,15 +180,27 @@ async fn main() {
     let mb = archive.len() as f64 / MIB;
     let t = Instant::now();
     let mut msgs = vec![pb::CopyToRequest {
-        msg: Some(pb::copy_to_request::Msg::Start(pb::CopyToStart { sliver: sliver.clone(), path: "/tmp".into() })),
+        msg: Some(pb::copy_to_request::Msg::Start(pb::CopyToStart {
+            sliver: sliver.clone(),
+            path: "/tmp".into(),
+        })),
     }];
     for c in archive.chunks(256 << 10) {
-        msgs.push(pb::CopyToRequest { msg: Some(pb::copy_to_request::Msg::Data(c.to_vec())) });
+        msgs.push(pb::CopyToRequest {
+            msg: Some(pb::copy_to_request::Msg::Data(c.to_vec())),
+        });
     }
     acc.copy_to(tokio_stream::iter(msgs)).await.unwrap();
     let up_ours = mb / t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let mut s = acc.copy_from(pb::CopyFromRequest { sliver: sliver.clone(), path: "/tmp/big.bin".into() }).await.unwrap().into_inner();
+    let mut s = acc
+        .copy_from(pb::CopyFromRequest {
+            sliver: sliver.clone(),
+            path: "/tmp/big.bin".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mut got = 0usize;
     while let Some(m) = s.message().await.unwrap() {
         got += m.data.len();
@@ -139,18 +208,33 @@ async fn main() {
     let down_ours = got as f64 / MIB / t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    d.upload_to_container(&cid, Some(UploadToContainerOptions { path: "/root".to_string(), ..Default::default() }), archive.clone().into())
-        .await
-        .unwrap();
+    d.upload_to_container(
+        &cid,
+        Some(UploadToContainerOptions {
+            path: "/root".to_string(),
+            ..Default::default()
+        }),
+        archive.clone().into(),
+    )
+    .await
+    .unwrap();
     let up_raw = mb / t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let mut s = d.download_from_container(&cid, Some(DownloadFromContainerOptions { path: "/root/big.bin" }));
+    let mut s = d.download_from_container(
+        &cid,
+        Some(DownloadFromContainerOptions {
+            path: "/root/big.bin",
+        }),
+    );
     let mut got2 = 0usize;
     while let Some(c) = s.next().await {
         got2 += c.unwrap().len();
     }
     let down_raw = got2 as f64 / MIB / t.elapsed().as_secs_f64();
     println!("copy of a 100 MiB file (tar stream):");
-    println!("  upload:   slicebed {up_ours:.0} MiB/s, docker archive API {up_raw:.0} MiB/s ({:.2}x)", up_ours / up_raw);
+    println!(
+        "  upload:   slicebed {up_ours:.0} MiB/s, docker archive API {up_raw:.0} MiB/s ({:.2}x)",
+        up_ours / up_raw
+    );
     println!("  download: slicebed {down_ours:.0} MiB/s, docker archive API {down_raw:.0} MiB/s ({:.2}x)", down_ours / down_raw);
 }
