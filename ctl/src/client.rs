@@ -69,7 +69,11 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
     errors::set_server(&url);
     let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(|_| anyhow::anyhow!("invalid server URL {url:?}"))?
-        .connect_timeout(Duration::from_secs(5));
+        .connect_timeout(Duration::from_secs(5))
+        // Bulk copies need HTTP/2 windows larger than the 64 KiB default to keep a long or
+        // busy path full; fixed 4 MiB stream windows keep it full.
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20);
     if let Some(ca) = &settings.ca_cert {
         if url.starts_with("http://") {
             bail!("--ca-cert needs an https:// server URL, got {url}");

@@ -25,7 +25,10 @@ pub async fn channel(server: &str, ca_cert: Option<&Path>) -> Result<Channel> {
         // HTTP/2 pings notice a dead service or a dropped NAT mapping on an idle stream.
         .http2_keep_alive_interval(Duration::from_secs(15))
         .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        // Copy sessions stream bulk data; the 64 KiB default window would throttle them.
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20);
     let tls = match ca_cert {
         Some(path) => {
             let pem = std::fs::read(path).map_err(|source| Error::StateFile {

@@ -104,6 +104,9 @@ pub async fn run(
     };
     let serve = server
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        // Session relays carry bulk copies; grow HTTP/2 windows past the 64 KiB default.
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(8 << 20))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(SliceServiceServer::new(api.clone()))

@@ -45,7 +45,10 @@ pub struct Clients {
 
 /// Opens a channel to the service (TLS when it has a certificate).
 pub async fn channel(svc: &Service) -> Channel {
-    let mut ep = Channel::from_shared(svc.url()).expect("url");
+    let mut ep = Channel::from_shared(svc.url())
+        .expect("url")
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20);
     if let Some(ca) = svc.ca_cert() {
         let pem = std::fs::read(ca).unwrap();
         ep = ep

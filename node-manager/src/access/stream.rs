@@ -23,7 +23,7 @@ use crate::connect::bearer;
 use crate::error::{Error, Result};
 
 /// Largest data frame the node sends.
-pub const MAX_CHUNK: usize = 64 * 1024;
+pub const MAX_CHUNK: usize = 256 * 1024;
 /// Frames buffered towards the service per session (at most 16 × 64 KiB).
 const OUT_FRAMES: usize = 16;
 /// How long the node waits for the service to close its side after `SessionEnd`.
