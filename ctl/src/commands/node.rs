@@ -116,7 +116,10 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
             .into_inner(),
         NodeCmd::Drain { name } => c
             .admin
-            .drain_node(DrainNodeRequest { name })
+            .drain_node(DrainNodeRequest {
+                name,
+                ..Default::default()
+            })
             .await?
             .into_inner(),
         NodeCmd::Enable { name } => c

@@ -208,6 +208,7 @@ impl CreateArgs {
             lease: self.lease.map(duration),
             members: self.members.clone(),
             restart_policy: restart as i32,
+            ..Default::default()
         }
     }
 }
