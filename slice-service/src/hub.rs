@@ -128,6 +128,11 @@ impl Hub {
             .is_some_and(|e| e.last_seen.elapsed() < self.ttl)
     }
 
+    /// How long since the node was last heard from, if it was heard from since start-up.
+    pub fn silent_for(&self, node: &str) -> Option<Duration> {
+        self.lock().get(node).map(|e| e.last_seen.elapsed())
+    }
+
     /// Whether the node has an open control channel right now.
     pub fn is_connected(&self, node: &str) -> bool {
         self.lock()

@@ -125,6 +125,8 @@ pub struct Node {
     /// Durable record of the last heartbeat, written on connect and disconnect, not per heartbeat.
     pub last_heartbeat: Option<Millis>,
     pub created_at: Millis,
+    /// When draining with a deadline: when its remaining slivers are removed.
+    pub drain_deadline: Option<Millis>,
 }
 
 /// A named port of a slice.
@@ -203,6 +205,10 @@ pub struct Slice {
     pub created_at: Millis,
     pub lease_expires_at: Millis,
     pub life: SliceLife,
+    /// "keep" or "replace": what happens to slivers on a lost node.
+    pub node_loss: String,
+    /// With "replace": how long a node may be silent before its slivers are re-placed.
+    pub replace_after_ms: i64,
 }
 
 /// A sliver as stored.

@@ -231,5 +231,14 @@ pub fn signal(pid: u32, sig: i32) {
 impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what the service said; the temporary directory goes away.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- slice-service log (last lines) ---");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
     }
 }

@@ -146,7 +146,10 @@ async fn crud_of_every_object() {
     assert_eq!(n.site, "mit");
     assert_eq!(n.capacity.unwrap().cpu_millis, 2000);
     let drained = admin
-        .drain_node(pb::DrainNodeRequest { name: "n1".into() })
+        .drain_node(pb::DrainNodeRequest {
+            name: "n1".into(),
+            deadline: None,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -532,10 +535,13 @@ async fn authorization_matrix() {
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     assert_eq!(
-        ba.drain_node(pb::DrainNodeRequest { name: "n1".into() })
-            .await
-            .unwrap_err()
-            .code(),
+        ba.drain_node(pb::DrainNodeRequest {
+            name: "n1".into(),
+            deadline: None
+        })
+        .await
+        .unwrap_err()
+        .code(),
         Code::PermissionDenied
     );
     let e = ba
@@ -595,17 +601,23 @@ async fn authorization_matrix() {
         .code(),
         Code::PermissionDenied
     );
-    pa.drain_node(pb::DrainNodeRequest { name: "n1".into() })
-        .await
-        .unwrap();
+    pa.drain_node(pb::DrainNodeRequest {
+        name: "n1".into(),
+        deadline: None,
+    })
+    .await
+    .unwrap();
     pa.enable_node(pb::EnableNodeRequest { name: "n1".into() })
         .await
         .unwrap();
     assert_eq!(
-        pa.drain_node(pb::DrainNodeRequest { name: "n2".into() })
-            .await
-            .unwrap_err()
-            .code(),
+        pa.drain_node(pb::DrainNodeRequest {
+            name: "n2".into(),
+            deadline: None
+        })
+        .await
+        .unwrap_err()
+        .code(),
         Code::PermissionDenied
     );
     pat.slices

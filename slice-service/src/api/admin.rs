@@ -146,9 +146,11 @@ impl AdminService for Api {
 
     async fn drain_node(&self, req: Request<pb::DrainNodeRequest>) -> R<pb::Node> {
         let p = self.principal(&req).await?;
+        let r = req.into_inner();
+        let deadline = cv::duration("deadline", r.deadline)?;
         let v = self
             .core
-            .set_node_admin(&p, &req.get_ref().name, AdminState::Draining)
+            .set_node_admin(&p, &r.name, AdminState::Draining, deadline)
             .await?;
         Ok(Response::new(cv::node(&v)))
     }
@@ -157,7 +159,7 @@ impl AdminService for Api {
         let p = self.principal(&req).await?;
         let v = self
             .core
-            .set_node_admin(&p, &req.get_ref().name, AdminState::Active)
+            .set_node_admin(&p, &req.get_ref().name, AdminState::Active, None)
             .await?;
         Ok(Response::new(cv::node(&v)))
     }

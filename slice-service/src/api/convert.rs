@@ -179,6 +179,7 @@ pub fn node(v: &NodeView) -> pb::Node {
         agent_version: n.agent_version.clone(),
         slivers: v.slivers,
         created_at: ts(n.created_at),
+        drain_deadline: ts_opt(n.drain_deadline),
     }
 }
 
@@ -281,7 +282,28 @@ pub fn slice(v: &SliceView) -> pb::Slice {
         state: state as i32,
         slivers: v.slivers.iter().map(sliver).collect(),
         restart_policy: restart(&s.restart_policy) as i32,
+        node_loss: node_loss(&s.node_loss) as i32,
+        replace_after: Some(pb_duration(Duration::from_millis(
+            s.replace_after_ms.max(0) as u64,
+        ))),
     }
+}
+
+pub fn node_loss(p: &str) -> pb::NodeLossPolicy {
+    if p == "replace" {
+        pb::NodeLossPolicy::Replace
+    } else {
+        pb::NodeLossPolicy::Keep
+    }
+}
+
+pub fn node_loss_in(p: i32) -> String {
+    match pb::NodeLossPolicy::try_from(p) {
+        Ok(pb::NodeLossPolicy::Replace) => "replace",
+        Ok(_) => "keep",
+        Err(_) => "invalid",
+    }
+    .into()
 }
 
 /// What a node must run for one sliver.

@@ -10,6 +10,9 @@ use crate::model::NamedPort;
 
 type R<T> = Result<Response<T>, Status>;
 
+/// How often a watch looks for new events.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 #[tonic::async_trait]
 impl SliceService for Api {
     async fn create_slice(
@@ -37,6 +40,8 @@ impl SliceService for Api {
             lease: cv::duration("lease", r.lease)?,
             members: r.members,
             restart_policy: cv::restart_in(r.restart_policy),
+            node_loss: cv::node_loss_in(r.node_loss),
+            replace_after: cv::duration("replace_after", r.replace_after)?,
         };
         let (view, warnings) = self.core.create_slice(&p, spec).await?;
         Ok(Response::new(pb::CreateSliceResponse {
@@ -123,6 +128,53 @@ impl SliceService for Api {
             })
             .collect();
         Ok(Response::new(pb::ListResourcesResponse { sites }))
+    }
+
+    type WatchEventsStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+    async fn watch_events(
+        &self,
+        req: Request<pb::WatchEventsRequest>,
+    ) -> R<Self::WatchEventsStream> {
+        let p = self.principal(&req).await?;
+        let r = req.into_inner();
+        // Checks visibility once, and fixes where the stream starts.
+        let mut after = if r.after_id > 0 {
+            r.after_id
+        } else {
+            self.core.latest_event_id().await?
+        };
+        self.core.list_events(&p, &r.object, after, 1).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = match core.list_events(&p, &r.object, after, 500).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+                for e in &batch {
+                    after = after.max(e.id);
+                    if tx.send(Ok(cv::event(e))).await.is_err() {
+                        return;
+                    }
+                }
+                if batch.len() < 500 {
+                    // Events are in the database; a short poll keeps this soft and simple.
+                    tokio::select! {
+                        _ = tokio::time::sleep(WATCH_POLL) => {}
+                        _ = tx.closed() => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> R<pb::WhoAmIResponse> {

@@ -37,7 +37,9 @@ impl Core {
         let v = store::slivers_of_slice(&mut c, &s.id)
             .await?
             .into_iter()
-            .find(|v| v.index == index)
+            .filter(|v| v.index == index)
+            // A replaced sliver keeps its index; the live copy is the one to reach.
+            .max_by_key(|v| (v.state.is_live(), v.created_at))
             .ok_or_else(|| Error::not_found("sliver", format!("{slice}/{index}")))?;
         drop(c);
         if !v.state.is_live() {

@@ -336,6 +336,7 @@ impl Core {
         p: &Principal,
         name: &str,
         s: AdminState,
+        deadline: Option<Duration>,
     ) -> Result<NodeView> {
         let who = p.user()?;
         let mut tx = self.db.begin().await?;
@@ -348,11 +349,16 @@ impl Core {
                 who.name, n.site
             )));
         }
-        if n.admin_state != s {
-            store::set_admin_state(&mut tx, name, s).await?;
+        let deadline_ms = deadline.map(|d| now_ms().saturating_add(d.as_millis() as i64));
+        if n.admin_state != s || n.drain_deadline != deadline_ms {
+            store::set_admin_state(&mut tx, name, s, deadline_ms).await?;
+            let detail = match deadline {
+                Some(d) => format!("remaining slivers are removed in {}s", d.as_secs()),
+                None => String::new(),
+            };
             store::append_event(
                 &mut tx,
-                &NewEvent::new(&p.actor(), format!("node/{name}"), s.as_str(), ""),
+                &NewEvent::new(&p.actor(), format!("node/{name}"), s.as_str(), detail),
             )
             .await?;
         }

@@ -6,6 +6,7 @@ mod admin;
 mod nodes;
 mod reaper;
 mod slices;
+mod soft;
 mod spec;
 mod views;
 
@@ -34,6 +35,8 @@ pub struct Core {
     /// Serialises placement: capacity is read and committed under it, in one transaction, so
     /// concurrent creates can never overcommit a node. One service instance owns placement.
     place_lock: Mutex<()>,
+    /// Slivers whose re-placement failed, so the failure is logged once, not every sweep.
+    blocked: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Core {
@@ -45,6 +48,7 @@ impl Core {
             cfg,
             hub,
             place_lock: Mutex::new(()),
+            blocked: Default::default(),
         })
     }
 

@@ -93,6 +93,7 @@ impl Core {
             agent_version: h.agent_version.clone(),
             last_heartbeat: None,
             created_at: now,
+            drain_deadline: None,
         };
         store::insert_node(&mut tx, &node).await?;
         let (secret, _) =

@@ -67,6 +67,12 @@ pub fn spawn_reapers(core: Arc<Core>) -> tokio::task::JoinHandle<()> {
             if let Err(e) = core.mark_unreachable().await {
                 tracing::error!(error = %e, "liveness sweep failed");
             }
+            if let Err(e) = core.warn_leases().await {
+                tracing::error!(error = %e, "lease warning sweep failed");
+            }
+            if let Err(e) = core.handle_lost_and_draining().await {
+                tracing::error!(error = %e, "node loss and drain sweep failed");
+            }
         }
     })
 }

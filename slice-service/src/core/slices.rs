@@ -24,6 +24,9 @@ pub struct Renewed {
     pub note: String,
 }
 
+/// Grace period before slivers of a lost node are re-placed, unless the slice says otherwise.
+const DEFAULT_REPLACE_AFTER: Duration = Duration::from_secs(300);
+
 fn can_view(u: &User, s: &Slice) -> bool {
     u.role == Role::Admin
         || s.owner == u.name
@@ -118,35 +121,7 @@ impl Core {
             }
         }
 
-        let nodes = store::list_nodes(&mut tx, None).await?;
-        let usage = store::node_usage(&mut tx).await?;
-        let candidates: Vec<Candidate> = nodes
-            .iter()
-            .map(|n| {
-                let u = usage.get(&n.name).cloned().unwrap_or_default();
-                let site_enabled = sites.iter().any(|s| s.name == n.site && s.enabled);
-                let unavailable = match self.node_state(n) {
-                    _ if !site_enabled => Some(Unavailable::SiteDisabled),
-                    NodeState::Ready => None,
-                    NodeState::Unreachable => Some(Unavailable::Unreachable),
-                    NodeState::Draining => Some(Unavailable::Draining),
-                    NodeState::Disabled => Some(Unavailable::Disabled),
-                    NodeState::Enrolling => Some(Unavailable::Enrolling),
-                };
-                Candidate {
-                    node: n.name.clone(),
-                    site: n.site.clone(),
-                    capacity: n.capacity,
-                    allocated: u.allocated,
-                    port_first: n.port_first,
-                    port_last: n.port_last,
-                    used_ports: u.ports,
-                    labels: n.labels.clone(),
-                    unavailable,
-                    slivers: u.slivers,
-                }
-            })
-            .collect();
+        let candidates = self.candidates(&mut tx, &sites).await?;
         let pl = &spec.placement;
         let request = scheduler::Request {
             count: if pl.per_site > 0 {
@@ -206,6 +181,11 @@ impl Core {
             created_at: now,
             lease_expires_at: now.saturating_add(lease.as_millis() as i64),
             life: SliceLife::Live,
+            node_loss: spec.node_loss.clone(),
+            replace_after_ms: spec
+                .replace_after
+                .unwrap_or(DEFAULT_REPLACE_AFTER)
+                .as_millis() as i64,
         };
         store::insert_slice(&mut tx, &slice).await?;
         let actor = p.actor();
@@ -280,6 +260,44 @@ impl Core {
         }
         let mut c = self.db.conn().await?;
         Ok((self.view(&mut c, slice).await?, warnings))
+    }
+
+    /// Every node as the scheduler sees it: capacity, what live slivers hold, availability.
+    /// Read inside the placement transaction, under the placement lock.
+    pub(super) async fn candidates(
+        &self,
+        tx: &mut Conn,
+        sites: &[crate::model::Site],
+    ) -> Result<Vec<Candidate>> {
+        let nodes = store::list_nodes(&mut *tx, None).await?;
+        let usage = store::node_usage(&mut *tx).await?;
+        Ok(nodes
+            .iter()
+            .map(|n| {
+                let u = usage.get(&n.name).cloned().unwrap_or_default();
+                let site_enabled = sites.iter().any(|s| s.name == n.site && s.enabled);
+                let unavailable = match self.node_state(n) {
+                    _ if !site_enabled => Some(Unavailable::SiteDisabled),
+                    NodeState::Ready => None,
+                    NodeState::Unreachable => Some(Unavailable::Unreachable),
+                    NodeState::Draining => Some(Unavailable::Draining),
+                    NodeState::Disabled => Some(Unavailable::Disabled),
+                    NodeState::Enrolling => Some(Unavailable::Enrolling),
+                };
+                Candidate {
+                    node: n.name.clone(),
+                    site: n.site.clone(),
+                    capacity: n.capacity,
+                    allocated: u.allocated,
+                    port_first: n.port_first,
+                    port_last: n.port_last,
+                    used_ports: u.ports,
+                    labels: n.labels.clone(),
+                    unavailable,
+                    slivers: u.slivers,
+                }
+            })
+            .collect())
     }
 
     async fn visible_slice(&self, c: &mut Conn, who: &User, name: &str) -> Result<Slice> {
@@ -438,6 +456,11 @@ impl Core {
         )
         .await?;
         Ok(stopped)
+    }
+
+    /// Id of the newest event.
+    pub async fn latest_event_id(&self) -> Result<i64> {
+        store::max_event_id(&mut *self.db.conn().await?).await
     }
 
     /// Events the caller may see.

@@ -30,6 +30,10 @@ pub struct SliceSpec {
     pub members: Vec<String>,
     /// "never", "on-failure" or "always".
     pub restart_policy: String,
+    /// "keep" or "replace".
+    pub node_loss: String,
+    /// Grace period before re-placing slivers of a lost node (with "replace").
+    pub replace_after: Option<Duration>,
 }
 
 /// A lease length in the largest whole unit ("14d", "2h", "90s").
@@ -155,6 +159,20 @@ impl SliceSpec {
             "always" => "always".into(),
             other => return Err(Error::invalid(format!("unknown restart policy {other:?}"))),
         };
+        self.node_loss = match self.node_loss.as_str() {
+            "" | "keep" => "keep".into(),
+            "replace" => "replace".into(),
+            other => {
+                return Err(Error::invalid(format!(
+                    "unknown node-loss policy {other:?}"
+                )))
+            }
+        };
+        if let Some(r) = self.replace_after {
+            if r < Duration::from_secs(1) || r > Duration::from_secs(7 * 86_400) {
+                return Err(Error::invalid("replace-after must be between 1s and 7d"));
+            }
+        }
         if let Some(l) = self.lease {
             if l.is_zero() {
                 return Err(Error::invalid("lease must be positive"));

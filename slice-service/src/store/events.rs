@@ -65,3 +65,11 @@ pub async fn list_events(c: &mut Conn, f: &EventFilter) -> Result<Vec<Event>> {
     out.reverse();
     Ok(out)
 }
+
+/// The id of the newest event (0 when there is none).
+pub async fn max_event_id(c: &mut Conn) -> Result<i64> {
+    let r = sqlx::query("SELECT COALESCE(MAX(id), 0) AS m FROM events")
+        .fetch_one(c)
+        .await?;
+    Ok(r.try_get("m")?)
+}

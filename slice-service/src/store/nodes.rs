@@ -27,12 +27,13 @@ fn node_from(r: &AnyRow) -> Result<Node> {
         agent_version: r.try_get("agent_version")?,
         last_heartbeat: r.try_get("last_heartbeat")?,
         created_at: r.try_get("created_at")?,
+        drain_deadline: r.try_get("drain_deadline")?,
     })
 }
 
 const COLS: &str =
     "name, site, address, cpu_millis, memory_bytes, disk_bytes, port_first, port_last, labels, \
-                    admin_state, agent_version, last_heartbeat, created_at";
+                    admin_state, agent_version, last_heartbeat, created_at, drain_deadline";
 
 /// Inserts a node; a duplicate name is `AlreadyExists`.
 pub async fn insert_node(c: &mut Conn, n: &Node) -> Result<()> {
@@ -43,7 +44,7 @@ pub async fn insert_node(c: &mut Conn, n: &Node) -> Result<()> {
         });
     }
     sqlx::query(&format!(
-        "INSERT INTO nodes ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        "INSERT INTO nodes ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&n.name)
     .bind(&n.site)
@@ -58,6 +59,7 @@ pub async fn insert_node(c: &mut Conn, n: &Node) -> Result<()> {
     .bind(&n.agent_version)
     .bind(n.last_heartbeat)
     .bind(n.created_at)
+    .bind(n.drain_deadline)
     .execute(c)
     .await?;
     Ok(())
@@ -94,10 +96,16 @@ pub async fn set_last_heartbeat(c: &mut Conn, name: &str, at: i64) -> Result<()>
     Ok(())
 }
 
-/// Sets the administrative state.
-pub async fn set_admin_state(c: &mut Conn, name: &str, s: AdminState) -> Result<()> {
-    sqlx::query("UPDATE nodes SET admin_state = $1 WHERE name = $2")
+/// Sets the administrative state and the drain deadline (None clears it).
+pub async fn set_admin_state(
+    c: &mut Conn,
+    name: &str,
+    s: AdminState,
+    deadline: Option<i64>,
+) -> Result<()> {
+    sqlx::query("UPDATE nodes SET admin_state = $1, drain_deadline = $2 WHERE name = $3")
         .bind(s.as_str())
+        .bind(deadline)
         .bind(name)
         .execute(c)
         .await?;

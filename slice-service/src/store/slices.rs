@@ -13,7 +13,8 @@ use crate::state::SliverState;
 
 const SLICE_COLS: &str =
     "id, name, owner, description, site, image, command, env, cpu_millis, memory_bytes, \
-    disk_bytes, ports, placement, restart_policy, created_at, lease_expires_at, life";
+    disk_bytes, ports, placement, restart_policy, created_at, lease_expires_at, life, \
+    node_loss, replace_after_ms";
 
 fn slice_from(r: &AnyRow) -> Result<Slice> {
     Ok(Slice {
@@ -37,6 +38,8 @@ fn slice_from(r: &AnyRow) -> Result<Slice> {
         created_at: r.try_get("created_at")?,
         lease_expires_at: r.try_get("lease_expires_at")?,
         life: SliceLife::parse(&r.try_get::<String, _>("life")?),
+        node_loss: r.try_get("node_loss")?,
+        replace_after_ms: r.try_get("replace_after_ms")?,
     })
 }
 
@@ -49,7 +52,7 @@ pub async fn insert_slice(c: &mut Conn, s: &Slice) -> Result<()> {
         });
     }
     sqlx::query(&format!(
-        "INSERT INTO slices ({SLICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        "INSERT INTO slices ({SLICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     ))
     .bind(&s.id)
     .bind(&s.name)
@@ -68,6 +71,8 @@ pub async fn insert_slice(c: &mut Conn, s: &Slice) -> Result<()> {
     .bind(s.created_at)
     .bind(s.lease_expires_at)
     .bind(s.life.as_str())
+    .bind(&s.node_loss)
+    .bind(s.replace_after_ms)
     .execute(&mut *c)
     .await?;
     for m in &s.members {
@@ -149,7 +154,7 @@ pub async fn end_slice(c: &mut Conn, id: &str, life: SliceLife, at: i64) -> Resu
 
 /// Sets a new lease end.
 pub async fn set_lease(c: &mut Conn, id: &str, expires: i64) -> Result<()> {
-    sqlx::query("UPDATE slices SET lease_expires_at = $1 WHERE id = $2")
+    sqlx::query("UPDATE slices SET lease_expires_at = $1, lease_warned = 0 WHERE id = $2")
         .bind(expires)
         .bind(id)
         .execute(c)
@@ -324,4 +329,33 @@ pub async fn slice_by_id(c: &mut Conn, id: &str) -> Result<Option<Slice>> {
         Some(r) => Ok(Some(with_members(c, slice_from(&r)?).await?)),
         None => Ok(None),
     }
+}
+
+/// Live slices whose lease ends before `horizon` and that have not been warned yet.
+pub async fn slices_to_warn(c: &mut Conn, horizon: i64) -> Result<Vec<Slice>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SLICE_COLS} FROM slices WHERE life = 'live' AND lease_warned = 0 AND lease_expires_at <= $1"
+    ))
+    .bind(horizon)
+    .fetch_all(c)
+    .await?;
+    rows.iter().map(slice_from).collect()
+}
+
+/// Records that a slice's expiry warning was written.
+pub async fn mark_lease_warned(c: &mut Conn, id: &str) -> Result<()> {
+    sqlx::query("UPDATE slices SET lease_warned = 1 WHERE id = $1")
+        .bind(id)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Live slivers of live slices on a node.
+pub async fn live_slivers_on_node(c: &mut Conn, node: &str) -> Result<Vec<Sliver>> {
+    Ok(slivers_on_node(c, node)
+        .await?
+        .into_iter()
+        .filter(|v| v.state.is_live())
+        .collect())
 }
