@@ -40,6 +40,9 @@ pub struct Clients {
     /// timeout: an upload is answered only once its last byte is in, and a shell or `logs -f`
     /// lasts as long as the person wants.
     pub access: AccessServiceClient<Authed>,
+    /// WatchEvents, on the same untimed connection as `access`: an event stream stays open for
+    /// as long as someone watches, which the 60 s request timeout of `slices` would cut short.
+    pub watch: SliceServiceClient<Authed>,
     /// The URL connected to, for messages.
     pub server: String,
 }
@@ -98,7 +101,8 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
     Ok(Clients {
         slices: SliceServiceClient::with_interceptor(channel.clone(), auth.clone()),
         admin: AdminServiceClient::with_interceptor(channel, auth.clone()),
-        access: AccessServiceClient::with_interceptor(streams, auth),
+        access: AccessServiceClient::with_interceptor(streams.clone(), auth.clone()),
+        watch: SliceServiceClient::with_interceptor(streams, auth),
         server: url,
     })
 }

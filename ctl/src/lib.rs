@@ -12,6 +12,7 @@ pub mod output;
 pub mod quantity;
 pub mod timefmt;
 pub mod wait;
+pub mod watch;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,5 @@
-//! `slicectl events [--object O] [--limit N] [--follow]`: the append-only event log.
-
-use std::time::Duration;
+//! `slicectl events [--object O] [--limit N] [--follow]`: the append-only event log. Following
+//! uses the WatchEvents stream (never polling), one line per event, so it scales to a busy log.
 
 use anyhow::Result;
 use clap::Args;
@@ -11,6 +10,7 @@ use crate::{
     ctx::Ctx,
     output::{self, view::EventView, Table},
     timefmt::rfc3339,
+    watch::EventWatch,
 };
 
 #[derive(Debug, Args)]
@@ -27,9 +27,9 @@ pub struct EventsArgs {
 }
 
 pub async fn run(args: EventsArgs, ctx: &Ctx) -> Result<()> {
-    let mut c = ctx.connect().await?;
+    let c = ctx.connect().await?;
     show(
-        &mut c,
+        &c,
         ctx,
         args.object.unwrap_or_default(),
         args.limit,
@@ -38,65 +38,79 @@ pub async fn run(args: EventsArgs, ctx: &Ctx) -> Result<()> {
     .await
 }
 
-/// Prints the events of `object` (all when empty); with `follow`, polls for new ones.
-pub async fn show(
-    c: &mut Clients,
-    ctx: &Ctx,
-    object: String,
-    limit: u32,
-    follow: bool,
-) -> Result<()> {
+/// Prints the last `limit` events of `object` (all when empty); with `follow`, then streams new
+/// ones until interrupted.
+pub async fn show(c: &Clients, ctx: &Ctx, object: String, limit: u32, follow: bool) -> Result<()> {
     let req = ListEventsRequest {
         object: object.clone(),
         after_id: 0,
         limit,
     };
-    let events = c.slices.list_events(req).await?.into_inner().events;
-    if ctx.json() && !follow {
-        return output::json(&events.iter().map(EventView::from).collect::<Vec<_>>());
-    }
-    print(ctx, &events, true)?;
+    let events = c.slices.clone().list_events(req).await?.into_inner().events;
     if !follow {
-        return Ok(());
+        if ctx.json() {
+            return output::json(&events.iter().map(EventView::from).collect::<Vec<_>>());
+        }
+        if events.is_empty() {
+            return output::out("No events.\n");
+        }
+        return output::out(&event_table(&events).to_string());
     }
-    let mut last = events.last().map(|e| e.id).unwrap_or(0);
+    if !ctx.json() {
+        output::out(&format!("{}\n", line_header()))?;
+    }
+    for e in &events {
+        emit(ctx, e)?;
+    }
+    // Start the stream right after what was just printed: the service replays anything written
+    // in between, so no event falls through the gap.
+    let after = events.last().map(|e| e.id).unwrap_or(0);
+    let mut watch = EventWatch::open(c, &object, after).await?;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let req = ListEventsRequest {
-            object: object.clone(),
-            after_id: last,
-            limit: 1000,
-        };
-        let events = c.slices.list_events(req).await?.into_inner().events;
-        print(ctx, &events, false)?;
-        last = events.last().map(|e| e.id).unwrap_or(last);
+        let e = watch.next().await?;
+        emit(ctx, &e)?;
     }
 }
 
-/// Tables for people; one JSON object per line when following, so scripts can stream them.
-fn print(ctx: &Ctx, events: &[pb::Event], header: bool) -> Result<()> {
-    if ctx.json() {
-        for e in events {
-            output::out(&format!(
-                "{}\n",
-                serde_json::to_string(&EventView::from(e))?
-            ))?;
-        }
-        return Ok(());
-    }
-    if events.is_empty() {
-        if header {
-            output::out("No events.\n")?;
-        }
-        return Ok(());
-    }
-    let text = event_table(events).to_string();
-    let body = if header {
-        text.as_str()
+/// One event as it is followed: a line for people, a JSON object per line for scripts.
+fn emit(ctx: &Ctx, e: &pb::Event) -> Result<()> {
+    let text = if ctx.json() {
+        serde_json::to_string(&EventView::from(e))?
     } else {
-        text.split_once('\n').map(|(_, rest)| rest).unwrap_or("")
+        line(e)
     };
-    output::out(body)
+    output::out(&format!("{text}\n"))
+}
+
+/// Column widths of followed lines. A stream cannot be measured in advance like a table, so the
+/// columns have fixed minimum widths that fit the usual actors and objects; longer values push
+/// the rest of their line right instead of being cut.
+const TIME_W: usize = 20;
+const ACTOR_W: usize = 14;
+const OBJECT_W: usize = 24;
+const ACTION_W: usize = 16;
+
+fn columns(time: &str, actor: &str, object: &str, action: &str, detail: &str) -> String {
+    format!(
+        "{time:<TIME_W$}  {actor:<ACTOR_W$}  {object:<OBJECT_W$}  {action:<ACTION_W$}  {detail}"
+    )
+    .trim_end()
+    .to_string()
+}
+
+fn line_header() -> String {
+    columns("TIME", "ACTOR", "OBJECT", "ACTION", "DETAIL")
+}
+
+/// "2024-05-01T12:00:03Z  alice  slice/demo  create  3 slivers".
+pub fn line(e: &pb::Event) -> String {
+    columns(
+        &rfc3339(e.time.as_ref()).unwrap_or_else(|| "-".into()),
+        &e.actor,
+        &e.object,
+        &e.action,
+        &e.detail,
+    )
 }
 
 fn event_table(events: &[pb::Event]) -> Table {
@@ -112,4 +126,56 @@ fn event_table(events: &[pb::Event]) -> Table {
         ]);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slicebed_proto::prost_types::Timestamp;
+
+    fn event(actor: &str, object: &str, action: &str, detail: &str) -> pb::Event {
+        pb::Event {
+            id: 7,
+            time: Some(Timestamp {
+                seconds: 1_714_564_803,
+                nanos: 0,
+            }),
+            actor: actor.into(),
+            object: object.into(),
+            action: action.into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn followed_events_are_aligned_lines() {
+        let a = line(&event("alice", "slice/demo", "create", "3 slivers"));
+        let b = line(&event("node/node-mit", "sliver/demo-0-ab", "running", ""));
+        assert_eq!(
+            a,
+            "2024-05-01T12:00:03Z  alice           slice/demo                create            3 slivers"
+        );
+        assert_eq!(a.find("slice/"), b.find("sliver/"), "{a}\n{b}");
+        assert_eq!(b.find("running"), a.find("create"), "{a}\n{b}");
+        assert!(!b.ends_with(' '), "no trailing blanks: {b:?}");
+        assert_eq!(line_header().find("OBJECT"), a.find("slice/"));
+    }
+
+    #[test]
+    fn long_values_push_instead_of_cutting() {
+        let long = "sliver/a-very-long-slice-name-0-abcdef";
+        let l = line(&event("node/node-mit", long, "deleted", "drained"));
+        assert!(l.contains(&format!("{long}  deleted  ")), "{l}");
+    }
+
+    #[test]
+    fn followed_json_is_one_object_per_line() {
+        let v = serde_json::to_string(&EventView::from(&event("bob", "node/n", "drain", "1h")))
+            .unwrap();
+        assert!(!v.contains('\n'));
+        let back: serde_json::Value = serde_json::from_str(&v).unwrap();
+        assert_eq!(back["time"], "2024-05-01T12:00:03Z");
+        assert_eq!(back["object"], "node/n");
+        assert_eq!(back["id"], 7);
+    }
 }
