@@ -4,6 +4,7 @@
 //! Neither proto nor bollard types may appear here; `convert` and `runtime::docker` translate.
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 /// Node resources in base units: millicores and bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -73,6 +74,17 @@ pub struct SliverSpec {
     pub restart: RestartPolicy,
     /// Spec generation; an older container is replaced.
     pub generation: u64,
+    /// When the slice's lease ends; the node stops the sliver then on its own, even when cut
+    /// off from the service. `None`: no end known. Not part of the container (a renewal
+    /// changes it without a new generation), so it never causes a replacement.
+    pub lease_expires_at: Option<SystemTime>,
+}
+
+impl SliverSpec {
+    /// Whether the lease has ended at `now` (an end exactly at `now` has ended).
+    pub fn lease_ended(&self, now: SystemTime) -> bool {
+        self.lease_expires_at.is_some_and(|end| end <= now)
+    }
 }
 
 /// The lifecycle phase of a container as the runtime shows it.

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod agent;
 pub mod backoff;
+pub mod clock;
 pub mod connect;
 pub mod convert;
 pub mod domain;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod host;
 pub mod image;
 pub mod quantity;
+pub mod reclaim;
 pub mod reconcile;
 pub mod reconciler;
 pub mod runtime;

@@ -2,8 +2,12 @@
 //! which actions bring them together (controller-rs shape). No I/O here; `reconciler`
 //! executes the actions. Because the input is read back from the engine every time, the
 //! result is the same after a crash, a `kill -9` or a restart: no duplicates, no orphans.
+//!
+//! Time and the owner's claim on the machine come in as [`Conditions`], never read here, so
+//! lease expiry and reclaim are tested with a fixed clock.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
 
 use crate::domain::{ContainerPhase, ObservedSliver, SliverSpec};
 
@@ -19,6 +23,22 @@ pub enum Action {
         sliver_id: String,
         /// Whether the sliver itself goes away.
         deleted: bool,
+        /// Why, for the DELETED report ("lease ended"); empty when the service removed it.
+        message: String,
+    },
+    /// Freeze a running sliver: the machine's owner reclaimed the node.
+    Pause {
+        /// Container id.
+        container_id: String,
+        /// Its sliver.
+        sliver_id: String,
+    },
+    /// Thaw a paused sliver: the owner released the node.
+    Unpause {
+        /// Container id.
+        container_id: String,
+        /// Its sliver.
+        sliver_id: String,
     },
     /// Remove a slice network nothing on this node needs any more.
     RemoveNetwork(String),
@@ -42,6 +62,50 @@ pub enum Action {
     Create(SliverSpec),
 }
 
+/// DELETED message of a sliver whose lease ran out on the node.
+pub const LEASE_ENDED: &str = "lease ended";
+
+/// What the reconciler must take into account besides desired and observed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conditions {
+    /// The wall-clock time of this pass; slivers whose lease ended by then are not desired.
+    pub now: SystemTime,
+    /// `Some(reason)` while the owner has reclaimed the node: slivers are kept but paused.
+    pub hold: Option<String>,
+}
+
+impl Conditions {
+    /// Nothing held, at `now`.
+    pub fn at(now: SystemTime) -> Self {
+        Self { now, hold: None }
+    }
+
+    /// The same, held for `reason`.
+    pub fn held(mut self, reason: impl Into<String>) -> Self {
+        self.hold = Some(reason.into());
+        self
+    }
+}
+
+/// The desired slivers whose lease has not ended at `now`. A renewal (an upsert with a later
+/// end) that arrives before the old end keeps the sliver in here without a gap.
+pub fn live(desired: &BTreeMap<String, SliverSpec>, now: SystemTime) -> BTreeMap<String, SliverSpec> {
+    desired
+        .iter()
+        .filter(|(_, s)| !s.lease_ended(now))
+        .map(|(k, s)| (k.clone(), s.clone()))
+        .collect()
+}
+
+/// The earliest lease end after `now`: when a pass must run to stop a sliver on time.
+pub fn next_lease_end(desired: &BTreeMap<String, SliverSpec>, now: SystemTime) -> Option<SystemTime> {
+    desired
+        .values()
+        .filter_map(|s| s.lease_expires_at)
+        .filter(|end| *end > now)
+        .min()
+}
+
 /// Rank of a container when several claim the same sliver: the one to keep sorts first.
 fn keep_rank(o: &ObservedSliver, spec: &SliverSpec) -> (bool, bool, String) {
     let live = matches!(
@@ -56,12 +120,16 @@ fn keep_rank(o: &ObservedSliver, spec: &SliverSpec) -> (bool, bool, String) {
 }
 
 /// The actions that turn `observed` (containers and slice networks of this node) into `desired`.
-/// Order: removals first (they free ports and names), then networks, then starts and creations.
+/// Order: removals first (they free ports and names), then networks, then pauses, unpauses,
+/// starts and creations. A sliver whose lease ended counts as not desired; while held, kept
+/// slivers are paused (new ones are created and paused by the executor right after).
 pub fn reconcile(
-    desired: &BTreeMap<String, SliverSpec>,
+    all_desired: &BTreeMap<String, SliverSpec>,
     observed: &[ObservedSliver],
     networks: &[String],
+    cond: &Conditions,
 ) -> Vec<Action> {
+    let desired = &live(all_desired, cond.now);
     let mut removals = Vec::new();
     let mut starts = Vec::new();
     let mut creations = Vec::new();
@@ -73,6 +141,11 @@ pub fn reconcile(
 
     for (sliver_id, mut containers) in by_sliver.clone() {
         let Some(spec) = desired.get(sliver_id) else {
+            let message = if all_desired.contains_key(sliver_id) {
+                LEASE_ENDED.to_string()
+            } else {
+                String::new()
+            };
             for o in containers
                 .into_iter()
                 .filter(|o| o.phase != ContainerPhase::Removing)
@@ -81,6 +154,7 @@ pub fn reconcile(
                     container_id: o.container_id.clone(),
                     sliver_id: o.sliver_id.clone(),
                     deleted: true,
+                    message: message.clone(),
                 });
             }
             continue;
@@ -97,6 +171,7 @@ pub fn reconcile(
                 container_id: o.container_id.clone(),
                 sliver_id: o.sliver_id.clone(),
                 deleted: false,
+                message: String::new(),
             });
         }
         match keep.phase {
@@ -109,6 +184,17 @@ pub fn reconcile(
                 })
             }
             ContainerPhase::Created => starts.push(Action::Start {
+                container_id: keep.container_id.clone(),
+                sliver_id: keep.sliver_id.clone(),
+            }),
+            ContainerPhase::Running | ContainerPhase::Restarting if cond.hold.is_some() => {
+                starts.push(Action::Pause {
+                    container_id: keep.container_id.clone(),
+                    sliver_id: keep.sliver_id.clone(),
+                })
+            }
+            // The agent owns its slivers' pauses: not held means nothing stays frozen.
+            ContainerPhase::Paused if cond.hold.is_none() => starts.push(Action::Unpause {
                 container_id: keep.container_id.clone(),
                 sliver_id: keep.sliver_id.clone(),
             }),

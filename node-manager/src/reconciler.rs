@@ -3,14 +3,14 @@
 //! a per-sliver backoff (the controller-rs "error policy"); they never stop the loop.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use crate::domain::{
     ContainerPhase, ObservedSliver, ReportedState, Resources, SliverReport, SliverSpec,
 };
-use crate::reconcile::{reconcile, Action};
+use crate::reconcile::{reconcile, Action, Conditions, LEASE_ENDED};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::status::{report_for, StatusTracker};
 
@@ -111,11 +111,22 @@ impl<R: Runtime> Reconciler<R> {
         self.retries.remove(sliver_id);
     }
 
-    /// One pass. With `desired` unknown (no `DesiredSet` yet) it only observes: acting on an
-    /// empty guess would remove every sliver. Fails only if the runtime cannot be listed.
+    /// [`Reconciler::pass_at`] now, not held.
     pub async fn pass(
         &mut self,
         desired: Option<&BTreeMap<String, SliverSpec>>,
+    ) -> Result<Vec<SliverReport>, RuntimeError> {
+        self.pass_at(desired, &Conditions::at(SystemTime::now()))
+            .await
+    }
+
+    /// One pass under `cond` (time, reclaim). With `desired` unknown (no `DesiredSet` yet) it
+    /// only observes: acting on an empty guess would remove every sliver. Fails only if the
+    /// runtime cannot be listed.
+    pub async fn pass_at(
+        &mut self,
+        desired: Option<&BTreeMap<String, SliverSpec>>,
+        cond: &Conditions,
     ) -> Result<Vec<SliverReport>, RuntimeError> {
         let mut reports = Vec::new();
         if let Some(desired) = desired {
@@ -130,7 +141,7 @@ impl<R: Runtime> Reconciler<R> {
                     .is_some_and(|s| s.generation == r.generation)
             });
             let (creates, others): (Vec<Action>, Vec<Action>) =
-                reconcile(desired, &observed, &networks)
+                reconcile(desired, &observed, &networks, cond)
                     .into_iter()
                     .partition(|a| matches!(a, Action::Create(_) | Action::Replace { .. }));
             // Removals, networks and restarts first (creations need their slice network)...
@@ -154,32 +165,54 @@ impl<R: Runtime> Reconciler<R> {
                     _ => {}
                 }
             }
+            let created = !specs.is_empty();
             self.create_all(specs, &mut reports).await;
+            // Held: what was just created (or started) runs only until it is frozen here.
+            if cond.hold.is_some() && created {
+                let observed = self.runtime.list().await?;
+                for action in reconcile(desired, &observed, &networks, cond) {
+                    if matches!(action, Action::Pause { .. }) {
+                        self.execute(action, &mut reports).await;
+                    }
+                }
+            }
         }
         let observed = self.runtime.list().await?;
         self.usage = usage_of(&observed);
-        for r in observed.iter().filter_map(report_for) {
+        for mut r in observed.iter().filter_map(report_for) {
+            if let (ReportedState::Suspended, Some(reason)) = (r.state, &cond.hold) {
+                r.message.clone_from(reason);
+            }
             reports.extend(self.tracker.note(r));
         }
-        // Slivers reported before whose container vanished and that nobody wants: gone.
-        let vanished: Vec<String> = self
+        // Slivers reported before whose container vanished and that nobody wants (any more,
+        // or whose lease ended): gone.
+        let vanished: Vec<(String, String)> = self
             .tracker
             .known()
             .filter(|id| !observed.iter().any(|o| o.sliver_id == *id))
-            .filter(|id| desired.is_some_and(|d| !d.contains_key(*id)))
-            .map(String::from)
+            .filter_map(|id| match desired?.get(id) {
+                None => Some((id.to_string(), String::new())),
+                Some(s) if s.lease_ended(cond.now) => Some((id.to_string(), LEASE_ENDED.into())),
+                Some(_) => None,
+            })
             .collect();
-        for id in vanished {
-            reports.extend(self.deleted(&id, String::new()));
+        for (id, message) in vanished {
+            reports.extend(self.deleted(&id, String::new(), message));
         }
         Ok(reports)
     }
 
-    fn deleted(&mut self, sliver_id: &str, container_id: String) -> Option<SliverReport> {
+    fn deleted(
+        &mut self,
+        sliver_id: &str,
+        container_id: String,
+        message: String,
+    ) -> Option<SliverReport> {
         let r = self.tracker.note(SliverReport {
             sliver_id: sliver_id.to_string(),
             state: ReportedState::Deleted,
-            message: String::new(),
+            message,
             exit_code: None,
             container_id,
             restarts: 0,
@@ -195,10 +228,11 @@ impl<R: Runtime> Reconciler<R> {
                 container_id,
                 sliver_id,
                 deleted,
+                message,
             } => match self.runtime.remove(&container_id).await {
                 Ok(()) if deleted => {
-                    tracing::info!(sliver = %sliver_id, container = %container_id, "removed sliver");
-                    reports.extend(self.deleted(&sliver_id, container_id));
+                    tracing::info!(sliver = %sliver_id, container = %container_id, reason = %message, "removed sliver");
+                    reports.extend(self.deleted(&sliver_id, container_id, message));
                 }
                 Ok(()) => {
                     tracing::info!(sliver = %sliver_id, container = %container_id, "removed duplicate")
@@ -226,6 +260,23 @@ impl<R: Runtime> Reconciler<R> {
                     reports.extend(self.tracker.note(failed(&sliver_id, e.to_string())));
                 }
             }
+            Action::Pause {
+                container_id,
+                sliver_id,
+            } => match self.runtime.pause(&container_id).await {
+                Ok(()) => tracing::info!(sliver = %sliver_id, "paused sliver (node reclaimed)"),
+                // A sliver between two restarts cannot be frozen; the next pass tries again.
+                Err(e) => tracing::warn!(sliver = %sliver_id, error = %e, "cannot pause container"),
+            },
+            Action::Unpause {
+                container_id,
+                sliver_id,
+            } => match self.runtime.unpause(&container_id).await {
+                Ok(()) => tracing::info!(sliver = %sliver_id, "unpaused sliver (node released)"),
+                Err(e) => {
+                    tracing::warn!(sliver = %sliver_id, error = %e, "cannot unpause container")
+                }
+            },
             // Creations are batched by `pass` and run concurrently in `create_all`.
             Action::Replace { .. } | Action::Create(_) => {}
         }

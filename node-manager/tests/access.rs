@@ -52,6 +52,7 @@ impl Node {
             ports: vec![],
             restart: RestartPolicy::Never,
             generation: 1,
+            lease_expires_at: None,
         };
         rt.ensure_network("acc").await.unwrap();
         let container = rt.create_and_start(&spec).await.unwrap();

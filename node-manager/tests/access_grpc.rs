@@ -105,6 +105,7 @@ async fn serves_exec_over_grpc_and_kills_when_the_stream_drops() {
         ports: vec![],
         restart: node_manager::domain::RestartPolicy::Never,
         generation: 1,
+        lease_expires_at: None,
     };
     rt.ensure_network("grpc").await.unwrap();
     let container = rt.create_and_start(&spec).await.unwrap();

@@ -54,6 +54,7 @@ fn spec(id: &str, slice: &str, command: &str) -> SliverSpec {
         ports: vec![],
         restart: RestartPolicy::Never,
         generation: 1,
+        lease_expires_at: None,
     }
 }
 

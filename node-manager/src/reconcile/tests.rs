@@ -1,3 +1,5 @@
+use std::time::{Duration, UNIX_EPOCH};
+
 use super::*;
 use crate::domain::{ContainerPhase, ObservedSliver, Resources, RestartPolicy, SliverSpec};
 
@@ -17,7 +19,12 @@ fn spec(id: &str, slice: &str, generation: u64) -> SliverSpec {
         ports: vec![],
         restart: RestartPolicy::OnFailure,
         generation,
+        lease_expires_at: None,
     }
+}
+
+fn calm() -> Conditions {
+    Conditions::at(UNIX_EPOCH + Duration::from_secs(1_000_000))
 }
 
 fn obs(cid: &str, id: &str, slice: &str, generation: u64, phase: ContainerPhase) -> ObservedSliver {
@@ -46,7 +53,7 @@ fn desired(specs: &[SliverSpec]) -> BTreeMap<String, SliverSpec> {
 fn creates_missing_with_network_first() {
     let d = desired(&[spec("a", "web", 1)]);
     assert_eq!(
-        reconcile(&d, &[], &[]),
+        reconcile(&d, &[], &[], &calm()),
         vec![
             Action::EnsureNetwork("web".into()),
             Action::Create(spec("a", "web", 1))
@@ -61,7 +68,7 @@ fn adopts_matching_containers_whatever_their_end() {
         obs("c1", "a", "web", 1, ContainerPhase::Running),
         obs("c2", "b", "web", 1, ContainerPhase::Exited),
     ];
-    assert_eq!(reconcile(&d, &o, &["web".into()]), vec![]);
+    assert_eq!(reconcile(&d, &o, &["web".into()], &calm()), vec![]);
 }
 
 #[test]
@@ -73,12 +80,13 @@ fn removes_undesired_and_their_network() {
         obs("c9", "z", "gone", 4, ContainerPhase::Running),
     ];
     assert_eq!(
-        reconcile(&d, &o, &["web".into(), "gone".into()]),
+        reconcile(&d, &o, &["web".into(), "gone".into()], &calm()),
         vec![
             Action::Remove {
                 container_id: "c9".into(),
                 sliver_id: "z".into(),
-                deleted: true
+                deleted: true,
+                message: String::new(),
             },
             Action::RemoveNetwork("gone".into()),
         ]
@@ -88,7 +96,7 @@ fn removes_undesired_and_their_network() {
 #[test]
 fn empty_desired_set_removes_everything() {
     let o = [obs("c1", "a", "web", 1, ContainerPhase::Exited)];
-    let actions = reconcile(&BTreeMap::new(), &o, &["web".into()]);
+    let actions = reconcile(&BTreeMap::new(), &o, &["web".into()], &calm());
     assert_eq!(actions.len(), 2);
 }
 
@@ -97,7 +105,7 @@ fn replaces_other_generation() {
     let d = desired(&[spec("a", "web", 2)]);
     let o = [obs("c1", "a", "web", 1, ContainerPhase::Running)];
     assert_eq!(
-        reconcile(&d, &o, &["web".into()]),
+        reconcile(&d, &o, &["web".into()], &calm()),
         vec![Action::Replace {
             container_id: "c1".into(),
             spec: spec("a", "web", 2)
@@ -113,11 +121,12 @@ fn keeps_one_of_duplicates_preferring_current_generation() {
         obs("c2", "a", "web", 2, ContainerPhase::Exited),
     ];
     assert_eq!(
-        reconcile(&d, &o, &["web".into()]),
+        reconcile(&d, &o, &["web".into()], &calm()),
         vec![Action::Remove {
             container_id: "c1".into(),
             sliver_id: "a".into(),
-            deleted: false
+            deleted: false,
+            message: String::new(),
         }]
     );
 }
@@ -130,7 +139,7 @@ fn starts_created_containers_and_skips_removing_ones() {
         obs("c2", "b", "web", 1, ContainerPhase::Removing),
     ];
     assert_eq!(
-        reconcile(&d, &o, &["web".into()]),
+        reconcile(&d, &o, &["web".into()], &calm()),
         vec![Action::Start {
             container_id: "c1".into(),
             sliver_id: "a".into()
@@ -146,6 +155,90 @@ fn is_idempotent_once_converged() {
         obs("c2", "b", "db", 3, ContainerPhase::Running),
     ];
     let nets = ["web".to_string(), "db".to_string()];
-    assert!(reconcile(&d, &o, &nets).is_empty());
-    assert!(reconcile(&d, &o, &nets).is_empty());
+    assert!(reconcile(&d, &o, &nets, &calm()).is_empty());
+    assert!(reconcile(&d, &o, &nets, &calm()).is_empty());
+}
+
+fn leased(id: &str, generation: u64, end_secs: u64) -> SliverSpec {
+    let mut s = spec(id, "web", generation);
+    s.lease_expires_at = Some(UNIX_EPOCH + Duration::from_secs(end_secs));
+    s
+}
+
+#[test]
+fn an_ended_lease_removes_the_sliver_with_a_reason() {
+    let d = desired(&[leased("a", 1, 1_000_000), leased("b", 1, 1_000_001)]);
+    let o = [
+        obs("c1", "a", "web", 1, ContainerPhase::Running),
+        obs("c2", "b", "web", 1, ContainerPhase::Running),
+    ];
+    // The end itself counts as ended; "b" has a second left.
+    assert_eq!(
+        reconcile(&d, &o, &["web".into()], &calm()),
+        vec![Action::Remove {
+            container_id: "c1".into(),
+            sliver_id: "a".into(),
+            deleted: true,
+            message: LEASE_ENDED.into(),
+        }]
+    );
+    // An ended sliver without a container is not created again.
+    assert_eq!(reconcile(&d, &o[1..], &["web".into()], &calm()), vec![]);
+    assert_eq!(
+        next_lease_end(&d, calm().now),
+        Some(UNIX_EPOCH + Duration::from_secs(1_000_001))
+    );
+    assert_eq!(next_lease_end(&d, UNIX_EPOCH + Duration::from_secs(2_000_000)), None);
+}
+
+#[test]
+fn a_renewed_lease_keeps_the_container() {
+    // Same generation, later end: nothing to do, in particular no replacement.
+    let d = desired(&[leased("a", 1, 2_000_000)]);
+    let o = [obs("c1", "a", "web", 1, ContainerPhase::Running)];
+    assert_eq!(reconcile(&d, &o, &["web".into()], &calm()), vec![]);
+}
+
+#[test]
+fn held_pauses_running_slivers_and_release_unpauses() {
+    let d = desired(&[spec("a", "web", 1), spec("b", "web", 1), spec("c", "web", 1)]);
+    let o = [
+        obs("c1", "a", "web", 1, ContainerPhase::Running),
+        obs("c2", "b", "web", 1, ContainerPhase::Exited),
+        obs("c3", "c", "web", 1, ContainerPhase::Paused),
+    ];
+    let held = calm().held("owner reclaimed the node");
+    assert_eq!(
+        reconcile(&d, &o, &["web".into()], &held),
+        vec![Action::Pause {
+            container_id: "c1".into(),
+            sliver_id: "a".into()
+        }]
+    );
+    assert_eq!(
+        reconcile(&d, &o, &["web".into()], &calm()),
+        vec![Action::Unpause {
+            container_id: "c3".into(),
+            sliver_id: "c".into()
+        }]
+    );
+}
+
+#[test]
+fn held_still_creates_missing_and_removes_ended() {
+    let d = desired(&[spec("a", "web", 1), leased("b", 1, 10)]);
+    let o = [obs("c2", "b", "web", 1, ContainerPhase::Paused)];
+    let actions = reconcile(&d, &o, &["web".into()], &calm().held("x"));
+    assert_eq!(
+        actions,
+        vec![
+            Action::Remove {
+                container_id: "c2".into(),
+                sliver_id: "b".into(),
+                deleted: true,
+                message: LEASE_ENDED.into(),
+            },
+            Action::Create(spec("a", "web", 1)),
+        ]
+    );
 }

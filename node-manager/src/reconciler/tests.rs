@@ -20,6 +20,7 @@ fn spec(id: &str, slice: &str, image: &str, generation: u64) -> SliverSpec {
         ports: vec![],
         restart: RestartPolicy::Never,
         generation,
+        lease_expires_at: None,
     }
 }
 

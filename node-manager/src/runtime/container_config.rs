@@ -109,6 +109,7 @@ mod tests {
             }],
             restart: RestartPolicy::Always,
             generation: 3,
+            lease_expires_at: None,
         }
     }
 

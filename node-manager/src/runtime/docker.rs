@@ -62,6 +62,14 @@ fn engine(op: impl Into<String>, e: DockerError) -> RuntimeError {
     }
 }
 
+/// A conflict saying the container is already where we want it.
+fn is_already_state(e: &DockerError, words: &str) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError { status_code: 409, message } if message.contains(words)
+    )
+}
+
 fn is_not_found(e: &DockerError) -> bool {
     matches!(
         e,
@@ -244,6 +252,23 @@ impl Runtime for DockerRuntime {
             .start_container(container_id, None::<StartContainerOptions<String>>)
             .await
             .map_err(|e| engine(format!("start container {container_id}"), e))
+    }
+
+    async fn pause(&self, container_id: &str) -> Result<()> {
+        match self.docker.pause_container(container_id).await {
+            Ok(()) => Ok(()),
+            // 409 "is already paused" (or not running: nothing to freeze).
+            Err(e) if is_already_state(&e, "already paused") => Ok(()),
+            Err(e) => Err(engine(format!("pause container {container_id}"), e)),
+        }
+    }
+
+    async fn unpause(&self, container_id: &str) -> Result<()> {
+        match self.docker.unpause_container(container_id).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_already_state(&e, "is not paused") => Ok(()),
+            Err(e) => Err(engine(format!("unpause container {container_id}"), e)),
+        }
     }
 
     async fn remove(&self, container_id: &str) -> Result<()> {

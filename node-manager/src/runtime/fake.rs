@@ -185,6 +185,33 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn pause(&self, container_id: &str) -> Result<()> {
+        let mut s = self.lock();
+        s.calls.push(format!("pause {container_id}"));
+        if let Some(c) = s.containers.get_mut(container_id) {
+            if matches!(c.phase, ContainerPhase::Running | ContainerPhase::Paused) {
+                c.phase = ContainerPhase::Paused;
+            } else {
+                return Err(RuntimeError::Engine {
+                    op: format!("pause container {container_id}"),
+                    message: "container is not running".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn unpause(&self, container_id: &str) -> Result<()> {
+        let mut s = self.lock();
+        s.calls.push(format!("unpause {container_id}"));
+        if let Some(c) = s.containers.get_mut(container_id) {
+            if c.phase == ContainerPhase::Paused {
+                c.phase = ContainerPhase::Running;
+            }
+        }
+        Ok(())
+    }
+
     async fn remove(&self, container_id: &str) -> Result<()> {
         let mut s = self.lock();
         s.calls.push(format!("remove {container_id}"));

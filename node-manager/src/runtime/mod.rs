@@ -68,7 +68,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// Starts a created (or stopped) container.
     fn start(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;
 
-    /// Stops and removes a container (absent is fine).
+    /// Freezes a running container (all its processes, by the cgroup freezer). Pausing a
+    /// paused container is fine.
+    fn pause(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Thaws a paused container. Unpausing a container that is not paused is fine.
+    fn unpause(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stops and removes a container, paused or not (absent is fine).
     fn remove(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;
 
     /// Every sliver container of this node, whatever its state.
