@@ -64,6 +64,14 @@ pub enum SliceCmd {
         /// Slice name
         name: String,
     },
+    /// Print a slice's recent events, then new ones as they happen (Ctrl-C to stop)
+    Watch {
+        /// Slice name
+        name: String,
+        /// How many past events to show first
+        #[arg(long, default_value_t = 10)]
+        last: u32,
+    },
     /// Show the events of a slice and its slivers
     Events {
         /// Slice name
@@ -79,6 +87,15 @@ pub enum Restart {
     Never,
     OnFailure,
     Always,
+}
+
+/// What happens to slivers whose node is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NodeLoss {
+    /// Wait for the node to come back
+    Keep,
+    /// Re-place them on another node after a grace period
+    Replace,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +148,14 @@ pub struct CreateArgs {
     /// What nodes do when the program exits [default: on-failure]
     #[arg(long, value_enum)]
     pub restart: Option<Restart>,
+    /// When a sliver's node stops answering: wait for it, or re-place the sliver elsewhere
+    /// [default: keep]
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_node_loss: Option<NodeLoss>,
+    /// How long a node may be unreachable before its slivers are re-placed; implies
+    /// --on-node-loss replace [default: the service's, 5m]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub replace_after: Option<i64>,
     /// Accept fewer slivers than asked instead of failing
     #[arg(long)]
     pub best_effort: bool,
@@ -160,6 +185,14 @@ pub fn parse_port(s: &str) -> Result<(String, u32), String> {
 }
 
 impl CreateArgs {
+    /// Combinations clap cannot express.
+    pub fn check(&self) -> Result<()> {
+        if self.on_node_loss == Some(NodeLoss::Keep) && self.replace_after.is_some() {
+            anyhow::bail!("--replace-after only applies with --on-node-loss replace");
+        }
+        Ok(())
+    }
+
     /// The CreateSlice request these flags describe.
     pub fn request(&self) -> CreateSliceRequest {
         let strategy = if self.pack {
@@ -172,6 +205,11 @@ impl CreateArgs {
             Some(Restart::Never) => pb::RestartPolicy::Never,
             Some(Restart::OnFailure) => pb::RestartPolicy::OnFailure,
             Some(Restart::Always) => pb::RestartPolicy::Always,
+        };
+        let node_loss = match (self.on_node_loss, self.replace_after) {
+            (Some(NodeLoss::Replace), _) | (None, Some(_)) => pb::NodeLossPolicy::Replace,
+            (Some(NodeLoss::Keep), _) => pb::NodeLossPolicy::Keep,
+            (None, None) => pb::NodeLossPolicy::Unspecified,
         };
         CreateSliceRequest {
             name: self.name.clone(),
@@ -208,13 +246,15 @@ impl CreateArgs {
             lease: self.lease.map(duration),
             members: self.members.clone(),
             restart_policy: restart as i32,
-            ..Default::default()
+            node_loss: node_loss as i32,
+            replace_after: self.replace_after.map(duration),
         }
     }
 }
 
 /// Creates a slice, optionally waits for it, and prints it. Used by `dev up` too.
 pub async fn create(c: &mut Clients, ctx: &Ctx, args: &CreateArgs) -> Result<pb::Slice> {
+    args.check()?;
     let resp = c.slices.create_slice(args.request()).await?.into_inner();
     for w in &resp.warnings {
         eprintln!("warning: {w}");
@@ -314,8 +354,15 @@ pub async fn run(cmd: SliceCmd, ctx: &Ctx) -> Result<()> {
                 "Deleted slice {name}; its nodes are removing its slivers.\n"
             ))
         }
+        SliceCmd::Watch { name, last } => {
+            // A typo should say "not found" rather than wait forever on an empty stream.
+            c.slices
+                .get_slice(GetSliceRequest { name: name.clone() })
+                .await?;
+            events::show(&c, ctx, format!("slice/{name}"), last.max(1), true).await
+        }
         SliceCmd::Events { name, follow } => {
-            events::show(&mut c, ctx, format!("slice/{name}"), 100, follow).await
+            events::show(&c, ctx, format!("slice/{name}"), 100, follow).await
         }
     }
 }
@@ -396,6 +443,32 @@ mod tests {
         assert_eq!(r.ports[0].container_port, 8080);
         assert_eq!(r.restart_policy, pb::RestartPolicy::Never as i32);
         assert_eq!(r.command, ["sh", "-c", "echo hi"]);
+        assert_eq!(r.node_loss, pb::NodeLossPolicy::Unspecified as i32);
+        assert_eq!(r.replace_after, None);
+    }
+
+    #[test]
+    fn node_loss_flags() {
+        let base = ["demo", "--image", "i", "--slivers", "2"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        let r = with(&["--on-node-loss", "replace", "--replace-after", "10m"])
+            .unwrap()
+            .request();
+        assert_eq!(r.node_loss, pb::NodeLossPolicy::Replace as i32);
+        assert_eq!(r.replace_after.unwrap().seconds, 600);
+        let r = with(&["--replace-after", "90s"]).unwrap().request();
+        assert_eq!(r.node_loss, pb::NodeLossPolicy::Replace as i32, "implied");
+        let r = with(&["--on-node-loss", "keep"]).unwrap().request();
+        assert_eq!(r.node_loss, pb::NodeLossPolicy::Keep as i32);
+        assert_eq!(r.replace_after, None);
+        let a = with(&["--on-node-loss", "keep", "--replace-after", "1m"]).unwrap();
+        assert!(a
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("--replace-after"));
+        assert!(with(&["--on-node-loss", "move"]).is_err());
+        assert!(with(&["--replace-after", "soon"]).is_err());
     }
 
     #[test]

@@ -9,9 +9,10 @@ use crate::{
     ctx::Ctx,
     output::{
         self, enum_name,
-        view::{slice_state, sliver_state, SliceView},
+        view::{node_loss, slice_state, sliver_state, SliceView},
         Fields, Table,
     },
+    quantity::format_duration,
     timefmt::{left, now_secs, rfc3339},
 };
 
@@ -138,12 +139,26 @@ fn fields(s: &pb::Slice, now: i64) -> Fields {
         "Restart",
         enum_name(s.restart_policy().as_str_name(), "RESTART_POLICY_").replace('_', "-"),
     );
+    f.add("Node loss", node_loss_policy(s));
     f.add(
         "Created",
         rfc3339(s.created_at.as_ref()).unwrap_or_default(),
     );
     f.add("Lease", lease);
     f
+}
+
+/// "keep", "replace after 10m", or "replace after 5m (default)" when the slice leaves the grace
+/// period to the service (whose default the contract fixes at 5 minutes).
+fn node_loss_policy(s: &pb::Slice) -> String {
+    let policy = node_loss(s.node_loss());
+    if policy != "replace" {
+        return policy;
+    }
+    match s.replace_after {
+        Some(d) if d.seconds > 0 => format!("replace after {}", format_duration(d.seconds)),
+        _ => "replace after 5m (default)".into(),
+    }
 }
 
 /// Quotes arguments that need it, so the command reads like what was typed.
@@ -243,6 +258,7 @@ mod tests {
         );
         assert!(text.contains("Placement: spread, 1 per site"), "{text}");
         assert!(text.contains("Lease:     6d23h left"), "{text}");
+        assert!(text.contains("Node loss: keep\n"), "{text}");
         assert!(
             text.contains("INDEX  NODE    SITE  STATE    PORTS            LAST ERROR"),
             "{text}"
@@ -251,5 +267,21 @@ mod tests {
             text.contains("1      node-1  mit   failed   http 8080→30002  image not found"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn node_loss_policy_reads_well() {
+        let mut s = pb::Slice {
+            node_loss: pb::NodeLossPolicy::Replace as i32,
+            ..Default::default()
+        };
+        assert_eq!(node_loss_policy(&s), "replace after 5m (default)");
+        s.replace_after = Some(slicebed_proto::prost_types::Duration {
+            seconds: 5400,
+            nanos: 0,
+        });
+        assert_eq!(node_loss_policy(&s), "replace after 1h30m");
+        s.node_loss = pb::NodeLossPolicy::Keep as i32;
+        assert_eq!(node_loss_policy(&s), "keep");
     }
 }

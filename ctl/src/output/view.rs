@@ -142,6 +142,8 @@ pub struct NodeView {
     pub agent_version: String,
     pub slivers: u32,
     pub created_at: Option<String>,
+    /// When draining with a deadline: when its remaining slivers are removed.
+    pub drain_deadline: Option<String>,
 }
 
 impl From<&pb::Node> for NodeView {
@@ -163,7 +165,16 @@ impl From<&pb::Node> for NodeView {
             agent_version: n.agent_version.clone(),
             slivers: n.slivers,
             created_at: rfc3339(n.created_at.as_ref()),
+            drain_deadline: rfc3339(n.drain_deadline.as_ref()),
         }
+    }
+}
+
+/// "keep" or "replace"; the service treats an unset policy as keep, and so do we.
+pub fn node_loss(p: pb::NodeLossPolicy) -> String {
+    match p {
+        pb::NodeLossPolicy::Replace => "replace".into(),
+        pb::NodeLossPolicy::Keep | pb::NodeLossPolicy::Unspecified => "keep".into(),
     }
 }
 
@@ -242,6 +253,10 @@ pub struct SliceView {
     pub ports: Vec<PortView>,
     pub placement: Option<PlacementView>,
     pub restart_policy: String,
+    /// "keep" or "replace".
+    pub node_loss: String,
+    /// With "replace": the grace period in seconds, when the slice sets one.
+    pub replace_after_seconds: Option<i64>,
     pub state: String,
     pub created_at: Option<String>,
     pub lease_expires_at: Option<String>,
@@ -278,6 +293,8 @@ impl From<&pb::Slice> for SliceView {
                 best_effort: p.best_effort,
             }),
             restart_policy: enum_name(s.restart_policy().as_str_name(), "RESTART_POLICY_"),
+            node_loss: node_loss(s.node_loss()),
+            replace_after_seconds: s.replace_after.map(|d| d.seconds),
             state: slice_state(s.state()),
             created_at: rfc3339(s.created_at.as_ref()),
             lease_expires_at: rfc3339(s.lease_expires_at.as_ref()),
@@ -366,6 +383,19 @@ mod tests {
         assert_eq!(s["state"], "running");
         assert_eq!(s["ports"][0]["host_port"], 30001);
         assert_eq!(s["exit_code"], serde_json::Value::Null);
+        assert_eq!(v["node_loss"], "keep");
+        assert_eq!(v["replace_after_seconds"], serde_json::Value::Null);
+        let mut r = slice();
+        r.node_loss = pb::NodeLossPolicy::Replace as i32;
+        r.replace_after = Some(slicebed_proto::prost_types::Duration {
+            seconds: 300,
+            nanos: 0,
+        });
+        let v = serde_json::to_value(SliceView::from(&r)).unwrap();
+        assert_eq!(
+            (&v["node_loss"], &v["replace_after_seconds"]),
+            (&"replace".into(), &300.into())
+        );
     }
 
     #[test]

@@ -306,6 +306,8 @@ fn demo_args(sites: &[DemoSite], timeout_secs: u64) -> slice::CreateArgs {
         env: vec![],
         members: vec![],
         restart: None,
+        on_node_loss: None,
+        replace_after: None,
         best_effort: false,
         description: Some("Demo web servers created by slicectl dev up".into()),
         wait: true,
