@@ -1,5 +1,6 @@
-//! Waiting for a slice to come up: polls GetSlice until every sliver runs, one fails, or time runs
-//! out, showing one progress line per sliver. Spinners only on a terminal; plain lines otherwise;
+//! Waiting for a slice to come up: re-reads GetSlice whenever WatchEvents reports something about
+//! the slice (and every 2 s regardless, in case the stream is unavailable) until every sliver
+//! runs, one fails, or time runs out, showing one progress line per sliver. Spinners only on a terminal; plain lines otherwise;
 //! nothing at all for JSON output, whose stdout must stay parseable.
 
 use std::{
@@ -12,10 +13,16 @@ use anyhow::{bail, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use slicebed_proto::v1::{self as pb, GetSliceRequest};
 
-use crate::{client::Clients, output::view::sliver_state, quantity::format_duration};
+use crate::{
+    client::Clients,
+    output::view::sliver_state,
+    quantity::format_duration,
+    watch::{self, EventWatch},
+};
 
-/// How often GetSlice is polled.
-const POLL: Duration = Duration::from_millis(300);
+/// How often GetSlice is read when no event arrives. Events make waiting prompt; this timer only
+/// makes it certain, when the stream is down or the service is older than WatchEvents.
+pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
 /// Where a slice stands.
 #[derive(Debug, PartialEq)]
@@ -156,6 +163,8 @@ pub async fn until_ready(
 ) -> Result<pb::Slice> {
     let deadline = Instant::now() + timeout;
     let mut display = Display::new(json);
+    // Opened before the first read, so a change between that read and the stream is not missed.
+    let mut events = EventWatch::open(c, &format!("slice/{name}"), 0).await.ok();
     loop {
         let slice = c
             .slices
@@ -194,7 +203,8 @@ pub async fn until_ready(
                 ))
             }
             Outcome::Pending(_) => {
-                tokio::time::sleep(POLL).await;
+                let nap = FALLBACK_POLL.min(deadline.saturating_duration_since(Instant::now()));
+                watch::wake(&mut events, nap, |_| true).await;
                 continue;
             }
         };
