@@ -7,6 +7,7 @@
 pub mod client;
 pub mod nm;
 pub mod node;
+pub mod proxy;
 pub mod service;
 
 pub use client::Clients;

@@ -34,6 +34,11 @@ pub struct NodeManager {
 impl NodeManager {
     /// Enrolls a node at `site` through the real `node-manager enroll`, then runs it.
     pub async fn start(svc: &Service, site: &str, name: &str) -> Self {
+        Self::start_via(svc, site, name, None).await
+    }
+
+    /// Like `start`, but the node dials `server` (e.g. a proxy) instead of the service itself.
+    pub async fn start_via(svc: &Service, site: &str, name: &str, server: Option<&str>) -> Self {
         let tok = Clients::admin(svc)
             .await
             .admin
@@ -59,6 +64,14 @@ impl NodeManager {
             "enroll failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(server) = server {
+            // From now on the node dials `server` (as if its operator routed it through there).
+            let path = state_dir.join("node.json");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            v["server"] = serde_json::Value::String(server.to_string());
+            std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        }
         let mut nm = NodeManager {
             name: name.into(),
             state_dir,
