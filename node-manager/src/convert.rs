@@ -80,7 +80,9 @@ pub fn spec_from(d: pb::DesiredSliver) -> Result<SliverSpec, String> {
         ports,
         restart,
         generation: d.generation,
-        lease_expires_at: d.lease_expires_at.and_then(|t| SystemTime::try_from(t).ok()),
+        lease_expires_at: d
+            .lease_expires_at
+            .and_then(|t| SystemTime::try_from(t).ok()),
     })
 }
 

@@ -211,7 +211,11 @@ mod tests {
     #[test]
     fn load_holds_with_hysteresis_and_a_stable_message() {
         let mut d = Decider::new(Some(3.5));
-        assert_eq!(d.decide(None, Some(3.5)), None, "at the threshold is not above");
+        assert_eq!(
+            d.decide(None, Some(3.5)),
+            None,
+            "at the threshold is not above"
+        );
         let held = d.decide(None, Some(4.1));
         assert_eq!(held.as_deref(), Some("host load 4.1 above 3.5"));
         // Still high, or between 80% and 100% of the threshold: held, same message.
@@ -242,7 +246,12 @@ mod tests {
     fn flag_file_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read(dir.path()).unwrap(), None);
-        let f = set(dir.path(), "back  at\tmy desk", UNIX_EPOCH + Duration::from_secs(42)).unwrap();
+        let f = set(
+            dir.path(),
+            "back  at\tmy desk",
+            UNIX_EPOCH + Duration::from_secs(42),
+        )
+        .unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(f.clone()));
         assert_eq!((f.since, f.reason.as_str()), (42, "back at my desk"));
         assert!(clear(dir.path()).unwrap());

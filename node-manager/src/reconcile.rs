@@ -89,7 +89,10 @@ impl Conditions {
 
 /// The desired slivers whose lease has not ended at `now`. A renewal (an upsert with a later
 /// end) that arrives before the old end keeps the sliver in here without a gap.
-pub fn live(desired: &BTreeMap<String, SliverSpec>, now: SystemTime) -> BTreeMap<String, SliverSpec> {
+pub fn live(
+    desired: &BTreeMap<String, SliverSpec>,
+    now: SystemTime,
+) -> BTreeMap<String, SliverSpec> {
     desired
         .iter()
         .filter(|(_, s)| !s.lease_ended(now))
@@ -98,7 +101,10 @@ pub fn live(desired: &BTreeMap<String, SliverSpec>, now: SystemTime) -> BTreeMap
 }
 
 /// The earliest lease end after `now`: when a pass must run to stop a sliver on time.
-pub fn next_lease_end(desired: &BTreeMap<String, SliverSpec>, now: SystemTime) -> Option<SystemTime> {
+pub fn next_lease_end(
+    desired: &BTreeMap<String, SliverSpec>,
+    now: SystemTime,
+) -> Option<SystemTime> {
     desired
         .values()
         .filter_map(|s| s.lease_expires_at)
@@ -187,12 +193,11 @@ pub fn reconcile(
                 container_id: keep.container_id.clone(),
                 sliver_id: keep.sliver_id.clone(),
             }),
-            ContainerPhase::Running | ContainerPhase::Restarting if cond.hold.is_some() => {
-                starts.push(Action::Pause {
+            ContainerPhase::Running | ContainerPhase::Restarting if cond.hold.is_some() => starts
+                .push(Action::Pause {
                     container_id: keep.container_id.clone(),
                     sliver_id: keep.sliver_id.clone(),
-                })
-            }
+                }),
             // The agent owns its slivers' pauses: not held means nothing stays frozen.
             ContainerPhase::Paused if cond.hold.is_none() => starts.push(Action::Unpause {
                 container_id: keep.container_id.clone(),

@@ -6,12 +6,15 @@ mod session;
 pub mod worker;
 
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 
 use crate::access::Access;
 use crate::backoff::Backoff;
+use crate::clock::SystemClock;
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::state::NodeConfig;
@@ -30,6 +33,10 @@ pub struct AgentConfig {
     pub address: String,
     /// Period of the full resync.
     pub resync: Duration,
+    /// Where the owner's reclaim flag lives (the state dir); `None` disables reclaim.
+    pub reclaim_dir: Option<PathBuf>,
+    /// Reclaim automatically while the 1-minute load average is above this.
+    pub reclaim_load: Option<f64>,
 }
 
 /// An error with its causes on one line.
@@ -64,6 +71,16 @@ pub async fn run<R: Runtime + Clone>(
 ) -> Result<()> {
     let shutdown = shutdown.boxed().shared();
     let mut backoff = Backoff::default();
+    let (hold_tx, hold_rx) = tokio::sync::watch::channel(None);
+    let _watcher = match &cfg.reclaim_dir {
+        Some(dir) => Some(AbortOnDrop(tokio::spawn(crate::reclaim::watch(
+            dir.clone(),
+            cfg.reclaim_load,
+            hold_tx,
+        )))),
+        None => None,
+    };
+    let shared = worker::Shared::with(cfg.resync, Arc::new(SystemClock), hold_rx);
     loop {
         tracing::info!(server = %cfg.node.server, attempt = backoff.attempts() + 1, "connecting");
         match session::run(
@@ -71,6 +88,7 @@ pub async fn run<R: Runtime + Clone>(
             &runtime,
             access.as_ref(),
             &mut backoff,
+            &shared,
             shutdown.clone(),
         )
         .await
@@ -83,10 +101,21 @@ pub async fn run<R: Runtime + Clone>(
         }
         let delay = backoff.next_delay();
         tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting");
+        // Cut off: keep ending leases and honouring reclaim on the last desired set.
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = worker::offline(runtime.clone(), shared.clone()) => {}
             _ = shutdown.clone() => return Ok(()),
         }
+    }
+}
+
+/// Aborts a task when dropped.
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

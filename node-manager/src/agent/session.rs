@@ -13,7 +13,7 @@ use tokio::time::{interval, timeout, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::worker::{self, Command};
-use super::AgentConfig;
+use super::{AbortOnDrop, AgentConfig};
 use crate::access::{Access, Launcher};
 use crate::backoff::Backoff;
 use crate::connect::{bearer, channel};
@@ -29,15 +29,6 @@ const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// How long a graceful close waits for the service to end its side.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Aborts the worker when the session ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// `Some(value)` unless shutdown came first.
 async fn unless<T>(f: impl Future<Output = T>, shutdown: impl Future<Output = ()>) -> Option<T> {
@@ -112,6 +103,7 @@ pub async fn run<R: Runtime + Clone>(
     runtime: &R,
     access: Option<&Access>,
     backoff: &mut Backoff,
+    shared: &worker::Shared,
     shutdown: impl Future<Output = ()> + Clone,
 ) -> Result<()> {
     let node = &cfg.node;
@@ -190,8 +182,13 @@ pub async fn run<R: Runtime + Clone>(
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (report_tx, mut report_rx) = mpsc::channel(256);
     let (usage_tx, usage_rx) = watch::channel(reconciler.usage());
+    // Aborts the worker when the session ends, however it ends.
     let _worker = AbortOnDrop(tokio::spawn(worker::run(
-        reconciler, cmd_rx, report_tx, usage_tx, cfg.resync,
+        reconciler,
+        cmd_rx,
+        report_tx,
+        usage_tx,
+        shared.clone(),
     )));
     let mut heartbeat = interval(every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -1,15 +1,22 @@
 //! The reconcile task of one control connection. Triggers: desired-state commands from the
 //! service, engine events for this node's containers, and a periodic resync that catches
-//! anything an event stream missed. Bursts are coalesced into one pass.
+//! anything an event stream missed, the earliest lease end (so a lease ends on time, not at
+//! the next resync) and changes of the owner's reclaim. Bursts are coalesced into one pass.
+//!
+//! The same loop runs without a connection ([`offline`]) on the last desired set the service
+//! sent, so that leases end and reclaim pauses slivers even while the node is cut off.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::domain::{SliverReport, SliverSpec};
+use crate::reconcile::{next_lease_end, Conditions};
 use crate::reconciler::{Reconciler, Usage};
 use crate::runtime::Runtime;
 
@@ -27,6 +34,56 @@ pub enum Command {
     Upsert(SliverSpec),
     /// Remove this sliver.
     Remove(String),
+}
+
+/// The desired set as last received, kept across connections for [`offline`].
+pub type Desired = BTreeMap<String, SliverSpec>;
+
+/// What every worker of one agent shares, whichever connection it serves.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Wall clock for lease ends.
+    pub clock: SharedClock,
+    /// `Some(message)` while the owner has reclaimed the node.
+    pub hold: watch::Receiver<Option<String>>,
+    /// The last desired set any worker knew.
+    pub last_desired: Arc<Mutex<Option<Desired>>>,
+    /// Period of the full resync.
+    pub resync: Duration,
+}
+
+impl Shared {
+    /// The system clock, never held, no desired set yet.
+    pub fn new(resync: Duration) -> Self {
+        Self::with(resync, Arc::new(SystemClock), watch::channel(None).1)
+    }
+
+    /// With a given clock and reclaim decision.
+    pub fn with(
+        resync: Duration,
+        clock: SharedClock,
+        hold: watch::Receiver<Option<String>>,
+    ) -> Self {
+        Self {
+            clock,
+            hold,
+            last_desired: Arc::default(),
+            resync,
+        }
+    }
+
+    fn remember(&self, desired: &Option<Desired>) {
+        if desired.is_some() {
+            *self.last_desired.lock().unwrap_or_else(|p| p.into_inner()) = desired.clone();
+        }
+    }
+
+    fn last(&self) -> Option<Desired> {
+        self.last_desired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 fn apply<R: Runtime>(
@@ -64,21 +121,61 @@ fn apply<R: Runtime>(
     }
 }
 
-/// Runs until `commands` closes (the connection ended) or `reports` is dropped.
+/// Runs until `commands` closes (the connection ended) or `reports` is dropped. Starts with
+/// no desired set: until the service sends one it only observes.
 pub async fn run<R: Runtime>(
+    rec: Reconciler<R>,
+    commands: mpsc::Receiver<Command>,
+    reports: mpsc::Sender<SliverReport>,
+    usage: watch::Sender<Usage>,
+    shared: Shared,
+) {
+    run_from(None, rec, commands, reports, usage, shared).await
+}
+
+/// Reconciles the last known desired set while the node has no connection: leases still
+/// end and reclaim still pauses. Reports are dropped (the next `Hello` carries the truth).
+/// Runs until cancelled; returns at once if no desired set was ever received.
+pub async fn offline<R: Runtime>(runtime: R, shared: Shared) {
+    let Some(desired) = shared.last() else {
+        return std::future::pending().await;
+    };
+    let (_keep_open, commands) = mpsc::channel(1);
+    let (reports, mut drain) = mpsc::channel(64);
+    let (usage, _) = watch::channel(Usage::default());
+    let rec = Reconciler::new(runtime);
+    tokio::join!(
+        run_from(Some(desired), rec, commands, reports, usage, shared),
+        async { while drain.recv().await.is_some() {} },
+    );
+}
+
+async fn run_from<R: Runtime>(
+    mut desired: Option<Desired>,
     mut rec: Reconciler<R>,
     mut commands: mpsc::Receiver<Command>,
     reports: mpsc::Sender<SliverReport>,
     usage: watch::Sender<Usage>,
-    resync: Duration,
+    shared: Shared,
 ) {
-    let mut desired: Option<BTreeMap<String, SliverSpec>> = None;
     let mut changes = rec.runtime().changes();
     let mut resubscribe_at: Option<Instant> = None;
-    let mut tick = interval(resync);
+    let mut tick = interval(shared.resync);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut hold = shared.hold.clone();
+    let mut hold_open = true;
     loop {
+        // When the next lease ends, on tokio's clock (the wall clock only says how far off).
+        let now = shared.clock.now();
+        let lease_end = desired
+            .as_ref()
+            .and_then(|d| next_lease_end(d, now))
+            .map(|end| Instant::now() + end.duration_since(now).unwrap_or_default());
         tokio::select! {
+            _ = sleep_until(lease_end.unwrap_or_else(Instant::now)), if lease_end.is_some() => {
+                tracing::debug!("a lease ends");
+            }
+            r = hold.changed(), if hold_open => hold_open = r.is_ok(),
             c = commands.recv() => match c {
                 Some(c) => apply(&mut desired, &mut rec, c),
                 None => return,
@@ -101,6 +198,7 @@ pub async fn run<R: Runtime>(
         while let Ok(c) = commands.try_recv() {
             apply(&mut desired, &mut rec, c);
         }
+        shared.remember(&desired);
         while resubscribe_at.is_none() {
             match changes.next().now_or_never() {
                 Some(Some(Ok(_))) => continue,
@@ -108,7 +206,11 @@ pub async fn run<R: Runtime>(
                 None => break,
             }
         }
-        match rec.pass(desired.as_ref()).await {
+        let cond = Conditions {
+            now: shared.clock.now(),
+            hold: hold.borrow_and_update().clone(),
+        };
+        match rec.pass_at(desired.as_ref(), &cond).await {
             Ok(rs) => {
                 for r in rs {
                     if reports.send(r).await.is_err() {

@@ -3,6 +3,7 @@
 mod cleanup;
 mod enroll;
 mod image;
+mod reclaim;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,9 @@ enum Command {
     Image(image::Command),
     /// Remove every container and network this node created.
     Cleanup(cleanup::Args),
+    /// Tell the running agent the machine's owner is back (on) or gone (off).
+    #[command(subcommand)]
+    Reclaim(reclaim::Command),
 }
 
 /// Runs the chosen subcommand.
@@ -35,5 +39,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a).await,
         Command::Image(c) => image::run(c).await,
         Command::Cleanup(a) => cleanup::run(a).await,
+        Command::Reclaim(c) => reclaim::run(c),
     }
 }

@@ -20,6 +20,17 @@ pub struct Args {
     /// Address announced to the service (overrides the enrolled one).
     #[arg(long)]
     address: Option<String>,
+    /// Reclaim the node for its owner (pause every sliver) while the host's 1-minute load
+    /// average is above this; released when it falls below 80% of it.
+    #[arg(long, value_name = "LOAD", value_parser = positive_load)]
+    reclaim_load: Option<f64>,
+}
+
+fn positive_load(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive load average (e.g. 3.5)")),
+    }
 }
 
 async fn shutdown_signal() {
@@ -54,6 +65,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         node,
         credential,
         resync: DEFAULT_RESYNC,
+        reclaim_dir: Some(a.state_dir.clone()),
+        reclaim_load: a.reclaim_load,
     };
     tracing::info!(node = %cfg.node.node, version = node_manager::AGENT_VERSION, "node manager starting");
     let access = Access::from_runtime(&runtime);

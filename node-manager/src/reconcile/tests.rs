@@ -188,7 +188,10 @@ fn an_ended_lease_removes_the_sliver_with_a_reason() {
         next_lease_end(&d, calm().now),
         Some(UNIX_EPOCH + Duration::from_secs(1_000_001))
     );
-    assert_eq!(next_lease_end(&d, UNIX_EPOCH + Duration::from_secs(2_000_000)), None);
+    assert_eq!(
+        next_lease_end(&d, UNIX_EPOCH + Duration::from_secs(2_000_000)),
+        None
+    );
 }
 
 #[test]
@@ -201,7 +204,11 @@ fn a_renewed_lease_keeps_the_container() {
 
 #[test]
 fn held_pauses_running_slivers_and_release_unpauses() {
-    let d = desired(&[spec("a", "web", 1), spec("b", "web", 1), spec("c", "web", 1)]);
+    let d = desired(&[
+        spec("a", "web", 1),
+        spec("b", "web", 1),
+        spec("c", "web", 1),
+    ]);
     let o = [
         obs("c1", "a", "web", 1, ContainerPhase::Running),
         obs("c2", "b", "web", 1, ContainerPhase::Exited),
