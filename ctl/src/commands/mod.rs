@@ -7,6 +7,7 @@ pub mod dev;
 pub mod events;
 pub mod login;
 pub mod node;
+pub mod node_drain;
 pub mod resources;
 pub mod site;
 pub mod slice;

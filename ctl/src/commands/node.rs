@@ -3,12 +3,12 @@
 use anyhow::Result;
 use clap::Subcommand;
 use slicebed_proto::v1::{
-    self as pb, CreateEnrollmentTokenRequest, DeleteNodeRequest, DrainNodeRequest,
-    EnableNodeRequest, GetNodeRequest, ListNodesRequest,
+    self as pb, CreateEnrollmentTokenRequest, DeleteNodeRequest, EnableNodeRequest, GetNodeRequest,
+    ListNodesRequest,
 };
 
 use crate::{
-    commands::user::duration,
+    commands::{node_drain, user::duration},
     ctx::Ctx,
     output::{
         self,
@@ -16,7 +16,7 @@ use crate::{
         Fields, Table,
     },
     quantity::{format_cpu, format_size, parse_duration},
-    timefmt::{ago, now_secs, rfc3339},
+    timefmt::{ago, left, now_secs, rfc3339},
 };
 
 #[derive(Debug, Subcommand)]
@@ -45,10 +45,16 @@ pub enum NodeCmd {
         /// Node name
         name: String,
     },
-    /// Stop placing new slivers on a node
+    /// Stop placing new slivers on a node; optionally remove its slivers after a deadline
     Drain {
         /// Node name
         name: String,
+        /// Remove the slivers not re-placed elsewhere after this long [default: keep them]
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        deadline: Option<i64>,
+        /// Follow the node until no live sliver remains on it, showing progress
+        #[arg(long)]
+        wait: bool,
     },
     /// Make a drained or disabled node eligible again
     Enable {
@@ -114,14 +120,11 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
             .get_node(GetNodeRequest { name })
             .await?
             .into_inner(),
-        NodeCmd::Drain { name } => c
-            .admin
-            .drain_node(DrainNodeRequest {
-                name,
-                ..Default::default()
-            })
-            .await?
-            .into_inner(),
+        NodeCmd::Drain {
+            name,
+            deadline,
+            wait,
+        } => return node_drain::run(&mut c, ctx, name, deadline, wait).await,
         NodeCmd::Enable { name } => c
             .admin
             .enable_node(EnableNodeRequest { name })
@@ -170,18 +173,37 @@ pub fn amount(r: Option<&pb::Resources>) -> String {
 }
 
 fn node_table(nodes: &[pb::Node], now: i64) -> Table {
-    let mut t = Table::new(["NAME", "SITE", "STATE", "HEARTBEAT", "ALLOCATED", "SLIVERS"]);
+    // The column appears only while some node drains with a deadline, to keep the usual table narrow.
+    let deadlines = nodes.iter().any(|n| n.drain_deadline.is_some());
+    let mut headers = vec!["NAME", "SITE", "STATE", "HEARTBEAT", "ALLOCATED", "SLIVERS"];
+    if deadlines {
+        headers.push("DRAIN DEADLINE");
+    }
+    let mut t = Table::new(headers);
     for n in nodes {
-        t.row([
+        let mut row = vec![
             n.name.clone(),
             n.site.clone(),
             node_state(n.state()),
             ago(n.last_heartbeat.as_ref(), now),
             load(n.allocated.as_ref(), n.capacity.as_ref()),
             n.slivers.to_string(),
-        ]);
+        ];
+        if deadlines {
+            row.push(drain_deadline(n, now).unwrap_or_else(|| "-".into()));
+        }
+        t.row(row);
     }
     t
+}
+
+/// "2024-05-01T12:00:03Z (45m left)" when the node drains with a deadline.
+fn drain_deadline(n: &pb::Node, now: i64) -> Option<String> {
+    let at = rfc3339(n.drain_deadline.as_ref())?;
+    Some(format!(
+        "{at} ({} left)",
+        left(n.drain_deadline.as_ref(), now)
+    ))
 }
 
 fn node_fields(n: &pb::Node, now: i64) -> Fields {
@@ -194,8 +216,11 @@ fn node_fields(n: &pb::Node, now: i64) -> Fields {
     let mut f = Fields::new();
     f.add("Name", &n.name)
         .add("Site", &n.site)
-        .add("State", node_state(n.state()))
-        .add("Address", &n.address)
+        .add("State", node_state(n.state()));
+    if let Some(d) = drain_deadline(n, now) {
+        f.add("Drain deadline", d);
+    }
+    f.add("Address", &n.address)
         .add("Heartbeat", ago(n.last_heartbeat.as_ref(), now))
         .add("Capacity", amount(n.capacity.as_ref()))
         .add("Allocated", amount(n.allocated.as_ref()))
@@ -245,5 +270,42 @@ mod tests {
         assert!(row.contains("3s ago"), "{row}");
         assert!(row.contains("0.5/2 cpu, 256Mi/4Gi mem"), "{row}");
         assert!(row.ends_with('2'), "{row}");
+        assert!(!text.contains("DRAIN"), "{text}");
+    }
+
+    #[test]
+    fn drain_deadlines_show_when_set() {
+        let draining = pb::Node {
+            name: "node-mit".into(),
+            state: pb::NodeState::Draining as i32,
+            drain_deadline: Some(Timestamp {
+                seconds: 1_714_564_803,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let ready = pb::Node {
+            name: "node-eth".into(),
+            ..Default::default()
+        };
+        let now = 1_714_564_803 - 45 * 60;
+        let text = node_table(&[draining.clone(), ready], now).to_string();
+        let mut lines = text.lines();
+        assert!(lines.next().unwrap().ends_with("DRAIN DEADLINE"), "{text}");
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .ends_with("2024-05-01T12:00:03Z (45m left)"),
+            "{text}"
+        );
+        assert!(lines.next().unwrap().ends_with(" -"), "{text}");
+        let shown = node_fields(&draining, now).to_string();
+        assert!(
+            shown.contains("Drain deadline: 2024-05-01T12:00:03Z (45m left)"),
+            "{shown}"
+        );
+        let v = serde_json::to_value(NodeView::from(&draining)).unwrap();
+        assert_eq!(v["drain_deadline"], "2024-05-01T12:00:03Z");
     }
 }

@@ -102,6 +102,10 @@ impl SliceService for Fake {
     async fn who_am_i(&self, _: Request<pb::WhoAmIRequest>) -> R<pb::WhoAmIResponse> {
         unimplemented()
     }
+    type WatchEventsStream = Out<pb::Event>;
+    async fn watch_events(&self, _: Request<pb::WatchEventsRequest>) -> R<Self::WatchEventsStream> {
+        unimplemented()
+    }
 }
 
 #[tonic::async_trait]
