@@ -223,3 +223,163 @@ async fn run_from<R: Runtime>(
         usage.send_replace(rec.usage());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::domain::ReportedState;
+    use crate::runtime::fake::{Behaviour, FakeRuntime};
+
+    const IMAGE: &str = "slicebed/base:latest";
+
+    fn leased(id: &str, end: std::time::SystemTime) -> SliverSpec {
+        SliverSpec {
+            sliver_id: id.into(),
+            slice: "web".into(),
+            index: 0,
+            image: IMAGE.into(),
+            command: vec![],
+            env: Default::default(),
+            resources: Default::default(),
+            ports: vec![],
+            restart: crate::domain::RestartPolicy::Never,
+            generation: 1,
+            lease_expires_at: Some(end),
+        }
+    }
+
+    struct Harness {
+        rt: FakeRuntime,
+        commands: mpsc::Sender<Command>,
+        reports: mpsc::Receiver<SliverReport>,
+        hold: watch::Sender<Option<String>>,
+        t0: Instant,
+    }
+
+    impl Harness {
+        /// A worker with a one-hour resync, so every timely pass is due to a lease or reclaim.
+        fn start(wall: std::time::SystemTime) -> Self {
+            let rt = FakeRuntime::new("n1").with_image(IMAGE, Behaviour::Run);
+            let (hold, hold_rx) = watch::channel(None);
+            let shared = Shared::with(
+                Duration::from_secs(3600),
+                Arc::new(TokioClock::starting_at(wall)),
+                hold_rx,
+            );
+            let (commands, cmd_rx) = mpsc::channel(16);
+            let (rep_tx, reports) = mpsc::channel(64);
+            let (usage, _) = watch::channel(Usage::default());
+            tokio::spawn(run(
+                Reconciler::new(rt.clone()),
+                cmd_rx,
+                rep_tx,
+                usage,
+                shared,
+            ));
+            Self {
+                rt,
+                commands,
+                reports,
+                hold,
+                t0: Instant::now(),
+            }
+        }
+
+        /// The next report and when it came (seconds since start, on the paused clock).
+        async fn next(&mut self) -> (String, ReportedState, String, f64) {
+            let r = self.reports.recv().await.expect("worker stopped");
+            let at = self.t0.elapsed().as_secs_f64();
+            (r.sliver_id, r.state, r.message, at)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_end_on_time_without_the_service_and_a_renewal_wins() {
+        let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = Harness::start(wall);
+        let secs = |s| wall + Duration::from_secs(s);
+        h.commands
+            .send(Command::Desired(vec![
+                leased("a", secs(30)),
+                leased("b", secs(60)),
+            ]))
+            .await
+            .unwrap();
+        let mut running = 0;
+        while running < 2 {
+            if h.next().await.1 == ReportedState::Running {
+                running += 1;
+            }
+        }
+        // The service renews "a" at t=20, before its end at 30: it keeps running.
+        sleep_until(h.t0 + Duration::from_secs(20)).await;
+        h.commands
+            .send(Command::Upsert(leased("a", secs(90))))
+            .await
+            .unwrap();
+        let (id, state, message, at) = h.next().await;
+        assert_eq!(
+            (id.as_str(), state, message.as_str()),
+            ("b", ReportedState::Deleted, "lease ended")
+        );
+        assert!(
+            (60.0..61.0).contains(&at),
+            "b ended at {at}s, not at its lease end"
+        );
+        let (id, state, message, at) = h.next().await;
+        assert_eq!(
+            (id.as_str(), state, message.as_str()),
+            ("a", ReportedState::Deleted, "lease ended")
+        );
+        assert!(
+            (90.0..91.0).contains(&at),
+            "a ended at {at}s, not at its renewed end"
+        );
+        assert!(h.rt.containers().is_empty());
+        // The renewal did not replace "a".
+        let creates =
+            h.rt.calls()
+                .iter()
+                .filter(|c| c.starts_with("create"))
+                .count();
+        assert_eq!(creates, 2, "{:?}", h.rt.calls());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reclaim_pauses_within_a_pass_and_release_resumes() {
+        let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = Harness::start(wall);
+        let far = wall + Duration::from_secs(86_400);
+        h.commands
+            .send(Command::Desired(vec![leased("a", far)]))
+            .await
+            .unwrap();
+        while h.next().await.1 != ReportedState::Running {}
+        h.hold.send_replace(Some("host load 4.1 above 3.5".into()));
+        let (id, state, message, at) = h.next().await;
+        assert_eq!(
+            (id.as_str(), state, message.as_str()),
+            ("a", ReportedState::Suspended, "host load 4.1 above 3.5")
+        );
+        assert!(at < 1.0, "paused after {at}s");
+        // A sliver that arrives while held is created and frozen at once.
+        h.commands
+            .send(Command::Upsert(leased("b", far)))
+            .await
+            .unwrap();
+        assert_eq!(h.next().await.1, ReportedState::Creating);
+        assert_eq!(h.next().await.1, ReportedState::Suspended);
+        h.hold.send_replace(None);
+        assert_eq!(h.next().await.1, ReportedState::Running);
+        assert_eq!(h.next().await.1, ReportedState::Running);
+        let calls = h.rt.calls();
+        assert_eq!(
+            calls.iter().filter(|c| c.starts_with("unpause")).count(),
+            2,
+            "{calls:?}"
+        );
+    }
+}

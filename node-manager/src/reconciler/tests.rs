@@ -221,3 +221,92 @@ async fn reports_exit_observed_later_and_starts_created_leftovers() {
     rec.pass(Some(&d)).await.unwrap();
     assert_eq!(rt.containers()[0].phase, ContainerPhase::Running);
 }
+
+fn at(secs: u64) -> Conditions {
+    Conditions::at(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn leased(id: &str, end_secs: u64) -> SliverSpec {
+    let mut s = spec(id, "web", IMAGE, 1);
+    s.lease_expires_at = Some(std::time::UNIX_EPOCH + Duration::from_secs(end_secs));
+    s
+}
+
+fn messages(reports: &[SliverReport]) -> Vec<(String, ReportedState, String)> {
+    reports
+        .iter()
+        .map(|r| (r.sliver_id.clone(), r.state, r.message.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn ended_lease_removes_and_reports_deleted_with_the_reason() {
+    let rt = fake();
+    let mut rec = Reconciler::new(rt.clone());
+    let mut d = desired(&[leased("a", 100), leased("b", 200)]);
+    rec.pass_at(Some(&d), &at(50)).await.unwrap();
+    // A renewal of "a" (same generation, later end) before its end: kept as it is.
+    d.insert("a".into(), leased("a", 300));
+    rt.clear_calls();
+    assert!(rec.pass_at(Some(&d), &at(150)).await.unwrap().is_empty());
+    assert!(rt.calls().is_empty(), "{:?}", rt.calls());
+    let reports = rec.pass_at(Some(&d), &at(200)).await.unwrap();
+    assert_eq!(
+        messages(&reports),
+        vec![("b".into(), ReportedState::Deleted, "lease ended".into())]
+    );
+    assert_eq!(rt.containers().len(), 1);
+    // Still in the desired set (the service never said remove), yet never created again.
+    rt.clear_calls();
+    assert!(rec.pass_at(Some(&d), &at(250)).await.unwrap().is_empty());
+    assert!(rt.calls().is_empty(), "{:?}", rt.calls());
+}
+
+#[tokio::test]
+async fn reclaim_pauses_creates_paused_and_release_resumes() {
+    const OWNER: &str = "owner reclaimed the node";
+    let rt = fake();
+    let mut rec = Reconciler::new(rt.clone());
+    let mut d = desired(&[spec("a", "web", IMAGE, 1)]);
+    rec.pass_at(Some(&d), &at(0)).await.unwrap();
+    let held = at(1).held(OWNER);
+    let reports = rec.pass_at(Some(&d), &held).await.unwrap();
+    assert_eq!(
+        messages(&reports),
+        vec![("a".into(), ReportedState::Suspended, OWNER.into())]
+    );
+    assert_eq!(rec.usage().running, 0);
+    // A new sliver while held: created, then frozen in the same pass.
+    d.insert("b".into(), spec("b", "web", IMAGE, 1));
+    let reports = rec.pass_at(Some(&d), &held).await.unwrap();
+    assert_eq!(
+        messages(&reports),
+        vec![
+            ("b".into(), ReportedState::Creating, String::new()),
+            ("b".into(), ReportedState::Suspended, OWNER.into()),
+        ]
+    );
+    assert!(rt
+        .containers()
+        .iter()
+        .all(|c| c.phase == ContainerPhase::Paused));
+    // Nothing more to say while it stays held.
+    assert!(rec.pass_at(Some(&d), &held).await.unwrap().is_empty());
+    let reports = rec.pass_at(Some(&d), &at(2)).await.unwrap();
+    assert_eq!(
+        states(&reports),
+        vec![
+            ("a".into(), ReportedState::Running),
+            ("b".into(), ReportedState::Running)
+        ]
+    );
+    assert_eq!(rec.usage().running, 2);
+    // No container was replaced along the way.
+    assert_eq!(
+        rt.calls()
+            .iter()
+            .filter(|c| c.starts_with("create"))
+            .count(),
+        2
+    );
+}
