@@ -62,11 +62,12 @@ fn engine(op: impl Into<String>, e: DockerError) -> RuntimeError {
     }
 }
 
-/// A conflict saying the container is already where we want it.
+/// An engine error saying the container is already where we want it (the status code of
+/// these refusals differs between engine versions, the words do not).
 fn is_already_state(e: &DockerError, words: &str) -> bool {
     matches!(
         e,
-        DockerError::DockerResponseServerError { status_code: 409, message } if message.contains(words)
+        DockerError::DockerResponseServerError { message, .. } if message.contains(words)
     )
 }
 
@@ -257,7 +258,7 @@ impl Runtime for DockerRuntime {
     async fn pause(&self, container_id: &str) -> Result<()> {
         match self.docker.pause_container(container_id).await {
             Ok(()) => Ok(()),
-            // 409 "is already paused" (or not running: nothing to freeze).
+            // "is already paused".
             Err(e) if is_already_state(&e, "already paused") => Ok(()),
             Err(e) => Err(engine(format!("pause container {container_id}"), e)),
         }
