@@ -86,7 +86,7 @@ fn emit(ctx: &Ctx, e: &pb::Event) -> Result<()> {
 /// columns have fixed minimum widths that fit the usual actors and objects; longer values push
 /// the rest of their line right instead of being cut.
 const TIME_W: usize = 20;
-const ACTOR_W: usize = 14;
+const ACTOR_W: usize = 16;
 const OBJECT_W: usize = 24;
 const ACTION_W: usize = 16;
 
@@ -153,7 +153,7 @@ mod tests {
         let b = line(&event("node/node-mit", "sliver/demo-0-ab", "running", ""));
         assert_eq!(
             a,
-            "2024-05-01T12:00:03Z  alice           slice/demo                create            3 slivers"
+            "2024-05-01T12:00:03Z  alice             slice/demo                create            3 slivers"
         );
         assert_eq!(a.find("slice/"), b.find("sliver/"), "{a}\n{b}");
         assert_eq!(b.find("running"), a.find("create"), "{a}\n{b}");

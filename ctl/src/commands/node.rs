@@ -200,10 +200,10 @@ fn node_table(nodes: &[pb::Node], now: i64) -> Table {
 /// "2024-05-01T12:00:03Z (45m left)" when the node drains with a deadline.
 fn drain_deadline(n: &pb::Node, now: i64) -> Option<String> {
     let at = rfc3339(n.drain_deadline.as_ref())?;
-    Some(format!(
-        "{at} ({} left)",
-        left(n.drain_deadline.as_ref(), now)
-    ))
+    Some(match left(n.drain_deadline.as_ref(), now).as_str() {
+        "expired" => format!("{at} (passed)"),
+        l => format!("{at} ({l} left)"),
+    })
 }
 
 fn node_fields(n: &pb::Node, now: i64) -> Fields {
@@ -305,6 +305,9 @@ mod tests {
             shown.contains("Drain deadline: 2024-05-01T12:00:03Z (45m left)"),
             "{shown}"
         );
+        assert!(drain_deadline(&draining, now + 3600)
+            .unwrap()
+            .ends_with("(passed)"));
         let v = serde_json::to_value(NodeView::from(&draining)).unwrap();
         assert_eq!(v["drain_deadline"], "2024-05-01T12:00:03Z");
     }
