@@ -344,3 +344,71 @@ async fn node_managers_work_over_tls() {
     let s = wait_running(&admin, "tlsweb").await;
     assert_eq!(s.slivers.len(), 1);
 }
+
+#[tokio::test]
+async fn owner_reclaim_suspends_slivers_and_release_resumes_them() {
+    let tb = testbed(&["mit"]).await;
+    tb.admin
+        .slices
+        .clone()
+        .create_slice(web_slice("owner", 1))
+        .await
+        .unwrap();
+    let before = wait_running(&tb.admin, "owner").await;
+    let reclaim = |arg: &str| {
+        let out = std::process::Command::new(slicebed_tests::bin("node-manager"))
+            .args(["reclaim", arg, "--state-dir"])
+            .arg(&tb.nodes[0].state_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    reclaim("on");
+    let a = tb.admin.clone();
+    let v = wait_for("sliver suspended", Duration::from_secs(15), || async {
+        let s = slice(&a, "owner").await?;
+        s.slivers
+            .into_iter()
+            .find(|v| v.state == pb::SliverState::Suspended as i32)
+    })
+    .await;
+    assert!(v.last_error.contains("owner reclaimed"), "{}", v.last_error);
+    let cid = containers(&tb.nodes[0].name).await[0].0.clone();
+    let paused = docker()
+        .inspect_container(&cid, None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    assert_eq!(
+        paused.state.and_then(|s| s.paused),
+        Some(true),
+        "the container is paused, not stopped"
+    );
+    reclaim("off");
+    let after = wait_running(&tb.admin, "owner").await;
+    assert_eq!(after.slivers[0].id, before.slivers[0].id);
+    assert_eq!(
+        containers(&tb.nodes[0].name).await[0].0,
+        cid,
+        "resumed, not recreated"
+    );
+    let ev = tb
+        .admin
+        .slices
+        .clone()
+        .list_events(pb::ListEventsRequest {
+            object: "slice/owner".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert!(
+        ev.iter().any(|e| e.action == "state suspended"),
+        "each change is an event: {ev:?}"
+    );
+}
