@@ -49,6 +49,12 @@ impl Backoff {
         self.attempt
     }
 
+    /// Lowers (or restores) the cap, never below `base` nor above the default 10 s. The agent
+    /// caps it at the heartbeat interval, so a node rejoins within one heartbeat of a heal.
+    pub fn cap_at(&mut self, max: Duration) {
+        self.max = max.clamp(self.base, Duration::from_secs(10));
+    }
+
     /// After a successful connection: start again from `base`.
     pub fn reset(&mut self) {
         self.attempt = 0;
@@ -58,6 +64,17 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cap_at_bounds_every_delay() {
+        let mut b = Backoff::default();
+        b.cap_at(Duration::from_secs(1));
+        for _ in 0..20 {
+            assert!(b.next_delay() <= Duration::from_secs(1));
+        }
+        b.cap_at(Duration::from_secs(3600));
+        assert_eq!(b.ceiling(), Duration::from_secs(10));
+    }
 
     #[test]
     fn doubles_caps_jitters_and_resets() {

@@ -177,6 +177,7 @@ pub async fn run<R: Runtime + Clone>(
         .filter(|d| !d.is_zero())
         .unwrap_or(DEFAULT_HEARTBEAT)
         .max(Duration::from_secs(1));
+    backoff.cap_at(every);
     tracing::info!(node = %welcome.node, site = %welcome.site, heartbeat = ?every, "connected");
 
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
