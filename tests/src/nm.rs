@@ -54,7 +54,8 @@ impl NodeManager {
         let tmp = tempfile::tempdir().unwrap();
         let state_dir = tmp.path().join("state");
         let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
-        let first = 40000 + (std::process::id() % 50) * 400 + block * 20;
+        // Below the ephemeral range (32768+), where an outgoing connection could hold the port.
+        let first = 20000 + (std::process::id() % 25) * 400 + (block % 20) * 20;
         let ports = (first, first + 19);
         let out = enroll_cmd(svc, &tok, name, &state_dir, ports)
             .output()
