@@ -106,6 +106,44 @@ impl DockerRuntime {
         HashMap::from([("label".to_string(), vec![labels::node_filter(&self.node)])])
     }
 
+    /// This node's networks of one slice: (id, attached containers).
+    async fn slice_networks(&self, slice: &str) -> Result<Vec<(String, usize)>> {
+        let mut filters = self.node_filters();
+        filters
+            .entry("label".to_string())
+            .or_default()
+            .push(format!("{}={slice}", labels::SLICE));
+        let nets = self
+            .docker
+            .list_networks(Some(ListNetworksOptions { filters }))
+            .await
+            .map_err(|e| engine("list networks", e))?;
+        let mut out = Vec::new();
+        for n in nets {
+            let Some(id) = n.id else { continue };
+            // The list does not fill in containers; inspect does.
+            let attached = match self.docker.inspect_network::<String>(&id, None).await {
+                Ok(full) => full.containers.map_or(0, |c| c.len()),
+                Err(_) => 0,
+            };
+            out.push((id, attached));
+        }
+        Ok(out)
+    }
+
+    /// Keeps the network with the most containers and removes the others (best effort).
+    async fn dedupe_networks(&self, name: &str, mut nets: Vec<(String, usize)>) {
+        nets.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (id, _) in nets.into_iter().skip(1) {
+            match self.docker.remove_network(&id).await {
+                Ok(()) => tracing::warn!(network = %name, %id, "removed a duplicate slice network"),
+                Err(e) => {
+                    tracing::warn!(network = %name, %id, error = %e, "cannot remove a duplicate slice network")
+                }
+            }
+        }
+    }
+
     async fn image_present(&self, image: &str) -> Result<bool> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),
@@ -174,10 +212,15 @@ impl Runtime for DockerRuntime {
 
     async fn ensure_network(&self, slice: &str) -> Result<()> {
         let name = labels::network_name(&self.node, slice);
-        match self.docker.inspect_network::<String>(&name, None).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(engine(format!("inspect network {name}"), e)),
+        let existing = self.slice_networks(slice).await?;
+        if existing.len() > 1 {
+            // Docker's duplicate-name check is best effort: a create still in flight when an
+            // agent was killed can race its successor's. Keep one network, drop the rest.
+            self.dedupe_networks(&name, existing).await;
+            return Ok(());
+        }
+        if !existing.is_empty() {
+            return Ok(());
         }
         let opts = CreateNetworkOptions {
             name: name.clone(),
@@ -197,12 +240,15 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove_network(&self, slice: &str) -> Result<()> {
-        let name = labels::network_name(&self.node, slice);
-        match self.docker.remove_network(&name).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(engine(format!("remove network {name}"), e)),
+        // By id, so duplicates left by a race go too.
+        for (id, _) in self.slice_networks(slice).await? {
+            match self.docker.remove_network(&id).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(engine(format!("remove network {id}"), e)),
+            }
         }
+        Ok(())
     }
 
     async fn list_networks(&self) -> Result<Vec<String>> {
