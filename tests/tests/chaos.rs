@@ -244,6 +244,18 @@ async fn kill9_of_node_managers_in_a_storm_converges_to_exactly_the_desired_cont
                     if have != want {
                         return None;
                     }
+                    // One network per slice with slivers here, none left over, none twice.
+                    let mut nets = networks_of(n).await;
+                    nets.sort();
+                    let mut slices: Vec<String> = want
+                        .iter()
+                        .map(|id| format!("sb-{n}-{}", id.split('-').next().unwrap_or_default()))
+                        .collect();
+                    slices.sort();
+                    slices.dedup();
+                    if nets != slices {
+                        return None;
+                    }
                 }
                 Some(())
             }
@@ -263,7 +275,7 @@ async fn kill9_of_node_managers_in_a_storm_converges_to_exactly_the_desired_cont
         .slices;
     assert_eq!(slices.len(), live.len(), "no slice lost");
     println!(
-        "chaos: {ops} operations ({creates} creates, {deletes} deletes) in {:.1}s with {kills} node-manager SIGKILLs (seed {seed}); converged in {:.1}s to {total} containers for {} live slices: 0 orphans, 0 duplicates, 0 lost",
+        "chaos: {ops} operations ({creates} creates, {deletes} deletes) in {:.1}s with {kills} node-manager SIGKILLs (seed {seed}); converged in {:.1}s to {total} containers (and one network per slice and node) for {} live slices: 0 orphans, 0 duplicates, 0 lost",
         storm.as_secs_f64(),
         converged.as_secs_f64(),
         slices.len()
