@@ -372,3 +372,62 @@ async fn a_partitioned_node_keeps_its_slivers_enforces_leases_alone_and_rejoins(
         rejoin.as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renew_made_during_a_partition_wins_if_it_arrives_before_the_old_end() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    let proxy = Proxy::start(&svc.addr).await;
+    let nm = NodeManager::start_via(
+        &svc,
+        "mit",
+        &unique("renew"),
+        Some(&format!("http://{}", proxy.addr)),
+    )
+    .await;
+    wait_ready(&a, 1).await;
+    let mut req = small("renewed", 1);
+    req.lease = Some(prost_types::Duration {
+        seconds: 8,
+        nanos: 0,
+    });
+    a.slices.clone().create_slice(req).await.unwrap();
+    let s = wait_running(&a, "renewed").await;
+    let id = s.slivers[0].id.clone();
+    let old_end = Instant::now() + Duration::from_secs(7);
+    proxy.cut();
+    // Renewed while the node cannot hear it.
+    let r = a
+        .slices
+        .clone()
+        .renew_slice(pb::RenewSliceRequest {
+            name: "renewed".into(),
+            duration: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap();
+    assert!(r.into_inner().note.is_empty());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.heal();
+    // Past the old end: the node learned the new end on reconnect and kept the sliver.
+    tokio::time::sleep_until((old_end + Duration::from_secs(3)).into()).await;
+    assert_eq!(
+        present(&nm.name).await,
+        vec![id],
+        "the renewed sliver still runs after its old lease end"
+    );
+    let s = a
+        .slices
+        .clone()
+        .get_slice(pb::GetSliceRequest {
+            name: "renewed".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.state, pb::SliceState::Ready as i32);
+}
