@@ -100,24 +100,21 @@ async fn with_members(c: &mut Conn, mut s: Slice) -> Result<Slice> {
 
 /// The live slice of that name.
 pub async fn live_slice(c: &mut Conn, name: &str) -> Result<Option<Slice>> {
-    let row = sqlx::query(&format!(
-        "SELECT {SLICE_COLS} FROM slices WHERE name = $1 AND life = 'live'"
-    ))
-    .bind(name)
-    .fetch_optional(&mut *c)
-    .await?;
-    match row {
-        Some(r) => Ok(Some(with_members(c, slice_from(&r)?).await?)),
-        None => Ok(None),
-    }
+    one_slice(c, "name = $1 AND life = 'live'", name).await
 }
 
 /// The live slice of that name, or the most recently ended one.
 pub async fn latest_slice(c: &mut Conn, name: &str) -> Result<Option<Slice>> {
+    let order = "name = $1 ORDER BY (CASE WHEN life = 'live' THEN 1 ELSE 0 END) DESC, created_at DESC LIMIT 1";
+    one_slice(c, order, name).await
+}
+
+/// At most one slice matching `condition` (with one `$1` bound to `arg`), with its members.
+async fn one_slice(c: &mut Conn, condition: &str, arg: &str) -> Result<Option<Slice>> {
     let row = sqlx::query(&format!(
-        "SELECT {SLICE_COLS} FROM slices WHERE name = $1 ORDER BY (CASE WHEN life = 'live' THEN 1 ELSE 0 END) DESC, created_at DESC LIMIT 1"
+        "SELECT {SLICE_COLS} FROM slices WHERE {condition}"
     ))
-    .bind(name)
+    .bind(arg)
     .fetch_optional(&mut *c)
     .await?;
     match row {
@@ -321,14 +318,7 @@ pub async fn node_usage(c: &mut Conn) -> Result<BTreeMap<String, NodeUsage>> {
 
 /// A slice by id, whatever its life.
 pub async fn slice_by_id(c: &mut Conn, id: &str) -> Result<Option<Slice>> {
-    let row = sqlx::query(&format!("SELECT {SLICE_COLS} FROM slices WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&mut *c)
-        .await?;
-    match row {
-        Some(r) => Ok(Some(with_members(c, slice_from(&r)?).await?)),
-        None => Ok(None),
-    }
+    one_slice(c, "id = $1", id).await
 }
 
 /// Live slices whose lease ends before `horizon` and that have not been warned yet.
