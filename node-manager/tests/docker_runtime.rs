@@ -100,6 +100,31 @@ impl Probe {
             self.seen.get(id)
         );
     }
+
+    /// Passes until `id` was last reported in `state` with `message` (bounded). The engine may
+    /// learn of an OOM kill just after the exit, so the first report can lack it.
+    async fn until_message(
+        &mut self,
+        d: &BTreeMap<String, SliverSpec>,
+        id: &str,
+        state: ReportedState,
+        message: &str,
+    ) -> SliverReport {
+        for _ in 0..100 {
+            let r = self.until(d, id, state).await;
+            if r.message == message {
+                return r;
+            }
+            for r in self.rec.pass(Some(d)).await.unwrap() {
+                self.seen.insert(r.sliver_id.clone(), r);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "sliver {id} never reported {message:?}; last {:?}",
+            self.seen.get(id)
+        );
+    }
 }
 
 #[tokio::test]
@@ -172,8 +197,10 @@ async fn exit_codes_oom_and_missing_images() {
     );
     let r = probe.until(&d, "bad", ReportedState::Failed).await;
     assert_eq!((r.exit_code, r.message.as_str()), (Some(3), "exit code 3"));
-    let r = probe.until(&d, "hog", ReportedState::Failed).await;
-    assert_eq!(r.message, "OOM-killed (memory limit 8Mi)");
+    let oom = "OOM-killed (memory limit 8Mi)";
+    probe
+        .until_message(&d, "hog", ReportedState::Failed, oom)
+        .await;
     let r = probe.until(&d, "missing", ReportedState::Failed).await;
     assert_eq!(
         r.message,
