@@ -332,7 +332,7 @@ async fn dev_up_runs_a_three_site_testbed_and_dev_down_removes_it() {
         let port = s["ports"][0]["host_port"].as_u64().unwrap();
         let mut body = String::new();
         for _ in 0..50 {
-            if let Some(b) = http(port as u16) {
+            if let Some(b) = common::testbed::http_get(port as u32) {
                 body = b;
                 break;
             }
@@ -387,17 +387,6 @@ impl Drop for DevDown {
     fn drop(&mut self) {
         let _ = ctl(&self.0, &["dev", "down", "--dir", self.1.to_str().unwrap()]);
     }
-}
-
-fn http(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-        .ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 #[tokio::test]
