@@ -9,6 +9,15 @@ use crate::domain::{
     PortMapping, PortRange, ReportedState, Resources, RestartPolicy, SliverReport, SliverSpec,
 };
 
+/// The engine's health for `Hello` and heartbeats; `None` (unset) while it answers.
+pub fn engine_status(h: &crate::engine_health::EngineHealth) -> Option<pb::EngineStatus> {
+    h.as_ref().map(|d| pb::EngineStatus {
+        unavailable: true,
+        message: d.message.clone(),
+        since: Some(d.since.into()),
+    })
+}
+
 impl From<Resources> for pb::Resources {
     fn from(r: Resources) -> Self {
         pb::Resources {

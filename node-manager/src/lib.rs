@@ -11,6 +11,7 @@ pub mod connect;
 pub mod convert;
 pub mod domain;
 pub mod elf;
+pub mod engine_health;
 pub mod enroll;
 pub mod error;
 pub mod host;

@@ -43,7 +43,14 @@ pub struct Reconciler<R> {
     tracker: StatusTracker,
     retries: HashMap<String, Retry>,
     usage: Usage,
+    /// Reports of a pass the engine broke off; sent with the next pass that completes.
+    unsent: Vec<SliverReport>,
+    /// The last pass failed to reach the engine.
+    engine_lost: bool,
 }
+
+/// Prefix of the message of a sliver whose program ended while the engine was away.
+pub const ENDED_DURING_OUTAGE: &str = "ended while the container engine was unavailable";
 
 fn usage_of(observed: &[ObservedSliver]) -> Usage {
     let mut u = Usage::default();
@@ -80,6 +87,8 @@ impl<R: Runtime> Reconciler<R> {
             tracker: StatusTracker::default(),
             retries: HashMap::new(),
             usage: Usage::default(),
+            unsent: Vec::new(),
+            engine_lost: false,
         }
     }
 
@@ -122,13 +131,32 @@ impl<R: Runtime> Reconciler<R> {
 
     /// One pass under `cond` (time, reclaim). With `desired` unknown (no `DesiredSet` yet) it
     /// only observes: acting on an empty guess would remove every sliver. Fails only if the
-    /// runtime cannot be listed.
+    /// runtime cannot be listed; what the failed pass had to report is kept for the next one.
     pub async fn pass_at(
         &mut self,
         desired: Option<&BTreeMap<String, SliverSpec>>,
         cond: &Conditions,
     ) -> Result<Vec<SliverReport>, RuntimeError> {
-        let mut reports = Vec::new();
+        let mut reports = std::mem::take(&mut self.unsent);
+        match self.pass_into(desired, cond, &mut reports).await {
+            Ok(()) => {
+                self.engine_lost = false;
+                Ok(reports)
+            }
+            Err(e) => {
+                self.engine_lost = true;
+                self.unsent = reports;
+                Err(e)
+            }
+        }
+    }
+
+    async fn pass_into(
+        &mut self,
+        desired: Option<&BTreeMap<String, SliverSpec>>,
+        cond: &Conditions,
+        reports: &mut Vec<SliverReport>,
+    ) -> Result<(), RuntimeError> {
         if let Some(desired) = desired {
             let observed = self.runtime.list().await?;
             let networks = self.runtime.list_networks().await.unwrap_or_else(|e| {
@@ -146,7 +174,7 @@ impl<R: Runtime> Reconciler<R> {
                     .partition(|a| matches!(a, Action::Create(_) | Action::Replace { .. }));
             // Removals, networks and restarts first (creations need their slice network)...
             for action in others {
-                self.execute(action, &mut reports).await;
+                self.execute(action, reports).await;
             }
             // ...then every creation at once: the engine, not the agent, is the bottleneck.
             let mut specs = Vec::new();
@@ -166,13 +194,13 @@ impl<R: Runtime> Reconciler<R> {
                 }
             }
             let created = !specs.is_empty();
-            self.create_all(specs, &mut reports).await;
+            self.create_all(specs, reports).await;
             // Held: what was just created (or started) runs only until it is frozen here.
             if cond.hold.is_some() && created {
                 let observed = self.runtime.list().await?;
                 for action in reconcile(desired, &observed, &networks, cond) {
                     if matches!(action, Action::Pause { .. }) {
-                        self.execute(action, &mut reports).await;
+                        self.execute(action, reports).await;
                     }
                 }
             }
@@ -183,6 +211,7 @@ impl<R: Runtime> Reconciler<R> {
             if let (ReportedState::Suspended, Some(reason)) = (r.state, &cond.hold) {
                 r.message.clone_from(reason);
             }
+            self.blame_outage(&mut r);
             reports.extend(self.tracker.note(r));
         }
         // Slivers reported before whose container vanished and that nobody wants (any more,
@@ -200,7 +229,35 @@ impl<R: Runtime> Reconciler<R> {
         for (id, message) in vanished {
             reports.extend(self.deleted(&id, String::new(), message));
         }
-        Ok(reports)
+        Ok(())
+    }
+
+    /// First pass after the engine came back: a sliver that was live before and has ended now
+    /// ended during the outage (an engine restart stops every container; its restart policy
+    /// decided whether it came back). Say so rather than leave a bare exit code, and keep
+    /// saying so while that ended container stays as it is.
+    fn blame_outage(&self, r: &mut SliverReport) {
+        let ended = matches!(r.state, ReportedState::Exited | ReportedState::Failed);
+        let Some(last) = self.tracker.last(&r.sliver_id) else {
+            return;
+        };
+        let was_live = matches!(
+            last.state,
+            ReportedState::Running | ReportedState::Suspended | ReportedState::Creating
+        );
+        let same_end = last.state == r.state
+            && last.container_id == r.container_id
+            && last.exit_code == r.exit_code
+            && last.message.starts_with(ENDED_DURING_OUTAGE);
+        if ended && same_end {
+            r.message.clone_from(&last.message);
+        } else if ended && was_live && self.engine_lost {
+            r.message = if r.message.is_empty() {
+                ENDED_DURING_OUTAGE.to_string()
+            } else {
+                format!("{ENDED_DURING_OUTAGE} ({})", r.message)
+            };
+        }
     }
 
     fn deleted(
@@ -255,9 +312,16 @@ impl<R: Runtime> Reconciler<R> {
                 container_id,
                 sliver_id,
             } => {
-                if let Err(e) = self.runtime.start(&container_id).await {
-                    tracing::warn!(sliver = %sliver_id, error = %e, "cannot start container");
-                    reports.extend(self.tracker.note(failed(&sliver_id, e.to_string())));
+                match self.runtime.start(&container_id).await {
+                    Ok(()) => {}
+                    // The pass ends at its next listing; the sliver did nothing wrong.
+                    Err(e) if e.is_unavailable() => {
+                        tracing::warn!(sliver = %sliver_id, error = %e, "cannot start container")
+                    }
+                    Err(e) => {
+                        tracing::warn!(sliver = %sliver_id, error = %e, "cannot start container");
+                        reports.extend(self.tracker.note(failed(&sliver_id, e.to_string())));
+                    }
                 }
             }
             Action::Pause {
@@ -330,6 +394,11 @@ impl<R: Runtime> Reconciler<R> {
             Ok(id) => {
                 tracing::info!(sliver = %spec.sliver_id, slice = %spec.slice, container = %id, "started sliver");
                 self.retries.remove(&spec.sliver_id);
+            }
+            // Not the sliver's fault and no reason to back off: the engine is away, and the
+            // pass after its return creates it.
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(sliver = %spec.sliver_id, error = %e, "cannot create sliver");
             }
             Err(e) => {
                 let message = match &e {

@@ -60,6 +60,28 @@ struct Entry {
     usage: Resources,
     /// Whether the "unreachable" transition has been recorded since the last contact.
     marked_unreachable: bool,
+    /// Set while the node reports that its container engine does not answer.
+    engine_down: Option<EngineDown>,
+}
+
+/// A node's container engine does not answer, as the node reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineDown {
+    /// The node's words.
+    pub message: String,
+    /// When the node first saw it (milliseconds since the epoch, the node's clock).
+    pub since_ms: i64,
+    /// When the service learnt it.
+    pub noticed: Instant,
+}
+
+/// A change of a node's engine health, to be recorded as an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineChange {
+    /// It stopped answering.
+    Lost { message: String },
+    /// It answers again after being away this long (as the service saw it).
+    Back { away: Duration },
 }
 
 /// Connected nodes and when each was last heard from.
@@ -94,6 +116,7 @@ impl Hub {
             conn: None,
             usage: Resources::default(),
             marked_unreachable: false,
+            engine_down: None,
         });
         e.last_seen = Instant::now();
         e.conn = Some((id, tx));
@@ -119,6 +142,37 @@ impl Hub {
                 e.usage = u;
             }
         }
+    }
+
+    /// Records the engine health a node reported (`None`: it answers); returns the change, if
+    /// any, so that the caller records it once.
+    pub fn set_engine(&self, node: &str, down: Option<(String, i64)>) -> Option<EngineChange> {
+        let mut m = self.lock();
+        let e = m.get_mut(node)?;
+        match (&e.engine_down, down) {
+            (None, Some((message, since_ms))) => {
+                e.engine_down = Some(EngineDown {
+                    message: message.clone(),
+                    since_ms,
+                    noticed: Instant::now(),
+                });
+                Some(EngineChange::Lost { message })
+            }
+            (Some(d), None) => {
+                let away = d.noticed.elapsed();
+                e.engine_down = None;
+                Some(EngineChange::Back { away })
+            }
+            _ => None,
+        }
+    }
+
+    /// The node's engine outage, while it is connected and reports one.
+    pub fn engine_down(&self, node: &str) -> Option<EngineDown> {
+        self.lock()
+            .get(node)
+            .filter(|e| e.last_seen.elapsed() < self.ttl)
+            .and_then(|e| e.engine_down.clone())
     }
 
     /// Whether the node was heard from within the TTL.
@@ -217,5 +271,31 @@ mod tests {
         hub.disconnect("n1", old);
         hub.send("n1", NodeCommand::Remove("x".into()));
         assert!(matches!(r2.try_recv(), Ok(NodeCommand::Remove(id)) if id == "x"));
+    }
+
+    #[test]
+    fn engine_changes_are_reported_once_each_way() {
+        let hub = Hub::new(Duration::from_secs(60));
+        let (tx, _rx) = mpsc::channel(4);
+        assert_eq!(hub.set_engine("n1", Some(("refused".into(), 5))), None);
+        hub.connect("n1", tx);
+        assert_eq!(hub.set_engine("n1", None), None);
+        assert_eq!(
+            hub.set_engine("n1", Some(("refused".into(), 5))),
+            Some(EngineChange::Lost {
+                message: "refused".into()
+            })
+        );
+        assert_eq!(
+            hub.set_engine("n1", Some(("still refused".into(), 6))),
+            None
+        );
+        let down = hub.engine_down("n1").unwrap();
+        assert_eq!((down.message.as_str(), down.since_ms), ("refused", 5));
+        assert!(matches!(
+            hub.set_engine("n1", None),
+            Some(EngineChange::Back { .. })
+        ));
+        assert!(hub.engine_down("n1").is_none());
     }
 }

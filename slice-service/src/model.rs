@@ -108,6 +108,8 @@ pub enum NodeState {
     Unreachable,
     Draining,
     Disabled,
+    /// Connected, but its container engine does not answer.
+    EngineDown,
 }
 
 /// A node as stored.

@@ -19,6 +19,7 @@ pub enum Unavailable {
     Disabled,
     Enrolling,
     SiteDisabled,
+    EngineDown,
 }
 
 impl Unavailable {
@@ -30,6 +31,7 @@ impl Unavailable {
             Unavailable::Disabled => "disabled",
             Unavailable::Enrolling => "enrolling",
             Unavailable::SiteDisabled => "site disabled",
+            Unavailable::EngineDown => "container engine down",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! whatever states the test tells it to. Control-plane tests use it; Docker tests use
 //! the real node-manager.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slicebed_proto::v1 as pb;
@@ -20,6 +21,7 @@ pub struct TestNode {
     tx: mpsc::Sender<pb::NodeMessage>,
     rx: mpsc::Receiver<pb::ServiceMessage>,
     heartbeat: tokio::task::JoinHandle<()>,
+    engine: Arc<Mutex<Option<pb::EngineStatus>>>,
 }
 
 /// What a test node reports at enrollment and connect.
@@ -109,6 +111,7 @@ impl TestNode {
             address: "127.0.0.1".into(),
             labels: Default::default(),
             observed: vec![],
+            engine: None,
         };
         tx.send(pb::NodeMessage {
             msg: Some(Msg::Hello(hello)),
@@ -130,12 +133,15 @@ impl TestNode {
             }
         });
         let hb_tx = tx.clone();
+        let engine: Arc<Mutex<Option<pb::EngineStatus>>> = Arc::default();
+        let hb_engine = engine.clone();
         let heartbeat = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let hb = pb::Heartbeat {
                     usage: None,
                     running: 0,
+                    engine: hb_engine.lock().unwrap().clone(),
                 };
                 if hb_tx
                     .send(pb::NodeMessage {
@@ -154,7 +160,30 @@ impl TestNode {
             tx,
             rx,
             heartbeat,
+            engine,
         })
+    }
+
+    /// From now on heartbeats say the container engine does not answer (`Some(words)`) or
+    /// answers again (`None`); one is sent at once, as a node manager does.
+    pub async fn set_engine(&self, unavailable: Option<&str>) {
+        let status = unavailable.map(|m| pb::EngineStatus {
+            unavailable: true,
+            message: m.into(),
+            since: Some(std::time::SystemTime::now().into()),
+        });
+        *self.engine.lock().unwrap() = status.clone();
+        let hb = pb::Heartbeat {
+            usage: None,
+            running: 0,
+            engine: status,
+        };
+        self.tx
+            .send(pb::NodeMessage {
+                msg: Some(Msg::Heartbeat(hb)),
+            })
+            .await
+            .expect("control channel open");
     }
 
     /// Reports a sliver state.

@@ -1,5 +1,6 @@
 //! Soft state and failures over the real service: watch streams, lease warnings, the node-loss
-//! policies (keep and replace, exactly one copy surviving), and drain with a deadline.
+//! policies (keep and replace, exactly one copy surviving), drain with a deadline, and a node
+//! whose container engine stops answering.
 
 mod common;
 
@@ -309,4 +310,148 @@ async fn drain_re_places_replaceable_slivers_on_other_nodes_at_once() {
         }
     })
     .await;
+}
+
+async fn node_events(a: &Clients, node: &str) -> Vec<(String, String)> {
+    get_events(a, &format!("node/{node}")).await
+}
+
+async fn node(a: &Clients, name: &str) -> pb::Node {
+    a.admin
+        .clone()
+        .get_node(pb::GetNodeRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn an_engine_outage_shows_unknown_takes_no_slivers_and_moves_replaceable_ones() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    make_site(&a, "eth").await;
+    let mut n1 = TestNode::join(&svc, "mit", "n1", 2000, 2 * GI).await;
+    wait_ready(&a, 1).await;
+    // Both slices land on n1, the only node so far.
+    let keep = slice_req("keep", 1, 64 * MI);
+    a.slices.clone().create_slice(keep).await.unwrap();
+    let mut req = slice_req("move", 1, 64 * MI);
+    req.node_loss = pb::NodeLossPolicy::Replace as i32;
+    req.replace_after = dur(1);
+    let moving = a
+        .slices
+        .clone()
+        .create_slice(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .slice
+        .unwrap()
+        .slivers[0]
+        .clone();
+    let kept = get(&a, "keep").await.slivers[0].id.clone();
+    n1.report(&kept, pb::SliverState::Running, "").await;
+    let _n2 = TestNode::join(&svc, "eth", "n2", 2000, 2 * GI).await;
+    wait_ready(&a, 2).await;
+
+    n1.set_engine(Some("list containers: connection refused"))
+        .await;
+    let shown = wait_for("node shown engine_down", Duration::from_secs(10), || {
+        let a = a.clone();
+        async move {
+            let n = node(&a, "n1").await;
+            (n.state == pb::NodeState::EngineDown as i32).then_some(n)
+        }
+    })
+    .await;
+    let engine = shown.engine.expect("engine status on the node");
+    assert!(engine.unavailable);
+    assert_eq!(engine.message, "list containers: connection refused");
+    assert!(engine.since.is_some());
+    assert_eq!(
+        get(&a, "keep").await.slivers[0].state,
+        pb::SliverState::Unknown as i32,
+        "a sliver on a node that cannot see its containers is unknown, not failed"
+    );
+    // No new sliver goes to a node without an engine, and the refusal says why.
+    let mut pinned = slice_req("pinned", 1, 64 * MI);
+    pinned.placement.as_mut().unwrap().sites = vec!["mit".into()];
+    let err = a.slices.clone().create_slice(pinned).await.unwrap_err();
+    assert!(
+        err.message().contains("container engine down"),
+        "{}",
+        err.message()
+    );
+    // The replaceable sliver moves to n2 after its grace; the kept one waits.
+    let replaced = wait_for("sliver re-placed on n2", Duration::from_secs(15), || {
+        let a = a.clone();
+        async move {
+            let s = get(&a, "move").await;
+            let l = live(&s);
+            (l.len() == 1 && l[0].node == "n2").then(|| l[0].clone())
+        }
+    })
+    .await;
+    assert_ne!(replaced.id, moving.id);
+    let ev = get_events(&a, "slice/move").await;
+    assert!(
+        ev.iter().any(|(action, m)| action == "replaced"
+            && m.contains("node n1 without a container engine for more than 1s")),
+        "{ev:?}"
+    );
+    // n1 is told to remove its copy now: it still speaks, only its engine is away.
+    let removed = loop {
+        match n1
+            .recv(Duration::from_secs(5))
+            .await
+            .expect("a message")
+            .msg
+        {
+            Some(Msg::Remove(id)) => break id,
+            _ => continue,
+        }
+    };
+    assert_eq!(removed, moving.id);
+
+    n1.set_engine(None).await;
+    wait_for("node ready again", Duration::from_secs(10), || {
+        let a = a.clone();
+        async move { (node(&a, "n1").await.state == pb::NodeState::Ready as i32).then_some(()) }
+    })
+    .await;
+    assert!(node(&a, "n1").await.engine.is_none());
+    assert_eq!(
+        get(&a, "keep").await.slivers[0].state,
+        pb::SliverState::Running as i32
+    );
+    let ev = node_events(&a, "n1").await;
+    let outage: Vec<&str> = ev
+        .iter()
+        .map(|(action, _)| action.as_str())
+        .filter(|x| x.starts_with("engine"))
+        .collect();
+    assert_eq!(outage, ["engine unavailable", "engine available"], "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|(_, m)| m.starts_with("list containers: connection refused")),
+        "{ev:?}"
+    );
+}
+
+async fn get_events(a: &Clients, object: &str) -> Vec<(String, String)> {
+    a.slices
+        .clone()
+        .list_events(pb::ListEventsRequest {
+            object: object.into(),
+            after_id: 0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+        .into_iter()
+        .map(|e| (e.action, e.detail))
+        .collect()
 }

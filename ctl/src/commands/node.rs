@@ -220,6 +220,17 @@ fn node_fields(n: &pb::Node, now: i64) -> Fields {
     if let Some(d) = drain_deadline(n, now) {
         f.add("Drain deadline", d);
     }
+    if let Some(e) = n.engine.as_ref().filter(|e| e.unavailable) {
+        f.add(
+            "Engine",
+            format!(
+                "unavailable since {} ({}): {}",
+                rfc3339(e.since.as_ref()).unwrap_or_else(|| "?".into()),
+                ago(e.since.as_ref(), now),
+                e.message
+            ),
+        );
+    }
     f.add("Address", &n.address)
         .add("Heartbeat", ago(n.last_heartbeat.as_ref(), now))
         .add("Capacity", amount(n.capacity.as_ref()))
@@ -271,6 +282,41 @@ mod tests {
         assert!(row.contains("0.5/2 cpu, 256Mi/4Gi mem"), "{row}");
         assert!(row.ends_with('2'), "{row}");
         assert!(!text.contains("DRAIN"), "{text}");
+    }
+
+    #[test]
+    fn an_unavailable_engine_shows_with_its_cause() {
+        let n = pb::Node {
+            name: "node-mit".into(),
+            state: pb::NodeState::EngineDown as i32,
+            engine: Some(pb::EngineStatus {
+                unavailable: true,
+                message: "list containers: connection refused".into(),
+                since: Some(Timestamp {
+                    seconds: 1_714_564_803,
+                    nanos: 0,
+                }),
+            }),
+            ..Default::default()
+        };
+        let text = node_table(std::slice::from_ref(&n), 1_714_564_803 + 12).to_string();
+        assert!(
+            text.lines().nth(1).unwrap().contains("engine_down"),
+            "{text}"
+        );
+        let shown = node_fields(&n, 1_714_564_803 + 12).to_string();
+        assert!(
+            shown.contains("Engine:    unavailable since 2024-05-01T12:00:03Z (12s ago): list containers: connection refused"),
+            "{shown}"
+        );
+        let json = serde_json::to_value(crate::output::view::NodeView::from(&n)).unwrap();
+        assert_eq!(json["state"], "engine_down");
+        assert_eq!(
+            json["engine_unavailable"]["message"],
+            "list containers: connection refused"
+        );
+        let fine = pb::Node::default();
+        assert!(!node_fields(&fine, 0).to_string().contains("Engine"));
     }
 
     #[test]

@@ -144,6 +144,14 @@ pub struct NodeView {
     pub created_at: Option<String>,
     /// When draining with a deadline: when its remaining slivers are removed.
     pub drain_deadline: Option<String>,
+    /// Set while the node reports that its container engine does not answer.
+    pub engine_unavailable: Option<EngineDownView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EngineDownView {
+    pub message: String,
+    pub since: Option<String>,
 }
 
 impl From<&pb::Node> for NodeView {
@@ -166,6 +174,12 @@ impl From<&pb::Node> for NodeView {
             slivers: n.slivers,
             created_at: rfc3339(n.created_at.as_ref()),
             drain_deadline: rfc3339(n.drain_deadline.as_ref()),
+            engine_unavailable: n.engine.as_ref().filter(|e| e.unavailable).map(|e| {
+                EngineDownView {
+                    message: e.message.clone(),
+                    since: rfc3339(e.since.as_ref()),
+                }
+            }),
         }
     }
 }

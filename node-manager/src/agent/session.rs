@@ -3,7 +3,7 @@
 //! stream breaks or the agent shuts down.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use slicebed_proto::v1 as pb;
 use slicebed_proto::v1::node_service_client::NodeServiceClient;
@@ -17,10 +17,10 @@ use super::{AbortOnDrop, AgentConfig};
 use crate::access::{Access, Launcher};
 use crate::backoff::Backoff;
 use crate::connect::{bearer, channel};
-use crate::convert::{spec_from, status_from};
+use crate::convert::{engine_status, spec_from, status_from};
 use crate::domain::{ReportedState, SliverReport};
 use crate::error::{Error, Result};
-use crate::reconciler::Reconciler;
+use crate::reconciler::{Reconciler, Usage};
 use crate::runtime::Runtime;
 
 /// How long the service may take to answer `Hello` with `Welcome`.
@@ -93,6 +93,21 @@ async fn dispatch(
         .map_err(|_| Error::Protocol("reconcile worker stopped".into()))
 }
 
+fn heartbeat_msg(
+    usage: &watch::Receiver<Usage>,
+    engine: Option<pb::EngineStatus>,
+) -> pb::NodeMessage {
+    let u = *usage.borrow();
+    let hb = pb::Heartbeat {
+        usage: Some(u.resources.into()),
+        running: u.running,
+        engine,
+    };
+    pb::NodeMessage {
+        msg: Some(node_message::Msg::Heartbeat(hb)),
+    }
+}
+
 fn closed() -> Error {
     Error::Protocol("outgoing stream closed".into())
 }
@@ -120,7 +135,18 @@ pub async fn run<R: Runtime + Clone>(
     let sessions = Launcher::new(client.clone(), &cfg.credential, access.cloned());
 
     let mut reconciler = Reconciler::new(runtime.clone());
-    let observed = reconciler.snapshot().await?;
+    // An engine that does not answer does not keep the node off the channel: it connects,
+    // says so, and the service shows the node's slivers as unknown until the engine is back.
+    let observed = match reconciler.snapshot().await {
+        Ok(o) => o,
+        Err(e) => {
+            if shared.engine.lost(e.to_string(), SystemTime::now()) {
+                tracing::error!(error = %e, "container engine unavailable");
+            }
+            Vec::new()
+        }
+    };
+    let mut engine_rx = shared.engine.subscribe();
     let (out_tx, out_rx) = mpsc::channel::<pb::NodeMessage>(256);
     let hello = pb::Hello {
         agent_version: crate::AGENT_VERSION.to_string(),
@@ -129,6 +155,7 @@ pub async fn run<R: Runtime + Clone>(
         address: cfg.address.clone(),
         labels: node.labels.clone().into_iter().collect(),
         observed: observed.into_iter().map(status_from).collect(),
+        engine: engine_status(&engine_rx.borrow_and_update()),
     };
     out_tx
         .send(pb::NodeMessage {
@@ -214,9 +241,13 @@ pub async fn run<R: Runtime + Clone>(
                 out_tx.send(msg).await.map_err(|_| closed())?;
             }
             _ = heartbeat.tick() => {
-                let u = *usage_rx.borrow();
-                let hb = pb::Heartbeat { usage: Some(u.resources.into()), running: u.running };
-                out_tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) }).await.map_err(|_| closed())?;
+                let engine = engine_status(&engine_rx.borrow_and_update());
+                out_tx.send(heartbeat_msg(&usage_rx, engine)).await.map_err(|_| closed())?;
+            }
+            // The engine went away or came back: tell the service now, not at the next beat.
+            Ok(()) = engine_rx.changed() => {
+                let engine = engine_status(&engine_rx.borrow_and_update());
+                out_tx.send(heartbeat_msg(&usage_rx, engine)).await.map_err(|_| closed())?;
             }
         }
     }

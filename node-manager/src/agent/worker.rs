@@ -5,6 +5,10 @@
 //!
 //! The same loop runs without a connection ([`offline`]) on the last desired set the service
 //! sent, so that leases end and reclaim pauses slivers even while the node is cut off.
+//!
+//! A pass that cannot list the containers means the engine is away (stopped, restarting):
+//! the worker records it in [`EngineWatch`] for the session to report, tries again every
+//! [`ENGINE_RETRY`], and on its return re-subscribes to its events at once.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +20,7 @@ use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::domain::{SliverReport, SliverSpec};
+use crate::engine_health::EngineWatch;
 use crate::reconcile::{next_lease_end, Conditions};
 use crate::reconciler::{Reconciler, Usage};
 use crate::runtime::Runtime;
@@ -24,6 +29,8 @@ use crate::runtime::Runtime;
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Wait before re-subscribing to engine events after the stream broke.
 const RESUBSCRIBE: Duration = Duration::from_secs(5);
+/// How often a pass is tried while the engine does not answer.
+pub const ENGINE_RETRY: Duration = Duration::from_secs(1);
 
 /// What the service asked for.
 #[derive(Debug, Clone)]
@@ -50,6 +57,8 @@ pub struct Shared {
     pub last_desired: Arc<Mutex<Option<Desired>>>,
     /// Period of the full resync.
     pub resync: Duration,
+    /// Whether the container engine answers.
+    pub engine: EngineWatch,
 }
 
 impl Shared {
@@ -69,6 +78,7 @@ impl Shared {
             hold,
             last_desired: Arc::default(),
             resync,
+            engine: EngineWatch::default(),
         }
     }
 
@@ -192,6 +202,7 @@ async fn run_from<R: Runtime>(
                 changes = rec.runtime().changes();
                 resubscribe_at = None;
             }
+            _ = sleep(ENGINE_RETRY), if shared.engine.is_down() => {}
             _ = tick.tick() => {}
         }
         sleep(DEBOUNCE).await;
@@ -212,13 +223,27 @@ async fn run_from<R: Runtime>(
         };
         match rec.pass_at(desired.as_ref(), &cond).await {
             Ok(rs) => {
+                if let Some(away) = shared.engine.back(shared.clock.now()) {
+                    tracing::info!(
+                        away_ms = away.as_millis() as u64,
+                        "container engine answers again"
+                    );
+                    changes = rec.runtime().changes();
+                    resubscribe_at = None;
+                }
                 for r in rs {
                     if reports.send(r).await.is_err() {
                         return;
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot observe containers; will retry"),
+            Err(e) => {
+                if shared.engine.lost(e.to_string(), shared.clock.now()) {
+                    tracing::error!(error = %e, "container engine unavailable; retrying every second");
+                } else {
+                    tracing::debug!(error = %e, "container engine still unavailable");
+                }
+            }
         }
         usage.send_replace(rec.usage());
     }
@@ -256,6 +281,7 @@ mod tests {
         commands: mpsc::Sender<Command>,
         reports: mpsc::Receiver<SliverReport>,
         hold: watch::Sender<Option<String>>,
+        engine: EngineWatch,
         t0: Instant,
     }
 
@@ -272,6 +298,7 @@ mod tests {
             let (commands, cmd_rx) = mpsc::channel(16);
             let (rep_tx, reports) = mpsc::channel(64);
             let (usage, _) = watch::channel(Usage::default());
+            let engine = shared.engine.clone();
             tokio::spawn(run(
                 Reconciler::new(rt.clone()),
                 cmd_rx,
@@ -284,6 +311,7 @@ mod tests {
                 commands,
                 reports,
                 hold,
+                engine,
                 t0: Instant::now(),
             }
         }
@@ -381,5 +409,42 @@ mod tests {
             2,
             "{calls:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_engine_outage_is_seen_and_its_end_noticed_within_a_second() {
+        let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = Harness::start(wall);
+        let far = wall + Duration::from_secs(86_400);
+        let mut seen = h.engine.subscribe();
+        h.commands
+            .send(Command::Desired(vec![leased("a", far)]))
+            .await
+            .unwrap();
+        while h.next().await.1 != ReportedState::Running {}
+        assert!(!h.engine.is_down());
+
+        h.rt.set_down(true);
+        h.commands
+            .send(Command::Upsert(leased("b", far)))
+            .await
+            .unwrap();
+        seen.changed().await.unwrap();
+        let down = seen.borrow_and_update().clone().expect("engine seen down");
+        assert!(down.message.contains("connection refused"), "{down:?}");
+
+        // Back at t0+10s: the worker retries every second, not at the next (hourly) resync.
+        sleep_until(h.t0 + Duration::from_secs(10)).await;
+        h.rt.set_down(false);
+        seen.changed().await.unwrap();
+        assert!(seen.borrow_and_update().is_none());
+        assert!(
+            h.t0.elapsed() < Duration::from_secs(12),
+            "{:?}",
+            h.t0.elapsed()
+        );
+        let (id, state, _, _) = h.next().await;
+        assert_eq!((id.as_str(), state), ("b", ReportedState::Creating));
+        assert_eq!(h.next().await.1, ReportedState::Running);
     }
 }

@@ -310,3 +310,69 @@ async fn reclaim_pauses_creates_paused_and_release_resumes() {
         2
     );
 }
+
+#[tokio::test]
+async fn an_engine_outage_fails_no_sliver_and_names_what_it_ended() {
+    let rt = fake();
+    let mut rec = Reconciler::new(rt.clone());
+    let a = spec("a", "web", IMAGE, 1);
+    let b = spec("b", "web", IMAGE, 1);
+    rec.pass(Some(&desired(&[a.clone(), b.clone()])))
+        .await
+        .unwrap();
+
+    // The engine goes away; meanwhile the service asks for "c".
+    rt.set_down(true);
+    let d = desired(&[a, b, spec("c", "web", IMAGE, 1)]);
+    let err = rec.pass(Some(&d)).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    // Its restart stopped "a" for good (policy never); "b" came back by its policy.
+    let a_id = rt
+        .containers()
+        .into_iter()
+        .find(|c| c.sliver_id == "a")
+        .unwrap()
+        .container_id;
+    rt.update(&a_id, |c| {
+        c.phase = ContainerPhase::Exited;
+        c.exit_code = Some(137);
+    });
+    assert!(rec.pass(Some(&d)).await.is_err());
+
+    rt.set_down(false);
+    let reports = rec.pass(Some(&d)).await.unwrap();
+    // "c" was never failed for the outage and is created at once, without a backoff.
+    assert!(
+        !reports
+            .iter()
+            .any(|r| r.sliver_id == "c" && r.state == ReportedState::Failed),
+        "{reports:?}"
+    );
+    assert!(reports
+        .iter()
+        .any(|r| r.sliver_id == "c" && r.state == ReportedState::Running));
+    let a_report = reports.iter().find(|r| r.sliver_id == "a").unwrap();
+    assert_eq!(a_report.state, ReportedState::Failed);
+    assert_eq!(
+        a_report.message,
+        "ended while the container engine was unavailable (exit code 137)"
+    );
+    assert!(!reports.iter().any(|r| r.sliver_id == "b"), "{reports:?}");
+    // The explanation stays: later passes do not take it back.
+    assert!(rec.pass(Some(&d)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_program_that_ends_while_the_engine_answers_is_not_blamed_on_it() {
+    let rt = fake();
+    let mut rec = Reconciler::new(rt.clone());
+    let d = desired(&[spec("a", "web", IMAGE, 1)]);
+    rec.pass(Some(&d)).await.unwrap();
+    let id = rt.containers()[0].container_id.clone();
+    rt.update(&id, |c| {
+        c.phase = ContainerPhase::Exited;
+        c.exit_code = Some(2);
+    });
+    let reports = rec.pass(Some(&d)).await.unwrap();
+    assert_eq!(reports[0].message, "exit code 2");
+}

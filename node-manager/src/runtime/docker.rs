@@ -52,14 +52,40 @@ pub fn connect(host: Option<&str>) -> Result<Docker> {
 }
 
 fn engine(op: impl Into<String>, e: DockerError) -> RuntimeError {
-    let message = match e {
-        DockerError::DockerResponseServerError { message, .. } => message,
-        other => other.to_string(),
-    };
-    RuntimeError::Engine {
-        op: op.into(),
-        message,
+    let op = op.into();
+    match e {
+        DockerError::DockerResponseServerError { message, .. } => {
+            RuntimeError::Engine { op, message }
+        }
+        // No answer from the engine: the transport failed, not the operation.
+        e @ (DockerError::IOError { .. }
+        | DockerError::HyperResponseError { .. }
+        | DockerError::HyperLegacyError { .. }
+        | DockerError::RequestTimeoutError
+        | DockerError::SocketNotFoundError(_)) => RuntimeError::Unavailable {
+            op,
+            message: transport_words(&e),
+        },
+        other => RuntimeError::Engine {
+            op,
+            message: other.to_string(),
+        },
     }
+}
+
+/// A transport error with its causes, on one line ("connection refused", not just "error
+/// trying to connect").
+fn transport_words(e: &DockerError) -> String {
+    let mut words = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !words.contains(&text) {
+            words = format!("{words}: {text}");
+        }
+        cause = c.source();
+    }
+    words
 }
 
 /// An engine error saying the container is already where we want it (the status code of

@@ -31,6 +31,8 @@ struct State {
     images: HashMap<String, Behaviour>,
     next_id: u64,
     calls: Vec<String>,
+    /// The engine does not answer: every operation fails as unavailable.
+    down: bool,
 }
 
 /// The fake runtime; clones share state, like two agents on one engine.
@@ -84,6 +86,23 @@ impl FakeRuntime {
         self.lock().containers.insert(c.container_id.clone(), c);
     }
 
+    /// Stops (`true`) or restarts (`false`) answering, like an engine being restarted.
+    /// Containers are left as they are; change them with [`FakeRuntime::update`].
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
+    fn answer(&self, op: &str) -> Result<MutexGuard<'_, State>> {
+        let s = self.lock();
+        if s.down {
+            return Err(RuntimeError::Unavailable {
+                op: op.to_string(),
+                message: "connection refused".into(),
+            });
+        }
+        Ok(s)
+    }
+
     /// Changes a container in place (simulates the program exiting, a restart, ...).
     pub fn update(&self, container_id: &str, f: impl FnOnce(&mut ObservedSliver)) {
         if let Some(c) = self.lock().containers.get_mut(container_id) {
@@ -113,7 +132,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn ensure_network(&self, slice: &str) -> Result<()> {
-        let mut s = self.lock();
+        let mut s = self.answer("ensure_network")?;
         if s.networks.insert(slice.to_string()) {
             s.calls.push(format!("network+ {slice}"));
         }
@@ -121,18 +140,19 @@ impl Runtime for FakeRuntime {
     }
 
     async fn remove_network(&self, slice: &str) -> Result<()> {
-        let mut s = self.lock();
+        let mut s = self.answer("remove_network")?;
         s.networks.remove(slice);
         s.calls.push(format!("network- {slice}"));
         Ok(())
     }
 
     async fn list_networks(&self) -> Result<Vec<String>> {
+        drop(self.answer("list_networks")?);
         Ok(self.networks())
     }
 
     async fn create_and_start(&self, spec: &SliverSpec) -> Result<String> {
-        let mut s = self.lock();
+        let mut s = self.answer("create_and_start")?;
         s.calls.push(format!("create {}", spec.sliver_id));
         let Some(b) = s.images.get(&spec.image).cloned() else {
             return Err(RuntimeError::ImageMissing {
@@ -177,7 +197,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn start(&self, container_id: &str) -> Result<()> {
-        let mut s = self.lock();
+        let mut s = self.answer("start")?;
         s.calls.push(format!("start {container_id}"));
         if let Some(c) = s.containers.get_mut(container_id) {
             c.phase = ContainerPhase::Running;
@@ -186,7 +206,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn pause(&self, container_id: &str) -> Result<()> {
-        let mut s = self.lock();
+        let mut s = self.answer("pause")?;
         s.calls.push(format!("pause {container_id}"));
         if let Some(c) = s.containers.get_mut(container_id) {
             if matches!(c.phase, ContainerPhase::Running | ContainerPhase::Paused) {
@@ -202,7 +222,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn unpause(&self, container_id: &str) -> Result<()> {
-        let mut s = self.lock();
+        let mut s = self.answer("unpause")?;
         s.calls.push(format!("unpause {container_id}"));
         if let Some(c) = s.containers.get_mut(container_id) {
             if c.phase == ContainerPhase::Paused {
@@ -213,18 +233,19 @@ impl Runtime for FakeRuntime {
     }
 
     async fn remove(&self, container_id: &str) -> Result<()> {
-        let mut s = self.lock();
+        let mut s = self.answer("remove")?;
         s.calls.push(format!("remove {container_id}"));
         s.containers.remove(container_id);
         Ok(())
     }
 
     async fn list(&self) -> Result<Vec<ObservedSliver>> {
+        drop(self.answer("list")?);
         Ok(self.containers())
     }
 
     async fn inspect(&self, container: &str) -> Result<Option<ObservedSliver>> {
-        Ok(self.lock().containers.get(container).cloned())
+        Ok(self.answer("inspect")?.containers.get(container).cloned())
     }
 
     fn changes(&self) -> BoxStream<'static, Result<RuntimeChange>> {

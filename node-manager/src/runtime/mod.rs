@@ -25,6 +25,15 @@ pub enum RuntimeError {
         /// The image reference.
         image: String,
     },
+    /// The engine did not answer at all (stopped, restarting, its socket gone, timed out):
+    /// nothing is known about the operation, and nothing about a sliver should be concluded.
+    #[error("{op}: container engine unavailable: {message}")]
+    Unavailable {
+        /// What was attempted.
+        op: String,
+        /// The transport's words.
+        message: String,
+    },
     /// The engine refused or failed an operation.
     #[error("{op}: {message}")]
     Engine {
@@ -33,6 +42,13 @@ pub enum RuntimeError {
         /// The engine's message.
         message: String,
     },
+}
+
+impl RuntimeError {
+    /// Whether the engine itself could not be reached (as opposed to refusing an operation).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, RuntimeError::Unavailable { .. })
+    }
 }
 
 /// Result of runtime operations.

@@ -103,6 +103,7 @@ pub fn node_state(s: NodeState) -> pb::NodeState {
         NodeState::Unreachable => pb::NodeState::Unreachable,
         NodeState::Draining => pb::NodeState::Draining,
         NodeState::Disabled => pb::NodeState::Disabled,
+        NodeState::EngineDown => pb::NodeState::EngineDown,
     }
 }
 
@@ -180,6 +181,11 @@ pub fn node(v: &NodeView) -> pb::Node {
         slivers: v.slivers,
         created_at: ts(n.created_at),
         drain_deadline: ts_opt(n.drain_deadline),
+        engine: v.engine_down.as_ref().map(|d| pb::EngineStatus {
+            unavailable: true,
+            message: d.message.clone(),
+            since: ts(d.since_ms),
+        }),
     }
 }
 

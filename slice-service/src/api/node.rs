@@ -35,6 +35,21 @@ fn observed(s: &pb::SliverStatus) -> Option<ObservedStatus> {
     })
 }
 
+/// A node's engine report as the core takes it: `Some((words, since ms))` while unavailable.
+fn engine_down(e: Option<pb::EngineStatus>) -> Option<(String, i64)> {
+    let e = e.filter(|e| e.unavailable)?;
+    let since = e
+        .since
+        .map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000))
+        .unwrap_or_else(crate::model::now_ms);
+    let words = if e.message.is_empty() {
+        "the node's container engine does not answer".to_string()
+    } else {
+        e.message.chars().take(500).collect()
+    };
+    Some((words, since))
+}
+
 fn msg(m: ServiceMsg) -> pb::ServiceMessage {
     pb::ServiceMessage { msg: Some(m) }
 }
@@ -116,12 +131,13 @@ impl NodeService for Api {
             agent_version: h.agent_version,
         };
         let seen = h.observed.iter().filter_map(observed).collect();
+        let engine = engine_down(h.engine);
 
         // Register before reading the desired set, so a change committed in between is
         // queued behind the full set rather than lost.
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<NodeCommand>(4096);
         let conn_id = self.core.hub.connect(&name, cmd_tx);
-        let (_, desired) = match self.core.node_connected(&name, hello, seen).await {
+        let (_, desired) = match self.core.node_connected(&name, hello, seen, engine).await {
             Ok(x) => x,
             Err(e) => {
                 self.core.hub.disconnect(&name, conn_id);
@@ -184,7 +200,12 @@ impl NodeService for Api {
 
 async fn handle(core: &crate::core::Core, node: &str, m: pb::NodeMessage) {
     match m.msg {
-        Some(NodeMsg::Heartbeat(hb)) => core.hub.touch(node, Some(cv::res_in(hb.usage))),
+        Some(NodeMsg::Heartbeat(hb)) => {
+            core.hub.touch(node, Some(cv::res_in(hb.usage)));
+            if let Err(e) = core.engine_reported(node, engine_down(hb.engine)).await {
+                tracing::error!(node, error = %e, "recording engine health failed");
+            }
+        }
         Some(NodeMsg::Status(s)) => {
             core.hub.touch(node, None);
             match observed(&s) {

@@ -315,6 +315,7 @@ impl Core {
                     usage: self.hub.usage(&n.name),
                     allocated: u.allocated,
                     slivers: u.slivers,
+                    engine_down: self.hub.engine_down(&n.name),
                     node: n,
                 }
             })

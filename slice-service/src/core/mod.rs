@@ -57,11 +57,18 @@ impl Core {
         match n.admin_state {
             AdminState::Draining => NodeState::Draining,
             AdminState::Disabled => NodeState::Disabled,
+            AdminState::Active if self.hub.engine_down(&n.name).is_some() => NodeState::EngineDown,
             AdminState::Active if self.hub.is_live(&n.name) => NodeState::Ready,
             AdminState::Active if self.hub.seen(&n.name) || n.last_heartbeat.is_some() => {
                 NodeState::Unreachable
             }
             AdminState::Active => NodeState::Enrolling,
         }
+    }
+
+    /// Whether what is stored about the node's slivers may be stale: the node is silent, or
+    /// it speaks but cannot see its containers.
+    pub fn node_blind(&self, n: &Node) -> bool {
+        self.hub.engine_down(&n.name).is_some() || self.node_state(n) == NodeState::Unreachable
     }
 }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::auth::{Kind, Principal};
 use crate::error::{Error, Result};
+use crate::hub::EngineChange;
 use crate::model::{now_ms, AdminState, NewEvent, Node, Slice, SliceLife, Sliver};
 use crate::names;
 use crate::resources::Resources;
@@ -113,13 +114,16 @@ impl Core {
     }
 
     /// A node opened its control channel: record what it reports, settle what it observes,
-    /// and return the full set of slivers it must run.
+    /// and return the full set of slivers it must run. With its engine down (`engine`: the
+    /// node's words and since when) it observes nothing, so nothing is settled on its word.
     pub async fn node_connected(
         &self,
         node: &str,
         h: NodeHello,
         observed: Vec<ObservedStatus>,
+        engine: Option<(String, i64)>,
     ) -> Result<(Node, Vec<(Slice, Sliver)>)> {
+        let blind = engine.is_some();
         validate_report(&h)?;
         let mut tx = self.db.begin().await?;
         let mut n = store::get_node(&mut tx, node)
@@ -152,7 +156,7 @@ impl Core {
         let mut desired = Vec::new();
         let mut slices: HashMap<String, Slice> = HashMap::new();
         for v in store::slivers_on_node(&mut tx, node).await? {
-            if v.state == SliverState::Stopping && !seen.contains(v.id.as_str()) {
+            if v.state == SliverState::Stopping && !blind && !seen.contains(v.id.as_str()) {
                 // The node has no container for it: the removal is complete.
                 self.set_sliver_state(&mut tx, node, v, SliverState::Deleted, "", None)
                     .await?;
@@ -175,7 +179,40 @@ impl Core {
             self.apply_status_in(&mut tx, node, o).await?;
         }
         tx.commit().await?;
+        self.engine_reported(node, engine).await?;
         Ok((n, desired))
+    }
+
+    /// Records the engine health a connected node reports (`None`: it answers), with an event
+    /// when it changes. Soft state: after a service restart the next report rebuilds it.
+    pub async fn engine_reported(&self, node: &str, engine: Option<(String, i64)>) -> Result<()> {
+        let Some(change) = self.hub.set_engine(node, engine) else {
+            return Ok(());
+        };
+        let (action, message) = match change {
+            EngineChange::Lost { message } => (
+                "engine unavailable",
+                format!("{message}; its slivers show unknown and it takes no new ones until the engine answers"),
+            ),
+            EngineChange::Back { away } => (
+                "engine available",
+                format!("after {:.1}s", away.as_secs_f64()),
+            ),
+        };
+        tracing::warn!(node, action, %message, "container engine");
+        let mut tx = self.db.begin().await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &format!("node/{node}"),
+                format!("node/{node}"),
+                action,
+                message,
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Applies one observed status from `node`.

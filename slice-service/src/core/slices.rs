@@ -47,8 +47,8 @@ impl Core {
             if !addrs.contains_key(&v.node) {
                 let entry = match store::get_node(c, &v.node).await? {
                     Some(n) => {
-                        let unreachable = self.node_state(&n) == NodeState::Unreachable;
-                        (n.address, unreachable)
+                        let blind = self.node_blind(&n);
+                        (n.address, blind)
                     }
                     None => (String::new(), false),
                 };
@@ -280,6 +280,7 @@ impl Core {
                     _ if !site_enabled => Some(Unavailable::SiteDisabled),
                     NodeState::Ready => None,
                     NodeState::Unreachable => Some(Unavailable::Unreachable),
+                    NodeState::EngineDown => Some(Unavailable::EngineDown),
                     NodeState::Draining => Some(Unavailable::Draining),
                     NodeState::Disabled => Some(Unavailable::Disabled),
                     NodeState::Enrolling => Some(Unavailable::Enrolling),

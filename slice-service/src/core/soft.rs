@@ -46,6 +46,15 @@ impl Core {
         Ok(())
     }
 
+    /// How long a node has been lost (silent, or its engine not answering), or None while it
+    /// is fine, with the words for why.
+    fn lost_for(&self, n: &Node) -> Option<(Duration, &'static str)> {
+        if let Some(d) = self.hub.engine_down(&n.name) {
+            return Some((d.noticed.elapsed(), "without a container engine for"));
+        }
+        self.silent_for(n).map(|d| (d, "unreachable for"))
+    }
+
     /// How long a node has been silent, or None while it is live.
     fn silent_for(&self, n: &Node) -> Option<Duration> {
         if self.hub.is_live(&n.name) {
@@ -63,8 +72,8 @@ impl Core {
         let nodes = store::list_nodes(&mut *self.db.conn().await?, None).await?;
         for n in nodes {
             let draining = n.admin_state == AdminState::Draining;
-            let silent = self.silent_for(&n);
-            if !draining && silent.is_none() {
+            let lost = self.lost_for(&n);
+            if !draining && lost.is_none() {
                 continue;
             }
             let slivers = store::live_slivers_on_node(&mut *self.db.conn().await?, &n.name).await?;
@@ -80,12 +89,8 @@ impl Core {
                 let grace = Duration::from_millis(slice.replace_after_ms.max(0) as u64);
                 let reason = if draining {
                     format!("node {} is draining", n.name)
-                } else if silent.is_some_and(|d| d >= grace) {
-                    format!(
-                        "node {} unreachable for more than {}s",
-                        n.name,
-                        grace.as_secs()
-                    )
+                } else if let Some((_, why)) = lost.filter(|(d, _)| *d >= grace) {
+                    format!("node {} {why} more than {}s", n.name, grace.as_secs())
                 } else {
                     continue;
                 };

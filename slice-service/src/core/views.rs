@@ -12,6 +12,8 @@ pub struct NodeView {
     pub allocated: Resources,
     pub usage: Resources,
     pub slivers: u32,
+    /// Set while the node reports its container engine does not answer.
+    pub engine_down: Option<crate::hub::EngineDown>,
 }
 
 /// A sliver as users see it.
@@ -19,7 +21,8 @@ pub struct NodeView {
 pub struct SliverView {
     pub sliver: Sliver,
     pub node_address: String,
-    /// Its node is unreachable: the stored state may be stale, so it shows as unknown.
+    /// Its node is unreachable or cannot see its containers: the stored state may be stale,
+    /// so it shows as unknown.
     pub unknown: bool,
 }
 
