@@ -5,6 +5,7 @@
 //! the user may create databases); unset means SQLite. Every service gets a fresh database.
 
 pub mod client;
+pub mod engine;
 pub mod nm;
 pub mod node;
 pub mod proxy;

@@ -27,6 +27,8 @@ pub struct NodeManager {
     pub name: String,
     pub state_dir: PathBuf,
     pub ports: (u32, u32),
+    /// `DOCKER_HOST` of the engine the node runs on; `None` means the shared engine.
+    docker_host: Option<String>,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
 }
@@ -39,6 +41,24 @@ impl NodeManager {
 
     /// Like `start`, but the node dials `server` (e.g. a proxy) instead of the service itself.
     pub async fn start_via(svc: &Service, site: &str, name: &str, server: Option<&str>) -> Self {
+        Self::start_with(svc, site, name, server, None).await
+    }
+
+    /// Like `start`, but on the Docker engine at `docker_host` (e.g. a
+    /// [`PrivateEngine`](crate::engine::PrivateEngine)'s `host()`) instead of the shared one.
+    pub async fn start_on(svc: &Service, site: &str, name: &str, docker_host: &str) -> Self {
+        Self::start_with(svc, site, name, None, Some(docker_host)).await
+    }
+
+    /// Enrolls and runs a node that dials `server` (default: the service) and runs its
+    /// containers on `docker_host` (default: `DOCKER_HOST` or the local socket).
+    async fn start_with(
+        svc: &Service,
+        site: &str,
+        name: &str,
+        server: Option<&str>,
+        docker_host: Option<&str>,
+    ) -> Self {
         let tok = Clients::admin(svc)
             .await
             .admin
@@ -57,9 +77,11 @@ impl NodeManager {
         // Below the ephemeral range (32768+), where an outgoing connection could hold the port.
         let first = 20000 + (std::process::id() % 25) * 400 + (block % 20) * 20;
         let ports = (first, first + 19);
-        let out = enroll_cmd(svc, &tok, name, &state_dir, ports)
-            .output()
-            .expect("run node-manager enroll");
+        let mut enroll = enroll_cmd(svc, &tok, name, &state_dir, ports);
+        if let Some(h) = docker_host {
+            enroll.env("DOCKER_HOST", h);
+        }
+        let out = enroll.output().expect("run node-manager enroll");
         assert!(
             out.status.success(),
             "enroll failed: {}",
@@ -77,6 +99,7 @@ impl NodeManager {
             name: name.into(),
             state_dir,
             ports,
+            docker_host: docker_host.map(str::to_string),
             child: None,
             _tmp: tmp,
         };
@@ -91,15 +114,17 @@ impl NodeManager {
             .append(true)
             .open(self.state_dir.parent().unwrap().join("node-manager.log"))
             .unwrap();
-        let child = Command::new(bin("node-manager"))
-            .arg("run")
+        let mut cmd = Command::new(bin("node-manager"));
+        cmd.arg("run")
             .arg("--state-dir")
             .arg(&self.state_dir)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn node-manager");
+            .stderr(log);
+        if let Some(h) = &self.docker_host {
+            cmd.env("DOCKER_HOST", h);
+        }
+        let child = cmd.spawn().expect("spawn node-manager");
         self.child = Some(child);
     }
 
@@ -147,12 +172,16 @@ pub fn enroll_cmd(
 impl Drop for NodeManager {
     fn drop(&mut self) {
         self.kill9();
-        let _ = Command::new(bin("node-manager"))
+        let mut cleanup = Command::new(bin("node-manager"));
+        cleanup
             .arg("cleanup")
             .arg("--state-dir")
             .arg(&self.state_dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+            .stderr(Stdio::null());
+        if let Some(h) = &self.docker_host {
+            cleanup.env("DOCKER_HOST", h);
+        }
+        let _ = cleanup.status();
     }
 }
