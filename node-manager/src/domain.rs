@@ -29,7 +29,7 @@ pub struct PortRange {
 }
 
 /// What the runtime does when a sliver's program exits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum RestartPolicy {
     /// Never restart.
     Never,
@@ -41,7 +41,7 @@ pub enum RestartPolicy {
 }
 
 /// A published port: `host_port` on the node forwards to `container_port` (TCP).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortMapping {
     /// Name the slice gave the port.
     pub name: String,
@@ -52,7 +52,7 @@ pub struct PortMapping {
 }
 
 /// One sliver the node should run, as told by the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SliverSpec {
     /// Sliver id (unique in the testbed).
     pub sliver_id: String,

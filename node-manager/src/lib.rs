@@ -16,6 +16,7 @@ pub mod enroll;
 pub mod error;
 pub mod host;
 pub mod image;
+pub mod memory;
 pub mod quantity;
 pub mod reclaim;
 pub mod reconcile;

@@ -431,3 +431,71 @@ async fn a_renew_made_during_a_partition_wins_if_it_arrives_before_the_old_end()
         .into_inner();
     assert_eq!(s.state, pb::SliceState::Ready as i32);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_manager_restarted_while_cut_off_still_ends_leases_on_time() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    let proxy = Proxy::start(&svc.addr).await;
+    let mut nm = NodeManager::start_via(
+        &svc,
+        "mit",
+        &unique("kept"),
+        Some(&format!("http://{}", proxy.addr)),
+    )
+    .await;
+    wait_ready(&a, 1).await;
+    a.slices
+        .clone()
+        .create_slice(small("stays", 1))
+        .await
+        .unwrap();
+    let mut short = small("ends", 1);
+    short.lease = Some(prost_types::Duration {
+        seconds: 10,
+        nanos: 0,
+    });
+    a.slices.clone().create_slice(short).await.unwrap();
+    let stays = wait_running(&a, "stays").await.slivers[0].id.clone();
+    wait_running(&a, "ends").await;
+    assert_eq!(present(&nm.name).await.len(), 2);
+
+    // Cut off, then killed and restarted: the new process has heard nothing from the
+    // service, only what the old one kept in its state dir.
+    proxy.cut();
+    nm.kill9();
+    nm.run();
+    let n = nm.name.clone();
+    let expected = vec![stays.clone()];
+    wait_for(
+        "the restarted node manager ends the lease alone",
+        Duration::from_secs(30),
+        || {
+            let n = n.clone();
+            let expected = expected.clone();
+            async move { (present(&n).await == expected).then_some(()) }
+        },
+    )
+    .await;
+    assert!(nm.log().contains("last desired set loaded"), "{}", nm.log());
+
+    proxy.heal();
+    wait_for("node ready after the heal", Duration::from_secs(30), || {
+        let a = a.clone();
+        async move { (nodes(&a).await[0].state == pb::NodeState::Ready as i32).then_some(()) }
+    })
+    .await;
+    let s = wait_running(&a, "stays").await;
+    assert_eq!(present(&nm.name).await, vec![s.slivers[0].id.clone()]);
+    let ended = a
+        .slices
+        .clone()
+        .get_slice(pb::GetSliceRequest {
+            name: "ends".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ended.state, pb::SliceState::Expired as i32);
+}

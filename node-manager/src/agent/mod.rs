@@ -16,8 +16,12 @@ use crate::access::Access;
 use crate::backoff::Backoff;
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
+use crate::memory::Memory;
 use crate::runtime::Runtime;
 use crate::state::NodeConfig;
+
+/// How long a connection attempt may take before the node goes on alone on its last desired set.
+const OFFLINE_GRACE: Duration = Duration::from_secs(2);
 
 /// Default period of the full resync.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(10);
@@ -33,8 +37,9 @@ pub struct AgentConfig {
     pub address: String,
     /// Period of the full resync.
     pub resync: Duration,
-    /// Where the owner's reclaim flag lives (the state dir); `None` disables reclaim.
-    pub reclaim_dir: Option<PathBuf>,
+    /// The state dir: where the owner's reclaim flag and the last desired set live. `None`
+    /// disables reclaim and keeps the desired set in memory only.
+    pub state_dir: Option<PathBuf>,
     /// Reclaim automatically while the 1-minute load average is above this.
     pub reclaim_load: Option<f64>,
 }
@@ -72,7 +77,7 @@ pub async fn run<R: Runtime + Clone>(
     let shutdown = shutdown.boxed().shared();
     let mut backoff = Backoff::default();
     let (hold_tx, hold_rx) = tokio::sync::watch::channel(None);
-    let _watcher = match &cfg.reclaim_dir {
+    let _watcher = match &cfg.state_dir {
         Some(dir) => Some(AbortOnDrop(tokio::spawn(crate::reclaim::watch(
             dir.clone(),
             cfg.reclaim_load,
@@ -80,19 +85,36 @@ pub async fn run<R: Runtime + Clone>(
         )))),
         None => None,
     };
-    let shared = worker::Shared::with(cfg.resync, Arc::new(SystemClock), hold_rx);
+    let mut shared = worker::Shared::with(cfg.resync, Arc::new(SystemClock), hold_rx);
+    if let Some(dir) = &cfg.state_dir {
+        shared = shared.kept_in(Memory::new(dir, &cfg.node.node));
+    }
     loop {
         tracing::info!(server = %cfg.node.server, attempt = backoff.attempts() + 1, "connecting");
-        match session::run(
+        // Until the service answers, the node goes on by itself on the last desired set
+        // (leases end, reclaim pauses); the session's own worker takes over once connected.
+        let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
+        let session = session::run(
             &cfg,
             &runtime,
             access.as_ref(),
             &mut backoff,
             &shared,
+            connected_tx,
             shutdown.clone(),
-        )
-        .await
-        {
+        );
+        let alone = async {
+            tokio::select! {
+                _ = async {
+                    // A service that answers at once spares the node a pass on an old set.
+                    tokio::time::sleep(OFFLINE_GRACE).await;
+                    worker::offline(runtime.clone(), shared.clone()).await
+                } => {}
+                _ = connected_rx => {}
+            }
+        };
+        let (result, ()) = tokio::join!(session, alone);
+        match result {
             Ok(()) => return Ok(()),
             Err(e @ Error::CredentialRefused(_)) => {
                 tracing::error!(error = %chain(&e), "the service refused this node's credential; re-enroll with --force if it was revoked")

@@ -119,6 +119,7 @@ pub async fn run<R: Runtime + Clone>(
     access: Option<&Access>,
     backoff: &mut Backoff,
     shared: &worker::Shared,
+    connected: tokio::sync::oneshot::Sender<()>,
     shutdown: impl Future<Output = ()> + Clone,
 ) -> Result<()> {
     let node = &cfg.node;
@@ -207,6 +208,8 @@ pub async fn run<R: Runtime + Clone>(
     backoff.cap_at(every);
     tracing::info!(node = %welcome.node, site = %welcome.site, heartbeat = ?every, "connected");
 
+    // The offline worker stops before this session's worker starts: one reconciler at a time.
+    let _ = connected.send(());
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (report_tx, mut report_rx) = mpsc::channel(256);
     let (usage_tx, usage_rx) = watch::channel(reconciler.usage());

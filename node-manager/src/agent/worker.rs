@@ -21,6 +21,7 @@ use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 use crate::clock::{SharedClock, SystemClock};
 use crate::domain::{SliverReport, SliverSpec};
 use crate::engine_health::EngineWatch;
+use crate::memory::Memory;
 use crate::reconcile::{next_lease_end, Conditions};
 use crate::reconciler::{Reconciler, Usage};
 use crate::runtime::Runtime;
@@ -59,6 +60,8 @@ pub struct Shared {
     pub resync: Duration,
     /// Whether the container engine answers.
     pub engine: EngineWatch,
+    /// Where the last desired set is kept across restarts, if anywhere.
+    pub memory: Option<Memory>,
 }
 
 impl Shared {
@@ -79,12 +82,36 @@ impl Shared {
             last_desired: Arc::default(),
             resync,
             engine: EngineWatch::default(),
+            memory: None,
         }
     }
 
+    /// Keeps the last desired set in `memory`, starting from what it holds.
+    pub fn kept_in(mut self, memory: Memory) -> Self {
+        if let Some(kept) = memory.load() {
+            tracing::info!(
+                slivers = kept.len(),
+                "last desired set loaded; used until the service sends one"
+            );
+            *self.last_desired.lock().unwrap_or_else(|p| p.into_inner()) = Some(kept);
+        }
+        self.memory = Some(memory);
+        self
+    }
+
     fn remember(&self, desired: &Option<Desired>) {
-        if desired.is_some() {
-            *self.last_desired.lock().unwrap_or_else(|p| p.into_inner()) = desired.clone();
+        let Some(d) = desired else { return };
+        {
+            let mut last = self.last_desired.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_ref() == Some(d) {
+                return;
+            }
+            *last = Some(d.clone());
+        }
+        if let Some(m) = &self.memory {
+            if let Err(e) = m.save(d) {
+                tracing::warn!(error = %e, "cannot keep the desired set on disk; it is kept in memory only");
+            }
         }
     }
 

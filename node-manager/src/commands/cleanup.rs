@@ -1,5 +1,6 @@
-//! `node-manager cleanup`: removes every container and network labelled with this node.
-//! Used by `slicectl dev down`; other nodes sharing the engine are left alone.
+//! `node-manager cleanup`: removes every container and network labelled with this node, and
+//! the desired set the node kept (so a later `run` does not bring them back before the
+//! service says so). Used by `slicectl dev down`; other nodes sharing the engine are left alone.
 
 use std::path::PathBuf;
 
@@ -31,6 +32,12 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let networks = rt.list_networks().await.context("listing networks")?;
     for slice in &networks {
         rt.remove_network(slice).await?;
+    }
+    let kept = a.state_dir.join(node_manager::memory::DESIRED_FILE);
+    match std::fs::remove_file(&kept) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", kept.display())),
     }
     println!(
         "node {}: removed {} container(s) and {} network(s)",

@@ -65,7 +65,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         node,
         credential,
         resync: DEFAULT_RESYNC,
-        reclaim_dir: Some(a.state_dir.clone()),
+        state_dir: Some(a.state_dir.clone()),
         reclaim_load: a.reclaim_load,
     };
     tracing::info!(node = %cfg.node.node, version = node_manager::AGENT_VERSION, "node manager starting");
