@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 
+use slicebed_units::format_size_exact;
+
 use crate::domain::{ContainerPhase, ObservedSliver, ReportedState, SliverReport};
-use crate::quantity::format_bytes;
 
 /// The report for a container, or `None` while it is being removed.
 pub fn report_for(o: &ObservedSliver) -> Option<SliverReport> {
@@ -28,7 +29,7 @@ pub fn report_for(o: &ObservedSliver) -> Option<SliverReport> {
             let message = if o.limits.memory_bytes > 0 {
                 format!(
                     "OOM-killed (memory limit {})",
-                    format_bytes(o.limits.memory_bytes)
+                    format_size_exact(o.limits.memory_bytes)
                 )
             } else {
                 "OOM-killed".to_string()

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use node_manager::domain::{PortRange, Resources};
 use node_manager::enroll::{enroll, EnrollParams};
-use node_manager::quantity::{labels_from, parse_bytes, parse_cpu, parse_label, parse_port_range};
+use node_manager::quantity::{labels_from, parse_label, parse_port_range};
 use node_manager::{host, runtime};
+use slicebed_units::{parse_cpu, parse_size};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,10 +30,10 @@ pub struct Args {
     #[arg(long, value_parser = parse_cpu)]
     cpu: Option<i64>,
     /// Memory offered (4Gi, 512Mi); default the host's.
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = parse_size)]
     memory: Option<i64>,
     /// Disk offered (20Gi); default the size of the engine's data file system.
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = parse_size)]
     disk: Option<i64>,
     /// Host ports lent to slivers, FIRST-LAST.
     #[arg(long, value_parser = parse_port_range, default_value = "30000-30999")]
