@@ -24,6 +24,7 @@ pub mod reconciler;
 pub mod runtime;
 pub mod state;
 pub mod status;
+pub mod subnets;
 
 pub use error::{Error, Result};
 

@@ -13,6 +13,7 @@ use node_manager::image::{self, DEFAULT_TAG};
 use node_manager::reconciler::Reconciler;
 use node_manager::runtime::docker::{connect, DockerRuntime};
 use node_manager::runtime::Runtime;
+use node_manager::subnets::Pool;
 
 async fn engine(node: &str) -> Option<DockerRuntime> {
     let docker = connect(None).ok()?;
@@ -229,6 +230,80 @@ async fn nodes_sharing_an_engine_do_not_see_each_other() {
         .unwrap();
     assert!(b.list().await.unwrap().is_empty());
     assert_eq!(a.list().await.unwrap().len(), 1);
+    cleanup(&a).await;
+    cleanup(&b).await;
+}
+
+/// The subnets of a node's slice networks, as the engine records them.
+async fn slice_subnets(rt: &DockerRuntime, node: &str) -> Vec<String> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("slicebed.node={node}")])]);
+    rt.docker()
+        .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|n| n.ipam?.config?.first()?.subnet.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn slice_networks_come_from_the_node_pool_well_past_the_engines_31() {
+    let Some(first) = engine("netpool-a").await else {
+        return;
+    };
+    let pool: Pool = "10.251.0.0/16".parse().unwrap();
+    let a = first.with_network_pool(Some(pool));
+    let b_name = format!("netpool-b-{}", std::process::id());
+    let b = DockerRuntime::new(a.docker().clone(), b_name.clone()).with_network_pool(Some(pool));
+    cleanup(&b).await;
+    // Two node managers sharing the engine, each creating 20 slice networks one after the
+    // other (as its reconciler does), at the same time as the other.
+    let make = |rt: &DockerRuntime| {
+        let rt = rt.clone();
+        async move {
+            for i in 0..20 {
+                rt.ensure_network(&format!("s{i}")).await.unwrap();
+            }
+        }
+    };
+    tokio::join!(make(&a), make(&b));
+    let a_name = a.node().to_string();
+    let mut all = slice_subnets(&a, &a_name).await;
+    all.extend(slice_subnets(&b, &b_name).await);
+    assert_eq!(all.len(), 40, "{all:?}");
+    let mut distinct = all.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        40,
+        "no two slice networks share a subnet: {all:?}"
+    );
+    let pool_net = pool.net();
+    for s in &all {
+        let net: node_manager::subnets::Net = s.parse().unwrap();
+        assert!(
+            pool_net.overlaps(&net) && net.prefix() == 24,
+            "{s} outside {pool_net}"
+        );
+    }
+    // A sliver in such a network gets an address of it.
+    let mut rec = Reconciler::new(a.clone());
+    let desired = BTreeMap::from([("p1".to_string(), spec("p1", "s3", "sleep 60"))]);
+    rec.pass(Some(&desired)).await.unwrap();
+    let id = a.list().await.unwrap()[0].container_id.clone();
+    let c = a
+        .docker()
+        .inspect_container(&id, None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    let ip = c
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|n| n.into_values().next())
+        .and_then(|e| e.ip_address)
+        .unwrap();
+    assert!(ip.starts_with("10.251."), "{ip}");
     cleanup(&a).await;
     cleanup(&b).await;
 }

@@ -8,6 +8,7 @@ use node_manager::agent::{self, AgentConfig, DEFAULT_RESYNC};
 use node_manager::image::{self, Outcome, DEFAULT_TAG};
 use node_manager::runtime::docker::{connect, DockerRuntime};
 use node_manager::state;
+use node_manager::subnets::{Pool, DEFAULT_POOL};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,6 +25,22 @@ pub struct Args {
     /// average is above this; released when it falls below 80% of it.
     #[arg(long, value_name = "LOAD", value_parser = positive_load)]
     reclaim_load: Option<f64>,
+    /// Where slice networks take their /24 subnets (4096 of them in the default), skipping any
+    /// the engine or the host already uses; `engine` leaves it to the engine's own address
+    /// pools (about 31 networks per engine unless its daemon.json says otherwise).
+    #[arg(long, env = "SLICEBED_NETWORK_POOL", value_name = "CIDR|engine", default_value = DEFAULT_POOL, value_parser = network_pool)]
+    network_pool: NetworkPool,
+}
+
+/// `--network-pool`: a pool, or the engine's own pools.
+#[derive(Debug, Clone, Copy)]
+struct NetworkPool(Option<Pool>);
+
+fn network_pool(s: &str) -> Result<NetworkPool, String> {
+    if s == "engine" {
+        return Ok(NetworkPool(None));
+    }
+    s.parse().map(|p| NetworkPool(Some(p)))
 }
 
 fn positive_load(s: &str) -> Result<f64, String> {
@@ -59,7 +76,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             tracing::warn!(image = DEFAULT_TAG, error = %e, "base image unavailable; slivers using it will fail")
         }
     }
-    let runtime = DockerRuntime::new(docker, node.node.clone());
+    let runtime = DockerRuntime::new(docker, node.node.clone()).with_network_pool(a.network_pool.0);
     let cfg = AgentConfig {
         address: a.address.unwrap_or_else(|| node.address.clone()),
         node,

@@ -10,7 +10,7 @@ use bollard::container::{
     StartContainerOptions,
 };
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, Ipam, IpamConfig};
 use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
 use bollard::system::EventsOptions;
 use bollard::Docker;
@@ -20,6 +20,7 @@ use futures::StreamExt;
 use super::container_config::container_config;
 use super::{labels, Result, Runtime, RuntimeChange, RuntimeError};
 use crate::domain::{ContainerPhase, ObservedSliver, Resources, SliverSpec};
+use crate::subnets::{self, Net, Pool};
 
 /// Seconds the engine may take to answer one request (not a stream).
 const REQUEST_TIMEOUT_SECS: u64 = 60;
@@ -112,7 +113,13 @@ fn is_not_found(e: &DockerError) -> bool {
 pub struct DockerRuntime {
     docker: Docker,
     node: String,
+    /// Where slice networks take their subnets; `None` leaves it to the engine's pools.
+    pool: Option<Pool>,
 }
+
+/// Subnets tried per network creation before giving up (each refusal is another node
+/// manager on the same engine taking the same subnet at the same moment).
+const SUBNET_TRIES: usize = 16;
 
 impl DockerRuntime {
     /// A runtime for `node` over an engine connection.
@@ -120,7 +127,86 @@ impl DockerRuntime {
         Self {
             docker,
             node: node.into(),
+            pool: None,
         }
+    }
+
+    /// Takes slice networks' subnets from `pool` (see [`crate::subnets`]).
+    pub fn with_network_pool(mut self, pool: Option<Pool>) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// IPv4 subnets already in use: every network of the engine (any node's, or not
+    /// Slicebed's at all) and every route of the host.
+    async fn taken_subnets(&self) -> Result<Vec<Net>> {
+        let nets = self
+            .docker
+            .list_networks(None::<ListNetworksOptions<String>>)
+            .await
+            .map_err(|e| engine("list networks", e))?;
+        let mut taken: Vec<Net> = nets
+            .into_iter()
+            .filter_map(|n| n.ipam?.config)
+            .flatten()
+            .filter_map(|c| c.subnet?.parse().ok())
+            .collect();
+        taken.extend(subnets::routes(
+            &std::fs::read_to_string("/proc/net/route").unwrap_or_default(),
+        ));
+        Ok(taken)
+    }
+
+    /// Creates the slice network with a free subnet of the pool.
+    async fn create_pooled_network(
+        &self,
+        pool: Pool,
+        opts: CreateNetworkOptions<String>,
+    ) -> Result<()> {
+        let name = opts.name.clone();
+        let mut taken = self.taken_subnets().await?;
+        for _ in 0..SUBNET_TRIES {
+            let Some(subnet) = pool.free(&taken).next() else {
+                return Err(RuntimeError::Engine {
+                    op: format!("create network {name}"),
+                    message: format!(
+                        "network pool {} is full: each of its {} slice networks overlaps a network of the engine or a route of the host (see --network-pool)",
+                        pool.net(),
+                        pool.capacity()
+                    ),
+                });
+            };
+            let mut opts = opts.clone();
+            opts.ipam = Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.to_string()),
+                    gateway: Some(subnet.gateway().to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            };
+            match self.docker.create_network(opts).await {
+                Ok(_) => {
+                    tracing::debug!(network = %name, %subnet, "created slice network");
+                    return Ok(());
+                }
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => return Ok(()),
+                // Taken in the meantime (another node manager on this engine): next one.
+                Err(DockerError::DockerResponseServerError { message, .. })
+                    if message.contains("overlaps") =>
+                {
+                    taken = self.taken_subnets().await?;
+                    taken.push(subnet);
+                }
+                Err(e) => return Err(engine(format!("create network {name}"), e)),
+            }
+        }
+        Err(RuntimeError::Engine {
+            op: format!("create network {name}"),
+            message: format!("every subnet tried was taken meanwhile ({SUBNET_TRIES} tries)"),
+        })
     }
 
     /// The engine connection.
@@ -255,6 +341,9 @@ impl Runtime for DockerRuntime {
             labels: labels::network_labels(&self.node, slice),
             ..Default::default()
         };
+        if let Some(pool) = self.pool {
+            return self.create_pooled_network(pool, opts).await;
+        }
         match self.docker.create_network(opts).await {
             Ok(_) => Ok(()),
             // Lost a race with ourselves (an earlier create that timed out): it exists, fine.
