@@ -157,6 +157,21 @@ impl PrivateEngine {
         self.spawn_and_wait().await;
     }
 
+    /// SIGSTOP: the daemon hangs. Its socket still accepts connections, but nothing answers
+    /// (a deadlocked engine). Its containers keep running.
+    pub fn freeze(&self) {
+        if let Some(child) = self.child.as_ref() {
+            signal(child.id(), "STOP");
+        }
+    }
+
+    /// SIGCONT after [`freeze`](Self::freeze).
+    pub fn thaw(&self) {
+        if let Some(child) = self.child.as_ref() {
+            signal(child.id(), "CONT");
+        }
+    }
+
     /// [`stop`](Self::stop), then [`start_again`](Self::start_again).
     pub async fn restart(&mut self) {
         self.stop().await;

@@ -1,8 +1,9 @@
 //! A node's Docker engine restarted under its slivers: a private `dockerd` that this test owns
 //! (its own socket, data root and address pool; the shared engine is never touched) is
-//! stopped with SIGTERM and later killed with SIGKILL, as `systemctl restart docker` and a
-//! crash would. The node manager must report the outage, the service must show it, and the
-//! slivers must come back as their restart policies say, with the same containers.
+//! stopped with SIGTERM, killed with SIGKILL and frozen with SIGSTOP, as `systemctl restart
+//! docker`, a crash and a hang would. The node manager must report the outage, the service
+//! must show it, and the slivers must come back as their restart policies say, with the same
+//! containers.
 //!
 //! Needs root and a `dockerd` binary. Elsewhere it is skipped with a notice, unless
 //! `SLICEBED_REQUIRE_PRIVATE_ENGINE=1` (set by `.ci/run`) makes that a failure.
@@ -253,6 +254,28 @@ async fn an_engine_restart_is_reported_and_slivers_return_per_their_restart_poli
     );
     let after_crash = containers(&engine, &name).await;
     assert_eq!(after_crash, first, "still one container per sliver");
+
+    // A hang: SIGSTOP. The socket still accepts, nothing answers; the containers run on.
+    let t = Instant::now();
+    engine.freeze();
+    node_in(
+        &a,
+        &name,
+        pb::NodeState::EngineDown,
+        Duration::from_secs(20),
+    )
+    .await;
+    let hung_shown = t.elapsed();
+    assert!(answers(&v), "a sliver keeps serving while its engine hangs");
+    engine.thaw();
+    let t = Instant::now();
+    node_in(&a, &name, pb::NodeState::Ready, Duration::from_secs(30)).await;
+    eprintln!(
+        "figures: hung engine shown engine_down after {:.1}s; ready {:.1}s after SIGCONT",
+        hung_shown.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(containers(&engine, &name).await, first);
     assert!(
         !nm.log().contains("panicked"),
         "node manager log:\n{}",

@@ -2,6 +2,7 @@
 //! while connected, reconciles the node's containers. Shutting down closes the channel and
 //! leaves every container running: they are the node's state, not the agent's.
 
+mod probe;
 mod session;
 pub mod worker;
 
@@ -89,6 +90,11 @@ pub async fn run<R: Runtime + Clone>(
     if let Some(dir) = &cfg.state_dir {
         shared = shared.kept_in(Memory::new(dir, &cfg.node.node));
     }
+    let _probe = AbortOnDrop(tokio::spawn(probe::run(
+        runtime.clone(),
+        shared.engine.clone(),
+        shared.clock.clone(),
+    )));
     loop {
         tracing::info!(server = %cfg.node.server, attempt = backoff.attempts() + 1, "connecting");
         // Until the service answers, the node goes on by itself on the last desired set

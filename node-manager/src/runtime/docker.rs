@@ -24,6 +24,8 @@ use crate::subnets::{self, Net, Pool};
 
 /// Seconds the engine may take to answer one request (not a stream).
 const REQUEST_TIMEOUT_SECS: u64 = 60;
+/// How long a ping may take before the engine counts as hung.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Connects to the engine at `host` (`unix:///path`, `tcp://h:p`, `http://h:p`), or at
 /// `DOCKER_HOST` / the local socket when `None`.
@@ -480,6 +482,17 @@ impl Runtime for DockerRuntime {
             Ok(c) => Ok(observe(&self.node, c)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(engine(format!("inspect container {container}"), e)),
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        match tokio::time::timeout(PING_TIMEOUT, self.docker.ping()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(engine("ping", e)),
+            Err(_) => Err(RuntimeError::Unavailable {
+                op: "ping".into(),
+                message: format!("no answer within {}s", PING_TIMEOUT.as_secs()),
+            }),
         }
     }
 

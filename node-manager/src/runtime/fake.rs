@@ -248,6 +248,11 @@ impl Runtime for FakeRuntime {
         Ok(self.answer("inspect")?.containers.get(container).cloned())
     }
 
+    async fn ping(&self) -> Result<()> {
+        drop(self.answer("ping")?);
+        Ok(())
+    }
+
     fn changes(&self) -> BoxStream<'static, Result<RuntimeChange>> {
         futures::stream::pending().boxed()
     }

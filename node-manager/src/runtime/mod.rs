@@ -103,6 +103,10 @@ pub trait Runtime: Send + Sync + 'static {
         container: &str,
     ) -> impl Future<Output = Result<Option<ObservedSliver>>> + Send;
 
+    /// Whether the engine answers at all, quickly (a hung engine must not hold up the
+    /// answer for the length of a request timeout).
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+
     /// Notifications of changes to this node's containers. The stream may end (the engine
     /// restarted); callers re-subscribe and rely on a periodic resync for anything missed.
     fn changes(&self) -> BoxStream<'static, Result<RuntimeChange>>;
