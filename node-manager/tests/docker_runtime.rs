@@ -248,28 +248,33 @@ async fn slice_subnets(rt: &DockerRuntime, node: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn slice_networks_come_from_the_node_pool_well_past_the_engines_31() {
-    let Some(first) = engine("netpool-a").await else {
+    let Some(first) = engine("netpool-0").await else {
         return;
     };
     let pool: Pool = "10.251.0.0/16".parse().unwrap();
-    let a = first.with_network_pool(Some(pool));
-    let b_name = format!("netpool-b-{}", std::process::id());
-    let b = DockerRuntime::new(a.docker().clone(), b_name.clone()).with_network_pool(Some(pool));
-    cleanup(&b).await;
-    // Two node managers sharing the engine, each creating 20 slice networks one after the
-    // other (as its reconciler does), at the same time as the other.
-    let make = |rt: &DockerRuntime| {
-        let rt = rt.clone();
-        async move {
-            for i in 0..20 {
-                rt.ensure_network(&format!("s{i}")).await.unwrap();
-            }
+    let first = first.with_network_pool(Some(pool));
+    let mut nodes = vec![first.clone()];
+    for i in 1..4 {
+        let rt = DockerRuntime::new(
+            first.docker().clone(),
+            format!("netpool-{i}-{}", std::process::id()),
+        )
+        .with_network_pool(Some(pool));
+        cleanup(&rt).await;
+        nodes.push(rt);
+    }
+    // Four node managers sharing the engine, each creating 10 slice networks one after the
+    // other (as its reconciler does), all at the same time: they race for the same subnets.
+    let make = |rt: DockerRuntime| async move {
+        for i in 0..10 {
+            rt.ensure_network(&format!("s{i}")).await.unwrap();
         }
     };
-    tokio::join!(make(&a), make(&b));
-    let a_name = a.node().to_string();
-    let mut all = slice_subnets(&a, &a_name).await;
-    all.extend(slice_subnets(&b, &b_name).await);
+    futures::future::join_all(nodes.iter().cloned().map(make)).await;
+    let mut all = Vec::new();
+    for rt in &nodes {
+        all.extend(slice_subnets(rt, rt.node()).await);
+    }
     assert_eq!(all.len(), 40, "{all:?}");
     let mut distinct = all.clone();
     distinct.sort();
@@ -288,11 +293,11 @@ async fn slice_networks_come_from_the_node_pool_well_past_the_engines_31() {
         );
     }
     // A sliver in such a network gets an address of it.
-    let mut rec = Reconciler::new(a.clone());
+    let mut rec = Reconciler::new(first.clone());
     let desired = BTreeMap::from([("p1".to_string(), spec("p1", "s3", "sleep 60"))]);
     rec.pass(Some(&desired)).await.unwrap();
-    let id = a.list().await.unwrap()[0].container_id.clone();
-    let c = a
+    let id = first.list().await.unwrap()[0].container_id.clone();
+    let c = first
         .docker()
         .inspect_container(&id, None::<InspectContainerOptions>)
         .await
@@ -304,6 +309,7 @@ async fn slice_networks_come_from_the_node_pool_well_past_the_engines_31() {
         .and_then(|e| e.ip_address)
         .unwrap();
     assert!(ip.starts_with("10.251."), "{ip}");
-    cleanup(&a).await;
-    cleanup(&b).await;
+    for rt in &nodes {
+        cleanup(rt).await;
+    }
 }

@@ -167,6 +167,8 @@ impl DockerRuntime {
     ) -> Result<()> {
         let name = opts.name.clone();
         let mut taken = self.taken_subnets().await?;
+        let mut last = String::new();
+        let mut refused = Vec::new();
         for _ in 0..SUBNET_TRIES {
             let Some(subnet) = pool.free(&taken).next() else {
                 return Err(RuntimeError::Engine {
@@ -197,17 +199,24 @@ impl DockerRuntime {
                 }) => return Ok(()),
                 // Taken in the meantime (another node manager on this engine): next one.
                 Err(DockerError::DockerResponseServerError { message, .. })
-                    if message.contains("overlaps") =>
+                    if message.contains("overlap") =>
                 {
+                    tracing::debug!(network = %name, %subnet, %message, "subnet taken meanwhile");
+                    last = message;
+                    // Re-read, and keep every refused one: a network being created holds its
+                    // subnet before it shows in the list.
+                    refused.push(subnet);
                     taken = self.taken_subnets().await?;
-                    taken.push(subnet);
+                    taken.extend_from_slice(&refused);
                 }
                 Err(e) => return Err(engine(format!("create network {name}"), e)),
             }
         }
         Err(RuntimeError::Engine {
             op: format!("create network {name}"),
-            message: format!("every subnet tried was taken meanwhile ({SUBNET_TRIES} tries)"),
+            message: format!(
+                "every subnet tried was taken meanwhile ({SUBNET_TRIES} tries; last: {last})"
+            ),
         })
     }
 
