@@ -2,9 +2,13 @@
 //! root in a fresh directory, so the test may stop it, SIGKILL it and start it again without
 //! touching the machine's shared engine (which other tests use).
 //!
-//! The private engine uses the shared engine's storage driver, has no default bridge and no
-//! iptables rules, and takes its networks from a `10.2xx.0.0/16` pool that the shared engine's
-//! 172.x / 192.168.x pools never overlap. Running it needs root and a `dockerd` binary; tests
+//! The private engine runs in a network namespace of its own (`ip netns`), like a node of its
+//! own: the bridges it makes, deletes and restores never touch the host's, and a restarted
+//! dockerd has been seen to delete the host's `docker0` (the shared engine's default bridge)
+//! when run without one. Its unix socket is a file, so node managers in the host namespace
+//! reach it as usual; its slivers' published ports are on the namespace's loopback, reached
+//! with [`PrivateEngine::http_get`]. It uses the shared engine's storage driver and no
+//! iptables rules, and takes its networks from a `10.2xx.0.0/16` pool. Running it needs root and a `dockerd` binary; tests
 //! check [`unavailable_reason`] first and skip when it says why not.
 
 use std::fs::OpenOptions;
@@ -37,6 +41,23 @@ pub fn unavailable_reason() -> Option<String> {
         }
         None => return Some("cannot tell the effective uid (no /proc/self/status)".into()),
     }
+    if !ip(&["-V"]) {
+        return Some("no `ip` command (iproute2) to make the engine's network namespace".into());
+    }
+    if !Command::new("nsenter")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return Some("no `nsenter` (util-linux) to run the engine in its network namespace".into());
+    }
+    if !Path::new("/bin/busybox").is_file() {
+        return Some(
+            "no /bin/busybox (busybox-static) to reach slivers inside the engine's namespace"
+                .into(),
+        );
+    }
     if dockerd_path().is_none() {
         return Some("no dockerd binary on PATH, in /usr/sbin or in /usr/bin".into());
     }
@@ -66,6 +87,8 @@ pub struct PrivateEngine {
     child: Option<Child>,
     driver: String,
     pool: String,
+    /// Its network namespace, made by [`PrivateEngine::start`] and deleted on drop.
+    netns: String,
     /// True once the daemon answered a ping: only then is it worth starting again for cleanup.
     started_once: bool,
 }
@@ -81,6 +104,8 @@ impl PrivateEngine {
         let k = NEXT_POOL.fetch_add(1, Ordering::Relaxed);
         let octet = 200 + (std::process::id() + k) % 50;
         let pool = format!("base=10.{octet}.0.0/16,size=24");
+        let netns = format!("sbe{octet}");
+        make_netns(&netns);
         // Short: the socket path must stay under the 108 bytes of a unix socket address.
         let dir = tempfile::Builder::new()
             .prefix("sbe")
@@ -92,6 +117,7 @@ impl PrivateEngine {
             child: None,
             driver,
             pool,
+            netns,
             started_once: false,
         };
         engine.spawn_and_wait().await;
@@ -157,6 +183,22 @@ impl PrivateEngine {
         self.spawn_and_wait().await;
     }
 
+    /// `GET /` on a port published by a sliver of this engine (inside its namespace): the
+    /// response, or `None` if nothing answered within 2 s.
+    pub fn http_get(&self, port: u32) -> Option<String> {
+        // busybox's own `wget -T` crashes in Debian's busybox-static: `timeout` bounds it.
+        let out = Command::new("timeout")
+            .args(["2", "ip", "netns", "exec", &self.netns])
+            .args(["/bin/busybox", "wget", "-q", "-O", "-"])
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// SIGSTOP: the daemon hangs. Its socket still accepts connections, but nothing answers
     /// (a deadlocked engine). Its containers keep running.
     pub fn freeze(&self) {
@@ -211,7 +253,12 @@ impl PrivateEngine {
             .open(self.log_file())?;
         let _ = writeln!(log, "=== slicebed test harness: starting dockerd ===");
         let dockerd = dockerd_path().unwrap_or_else(|| "dockerd".into());
-        let child = Command::new(dockerd)
+        // `nsenter` enters only the network namespace (`ip netns exec` would also remount
+        // /sys, hiding the cgroup mounts dockerd needs) and execs dockerd: the child's pid is
+        // dockerd's.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
+            .arg(dockerd)
             .arg("--config-file")
             .arg(d.join("daemon.json"))
             .arg("--data-root")
@@ -222,7 +269,7 @@ impl PrivateEngine {
             .arg(self.host())
             .arg("--pidfile")
             .arg(self.pid_file())
-            .args(["--bridge", "none", "--iptables=false", "--ip-masq=false"])
+            .args(["--iptables=false", "--ip-masq=false"])
             .args(["--storage-driver", &self.driver])
             .args(["--default-address-pool", &self.pool])
             .args(["--mtu", "1400", "--shutdown-timeout", "3"])
@@ -477,6 +524,28 @@ impl Drop for PrivateEngine {
                 .stderr(Stdio::null())
                 .status();
         }
+        ip(&["netns", "del", &self.netns]);
         // The TempDir removes the directory when the fields drop, ignoring errors.
     }
+}
+
+/// Runs `ip ARGS`; whether it succeeded.
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A fresh network namespace `name` with its loopback up (one left by an aborted run is
+/// replaced).
+fn make_netns(name: &str) {
+    ip(&["netns", "del", name]);
+    assert!(
+        ip(&["netns", "add", name])
+            && ip(&["netns", "exec", name, "ip", "link", "set", "lo", "up"]),
+        "cannot make network namespace {name} with `ip netns`"
+    );
 }

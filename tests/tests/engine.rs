@@ -1,16 +1,17 @@
 //! A node's Docker engine restarted under its slivers: a private `dockerd` that this test owns
-//! (its own socket, data root and address pool; the shared engine is never touched) is
+//! (its own socket, data root, address pool and network namespace; the shared engine is never
+//! touched) is
 //! stopped with SIGTERM, killed with SIGKILL and frozen with SIGSTOP, as `systemctl restart
 //! docker`, a crash and a hang would. The node manager must report the outage, the service
 //! must show it, and the slivers must come back as their restart policies say, with the same
 //! containers.
 //!
-//! Needs root and a `dockerd` binary. Elsewhere it is skipped with a notice, unless
+//! Needs root, `dockerd`, `ip`, `nsenter` and /bin/busybox. Elsewhere it is skipped with a notice, unless
 //! `SLICEBED_REQUIRE_PRIVATE_ENGINE=1` (set by `.ci/run`) makes that a failure.
 
 mod common;
 
-use common::testbed::{http_get, web_slice};
+use common::testbed::web_slice;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -121,9 +122,11 @@ async fn sliver_in(a: &Clients, name: &str, state: pb::SliverState) -> pb::Slive
     .await
 }
 
-fn answers(v: &pb::Sliver) -> bool {
+fn answers(engine: &PrivateEngine, v: &pb::Sliver) -> bool {
     let port = v.ports.first().map(|p| p.host_port).unwrap_or_default();
-    http_get(port).is_some_and(|r| r.contains("hello from"))
+    engine
+        .http_get(port)
+        .is_some_and(|r| r.contains("hello from"))
 }
 
 #[tokio::test]
@@ -152,7 +155,7 @@ async fn an_engine_restart_is_reported_and_slivers_return_per_their_restart_poli
     for (slice_name, _) in policies {
         let v = sliver_in(&a, slice_name, pb::SliverState::Running).await;
         wait_for("sliver answers HTTP", Duration::from_secs(20), || async {
-            answers(&v).then_some(())
+            answers(&engine, &v).then_some(())
         })
         .await;
     }
@@ -197,7 +200,7 @@ async fn an_engine_restart_is_reported_and_slivers_return_per_their_restart_poli
         wait_for(
             &format!("{slice_name} answers HTTP after the restart"),
             Duration::from_secs(20),
-            || async { answers(&v).then_some(()) },
+            || async { answers(&engine, &v).then_some(()) },
         )
         .await;
     }
@@ -244,7 +247,7 @@ async fn an_engine_restart_is_reported_and_slivers_return_per_their_restart_poli
     wait_for(
         "always answers HTTP after the crash",
         Duration::from_secs(30),
-        || async { answers(&v).then_some(()) },
+        || async { answers(&engine, &v).then_some(()) },
     )
     .await;
     eprintln!(
@@ -266,7 +269,10 @@ async fn an_engine_restart_is_reported_and_slivers_return_per_their_restart_poli
     )
     .await;
     let hung_shown = t.elapsed();
-    assert!(answers(&v), "a sliver keeps serving while its engine hangs");
+    assert!(
+        answers(&engine, &v),
+        "a sliver keeps serving while its engine hangs"
+    );
     engine.thaw();
     let t = Instant::now();
     node_in(&a, &name, pb::NodeState::Ready, Duration::from_secs(30)).await;
