@@ -213,6 +213,17 @@ impl TestNode {
             .flatten()
     }
 
+    /// The id in the next `remove` the service sends, skipping other messages; panics if
+    /// none comes within `timeout` of each message.
+    pub async fn next_remove(&mut self, timeout: Duration) -> String {
+        loop {
+            match self.recv(timeout).await.expect("a removal").msg {
+                Some(pb::service_message::Msg::Remove(id)) => return id,
+                _ => continue,
+            }
+        }
+    }
+
     /// Stops heartbeating and closes the channel (the node goes silent).
     pub fn disconnect(self) {
         self.heartbeat.abort();

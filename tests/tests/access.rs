@@ -96,18 +96,7 @@ async fn fan_out_exec_prefixes_lines_and_summarises_exit_codes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains('3'), "summary shows exit code 3: {stderr}");
     // Each exec is in the event log with who and what.
-    let ev = tb
-        .admin
-        .slices
-        .clone()
-        .list_events(pb::ListEventsRequest {
-            object: "slice/fan".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let ev = events(&tb.admin, "slice/fan").await;
     assert!(
         ev.iter().any(|e| e.action == "exec"
             && e.actor == "user/admin"

@@ -283,8 +283,9 @@ async fn kill9_of_node_managers_in_a_storm_converges_to_exactly_the_desired_cont
     let _ = &mut tb;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partitioned_node_keeps_its_slivers_enforces_leases_alone_and_rejoins() {
+/// A service and one ready node manager at site "mit" that reaches it only through a proxy
+/// the test can cut.
+async fn node_behind_proxy(prefix: &str) -> (Service, Clients, Proxy, NodeManager) {
     let svc = Service::start().await;
     let a = Clients::admin(&svc).await;
     make_site(&a, "mit").await;
@@ -292,11 +293,17 @@ async fn a_partitioned_node_keeps_its_slivers_enforces_leases_alone_and_rejoins(
     let nm = NodeManager::start_via(
         &svc,
         "mit",
-        &unique("part"),
+        &unique(prefix),
         Some(&format!("http://{}", proxy.addr)),
     )
     .await;
     wait_ready(&a, 1).await;
+    (svc, a, proxy, nm)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_node_keeps_its_slivers_enforces_leases_alone_and_rejoins() {
+    let (_svc, a, proxy, nm) = node_behind_proxy("part").await;
     a.slices
         .clone()
         .create_slice(small("longlived", 1))
@@ -375,18 +382,7 @@ async fn a_partitioned_node_keeps_its_slivers_enforces_leases_alone_and_rejoins(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renew_made_during_a_partition_wins_if_it_arrives_before_the_old_end() {
-    let svc = Service::start().await;
-    let a = Clients::admin(&svc).await;
-    make_site(&a, "mit").await;
-    let proxy = Proxy::start(&svc.addr).await;
-    let nm = NodeManager::start_via(
-        &svc,
-        "mit",
-        &unique("renew"),
-        Some(&format!("http://{}", proxy.addr)),
-    )
-    .await;
-    wait_ready(&a, 1).await;
+    let (_svc, a, proxy, nm) = node_behind_proxy("renew").await;
     let mut req = small("renewed", 1);
     req.lease = Some(prost_types::Duration {
         seconds: 8,
@@ -434,18 +430,7 @@ async fn a_renew_made_during_a_partition_wins_if_it_arrives_before_the_old_end()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_manager_restarted_while_cut_off_still_ends_leases_on_time() {
-    let svc = Service::start().await;
-    let a = Clients::admin(&svc).await;
-    make_site(&a, "mit").await;
-    let proxy = Proxy::start(&svc.addr).await;
-    let mut nm = NodeManager::start_via(
-        &svc,
-        "mit",
-        &unique("kept"),
-        Some(&format!("http://{}", proxy.addr)),
-    )
-    .await;
-    wait_ready(&a, 1).await;
+    let (_svc, a, proxy, mut nm) = node_behind_proxy("kept").await;
     a.slices
         .clone()
         .create_slice(small("stays", 1))
@@ -488,14 +473,13 @@ async fn a_node_manager_restarted_while_cut_off_still_ends_leases_on_time() {
     .await;
     let s = wait_running(&a, "stays").await;
     assert_eq!(present(&nm.name).await, vec![s.slivers[0].id.clone()]);
-    let ended = a
-        .slices
-        .clone()
-        .get_slice(pb::GetSliceRequest {
-            name: "ends".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(ended.state, pb::SliceState::Expired as i32);
+    // The service's reaper marks it expired at its next sweep.
+    wait_for("the ended slice expired", Duration::from_secs(15), || {
+        let a = a.clone();
+        async move {
+            let s = slice(&a, "ends").await?;
+            (s.state == pb::SliceState::Expired as i32).then_some(())
+        }
+    })
+    .await;
 }

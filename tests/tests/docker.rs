@@ -395,18 +395,7 @@ async fn owner_reclaim_suspends_slivers_and_release_resumes_them() {
         cid,
         "resumed, not recreated"
     );
-    let ev = tb
-        .admin
-        .slices
-        .clone()
-        .list_events(pb::ListEventsRequest {
-            object: "slice/owner".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let ev = events(&tb.admin, "slice/owner").await;
     assert!(
         ev.iter().any(|e| e.action == "state suspended"),
         "each change is an event: {ev:?}"

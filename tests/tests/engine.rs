@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::testbed::web_slice;
+use common::testbed::{slice, web_slice};
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -64,41 +64,6 @@ async fn containers(engine: &PrivateEngine, node: &str) -> HashMap<String, Vec<S
     out
 }
 
-async fn slice(a: &Clients, name: &str) -> pb::Slice {
-    a.slices
-        .clone()
-        .get_slice(pb::GetSliceRequest { name: name.into() })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn node(a: &Clients, name: &str) -> pb::Node {
-    a.admin
-        .clone()
-        .get_node(pb::GetNodeRequest { name: name.into() })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn node_actions(a: &Clients, name: &str) -> Vec<String> {
-    a.slices
-        .clone()
-        .list_events(pb::ListEventsRequest {
-            object: format!("node/{name}"),
-            after_id: 0,
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-        .into_iter()
-        .map(|e| e.action)
-        .collect()
-}
-
 /// Waits until the node shows `state`; returns it.
 async fn node_in(a: &Clients, name: &str, state: pb::NodeState, within: Duration) -> pb::Node {
     wait_for(&format!("node {name} {state:?}"), within, || async move {
@@ -114,7 +79,7 @@ async fn sliver_in(a: &Clients, name: &str, state: pb::SliverState) -> pb::Slive
         &format!("slice {name} sliver {state:?}"),
         Duration::from_secs(60),
         || async move {
-            let s = slice(a, name).await;
+            let s = slice(a, name).await.expect("slice");
             let v = s.slivers.into_iter().next()?;
             (v.state == state as i32).then_some(v)
         },
@@ -181,7 +146,7 @@ async fn an_engine_restart_is_reported_and_slivers_return_per_their_restart_poli
         "{status:?}"
     );
     for (slice_name, _) in policies {
-        let s = slice(&a, slice_name).await;
+        let s = slice(&a, slice_name).await.expect("slice");
         assert_eq!(
             s.slivers[0].state,
             pb::SliverState::Unknown as i32,
@@ -222,7 +187,11 @@ async fn an_engine_restart_is_reported_and_slivers_return_per_their_restart_poli
     // Recovered, not re-created: the same container per sliver, none added.
     let after = containers(&engine, &name).await;
     assert_eq!(after, first, "one container per sliver, the same ones");
-    let actions = node_actions(&a, &name).await;
+    let actions: Vec<String> = events(&a, &format!("node/{name}"))
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
     let outage: Vec<&String> = actions.iter().filter(|x| x.starts_with("engine")).collect();
     assert_eq!(
         outage,

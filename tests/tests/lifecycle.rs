@@ -146,17 +146,7 @@ async fn nodes_get_changes_pushed_and_removals_confirmed() {
         })
         .await
         .unwrap();
-    let removed = loop {
-        match node
-            .recv(Duration::from_secs(5))
-            .await
-            .expect("a message")
-            .msg
-        {
-            Some(Msg::Remove(id)) => break id,
-            _ => continue,
-        }
-    };
+    let removed = node.next_remove(Duration::from_secs(5)).await;
     assert_eq!(removed, upsert.sliver_id);
     node.report(&removed, pb::SliverState::Deleted, "").await;
     wait_for("capacity freed", Duration::from_secs(5), || {

@@ -222,35 +222,17 @@ async fn drain_moves_replaceable_slivers_first_and_removes_the_rest_at_the_deadl
         || {
             let a = a.clone();
             async move {
-                let ev = a
-                    .slices
-                    .clone()
-                    .list_events(pb::ListEventsRequest {
-                        object: "slice/movable".into(),
-                        ..Default::default()
-                    })
+                events(&a, "slice/movable")
                     .await
-                    .ok()?
-                    .into_inner()
-                    .events;
-                ev.into_iter().find(|e| e.action == "replacement pending")
+                    .into_iter()
+                    .find(|e| e.action == "replacement pending")
             }
         },
     )
     .await;
     assert!(ev.detail.contains("draining"), "{}", ev.detail);
     // At the deadline the remaining slivers are removed and n1 is told.
-    let removed = loop {
-        match n1
-            .recv(Duration::from_secs(10))
-            .await
-            .expect("a removal at the deadline")
-            .msg
-        {
-            Some(Msg::Remove(id)) => break id,
-            _ => continue,
-        }
-    };
+    let removed = n1.next_remove(Duration::from_secs(10)).await;
     assert!(
         removed == f.slivers[0].id || removed.starts_with("movable-"),
         "{removed}"
@@ -310,19 +292,6 @@ async fn drain_re_places_replaceable_slivers_on_other_nodes_at_once() {
         }
     })
     .await;
-}
-
-async fn node_events(a: &Clients, node: &str) -> Vec<(String, String)> {
-    get_events(a, &format!("node/{node}")).await
-}
-
-async fn node(a: &Clients, name: &str) -> pb::Node {
-    a.admin
-        .clone()
-        .get_node(pb::GetNodeRequest { name: name.into() })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 #[tokio::test]
@@ -394,24 +363,15 @@ async fn an_engine_outage_shows_unknown_takes_no_slivers_and_moves_replaceable_o
     })
     .await;
     assert_ne!(replaced.id, moving.id);
-    let ev = get_events(&a, "slice/move").await;
+    let ev = events(&a, "slice/move").await;
     assert!(
-        ev.iter().any(|(action, m)| action == "replaced"
-            && m.contains("node n1 without a container engine for more than 1s")),
+        ev.iter().any(|e| e.action == "replaced"
+            && e.detail
+                .contains("node n1 without a container engine for more than 1s")),
         "{ev:?}"
     );
     // n1 is told to remove its copy now: it still speaks, only its engine is away.
-    let removed = loop {
-        match n1
-            .recv(Duration::from_secs(5))
-            .await
-            .expect("a message")
-            .msg
-        {
-            Some(Msg::Remove(id)) => break id,
-            _ => continue,
-        }
-    };
+    let removed = n1.next_remove(Duration::from_secs(5)).await;
     assert_eq!(removed, moving.id);
 
     n1.set_engine(None).await;
@@ -425,33 +385,16 @@ async fn an_engine_outage_shows_unknown_takes_no_slivers_and_moves_replaceable_o
         get(&a, "keep").await.slivers[0].state,
         pb::SliverState::Running as i32
     );
-    let ev = node_events(&a, "n1").await;
+    let ev = events(&a, "node/n1").await;
     let outage: Vec<&str> = ev
         .iter()
-        .map(|(action, _)| action.as_str())
+        .map(|e| e.action.as_str())
         .filter(|x| x.starts_with("engine"))
         .collect();
     assert_eq!(outage, ["engine unavailable", "engine available"], "{ev:?}");
     assert!(
         ev.iter()
-            .any(|(_, m)| m.starts_with("list containers: connection refused")),
+            .any(|e| e.detail.starts_with("list containers: connection refused")),
         "{ev:?}"
     );
-}
-
-async fn get_events(a: &Clients, object: &str) -> Vec<(String, String)> {
-    a.slices
-        .clone()
-        .list_events(pb::ListEventsRequest {
-            object: object.into(),
-            after_id: 0,
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-        .into_iter()
-        .map(|e| (e.action, e.detail))
-        .collect()
 }

@@ -96,3 +96,27 @@ pub async fn nodes(a: &Clients) -> Vec<pb::Node> {
         .into_inner()
         .nodes
 }
+
+/// One node by name.
+pub async fn node(a: &Clients, name: &str) -> pb::Node {
+    a.admin
+        .clone()
+        .get_node(pb::GetNodeRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The events about `object` ("slice/web", "node/n1"), oldest first.
+pub async fn events(a: &Clients, object: &str) -> Vec<pb::Event> {
+    a.slices
+        .clone()
+        .list_events(pb::ListEventsRequest {
+            object: object.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
