@@ -18,6 +18,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("slicebed_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())
 }

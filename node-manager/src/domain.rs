@@ -6,17 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-/// Node resources in base units: millicores and bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resources {
-    /// Thousandths of a core.
-    pub cpu_millis: i64,
-    /// Memory in bytes.
-    pub memory_bytes: i64,
-    /// Disk in bytes.
-    pub disk_bytes: i64,
-}
+pub use slicebed_units::Resources;
 
 /// Inclusive range of host ports the node lends to slivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

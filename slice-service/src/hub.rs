@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::model::{Slice, Sliver};
-use crate::resources::Resources;
+use slicebed_units::Resources;
 
 /// What the service tells a connected node.
 #[derive(Debug, Clone)]

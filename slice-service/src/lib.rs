@@ -11,7 +11,6 @@ pub mod error;
 pub mod hub;
 pub mod model;
 pub mod names;
-pub mod resources;
 pub mod scheduler;
 pub mod state;
 pub mod store;
@@ -65,7 +64,7 @@ pub async fn run(
     }
 
     let addr = listener.local_addr()?;
-    let (mut health, health_service) = tonic_health::server::health_reporter();
+    let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SliceServiceServer<api::Api>>().await;
     health.set_serving::<AdminServiceServer<api::Api>>().await;
     health.set_serving::<NodeServiceServer<api::Api>>().await;

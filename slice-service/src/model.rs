@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::resources::Resources;
+use slicebed_units::Resources;
 
 /// Milliseconds since the Unix epoch; how every time is stored.
 pub type Millis = i64;

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::resources::Resources;
+use slicebed_units::Resources;
 
 mod explain;
 

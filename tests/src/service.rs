@@ -31,7 +31,7 @@ pub async fn fresh_database(dir: &Path) -> String {
             let mut c = sqlx::PgConnection::connect(&base)
                 .await
                 .expect("connect to SLICEBED_TEST_POSTGRES");
-            sqlx::Executor::execute(&mut c, format!("CREATE DATABASE {name}").as_str())
+            sqlx::Executor::execute(&mut c, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .await
                 .expect("create database");
             let (prefix, _) = base

@@ -10,6 +10,7 @@
 mod cpu;
 mod decimal;
 mod duration;
+mod resources;
 mod size;
 
 use std::borrow::Cow;
@@ -17,6 +18,7 @@ use std::fmt;
 
 pub use cpu::{format_cpu, parse_cpu};
 pub use duration::{format_duration, format_duration_short, parse_duration};
+pub use resources::Resources;
 pub use size::{format_size, format_size_exact, parse_size};
 
 /// A quantity that could not be read; the message says what is wrong or what was expected.

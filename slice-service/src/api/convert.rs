@@ -8,7 +8,7 @@ use slicebed_proto::v1 as pb;
 use crate::core::{NodeView, SliceStatus, SliceView, SliverView};
 use crate::error::{Error, Result};
 use crate::model::{self, Millis, NodeState, Role};
-use crate::resources::Resources;
+use slicebed_units::Resources;
 use crate::state::SliverState;
 
 pub fn ts(ms: Millis) -> Option<Timestamp> {

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::hub::EngineChange;
 use crate::model::{now_ms, AdminState, NewEvent, Node, Slice, SliceLife, Sliver};
 use crate::names;
-use crate::resources::Resources;
+use slicebed_units::Resources;
 use crate::state::SliverState;
 use crate::store::{self, Conn};
 

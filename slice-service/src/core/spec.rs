@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::model::{NamedPort, Placement};
 use crate::names;
-use crate::resources::Resources;
+use slicebed_units::Resources;
 
 /// Per-sliver resources when a request leaves them at zero.
 const DEFAULT_RESOURCES: Resources = Resources::new(250, 256 << 20, 1 << 30);

@@ -1,7 +1,7 @@
 //! Read models: objects combined with derived, in-memory state (liveness, slice status).
 
 use crate::model::{Node, NodeState, Slice, SliceLife, Sliver};
-use crate::resources::Resources;
+use slicebed_units::Resources;
 use crate::state::SliverState;
 
 /// A node with its derived state and allocation.

@@ -300,7 +300,7 @@ fn list<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
 mod tests {
     use super::super::tests::{ask, node, GI, MI};
     use super::super::{place, Count, Request, Unavailable};
-    use crate::resources::Resources;
+    use slicebed_units::Resources;
 
     #[test]
     fn explains_sites_without_capacity() {

@@ -6,6 +6,14 @@
 //! Functions take `&mut AnyConnection` so that callers decide the transaction: every state
 //! change is one transaction, and its event rows are written in that same transaction.
 
+/// SQL text assembled from this module's constant column lists, never from input: audited,
+/// so it may run as dynamic SQL.
+macro_rules! sql {
+    ($($t:tt)*) => {
+        sqlx::AssertSqlSafe(format!($($t)*))
+    };
+}
+
 mod events;
 mod nodes;
 mod sites;

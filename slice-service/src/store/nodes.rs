@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::{from_json, to_json, Conn};
 use crate::error::{Error, Result};
 use crate::model::{AdminState, Node};
-use crate::resources::Resources;
+use slicebed_units::Resources;
 
 fn node_from(r: &AnyRow) -> Result<Node> {
     let labels: String = r.try_get("labels")?;
@@ -43,7 +43,7 @@ pub async fn insert_node(c: &mut Conn, n: &Node) -> Result<()> {
             name: n.name.clone(),
         });
     }
-    sqlx::query(&format!(
+    sqlx::query(sql!(
         "INSERT INTO nodes ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     ))
     .bind(&n.name)
@@ -114,7 +114,7 @@ pub async fn set_admin_state(
 
 /// Reads a node.
 pub async fn get_node(c: &mut Conn, name: &str) -> Result<Option<Node>> {
-    let row = sqlx::query(&format!("SELECT {COLS} FROM nodes WHERE name = $1"))
+    let row = sqlx::query(sql!("SELECT {COLS} FROM nodes WHERE name = $1"))
         .bind(name)
         .fetch_optional(c)
         .await?;
@@ -123,7 +123,7 @@ pub async fn get_node(c: &mut Conn, name: &str) -> Result<Option<Node>> {
 
 /// Nodes, optionally of one site, by site then name.
 pub async fn list_nodes(c: &mut Conn, site: Option<&str>) -> Result<Vec<Node>> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sql!(
         "SELECT {COLS} FROM nodes WHERE ($1 = '' OR site = $1) ORDER BY site, name"
     ))
     .bind(site.unwrap_or(""))

@@ -32,7 +32,7 @@ pub async fn insert_site(c: &mut Conn, s: &Site) -> Result<()> {
             name: s.name.clone(),
         });
     }
-    sqlx::query(&format!(
+    sqlx::query(sql!(
         "INSERT INTO sites ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
     .bind(&s.name)
@@ -52,7 +52,7 @@ pub async fn insert_site(c: &mut Conn, s: &Site) -> Result<()> {
 
 /// Reads a site.
 pub async fn get_site(c: &mut Conn, name: &str) -> Result<Option<Site>> {
-    let row = sqlx::query(&format!("SELECT {COLS} FROM sites WHERE name = $1"))
+    let row = sqlx::query(sql!("SELECT {COLS} FROM sites WHERE name = $1"))
         .bind(name)
         .fetch_optional(c)
         .await?;
@@ -61,7 +61,7 @@ pub async fn get_site(c: &mut Conn, name: &str) -> Result<Option<Site>> {
 
 /// All sites by name.
 pub async fn list_sites(c: &mut Conn) -> Result<Vec<Site>> {
-    let rows = sqlx::query(&format!("SELECT {COLS} FROM sites ORDER BY name"))
+    let rows = sqlx::query(sql!("SELECT {COLS} FROM sites ORDER BY name"))
         .fetch_all(c)
         .await?;
     Ok(rows.iter().map(site_from).collect::<Result<_, _>>()?)

@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::{from_json, to_json, Conn};
 use crate::error::{Error, Result};
 use crate::model::{Slice, SliceLife, Sliver};
-use crate::resources::Resources;
+use slicebed_units::Resources;
 use crate::state::SliverState;
 
 const SLICE_COLS: &str =
@@ -51,7 +51,7 @@ pub async fn insert_slice(c: &mut Conn, s: &Slice) -> Result<()> {
             name: s.name.clone(),
         });
     }
-    sqlx::query(&format!(
+    sqlx::query(sql!(
         "INSERT INTO slices ({SLICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     ))
     .bind(&s.id)
@@ -111,7 +111,7 @@ pub async fn latest_slice(c: &mut Conn, name: &str) -> Result<Option<Slice>> {
 
 /// At most one slice matching `condition` (with one `$1` bound to `arg`), with its members.
 async fn one_slice(c: &mut Conn, condition: &str, arg: &str) -> Result<Option<Slice>> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query(sql!(
         "SELECT {SLICE_COLS} FROM slices WHERE {condition}"
     ))
     .bind(arg)
@@ -125,7 +125,7 @@ async fn one_slice(c: &mut Conn, condition: &str, arg: &str) -> Result<Option<Sl
 
 /// Slices, live only unless `include_ended`, by name.
 pub async fn list_slices(c: &mut Conn, include_ended: bool) -> Result<Vec<Slice>> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sql!(
         "SELECT {SLICE_COLS} FROM slices WHERE ($1 = 1 OR life = 'live') ORDER BY name, created_at"
     ))
     .bind(include_ended as i64)
@@ -161,7 +161,7 @@ pub async fn set_lease(c: &mut Conn, id: &str, expires: i64) -> Result<()> {
 
 /// Live slices whose lease ended at or before `now`.
 pub async fn expired_slices(c: &mut Conn, now: i64) -> Result<Vec<Slice>> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sql!(
         "SELECT {SLICE_COLS} FROM slices WHERE life = 'live' AND lease_expires_at <= $1 ORDER BY lease_expires_at"
     ))
     .bind(now)
@@ -240,7 +240,7 @@ pub async fn insert_sliver(c: &mut Conn, v: &Sliver) -> Result<()> {
 
 /// A slice's slivers by index.
 pub async fn slivers_of_slice(c: &mut Conn, slice_id: &str) -> Result<Vec<Sliver>> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sql!(
         "SELECT {SLIVER_COLS} FROM slivers v JOIN slices s ON s.id = v.slice_id WHERE v.slice_id = $1 ORDER BY v.idx"
     ))
     .bind(slice_id)
@@ -251,7 +251,7 @@ pub async fn slivers_of_slice(c: &mut Conn, slice_id: &str) -> Result<Vec<Sliver
 
 /// A node's slivers that are not yet deleted.
 pub async fn slivers_on_node(c: &mut Conn, node: &str) -> Result<Vec<Sliver>> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sql!(
         "SELECT {SLIVER_COLS} FROM slivers v JOIN slices s ON s.id = v.slice_id
          WHERE v.node = $1 AND v.state <> 'deleted' ORDER BY s.name, v.idx"
     ))
@@ -263,7 +263,7 @@ pub async fn slivers_on_node(c: &mut Conn, node: &str) -> Result<Vec<Sliver>> {
 
 /// One sliver.
 pub async fn get_sliver(c: &mut Conn, id: &str) -> Result<Option<Sliver>> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query(sql!(
         "SELECT {SLIVER_COLS} FROM slivers v JOIN slices s ON s.id = v.slice_id WHERE v.id = $1"
     ))
     .bind(id)
@@ -323,7 +323,7 @@ pub async fn slice_by_id(c: &mut Conn, id: &str) -> Result<Option<Slice>> {
 
 /// Live slices whose lease ends before `horizon` and that have not been warned yet.
 pub async fn slices_to_warn(c: &mut Conn, horizon: i64) -> Result<Vec<Slice>> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sql!(
         "SELECT {SLICE_COLS} FROM slices WHERE life = 'live' AND lease_warned = 0 AND lease_expires_at <= $1"
     ))
     .bind(horizon)

@@ -80,7 +80,7 @@ const TOKEN_COLS: &str = "id, kind, subject, description, created_at, expires_at
 
 /// Stores a token's hash and metadata.
 pub async fn insert_token(c: &mut Conn, t: &Token, hash: &str) -> Result<()> {
-    sqlx::query(&format!(
+    sqlx::query(sql!(
         "INSERT INTO tokens ({TOKEN_COLS}, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     ))
     .bind(&t.id)
@@ -99,7 +99,7 @@ pub async fn insert_token(c: &mut Conn, t: &Token, hash: &str) -> Result<()> {
 
 /// Finds a token by the hash of its secret.
 pub async fn token_by_hash(c: &mut Conn, hash: &str) -> Result<Option<Token>> {
-    let row = sqlx::query(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = $1"))
+    let row = sqlx::query(sql!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = $1"))
         .bind(hash)
         .fetch_optional(c)
         .await?;
@@ -108,7 +108,7 @@ pub async fn token_by_hash(c: &mut Conn, hash: &str) -> Result<Option<Token>> {
 
 /// Finds a token by id.
 pub async fn token_by_id(c: &mut Conn, id: &str) -> Result<Option<Token>> {
-    let row = sqlx::query(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = $1"))
+    let row = sqlx::query(sql!("SELECT {TOKEN_COLS} FROM tokens WHERE id = $1"))
         .bind(id)
         .fetch_optional(c)
         .await?;
@@ -117,7 +117,7 @@ pub async fn token_by_id(c: &mut Conn, id: &str) -> Result<Option<Token>> {
 
 /// Tokens of one kind and subject, newest first.
 pub async fn list_tokens(c: &mut Conn, kind: &str, subject: &str) -> Result<Vec<Token>> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(sql!(
         "SELECT {TOKEN_COLS} FROM tokens WHERE kind = $1 AND subject = $2 ORDER BY created_at DESC, id"
     ))
     .bind(kind)

@@ -1,10 +1,17 @@
-//! Resource quantities (CPU millicores, memory bytes, disk bytes) and their arithmetic.
-//! Pure values: no I/O, no proto types.
+//! [`Resources`]: an amount of node resources in base units, and its arithmetic. The one type
+//! for it in the workspace: the service's quotas and placement, the node's capacity and limits.
 
 use std::fmt;
 
-/// An amount of node resources.
+use crate::{format_cpu, format_size};
+
+/// An amount of node resources: CPU in thousandths of a core, memory and disk in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct Resources {
     /// Thousandths of a core.
     pub cpu_millis: i64,
@@ -59,45 +66,14 @@ impl Resources {
     }
 }
 
-/// Formats bytes as the largest binary unit that keeps it readable ("512Mi", "1.5Gi").
-pub fn human_bytes(b: i64) -> String {
-    const UNITS: [(&str, i64); 4] = [
-        ("Ti", 1 << 40),
-        ("Gi", 1 << 30),
-        ("Mi", 1 << 20),
-        ("Ki", 1 << 10),
-    ];
-    for (suffix, size) in UNITS {
-        if b >= size {
-            let whole = b / size;
-            let tenth = (b % size) * 10 / size;
-            return if tenth == 0 {
-                format!("{whole}{suffix}")
-            } else {
-                format!("{whole}.{tenth}{suffix}")
-            };
-        }
-    }
-    format!("{b}B")
-}
-
-/// Formats millicores as cores ("0.5", "2").
-pub fn human_cpu(m: i64) -> String {
-    if m % 1000 == 0 {
-        format!("{}", m / 1000)
-    } else {
-        format!("{}", m as f64 / 1000.0)
-    }
-}
-
 impl fmt::Display for Resources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "cpu {} memory {} disk {}",
-            human_cpu(self.cpu_millis),
-            human_bytes(self.memory_bytes),
-            human_bytes(self.disk_bytes)
+            format_cpu(self.cpu_millis),
+            format_size(self.memory_bytes),
+            format_size(self.disk_bytes)
         )
     }
 }
@@ -107,19 +83,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn human_units() {
-        assert_eq!(human_bytes(512 << 20), "512Mi");
-        assert_eq!(human_bytes(3 << 29), "1.5Gi");
-        assert_eq!(human_cpu(500), "0.5");
-        assert_eq!(human_cpu(2000), "2");
-    }
-
-    #[test]
     fn fits_and_arithmetic() {
         let cap = Resources::new(2000, 1 << 30, 1 << 32);
         let one = Resources::new(500, 256 << 20, 1 << 30);
         assert!(one.times(4).fits_within(cap));
         assert!(!one.times(5).fits_within(cap));
         assert_eq!(cap.minus(one).plus(one), cap);
+        assert_eq!(Resources::new(1, 1, 1).minus(cap).cpu_millis, -1999);
+    }
+
+    #[test]
+    fn displays_in_the_units_people_type() {
+        let r = Resources::new(500, 256 << 20, 3 << 29);
+        assert_eq!(r.to_string(), "cpu 0.5 memory 256Mi disk 1.5Gi");
     }
 }
