@@ -1,5 +1,8 @@
 //! The slicebed.v1 gRPC contract, generated from `proto/slicebed/v1/*.proto`.
-//! Nothing but generated code and the descriptor set for server reflection lives here.
+//! Besides generated code and the descriptor set for server reflection, it holds the one
+//! client-side bearer interceptor ([`auth::Bearer`]) every client uses.
+
+pub mod auth;
 
 /// Package `slicebed.v1`.
 pub mod v1 {
