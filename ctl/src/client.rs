@@ -1,5 +1,5 @@
-//! Connecting to slice-service: URL normalisation, optional TLS with a private CA, and an interceptor
-//! that puts `authorization: Bearer <token>` on every request.
+//! Connecting to slice-service: URL normalisation, optional TLS with a private CA, and the
+//! workspace's bearer interceptor on every client.
 
 use std::time::Duration;
 
@@ -8,28 +8,16 @@ use slicebed_proto::v1::{
     access_service_client::AccessServiceClient, admin_service_client::AdminServiceClient,
     slice_service_client::SliceServiceClient,
 };
+use slicebed_proto::auth::Bearer;
 use tonic::{
-    metadata::{Ascii, MetadataValue},
-    service::{interceptor::InterceptedService, Interceptor},
+    service::interceptor::InterceptedService,
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
-    Request, Status,
 };
 
 use crate::{config::Settings, errors};
 
-/// Adds the bearer token to each request.
-#[derive(Clone)]
-pub struct BearerAuth(MetadataValue<Ascii>);
-
-impl Interceptor for BearerAuth {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
-
 /// A channel with authentication.
-pub type Authed = InterceptedService<Channel, BearerAuth>;
+pub type Authed = InterceptedService<Channel, Bearer>;
 
 /// The API clients.
 #[derive(Clone)]
@@ -65,9 +53,8 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
         .token
         .as_deref()
         .context("no token given: pass --token, set SLICECTL_TOKEN, or run slicectl login")?;
-    let auth: MetadataValue<Ascii> = format!("Bearer {}", token.trim()).parse().map_err(|_| {
-        anyhow::anyhow!("the token contains characters that cannot be sent in a header")
-    })?;
+    let auth = Bearer::new(token.trim())
+        .map_err(|_| anyhow::anyhow!("the token contains characters that cannot be sent in a header"))?;
     let url = normalize_url(&settings.server, settings.ca_cert.is_some());
     errors::set_server(&url);
     let mut endpoint = Endpoint::from_shared(url.clone())
@@ -97,7 +84,6 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
         .connect()
         .await
         .map_err(|e| unreachable(&url, &e))?;
-    let auth = BearerAuth(auth);
     Ok(Clients {
         slices: SliceServiceClient::with_interceptor(channel.clone(), auth.clone()),
         admin: AdminServiceClient::with_interceptor(channel, auth.clone()),

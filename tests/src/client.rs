@@ -4,34 +4,14 @@ use slicebed_proto::v1::{
     admin_service_client::AdminServiceClient, node_service_client::NodeServiceClient,
     slice_service_client::SliceServiceClient,
 };
-use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::{Request, Status};
 
 use crate::Service;
 
-/// Adds `authorization: Bearer <token>` to every request.
-#[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
-
-impl Bearer {
-    /// An interceptor sending `token`.
-    pub fn new(token: &str) -> Self {
-        Bearer(Some(
-            format!("Bearer {token}").parse().expect("ascii token"),
-        ))
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
+/// The interceptor every client of the workspace uses.
+pub use slicebed_proto::auth::Bearer;
 
 type Svc = InterceptedService<Channel, Bearer>;
 
@@ -66,7 +46,7 @@ impl Clients {
     /// Clients acting with `token` (None = no credentials at all).
     pub async fn new(svc: &Service, token: Option<&str>) -> Self {
         let ch = channel(svc).await;
-        let b = Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")));
+        let b = token.map_or_else(Bearer::anonymous, |t| Bearer::new(t).expect("ascii token"));
         Self {
             slices: SliceServiceClient::with_interceptor(ch.clone(), b.clone()),
             admin: AdminServiceClient::with_interceptor(ch.clone(), b.clone()),
