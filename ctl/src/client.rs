@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
+use slicebed_proto::auth::Bearer;
 use slicebed_proto::v1::{
     access_service_client::AccessServiceClient, admin_service_client::AdminServiceClient,
     slice_service_client::SliceServiceClient,
 };
-use slicebed_proto::auth::Bearer;
 use tonic::{
     service::interceptor::InterceptedService,
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
@@ -53,8 +53,9 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
         .token
         .as_deref()
         .context("no token given: pass --token, set SLICECTL_TOKEN, or run slicectl login")?;
-    let auth = Bearer::new(token.trim())
-        .map_err(|_| anyhow::anyhow!("the token contains characters that cannot be sent in a header"))?;
+    let auth = Bearer::new(token.trim()).map_err(|_| {
+        anyhow::anyhow!("the token contains characters that cannot be sent in a header")
+    })?;
     let url = normalize_url(&settings.server, settings.ca_cert.is_some());
     errors::set_server(&url);
     let mut endpoint = Endpoint::from_shared(url.clone())

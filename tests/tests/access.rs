@@ -30,7 +30,10 @@ async fn access(
 ) -> AccessServiceClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
 > {
-    AccessServiceClient::with_interceptor(channel(&tb.svc).await, Bearer::new(token).expect("token"))
+    AccessServiceClient::with_interceptor(
+        channel(&tb.svc).await,
+        Bearer::new(token).expect("token"),
+    )
 }
 
 fn logger_slice(name: &str, per_site: u32) -> pb::CreateSliceRequest {

@@ -110,9 +110,11 @@ async fn main() {
             .unwrap();
         l[0].id.clone().unwrap()
     };
-    let mut acc =
-        AccessServiceClient::with_interceptor(channel(&svc).await, Bearer::new(&svc.admin_token).expect("token"))
-            .max_decoding_message_size(8 << 20);
+    let mut acc = AccessServiceClient::with_interceptor(
+        channel(&svc).await,
+        Bearer::new(&svc.admin_token).expect("token"),
+    )
+    .max_decoding_message_size(8 << 20);
     let sliver = Some(pb::SliverRef {
         slice: "acc".into(),
         index: 0,
