@@ -1,9 +1,13 @@
-//! Service configuration: command-line flags merged over an optional TOML file.
-//! Unknown keys in the file are an error, never a silent default.
+//! Service configuration: command-line flags merged over an optional TOML file, then defaults.
+//! Unknown keys in the file are an error, never a silent default; durations are written as
+//! people write them (`default = "14d"`, `heartbeat_interval = "500ms"`).
 
 use std::{path::PathBuf, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+/// Where the service listens unless told otherwise: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 
 /// Tunables read from `--config FILE`. Every field is optional; flags win over the file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -25,35 +29,52 @@ pub struct FileConfig {
     /// Node liveness settings.
     #[serde(default)]
     pub nodes: NodeConfig,
-    /// Default lifetime of user tokens, in seconds.
-    pub token_ttl_secs: Option<u64>,
+    /// Default lifetime of user tokens (90 days).
+    #[serde(default, deserialize_with = "human")]
+    pub token_ttl: Option<Duration>,
 }
 
 /// Lease lengths.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseConfig {
-    /// Default lease, seconds (14 days).
-    pub default_secs: Option<u64>,
-    /// Longest lease, seconds (8 weeks).
-    pub max_secs: Option<u64>,
-    /// How often the expiry reaper runs, milliseconds.
-    pub reap_interval_ms: Option<u64>,
+    /// Default lease (14 days).
+    #[serde(default, deserialize_with = "human")]
+    pub default: Option<Duration>,
+    /// Longest lease (8 weeks).
+    #[serde(default, deserialize_with = "human")]
+    pub max: Option<Duration>,
+    /// How often the expiry reaper runs (1 s).
+    #[serde(default, deserialize_with = "human")]
+    pub reap_interval: Option<Duration>,
 }
 
 /// Node liveness.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
-    /// Heartbeat interval asked of nodes, milliseconds (10 s).
-    pub heartbeat_interval_ms: Option<u64>,
+    /// Heartbeat interval asked of nodes (10 s).
+    #[serde(default, deserialize_with = "human")]
+    pub heartbeat_interval: Option<Duration>,
     /// Missed heartbeats after which a node is unreachable (3).
     pub missed_heartbeats: Option<u32>,
+}
+
+/// What was given on the command line; `None` means "not given", so a flag that happens to
+/// equal a default still wins over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub listen: String,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub tls_cert: Option<PathBuf>,
@@ -69,33 +90,86 @@ pub struct Config {
 impl Config {
     /// Effective configuration for a data directory with all defaults (used by tests).
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
-        Self::resolve(data_dir.into(), None, FileConfig::default())
+        let flags = Flags {
+            data_dir: Some(data_dir.into()),
+            ..Flags::default()
+        };
+        Self::merge(flags, FileConfig::default()).expect("a data dir is given")
     }
 
-    /// Resolves defaults; `database_url` falls back to an SQLite file in the data directory.
-    pub fn resolve(data_dir: PathBuf, database_url: Option<String>, file: FileConfig) -> Self {
-        let database_url = database_url.or(file.database_url).unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                data_dir.join("slicebed.db").display()
-            )
-        });
-        let heartbeat_interval =
-            Duration::from_millis(file.nodes.heartbeat_interval_ms.unwrap_or(10_000));
+    /// Flags over the file over defaults. `database_url` falls back to an SQLite file in the
+    /// data directory. Fails only when no data directory is given anywhere, or the lease
+    /// settings contradict each other.
+    pub fn merge(flags: Flags, file: FileConfig) -> anyhow::Result<Self> {
+        let data_dir = flags
+            .data_dir
+            .or(file.data_dir)
+            .ok_or_else(|| anyhow::anyhow!("--data-dir is required (or data_dir in --config)"))?;
+        let database_url = flags
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| {
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("slicebed.db").display()
+                )
+            });
+        let heartbeat_interval = file
+            .nodes
+            .heartbeat_interval
+            .unwrap_or(Duration::from_secs(10));
         let missed = file.nodes.missed_heartbeats.unwrap_or(3).max(1);
-        Self {
+        let lease_default = file.lease.default.unwrap_or(Duration::from_secs(14 * 86_400));
+        let lease_max = file.lease.max.unwrap_or(Duration::from_secs(56 * 86_400));
+        if lease_default > lease_max {
+            anyhow::bail!(
+                "lease.default ({}s) is longer than lease.max ({}s)",
+                lease_default.as_secs(),
+                lease_max.as_secs()
+            );
+        }
+        Ok(Self {
+            listen: flags
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             data_dir,
             database_url,
-            tls_cert: file.tls_cert,
-            tls_key: file.tls_key,
-            lease_default: Duration::from_secs(file.lease.default_secs.unwrap_or(14 * 86_400)),
-            lease_max: Duration::from_secs(file.lease.max_secs.unwrap_or(56 * 86_400)),
-            reap_interval: Duration::from_millis(file.lease.reap_interval_ms.unwrap_or(1_000)),
+            tls_cert: flags.tls_cert.or(file.tls_cert),
+            tls_key: flags.tls_key.or(file.tls_key),
+            lease_default,
+            lease_max,
+            reap_interval: file.lease.reap_interval.unwrap_or(Duration::from_secs(1)),
             heartbeat_interval,
             node_ttl: heartbeat_interval * missed,
-            token_ttl: Duration::from_secs(file.token_ttl_secs.unwrap_or(90 * 86_400)),
-        }
+            token_ttl: file
+                .token_ttl
+                .unwrap_or(Duration::from_secs(90 * 86_400)),
+        })
     }
+}
+
+/// Reads a duration as people write it: `14d`, `1d12h`, `30s`, or `500ms` for the short
+/// intervals of tests and tuning.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if let Some(ms) = t.strip_suffix("ms") {
+        return match ms.parse::<u64>() {
+            Ok(0) => Err("duration must be longer than zero".into()),
+            Ok(n) => Ok(Duration::from_millis(n)),
+            Err(_) => Err(format!("{text:?}: expected whole milliseconds like 500ms")),
+        };
+    }
+    slicebed_units::parse_duration(t)
+        .map(|s| Duration::from_secs(s.unsigned_abs()))
+        .map_err(|e| format!("{text:?}: {e}"))
+}
+
+fn human<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Reads and parses a TOML config file.
@@ -110,12 +184,16 @@ pub fn read_file(path: &std::path::Path) -> anyhow::Result<FileConfig> {
 mod tests {
     use super::*;
 
+    fn file(text: &str) -> FileConfig {
+        toml::from_str(text).unwrap()
+    }
+
     #[test]
     fn unknown_keys_are_errors() {
-        let e = toml::from_str::<FileConfig>("[lease]\ndefault_sec = 3\n")
+        let e = toml::from_str::<FileConfig>("[lease]\ndefault_secs = 3\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("default_sec"), "{e}");
+        assert!(e.contains("default_secs"), "{e}");
     }
 
     #[test]
@@ -124,6 +202,65 @@ mod tests {
         assert_eq!(c.lease_default, Duration::from_secs(14 * 86_400));
         assert_eq!(c.lease_max, Duration::from_secs(56 * 86_400));
         assert_eq!(c.node_ttl, Duration::from_secs(30));
+        assert_eq!(c.listen, DEFAULT_LISTEN);
         assert!(c.database_url.starts_with("sqlite:///tmp/x/slicebed.db"));
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        let f = file(
+            "token_ttl = \"30d\"\n[lease]\ndefault = \"1d12h\"\nmax = \"2w\"\n\
+             reap_interval = \"100ms\"\n[nodes]\nheartbeat_interval = \"500ms\"\n\
+             missed_heartbeats = 4\n",
+        );
+        let c = Config::merge(
+            Flags {
+                data_dir: Some("/d".into()),
+                ..Default::default()
+            },
+            f,
+        )
+        .unwrap();
+        assert_eq!(c.lease_default, Duration::from_secs(36 * 3600));
+        assert_eq!(c.lease_max, Duration::from_secs(14 * 86_400));
+        assert_eq!(c.reap_interval, Duration::from_millis(100));
+        assert_eq!(c.node_ttl, Duration::from_secs(2));
+        assert_eq!(c.token_ttl, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn bad_durations_name_the_key_and_the_value() {
+        for (text, want) in [
+            ("[lease]\ndefault = \"soon\"\n", "\"soon\""),
+            ("[lease]\nmax = \"-5m\"\n", "longer than zero"),
+            ("[nodes]\nheartbeat_interval = \"0ms\"\n", "longer than zero"),
+            ("[lease]\ndefault = 3600\n", "default"),
+        ] {
+            let e = toml::from_str::<FileConfig>(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_file_even_when_it_equals_the_default() {
+        let f = file("listen = \"0.0.0.0:9000\"\ndata_dir = \"/file\"\n");
+        let flags = Flags {
+            listen: Some(DEFAULT_LISTEN.into()),
+            ..Default::default()
+        };
+        let c = Config::merge(flags, f.clone()).unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from("/file"));
+        let c = Config::merge(Flags::default(), f).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn contradictions_and_missing_data_dir_are_refused() {
+        let e = Config::merge(Flags::default(), FileConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("--data-dir"), "{e}");
+        let f = file("data_dir = \"/d\"\n[lease]\ndefault = \"9w\"\n");
+        let e = Config::merge(Flags::default(), f).unwrap_err();
+        assert!(e.to_string().contains("lease.default"), "{e}");
     }
 }

@@ -69,10 +69,16 @@ pub async fn run(
     health.set_serving::<AdminServiceServer<api::Api>>().await;
     health.set_serving::<NodeServiceServer<api::Api>>().await;
     health.set_serving::<AccessServiceServer<api::Api>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
+    // Reflection in both versions: grpcurl and current clients speak v1, while stock clients
+    // such as Python's grpcio-reflection and older grpcurl still speak v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().context("building reflection")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .context("building reflection")?;
 
     let api = api::Api::new(core.clone());
@@ -107,7 +113,8 @@ pub async fn run(
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(8 << 20))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(SliceServiceServer::new(api.clone()))
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(AccessServiceServer::new(api.clone()).max_decoding_message_size(MAX_MESSAGE))

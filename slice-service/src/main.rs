@@ -10,8 +10,9 @@ use clap::Parser;
 #[command(version, about)]
 struct Args {
     /// Address to listen on (port 0 picks a free port; the bound address goes to <data-dir>/service.addr).
-    #[arg(long, default_value = "127.0.0.1:7443")]
-    listen: String,
+    /// [default: 127.0.0.1:7443]
+    #[arg(long)]
+    listen: Option<String>,
     /// Directory for the embedded database, the bootstrap admin token and runtime files.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -58,24 +59,15 @@ async fn start(args: Args) -> anyhow::Result<()> {
         Some(p) => slice_service::config::read_file(p)?,
         None => Default::default(),
     };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(file.data_dir.clone())
-        .context("--data-dir is required (or data_dir in --config)")?;
-    let listen = if args.listen == "127.0.0.1:7443" {
-        file.listen.clone().unwrap_or(args.listen)
-    } else {
-        args.listen
+    let flags = slice_service::config::Flags {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
-    let mut file = file;
-    if args.tls_cert.is_some() {
-        file.tls_cert = args.tls_cert;
-    }
-    if args.tls_key.is_some() {
-        file.tls_key = args.tls_key;
-    }
-    let cfg = slice_service::Config::resolve(data_dir, args.database_url, file);
+    let cfg = slice_service::Config::merge(flags, file)?;
+    let listen = cfg.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

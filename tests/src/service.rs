@@ -76,7 +76,7 @@ impl Service {
 
     /// Starts a service with defaults, except a fast liveness TTL for tests.
     pub async fn start() -> Self {
-        Self::start_with("[nodes]\nheartbeat_interval_ms = 500\nmissed_heartbeats = 3\n").await
+        Self::start_with("[nodes]\nheartbeat_interval = \"500ms\"\nmissed_heartbeats = 3\n").await
     }
 
     /// Starts a TLS service with a self-signed certificate for "localhost".

@@ -407,38 +407,84 @@ async fn health_and_reflection_need_no_token() {
     );
 }
 
-#[tokio::test]
-async fn reflection_lists_the_api_without_a_token() {
-    use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-        ServerReflectionRequest,
-    };
-    let svc = Service::start().await;
-    let ch = slicebed_tests::client::channel(&svc).await;
-    let mut r = ServerReflectionClient::new(ch);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = r
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .expect("reflection")
-        .into_inner();
-    let resp = stream.message().await.unwrap().expect("a response");
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("{resp:?}")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+/// Lists the services over reflection `$v` (v1 or v1alpha: their messages are the same shape).
+macro_rules! list_services {
+    ($v:ident, $svc:expr) => {{
+        use tonic_reflection::pb::$v::{
+            server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse, ServerReflectionRequest,
+        };
+        let ch = slicebed_tests::client::channel($svc).await;
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new(ch)
+            .server_reflection_info(tokio_stream::iter(vec![req]))
+            .await
+            .expect(concat!("reflection ", stringify!($v)))
+            .into_inner();
+        let resp = stream.message().await.unwrap().expect("a response");
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+            panic!("{resp:?}")
+        };
+        list.service.into_iter().map(|s| s.name).collect::<Vec<String>>()
+    }};
+}
+
+fn assert_lists_the_api(version: &str, names: &[String]) {
     for want in [
         "slicebed.v1.SliceService",
         "slicebed.v1.AdminService",
+        "slicebed.v1.AccessService",
         "slicebed.v1.NodeService",
     ] {
         assert!(
             names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
+            "reflection {version}: {want} missing from {names:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn reflection_lists_the_api_without_a_token() {
+    let svc = Service::start().await;
+    assert_lists_the_api("v1", &list_services!(v1, &svc));
+    assert_lists_the_api("v1alpha", &list_services!(v1alpha, &svc));
+}
+
+/// Stock clients that speak only v1alpha (Python's grpcio-reflection) list the services. Needs
+/// python3 with grpcio-reflection (`pip install grpcio-reflection`); CI installs it and sets
+/// SLICEBED_REQUIRE_PYTHON_REFLECTION=1 so that a missing module fails instead of skipping.
+#[tokio::test]
+async fn python_grpcio_reflection_lists_the_api() {
+    let has_module = std::process::Command::new("python3")
+        .args(["-c", "import grpc_reflection.v1alpha"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_module {
+        assert!(
+            std::env::var_os("SLICEBED_REQUIRE_PYTHON_REFLECTION").is_none(),
+            "python3 with grpcio-reflection is required here"
+        );
+        eprintln!("SKIP: python3 with grpcio-reflection not found");
+        return;
+    }
+    let svc = Service::start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/list_services.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(&svc.addr)
+        .output()
+        .await
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = stdout.lines().map(String::from).collect();
+    assert_lists_the_api("v1alpha (grpcio-reflection)", &names);
 }

@@ -208,7 +208,7 @@ async fn a_slice_deleted_while_its_node_is_away_is_settled_on_reconnect() {
 #[tokio::test]
 async fn leases_are_capped_renewed_and_reaped() {
     let svc = Service::start_with(
-        "[lease]\ndefault_secs = 3600\nmax_secs = 7200\nreap_interval_ms = 100\n",
+        "[lease]\ndefault = \"1h\"\nmax = \"2h\"\nreap_interval = \"100ms\"\n",
     )
     .await;
     let a = Clients::admin(&svc).await;
