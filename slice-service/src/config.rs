@@ -189,6 +189,22 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_the_defaults() {
+        let text = include_str!("../../docs/examples/slice-service.toml");
+        let c = Config::merge(Flags::default(), file(text)).unwrap();
+        let d = Config::for_data_dir("/var/lib/slicebed");
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.data_dir, d.data_dir);
+        assert_eq!(c.database_url, d.database_url);
+        assert_eq!(c.token_ttl, d.token_ttl);
+        assert_eq!(c.lease_default, d.lease_default);
+        assert_eq!(c.lease_max, d.lease_max);
+        assert_eq!(c.reap_interval, d.reap_interval);
+        assert_eq!(c.heartbeat_interval, d.heartbeat_interval);
+        assert_eq!(c.node_ttl, d.node_ttl);
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let e = toml::from_str::<FileConfig>("[lease]\ndefault_secs = 3\n")
             .unwrap_err()
