@@ -10,32 +10,15 @@ use sha2::{Digest, Sha256};
 use tonic::metadata::MetadataMap;
 
 use crate::error::{Error, Result};
-use crate::model::{now_ms, Role, Token, User};
+use crate::model::{now_ms, Role, Token, TokenKind, User};
 use crate::store::{self, Conn};
 
-/// Kinds of secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    User,
-    Enroll,
-    Node,
-}
-
-impl Kind {
-    fn prefix(self) -> &'static str {
-        match self {
-            Kind::User => "sbu_",
-            Kind::Enroll => "sbe_",
-            Kind::Node => "sbn_",
-        }
-    }
-    /// Stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::User => "user",
-            Kind::Enroll => "enroll",
-            Kind::Node => "node",
-        }
+/// The prefix that tells a secret's kind, whatever the database says.
+fn prefix(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::User => "sbu_",
+        TokenKind::Enroll => "sbe_",
+        TokenKind::Node => "sbn_",
     }
 }
 
@@ -70,10 +53,10 @@ impl Principal {
 }
 
 /// A fresh secret of a kind, with its hash and a public id.
-pub fn new_secret(kind: Kind) -> (String, String, String) {
+pub fn new_secret(kind: TokenKind) -> (String, String, String) {
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
-    let secret = format!("{}{}", kind.prefix(), hex::encode(raw));
+    let secret = format!("{}{}", prefix(kind), hex::encode(raw));
     let id = format!("{}-{}", &kind.as_str()[..1], &hex::encode(&raw[..4]));
     (secret.clone(), hash(&secret), id)
 }
@@ -111,23 +94,24 @@ fn check_live(t: &Token, now: i64) -> Result<()> {
 /// Resolves a secret to a principal. Enrollment tokens are returned even if used, so the
 /// enrollment path can say "already used"; everything else about them is checked here.
 pub async fn authenticate(c: &mut Conn, secret: &str) -> Result<Principal> {
-    let kind = [Kind::User, Kind::Enroll, Kind::Node]
-        .into_iter()
-        .find(|k| secret.starts_with(k.prefix()))
+    let kind = TokenKind::ALL
+        .iter()
+        .copied()
+        .find(|k| secret.starts_with(prefix(*k)))
         .ok_or_else(|| Error::Unauthenticated("unknown token format".into()))?;
     let t = store::token_by_hash(c, &hash(secret))
         .await?
-        .filter(|t| t.kind == kind.as_str())
+        .filter(|t| t.kind == kind)
         .ok_or_else(|| Error::Unauthenticated("invalid token".into()))?;
     check_live(&t, now_ms())?;
     match kind {
-        Kind::User => {
+        TokenKind::User => {
             let u = store::get_user(c, &t.subject)
                 .await?
                 .ok_or_else(|| Error::Unauthenticated("token's user no longer exists".into()))?;
             Ok(Principal::User(u))
         }
-        Kind::Enroll => {
+        TokenKind::Enroll => {
             if t.used_at.is_some() {
                 return Err(Error::Unauthenticated(
                     "enrollment token has already been used".into(),
@@ -138,7 +122,7 @@ pub async fn authenticate(c: &mut Conn, secret: &str) -> Result<Principal> {
                 site: t.subject,
             })
         }
-        Kind::Node => {
+        TokenKind::Node => {
             let n = store::get_node(c, &t.subject).await?.ok_or_else(|| {
                 Error::Unauthenticated("node credential's node no longer exists".into())
             })?;
@@ -194,8 +178,8 @@ mod tests {
 
     #[test]
     fn secrets_are_distinct_and_prefixed() {
-        let (a, ha, _) = new_secret(Kind::User);
-        let (b, hb, _) = new_secret(Kind::Node);
+        let (a, ha, _) = new_secret(TokenKind::User);
+        let (b, hb, _) = new_secret(TokenKind::Node);
         assert!(a.starts_with("sbu_") && b.starts_with("sbn_"));
         assert_ne!(ha, hb);
         assert_eq!(hash(&a), ha);

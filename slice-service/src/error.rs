@@ -39,6 +39,9 @@ pub enum Error {
     /// A stored JSON column could not be read.
     #[error("stored data: {0}")]
     Json(#[from] serde_json::Error),
+    /// A stored policy or kind names no variant.
+    #[error("stored data: {0}")]
+    Stored(#[from] crate::model::UnknownValue),
     /// Something else internal.
     #[error("{0}")]
     Internal(String),
@@ -76,7 +79,11 @@ impl From<Error> for Status {
             Error::Exhausted(_) => Code::ResourceExhausted,
             Error::Precondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
-            Error::Db(_) | Error::Migrate(_) | Error::Json(_) | Error::Internal(_) => {
+            Error::Db(_)
+            | Error::Migrate(_)
+            | Error::Json(_)
+            | Error::Stored(_)
+            | Error::Internal(_) => {
                 tracing::error!(error = %e, "internal error");
                 return Status::internal("internal error (see the service log)");
             }

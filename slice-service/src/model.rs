@@ -146,11 +146,121 @@ pub struct AssignedPort {
     pub host_port: u32,
 }
 
+/// A stored text value that names no variant (a corrupt row, or a newer service's value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}")]
+pub struct UnknownValue {
+    /// What was being read, e.g. "restart policy".
+    pub what: &'static str,
+    /// The text found.
+    pub value: String,
+}
+
+/// A closed set of policies or kinds stored as text: `as_str` is the stored (and JSON) form,
+/// `FromStr` reads it back. The text values are the database's, so they never change.
+macro_rules! stored_enum {
+    ($(#[$m:meta])* $name:ident, $what:literal { $($(#[$vm:meta])* $v:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vm])* $v),+
+        }
+
+        impl $name {
+            /// Every variant.
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+
+            /// Stored form.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$v => $s),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+                match s {
+                    $($s => Ok($name::$v),)+
+                    _ => Err(UnknownValue { what: $what, value: s.to_string() }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+stored_enum!(
+    /// How the scheduler chooses nodes (default: spread, as the API documents).
+    #[derive(Default)]
+    PlacementStrategy, "placement strategy" {
+        /// Distinct sites first, then the least loaded nodes.
+        #[default]
+        Spread => "spread",
+        /// Fill the most loaded node that still fits.
+        Pack => "pack",
+    }
+);
+
+stored_enum!(
+    /// What a node does when a sliver's program exits (default: on-failure, as the API
+    /// documents).
+    #[derive(Default)]
+    RestartPolicy, "restart policy" {
+        Never => "never",
+        #[default]
+        OnFailure => "on-failure",
+        Always => "always",
+    }
+);
+
+stored_enum!(
+    /// What happens to a slice's slivers when their node is lost (default: keep, as the API
+    /// documents).
+    #[derive(Default)]
+    NodeLossPolicy, "node-loss policy" {
+        /// Wait for the node to come back.
+        #[default]
+        Keep => "keep",
+        /// Re-place them elsewhere after the slice's grace period.
+        Replace => "replace",
+    }
+);
+
+stored_enum!(
+    /// Kinds of secret (a token row's `kind`).
+    TokenKind, "token kind" {
+        /// A person's API token.
+        User => "user",
+        /// A one-time node enrollment token of a site.
+        Enroll => "enroll",
+        /// A node's credential.
+        Node => "node",
+    }
+);
+
 /// Where and how many slivers a slice asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Placement {
-    /// "spread" or "pack".
-    pub strategy: String,
+    pub strategy: PlacementStrategy,
     pub slivers: u32,
     pub per_site: u32,
     pub sites: Vec<String>,
@@ -202,14 +312,13 @@ pub struct Slice {
     pub resources: Resources,
     pub ports: Vec<NamedPort>,
     pub placement: Placement,
-    /// "never", "on-failure" or "always".
-    pub restart_policy: String,
+    pub restart_policy: RestartPolicy,
     pub created_at: Millis,
     pub lease_expires_at: Millis,
     pub life: SliceLife,
-    /// "keep" or "replace": what happens to slivers on a lost node.
-    pub node_loss: String,
-    /// With "replace": how long a node may be silent before its slivers are re-placed.
+    /// What happens to slivers on a lost node.
+    pub node_loss: NodeLossPolicy,
+    /// With `Replace`: how long a node may be silent before its slivers are re-placed.
     pub replace_after_ms: i64,
 }
 
@@ -282,8 +391,7 @@ impl NewEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Token {
     pub id: String,
-    /// "user", "enroll" or "node".
-    pub kind: String,
+    pub kind: TokenKind,
     /// User name, site name (enroll) or node name (node).
     pub subject: String,
     pub description: String,
@@ -291,4 +399,42 @@ pub struct Token {
     pub expires_at: Option<Millis>,
     pub revoked: bool,
     pub used_at: Option<Millis>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored text of every policy and kind, as old rows hold it: changing one needs a
+    /// migration.
+    #[test]
+    fn stored_forms_are_stable() {
+        let forms = |all: &[&str]| all.join(",");
+        let strategies: Vec<_> = PlacementStrategy::ALL.iter().map(|v| v.as_str()).collect();
+        let restarts: Vec<_> = RestartPolicy::ALL.iter().map(|v| v.as_str()).collect();
+        let losses: Vec<_> = NodeLossPolicy::ALL.iter().map(|v| v.as_str()).collect();
+        let kinds: Vec<_> = TokenKind::ALL.iter().map(|v| v.as_str()).collect();
+        assert_eq!(forms(&strategies), "spread,pack");
+        assert_eq!(forms(&restarts), "never,on-failure,always");
+        assert_eq!(forms(&losses), "keep,replace");
+        assert_eq!(forms(&kinds), "user,enroll,node");
+        for v in RestartPolicy::ALL {
+            assert_eq!(v.as_str().parse::<RestartPolicy>(), Ok(*v));
+        }
+        assert_eq!(
+            "sometimes"
+                .parse::<RestartPolicy>()
+                .unwrap_err()
+                .to_string(),
+            "unknown restart policy \"sometimes\""
+        );
+    }
+
+    #[test]
+    fn placement_json_keeps_its_text() {
+        let old = r#"{"strategy":"pack","slivers":2,"per_site":0,"sites":[],"node_labels":{},"best_effort":false}"#;
+        let p: Placement = serde_json::from_str(old).unwrap();
+        assert_eq!(p.strategy, PlacementStrategy::Pack);
+        assert_eq!(serde_json::to_string(&p).unwrap(), old);
+    }
 }

@@ -60,11 +60,8 @@ pub enum Count {
     PerSite(u32),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    Spread,
-    Pack,
-}
+/// The slice's own placement strategy: one type from the API edge to here.
+pub use crate::model::PlacementStrategy as Strategy;
 
 #[derive(Debug, Clone)]
 pub struct Request {

@@ -82,11 +82,22 @@ pub enum SliceCmd {
     },
 }
 
+/// What nodes do when a sliver's program exits (`--restart never|on-failure|always`).
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Restart {
     Never,
     OnFailure,
     Always,
+}
+
+impl From<Restart> for pb::RestartPolicy {
+    fn from(r: Restart) -> Self {
+        match r {
+            Restart::Never => pb::RestartPolicy::Never,
+            Restart::OnFailure => pb::RestartPolicy::OnFailure,
+            Restart::Always => pb::RestartPolicy::Always,
+        }
+    }
 }
 
 /// What happens to slivers whose node is lost.
@@ -96,6 +107,15 @@ pub enum NodeLoss {
     Keep,
     /// Re-place them on another node after a grace period
     Replace,
+}
+
+impl From<NodeLoss> for pb::NodeLossPolicy {
+    fn from(p: NodeLoss) -> Self {
+        match p {
+            NodeLoss::Keep => pb::NodeLossPolicy::Keep,
+            NodeLoss::Replace => pb::NodeLossPolicy::Replace,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -200,15 +220,14 @@ impl CreateArgs {
         } else {
             pb::PlacementStrategy::Spread
         };
-        let restart = match self.restart {
-            None => pb::RestartPolicy::Unspecified,
-            Some(Restart::Never) => pb::RestartPolicy::Never,
-            Some(Restart::OnFailure) => pb::RestartPolicy::OnFailure,
-            Some(Restart::Always) => pb::RestartPolicy::Always,
-        };
+        // Unset flags stay UNSPECIFIED: the service applies the contract's defaults.
+        let restart = self
+            .restart
+            .map_or(pb::RestartPolicy::Unspecified, Into::into);
         let node_loss = match (self.on_node_loss, self.replace_after) {
-            (Some(NodeLoss::Replace), _) | (None, Some(_)) => pb::NodeLossPolicy::Replace,
-            (Some(NodeLoss::Keep), _) => pb::NodeLossPolicy::Keep,
+            (Some(p), _) => p.into(),
+            // --replace-after implies --on-node-loss replace.
+            (None, Some(_)) => pb::NodeLossPolicy::Replace,
             (None, None) => pb::NodeLossPolicy::Unspecified,
         };
         CreateSliceRequest {
@@ -442,6 +461,24 @@ mod tests {
         assert_eq!(r.env["A"], "b=c");
         assert_eq!(r.ports[0].container_port, 8080);
         assert_eq!(r.restart_policy, pb::RestartPolicy::Never as i32);
+        for (flag, policy) in [
+            ("on-failure", pb::RestartPolicy::OnFailure),
+            ("always", pb::RestartPolicy::Always),
+        ] {
+            let other = parse(&["demo", "--image", "i", "--slivers", "1", "--restart", flag])
+                .unwrap()
+                .request();
+            assert_eq!(other.restart_policy, policy as i32, "--restart {flag}");
+        }
+        let unset = parse(&["demo", "--image", "i", "--slivers", "1"])
+            .unwrap()
+            .request();
+        assert_eq!(unset.restart_policy, pb::RestartPolicy::Unspecified as i32);
+        assert_eq!(
+            unset.placement.unwrap().strategy,
+            pb::PlacementStrategy::Spread as i32
+        );
+        assert!(parse(&["demo", "--image", "i", "--slivers", "1", "--restart", "no"]).is_err());
         assert_eq!(r.command, ["sh", "-c", "echo hi"]);
         assert_eq!(r.node_loss, pb::NodeLossPolicy::Unspecified as i32);
         assert_eq!(r.replace_after, None);

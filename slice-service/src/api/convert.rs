@@ -7,9 +7,11 @@ use slicebed_proto::v1 as pb;
 
 use crate::core::{NodeView, SliceStatus, SliceView, SliverView};
 use crate::error::{Error, Result};
-use crate::model::{self, Millis, NodeState, Role};
-use slicebed_units::Resources;
+use crate::model::{
+    self, Millis, NodeLossPolicy, NodeState, PlacementStrategy, RestartPolicy, Role,
+};
 use crate::state::SliverState;
+use slicebed_units::Resources;
 
 pub fn ts(ms: Millis) -> Option<Timestamp> {
     Some(Timestamp {
@@ -107,20 +109,64 @@ pub fn node_state(s: NodeState) -> pb::NodeState {
     }
 }
 
-pub fn restart_in(r: i32) -> String {
-    match pb::RestartPolicy::try_from(r) {
-        Ok(pb::RestartPolicy::Never) => "never",
-        Ok(pb::RestartPolicy::Always) => "always",
-        _ => "on-failure",
-    }
-    .into()
+/// A request's enum field holding a number the contract does not define.
+fn unknown(field: &str, value: i32) -> Error {
+    Error::invalid(format!("{field}: unknown value {value}"))
 }
 
-pub fn restart(r: &str) -> pb::RestartPolicy {
+/// A request's restart policy; `field` names it in errors.
+pub fn restart_in(field: &str, r: i32) -> Result<RestartPolicy> {
+    match pb::RestartPolicy::try_from(r) {
+        // The contract: RESTART_POLICY_UNSPECIFIED is "treated as ON_FAILURE".
+        Ok(pb::RestartPolicy::Unspecified) => Ok(RestartPolicy::OnFailure),
+        Ok(pb::RestartPolicy::Never) => Ok(RestartPolicy::Never),
+        Ok(pb::RestartPolicy::OnFailure) => Ok(RestartPolicy::OnFailure),
+        Ok(pb::RestartPolicy::Always) => Ok(RestartPolicy::Always),
+        Err(_) => Err(unknown(field, r)),
+    }
+}
+
+pub fn restart(r: RestartPolicy) -> pb::RestartPolicy {
     match r {
-        "never" => pb::RestartPolicy::Never,
-        "always" => pb::RestartPolicy::Always,
-        _ => pb::RestartPolicy::OnFailure,
+        RestartPolicy::Never => pb::RestartPolicy::Never,
+        RestartPolicy::OnFailure => pb::RestartPolicy::OnFailure,
+        RestartPolicy::Always => pb::RestartPolicy::Always,
+    }
+}
+
+/// A request's placement strategy; `field` names it in errors.
+pub fn strategy_in(field: &str, s: i32) -> Result<PlacementStrategy> {
+    match pb::PlacementStrategy::try_from(s) {
+        // The contract: PLACEMENT_STRATEGY_UNSPECIFIED is "treated as SPREAD".
+        Ok(pb::PlacementStrategy::Unspecified) => Ok(PlacementStrategy::Spread),
+        Ok(pb::PlacementStrategy::Spread) => Ok(PlacementStrategy::Spread),
+        Ok(pb::PlacementStrategy::Pack) => Ok(PlacementStrategy::Pack),
+        Err(_) => Err(unknown(field, s)),
+    }
+}
+
+pub fn strategy(s: PlacementStrategy) -> pb::PlacementStrategy {
+    match s {
+        PlacementStrategy::Spread => pb::PlacementStrategy::Spread,
+        PlacementStrategy::Pack => pb::PlacementStrategy::Pack,
+    }
+}
+
+/// A request's node-loss policy; `field` names it in errors.
+pub fn node_loss_in(field: &str, p: i32) -> Result<NodeLossPolicy> {
+    match pb::NodeLossPolicy::try_from(p) {
+        // The contract: NODE_LOSS_POLICY_UNSPECIFIED is "treated as KEEP".
+        Ok(pb::NodeLossPolicy::Unspecified) => Ok(NodeLossPolicy::Keep),
+        Ok(pb::NodeLossPolicy::Keep) => Ok(NodeLossPolicy::Keep),
+        Ok(pb::NodeLossPolicy::Replace) => Ok(NodeLossPolicy::Replace),
+        Err(_) => Err(unknown(field, p)),
+    }
+}
+
+pub fn node_loss(p: NodeLossPolicy) -> pb::NodeLossPolicy {
+    match p {
+        NodeLossPolicy::Keep => pb::NodeLossPolicy::Keep,
+        NodeLossPolicy::Replace => pb::NodeLossPolicy::Replace,
     }
 }
 
@@ -225,11 +271,7 @@ pub fn sliver(v: &SliverView) -> pb::Sliver {
 
 pub fn placement(p: &model::Placement) -> pb::PlacementRequest {
     pb::PlacementRequest {
-        strategy: if p.strategy == "pack" {
-            pb::PlacementStrategy::Pack
-        } else {
-            pb::PlacementStrategy::Spread
-        } as i32,
+        strategy: strategy(p.strategy) as i32,
         slivers: p.slivers,
         per_site: p.per_site,
         sites: p.sites.clone(),
@@ -238,21 +280,17 @@ pub fn placement(p: &model::Placement) -> pb::PlacementRequest {
     }
 }
 
-pub fn placement_in(p: Option<pb::PlacementRequest>) -> model::Placement {
+/// A request's placement; an absent one is all defaults (and then fails validation: no count).
+pub fn placement_in(p: Option<pb::PlacementRequest>) -> Result<model::Placement> {
     let p = p.unwrap_or_default();
-    model::Placement {
-        strategy: match pb::PlacementStrategy::try_from(p.strategy) {
-            Ok(pb::PlacementStrategy::Pack) => "pack",
-            Ok(_) => "spread",
-            Err(_) => "invalid",
-        }
-        .into(),
+    Ok(model::Placement {
+        strategy: strategy_in("placement.strategy", p.strategy)?,
         slivers: p.slivers,
         per_site: p.per_site,
         sites: p.sites,
         node_labels: p.node_labels.into_iter().collect(),
         best_effort: p.best_effort,
-    }
+    })
 }
 
 pub fn slice(v: &SliceView) -> pb::Slice {
@@ -287,29 +325,12 @@ pub fn slice(v: &SliceView) -> pb::Slice {
         lease_expires_at: ts(s.lease_expires_at),
         state: state as i32,
         slivers: v.slivers.iter().map(sliver).collect(),
-        restart_policy: restart(&s.restart_policy) as i32,
-        node_loss: node_loss(&s.node_loss) as i32,
+        restart_policy: restart(s.restart_policy) as i32,
+        node_loss: node_loss(s.node_loss) as i32,
         replace_after: Some(pb_duration(Duration::from_millis(
             s.replace_after_ms.max(0) as u64,
         ))),
     }
-}
-
-pub fn node_loss(p: &str) -> pb::NodeLossPolicy {
-    if p == "replace" {
-        pb::NodeLossPolicy::Replace
-    } else {
-        pb::NodeLossPolicy::Keep
-    }
-}
-
-pub fn node_loss_in(p: i32) -> String {
-    match pb::NodeLossPolicy::try_from(p) {
-        Ok(pb::NodeLossPolicy::Replace) => "replace",
-        Ok(_) => "keep",
-        Err(_) => "invalid",
-    }
-    .into()
 }
 
 /// What a node must run for one sliver.
@@ -323,7 +344,7 @@ pub fn desired(s: &model::Slice, v: &model::Sliver) -> pb::DesiredSliver {
         env: s.env.clone().into_iter().collect(),
         resources: Some(res(v.resources)),
         ports: ports(&v.ports),
-        restart_policy: restart(&s.restart_policy) as i32,
+        restart_policy: restart(s.restart_policy) as i32,
         generation: v.generation as u64,
         lease_expires_at: ts(s.lease_expires_at),
     }
@@ -376,5 +397,56 @@ pub fn open_session(r: &crate::hub::SessionRequest) -> pb::OpenSession {
         sliver_id: r.sliver_id.clone(),
         kind: Some(kind),
         idle_timeout: Some(pb_duration(r.idle_timeout)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_policies_take_the_documented_defaults() {
+        assert_eq!(
+            restart_in("restart_policy", 0).unwrap(),
+            RestartPolicy::OnFailure
+        );
+        assert_eq!(
+            strategy_in("placement.strategy", 0).unwrap(),
+            PlacementStrategy::Spread
+        );
+        assert_eq!(node_loss_in("node_loss", 0).unwrap(), NodeLossPolicy::Keep);
+        assert_eq!(
+            restart_in("restart_policy", pb::RestartPolicy::Never as i32).unwrap(),
+            RestartPolicy::Never
+        );
+    }
+
+    #[test]
+    fn unknown_policies_are_refused_naming_the_field() {
+        let e = restart_in("restart_policy", 7).unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)));
+        assert_eq!(e.to_string(), "restart_policy: unknown value 7");
+        let e = node_loss_in("node_loss", 9).unwrap_err();
+        assert_eq!(e.to_string(), "node_loss: unknown value 9");
+        let e = placement_in(Some(pb::PlacementRequest {
+            strategy: 5,
+            slivers: 1,
+            ..Default::default()
+        }))
+        .unwrap_err();
+        assert_eq!(e.to_string(), "placement.strategy: unknown value 5");
+    }
+
+    #[test]
+    fn policies_round_trip_through_the_proto() {
+        for p in RestartPolicy::ALL {
+            assert_eq!(restart_in("f", restart(*p) as i32).unwrap(), *p);
+        }
+        for p in PlacementStrategy::ALL {
+            assert_eq!(strategy_in("f", strategy(*p) as i32).unwrap(), *p);
+        }
+        for p in NodeLossPolicy::ALL {
+            assert_eq!(node_loss_in("f", node_loss(*p) as i32).unwrap(), *p);
+        }
     }
 }

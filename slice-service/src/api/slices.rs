@@ -36,11 +36,11 @@ impl SliceService for Api {
                     container_port: p.container_port,
                 })
                 .collect(),
-            placement: cv::placement_in(r.placement),
+            placement: cv::placement_in(r.placement)?,
             lease: cv::duration("lease", r.lease)?,
             members: r.members,
-            restart_policy: cv::restart_in(r.restart_policy),
-            node_loss: cv::node_loss_in(r.node_loss),
+            restart_policy: cv::restart_in("restart_policy", r.restart_policy)?,
+            node_loss: cv::node_loss_in("node_loss", r.node_loss)?,
             replace_after: cv::duration("replace_after", r.replace_after)?,
         };
         let (view, warnings) = self.core.create_slice(&p, spec).await?;

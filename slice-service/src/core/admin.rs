@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::auth::{self, Kind, Principal};
+use crate::auth::{self, Principal};
 use crate::error::{Error, Result};
-use crate::model::{now_ms, AdminState, NewEvent, Role, Site, Token, User};
+use crate::model::{now_ms, AdminState, NewEvent, Role, Site, Token, TokenKind, User};
 use crate::names;
 use crate::state::SliverState;
 use crate::store;
@@ -148,7 +148,7 @@ impl Core {
         store::insert_user(&mut tx, &u).await?;
         let (secret, token) = issue_token(
             &mut tx,
-            Kind::User,
+            TokenKind::User,
             &u.name,
             "created with the user",
             Some(ttl),
@@ -210,8 +210,14 @@ impl Core {
         names::text("description", description, 200)?;
         let ttl = self.token_ttl(ttl)?;
         let mut tx = self.db.begin().await?;
-        let (secret, t) =
-            issue_token(&mut tx, Kind::User, &target.name, description, Some(ttl)).await?;
+        let (secret, t) = issue_token(
+            &mut tx,
+            TokenKind::User,
+            &target.name,
+            description,
+            Some(ttl),
+        )
+        .await?;
         store::append_event(
             &mut tx,
             &NewEvent::new(
@@ -230,7 +236,7 @@ impl Core {
     pub async fn revoke_token(&self, p: &Principal, id: &str) -> Result<()> {
         let t = store::token_by_id(&mut *self.db.conn().await?, id)
             .await?
-            .filter(|t| t.kind == Kind::User.as_str())
+            .filter(|t| t.kind == TokenKind::User)
             .ok_or_else(|| Error::not_found("token", id))?;
         self.managed_user(p, &t.subject).await?;
         let mut tx = self.db.begin().await?;
@@ -252,12 +258,7 @@ impl Core {
     /// Tokens' metadata of the caller or a user they manage.
     pub async fn list_tokens(&self, p: &Principal, user: &str) -> Result<Vec<Token>> {
         let target = self.managed_user(p, user).await?;
-        store::list_tokens(
-            &mut *self.db.conn().await?,
-            Kind::User.as_str(),
-            &target.name,
-        )
-        .await
+        store::list_tokens(&mut *self.db.conn().await?, TokenKind::User, &target.name).await
     }
 
     /// Issues a one-time node enrollment token for a site.
@@ -284,8 +285,14 @@ impl Core {
         store::get_site(&mut tx, site)
             .await?
             .ok_or_else(|| Error::not_found("site", site))?;
-        let (secret, t) =
-            issue_token(&mut tx, Kind::Enroll, site, "node enrollment", Some(ttl)).await?;
+        let (secret, t) = issue_token(
+            &mut tx,
+            TokenKind::Enroll,
+            site,
+            "node enrollment",
+            Some(ttl),
+        )
+        .await?;
         store::append_event(
             &mut tx,
             &NewEvent::new(
@@ -393,7 +400,7 @@ impl Core {
             v.updated_at = now_ms();
             store::update_sliver_state(&mut tx, &v).await?;
         }
-        store::revoke_subject_tokens(&mut tx, Kind::Node.as_str(), name).await?;
+        store::revoke_subject_tokens(&mut tx, TokenKind::Node, name).await?;
         store::delete_node(&mut tx, name).await?;
         store::append_event(
             &mut tx,
@@ -425,8 +432,14 @@ impl Core {
             created_at: now_ms(),
         };
         store::insert_user(&mut tx, &u).await?;
-        let (secret, _) =
-            issue_token(&mut tx, Kind::User, "admin", "bootstrap admin token", None).await?;
+        let (secret, _) = issue_token(
+            &mut tx,
+            TokenKind::User,
+            "admin",
+            "bootstrap admin token",
+            None,
+        )
+        .await?;
         store::append_event(
             &mut tx,
             &NewEvent::new("system", "user/admin", "bootstrapped", ""),
@@ -440,7 +453,7 @@ impl Core {
 /// Creates and stores a token; returns the secret (never stored) and its metadata.
 pub(super) async fn issue_token(
     c: &mut store::Conn,
-    kind: Kind,
+    kind: TokenKind,
     subject: &str,
     description: &str,
     ttl: Option<Duration>,
@@ -449,7 +462,7 @@ pub(super) async fn issue_token(
     let now = now_ms();
     let t = Token {
         id,
-        kind: kind.as_str().into(),
+        kind,
         subject: subject.into(),
         description: description.into(),
         created_at: now,

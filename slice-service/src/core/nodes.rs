@@ -2,14 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::auth::{Kind, Principal};
+use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::hub::EngineChange;
-use crate::model::{now_ms, AdminState, NewEvent, Node, Slice, SliceLife, Sliver};
+use crate::model::{now_ms, AdminState, NewEvent, Node, Slice, SliceLife, Sliver, TokenKind};
 use crate::names;
-use slicebed_units::Resources;
 use crate::state::SliverState;
 use crate::store::{self, Conn};
+use slicebed_units::Resources;
 
 use super::admin::issue_token;
 use super::Core;
@@ -97,8 +97,14 @@ impl Core {
             drain_deadline: None,
         };
         store::insert_node(&mut tx, &node).await?;
-        let (secret, _) =
-            issue_token(&mut tx, Kind::Node, &node.name, "node credential", None).await?;
+        let (secret, _) = issue_token(
+            &mut tx,
+            TokenKind::Node,
+            &node.name,
+            "node credential",
+            None,
+        )
+        .await?;
         store::append_event(
             &mut tx,
             &NewEvent::new(

@@ -9,7 +9,7 @@ use crate::hub::NodeCommand;
 use crate::model::{
     now_ms, AssignedPort, Event, NewEvent, NodeState, Role, Slice, SliceLife, Sliver, User,
 };
-use crate::scheduler::{self, Candidate, Count, Strategy, Unavailable};
+use crate::scheduler::{self, Candidate, Count, Unavailable};
 use crate::state::SliverState;
 use crate::store::{self, Conn, EventFilter};
 
@@ -133,11 +133,7 @@ impl Core {
             labels: pl.node_labels.clone(),
             resources: spec.resources,
             ports: spec.ports.len() as u32,
-            strategy: if pl.strategy == "pack" {
-                Strategy::Pack
-            } else {
-                Strategy::Spread
-            },
+            strategy: pl.strategy,
             best_effort: pl.best_effort,
         };
         let placed =
@@ -177,11 +173,11 @@ impl Core {
             resources: spec.resources,
             ports: spec.ports.clone(),
             placement: spec.placement.clone(),
-            restart_policy: spec.restart_policy.clone(),
+            restart_policy: spec.restart_policy,
             created_at: now,
             lease_expires_at: now.saturating_add(lease.as_millis() as i64),
             life: SliceLife::Live,
-            node_loss: spec.node_loss.clone(),
+            node_loss: spec.node_loss,
             replace_after_ms: spec
                 .replace_after
                 .unwrap_or(DEFAULT_REPLACE_AFTER)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::hub::NodeCommand;
-use crate::model::{now_ms, AdminState, NewEvent, Node, Slice, SliceLife, Sliver};
+use crate::model::{now_ms, AdminState, NewEvent, Node, NodeLossPolicy, Slice, SliceLife, Sliver};
 use crate::scheduler::{self, Count, Strategy};
 use crate::state::SliverState;
 use crate::store;
@@ -83,7 +83,7 @@ impl Core {
                 else {
                     continue;
                 };
-                if slice.life != SliceLife::Live || slice.node_loss != "replace" {
+                if slice.life != SliceLife::Live || slice.node_loss != NodeLossPolicy::Replace {
                     continue;
                 }
                 let grace = Duration::from_millis(slice.replace_after_ms.max(0) as u64);

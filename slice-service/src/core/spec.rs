@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::model::{NamedPort, Placement};
+use crate::model::{NamedPort, NodeLossPolicy, Placement, RestartPolicy};
 use crate::names;
 use slicebed_units::Resources;
 
@@ -28,11 +28,9 @@ pub struct SliceSpec {
     pub placement: Placement,
     pub lease: Option<Duration>,
     pub members: Vec<String>,
-    /// "never", "on-failure" or "always".
-    pub restart_policy: String,
-    /// "keep" or "replace".
-    pub node_loss: String,
-    /// Grace period before re-placing slivers of a lost node (with "replace").
+    pub restart_policy: RestartPolicy,
+    pub node_loss: NodeLossPolicy,
+    /// Grace period before re-placing slivers of a lost node (with `Replace`).
     pub replace_after: Option<Duration>,
 }
 
@@ -139,35 +137,11 @@ impl SliceSpec {
             }
             _ => {}
         }
-        pl.strategy = match pl.strategy.as_str() {
-            "" | "spread" => "spread".into(),
-            "pack" => "pack".into(),
-            other => {
-                return Err(Error::invalid(format!(
-                    "unknown placement strategy {other:?}"
-                )))
-            }
-        };
         for s in &pl.sites {
             names::dns_label("site", s)?;
         }
         pl.sites.sort();
         pl.sites.dedup();
-        self.restart_policy = match self.restart_policy.as_str() {
-            "" | "on-failure" => "on-failure".into(),
-            "never" => "never".into(),
-            "always" => "always".into(),
-            other => return Err(Error::invalid(format!("unknown restart policy {other:?}"))),
-        };
-        self.node_loss = match self.node_loss.as_str() {
-            "" | "keep" => "keep".into(),
-            "replace" => "replace".into(),
-            other => {
-                return Err(Error::invalid(format!(
-                    "unknown node-loss policy {other:?}"
-                )))
-            }
-        };
         if let Some(r) = self.replace_after {
             if r < Duration::from_secs(1) || r > Duration::from_secs(7 * 86_400) {
                 return Err(Error::invalid("replace-after must be between 1s and 7d"));
@@ -211,8 +185,11 @@ mod tests {
         let mut s = spec();
         s.validate(Duration::from_secs(86_400)).unwrap();
         assert_eq!(s.resources, DEFAULT_RESOURCES);
-        assert_eq!(s.placement.strategy, "spread");
-        assert_eq!(s.restart_policy, "on-failure");
+        assert_eq!(
+            s.placement.strategy,
+            crate::model::PlacementStrategy::Spread
+        );
+        assert_eq!(s.restart_policy, RestartPolicy::OnFailure);
     }
 
     #[test]

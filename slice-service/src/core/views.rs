@@ -1,8 +1,8 @@
 //! Read models: objects combined with derived, in-memory state (liveness, slice status).
 
 use crate::model::{Node, NodeState, Slice, SliceLife, Sliver};
-use slicebed_units::Resources;
 use crate::state::SliverState;
+use slicebed_units::Resources;
 
 /// A node with its derived state and allocation.
 #[derive(Debug, Clone)]

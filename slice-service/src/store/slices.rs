@@ -8,8 +8,8 @@ use sqlx::Row;
 use super::{from_json, to_json, Conn};
 use crate::error::{Error, Result};
 use crate::model::{Slice, SliceLife, Sliver};
-use slicebed_units::Resources;
 use crate::state::SliverState;
+use slicebed_units::Resources;
 
 const SLICE_COLS: &str =
     "id, name, owner, description, site, image, command, env, cpu_millis, memory_bytes, \
@@ -34,11 +34,11 @@ fn slice_from(r: &AnyRow) -> Result<Slice> {
         ),
         ports: from_json(&r.try_get::<String, _>("ports")?)?,
         placement: from_json(&r.try_get::<String, _>("placement")?)?,
-        restart_policy: r.try_get("restart_policy")?,
+        restart_policy: r.try_get::<String, _>("restart_policy")?.parse()?,
         created_at: r.try_get("created_at")?,
         lease_expires_at: r.try_get("lease_expires_at")?,
         life: SliceLife::parse(&r.try_get::<String, _>("life")?),
-        node_loss: r.try_get("node_loss")?,
+        node_loss: r.try_get::<String, _>("node_loss")?.parse()?,
         replace_after_ms: r.try_get("replace_after_ms")?,
     })
 }
@@ -67,11 +67,11 @@ pub async fn insert_slice(c: &mut Conn, s: &Slice) -> Result<()> {
     .bind(s.resources.disk_bytes)
     .bind(to_json(&s.ports)?)
     .bind(to_json(&s.placement)?)
-    .bind(&s.restart_policy)
+    .bind(s.restart_policy.as_str())
     .bind(s.created_at)
     .bind(s.lease_expires_at)
     .bind(s.life.as_str())
-    .bind(&s.node_loss)
+    .bind(s.node_loss.as_str())
     .bind(s.replace_after_ms)
     .execute(&mut *c)
     .await?;
@@ -111,12 +111,10 @@ pub async fn latest_slice(c: &mut Conn, name: &str) -> Result<Option<Slice>> {
 
 /// At most one slice matching `condition` (with one `$1` bound to `arg`), with its members.
 async fn one_slice(c: &mut Conn, condition: &str, arg: &str) -> Result<Option<Slice>> {
-    let row = sqlx::query(sql!(
-        "SELECT {SLICE_COLS} FROM slices WHERE {condition}"
-    ))
-    .bind(arg)
-    .fetch_optional(&mut *c)
-    .await?;
+    let row = sqlx::query(sql!("SELECT {SLICE_COLS} FROM slices WHERE {condition}"))
+        .bind(arg)
+        .fetch_optional(&mut *c)
+        .await?;
     match row {
         Some(r) => Ok(Some(with_members(c, slice_from(&r)?).await?)),
         None => Ok(None),

@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::Conn;
 use crate::error::{Error, Result};
-use crate::model::{Role, Token, User};
+use crate::model::{Role, Token, TokenKind, User};
 
 fn user_from(r: &AnyRow) -> Result<User> {
     let role: String = r.try_get("role")?;
@@ -66,7 +66,10 @@ pub async fn count_users(c: &mut Conn) -> Result<i64> {
 fn token_from(r: &AnyRow) -> Result<Token, sqlx::Error> {
     Ok(Token {
         id: r.try_get("id")?,
-        kind: r.try_get("kind")?,
+        kind: r
+            .try_get::<String, _>("kind")?
+            .parse()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         subject: r.try_get("subject")?,
         description: r.try_get("description")?,
         created_at: r.try_get("created_at")?,
@@ -84,7 +87,7 @@ pub async fn insert_token(c: &mut Conn, t: &Token, hash: &str) -> Result<()> {
         "INSERT INTO tokens ({TOKEN_COLS}, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     ))
     .bind(&t.id)
-    .bind(&t.kind)
+    .bind(t.kind.as_str())
     .bind(&t.subject)
     .bind(&t.description)
     .bind(t.created_at)
@@ -116,11 +119,11 @@ pub async fn token_by_id(c: &mut Conn, id: &str) -> Result<Option<Token>> {
 }
 
 /// Tokens of one kind and subject, newest first.
-pub async fn list_tokens(c: &mut Conn, kind: &str, subject: &str) -> Result<Vec<Token>> {
+pub async fn list_tokens(c: &mut Conn, kind: TokenKind, subject: &str) -> Result<Vec<Token>> {
     let rows = sqlx::query(sql!(
         "SELECT {TOKEN_COLS} FROM tokens WHERE kind = $1 AND subject = $2 ORDER BY created_at DESC, id"
     ))
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(subject)
     .fetch_all(c)
     .await?;
@@ -148,9 +151,9 @@ pub async fn consume_token(c: &mut Conn, id: &str, at: i64) -> Result<bool> {
 }
 
 /// Revokes every token of a subject (e.g. a deleted node's credential).
-pub async fn revoke_subject_tokens(c: &mut Conn, kind: &str, subject: &str) -> Result<()> {
+pub async fn revoke_subject_tokens(c: &mut Conn, kind: TokenKind, subject: &str) -> Result<()> {
     sqlx::query("UPDATE tokens SET revoked = 1 WHERE kind = $1 AND subject = $2")
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(subject)
         .execute(c)
         .await?;
