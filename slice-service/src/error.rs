@@ -68,6 +68,13 @@ impl Error {
     }
 }
 
+/// The service asked for a transition the state machine forbids: a bug, not bad input.
+impl From<crate::state::IllegalTransition> for Error {
+    fn from(e: crate::state::IllegalTransition) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         let code = match &e {

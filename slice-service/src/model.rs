@@ -341,6 +341,20 @@ pub struct Sliver {
     pub updated_at: Millis,
 }
 
+impl Sliver {
+    /// Moves the sliver to `to` at `at` through the state machine, the one door for every
+    /// state change the service applies (`SliverState::transition`).
+    pub fn move_to(
+        &mut self,
+        to: crate::state::SliverState,
+        at: Millis,
+    ) -> Result<(), crate::state::IllegalTransition> {
+        self.state = self.state.transition(to)?;
+        self.updated_at = at;
+        Ok(())
+    }
+}
+
 /// One event of the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {

@@ -1,5 +1,7 @@
 //! The sliver state machine: which transitions are legal and why others are not.
-//! Every transition the service applies goes through `SliverState::transition`.
+//! Every transition the service applies goes through `SliverState::transition`, by way of
+//! `Sliver::move_to`: node reports, deletes and lease ends, replacement, drain deadlines and
+//! node deletion alike. Code must never assign a sliver's state directly.
 
 /// Lifecycle of a sliver (see slicebed.v1.SliverState).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -395,9 +395,12 @@ impl Core {
             )));
         }
         // Slivers still stopping there will never be confirmed by a node that is gone.
-        for mut v in slivers {
-            v.state = SliverState::Deleted;
-            v.updated_at = now_ms();
+        let now = now_ms();
+        for mut v in slivers
+            .into_iter()
+            .filter(|v| v.state == SliverState::Stopping)
+        {
+            v.move_to(SliverState::Deleted, now)?;
             store::update_sliver_state(&mut tx, &v).await?;
         }
         store::revoke_subject_tokens(&mut tx, TokenKind::Node, name).await?;

@@ -273,19 +273,19 @@ impl Core {
         {
             return Ok(());
         }
-        let Ok(next) = v.state.transition(to) else {
-            tracing::debug!(sliver = %v.id, from = v.state.as_str(), to = to.as_str(), "stale report ignored");
+        let from = v.state;
+        if v.move_to(to, now_ms()).is_err() {
+            tracing::debug!(sliver = %v.id, from = from.as_str(), to = to.as_str(), "stale report ignored");
             return Ok(());
-        };
-        let changed = next != v.state;
-        v.state = next;
+        }
+        let next = v.state;
+        let changed = next != from;
         if !message.is_empty() || matches!(next, SliverState::Running) {
             v.last_error = message.to_string();
         }
         if exit_code.is_some() {
             v.exit_code = exit_code;
         }
-        v.updated_at = now_ms();
         store::update_sliver_state(tx, &v).await?;
         if changed || !message.is_empty() {
             store::append_event(

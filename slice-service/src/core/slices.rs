@@ -433,11 +433,7 @@ impl Core {
             if !v.state.can_stop() {
                 continue;
             }
-            v.state = v
-                .state
-                .transition(SliverState::Stopping)
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            v.updated_at = now;
+            v.move_to(SliverState::Stopping, now)?;
             store::update_sliver_state(tx, &v).await?;
             store::append_event(
                 tx,

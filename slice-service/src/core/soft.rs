@@ -107,10 +107,10 @@ impl Core {
     async fn replace_sliver(&self, slice: &Slice, old: &Sliver, reason: &str) -> Result<()> {
         let _guard = self.place_lock.lock().await;
         let mut tx = self.db.begin().await?;
-        match store::get_sliver(&mut tx, &old.id).await? {
-            Some(cur) if cur.state.is_live() && cur.node == old.node => {}
+        let mut retired = match store::get_sliver(&mut tx, &old.id).await? {
+            Some(cur) if cur.state.is_live() && cur.node == old.node => cur,
             _ => return Ok(()),
-        }
+        };
         let sites = store::list_sites(&mut tx).await?;
         let candidates: Vec<_> = self
             .candidates(&mut tx, &sites)
@@ -177,9 +177,7 @@ impl Core {
             updated_at: now,
             ..old.clone()
         };
-        let mut retired = old.clone();
-        retired.state = SliverState::Stopping;
-        retired.updated_at = now;
+        retired.move_to(SliverState::Stopping, now)?;
         store::update_sliver_state(&mut tx, &retired).await?;
         store::insert_sliver(&mut tx, &new).await?;
         store::append_event(
@@ -234,8 +232,7 @@ impl Core {
         let now = now_ms();
         for v in &left {
             let mut v = v.clone();
-            v.state = SliverState::Stopping;
-            v.updated_at = now;
+            v.move_to(SliverState::Stopping, now)?;
             v.last_error = format!("removed: node {} drain deadline passed", n.name);
             store::update_sliver_state(&mut tx, &v).await?;
             store::append_event(
