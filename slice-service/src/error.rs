@@ -1,7 +1,6 @@
-//! The service's one error type and its one mapping to gRPC status codes.
-//! Internal details (SQL, I/O) are logged here and never sent to clients.
-
-use tonic::{Code, Status};
+//! The service's one error type: domain and store failures, each variant saying what a caller
+//! can do about it. Domain-only: it must never know gRPC (the one mapping to status codes is
+//! `api/status.rs`).
 
 /// Everything that can go wrong in the domain or the store.
 #[derive(Debug, thiserror::Error)]
@@ -72,29 +71,5 @@ impl Error {
 impl From<crate::state::IllegalTransition> for Error {
     fn from(e: crate::state::IllegalTransition) -> Self {
         Error::Internal(e.to_string())
-    }
-}
-
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
-        let code = match &e {
-            Error::Invalid(_) => Code::InvalidArgument,
-            Error::NotFound { .. } => Code::NotFound,
-            Error::AlreadyExists { .. } => Code::AlreadyExists,
-            Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::Denied(_) => Code::PermissionDenied,
-            Error::Exhausted(_) => Code::ResourceExhausted,
-            Error::Precondition(_) => Code::FailedPrecondition,
-            Error::Unavailable(_) => Code::Unavailable,
-            Error::Db(_)
-            | Error::Migrate(_)
-            | Error::Json(_)
-            | Error::Stored(_)
-            | Error::Internal(_) => {
-                tracing::error!(error = %e, "internal error");
-                return Status::internal("internal error (see the service log)");
-            }
-        };
-        Status::new(code, e.to_string())
     }
 }

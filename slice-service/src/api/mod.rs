@@ -7,6 +7,7 @@ mod convert;
 mod node;
 pub mod sessions;
 mod slices;
+mod status;
 
 use std::sync::Arc;
 
