@@ -18,23 +18,21 @@ pub fn engine_status(h: &crate::engine_health::EngineHealth) -> Option<pb::Engin
     })
 }
 
-impl From<Resources> for pb::Resources {
-    fn from(r: Resources) -> Self {
-        pb::Resources {
-            cpu_millis: r.cpu_millis,
-            memory_bytes: r.memory_bytes,
-            disk_bytes: r.disk_bytes,
-        }
+/// Resources on the wire. Functions, not `From`: both types live in other crates.
+pub fn resources_to_pb(r: Resources) -> pb::Resources {
+    pb::Resources {
+        cpu_millis: r.cpu_millis,
+        memory_bytes: r.memory_bytes,
+        disk_bytes: r.disk_bytes,
     }
 }
 
-impl From<pb::Resources> for Resources {
-    fn from(r: pb::Resources) -> Self {
-        Resources {
-            cpu_millis: r.cpu_millis,
-            memory_bytes: r.memory_bytes,
-            disk_bytes: r.disk_bytes,
-        }
+/// Resources from the wire.
+pub fn resources_from_pb(r: pb::Resources) -> Resources {
+    Resources {
+        cpu_millis: r.cpu_millis,
+        memory_bytes: r.memory_bytes,
+        disk_bytes: r.disk_bytes,
     }
 }
 
@@ -85,7 +83,7 @@ pub fn spec_from(d: pb::DesiredSliver) -> Result<SliverSpec, String> {
         image: d.image,
         command: d.command,
         env: d.env.into_iter().collect(),
-        resources: d.resources.map(Into::into).unwrap_or_default(),
+        resources: d.resources.map(resources_from_pb).unwrap_or_default(),
         ports,
         restart,
         generation: d.generation,

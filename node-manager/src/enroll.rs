@@ -63,7 +63,7 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
     let mut req = tonic::Request::new(pb::EnrollRequest {
         name: p.name.clone(),
         address: p.address.clone(),
-        capacity: Some(p.capacity.into()),
+        capacity: Some(crate::convert::resources_to_pb(p.capacity)),
         port_range: Some(p.port_range.into()),
         labels: p.labels.clone().into_iter().collect(),
         agent_version: crate::AGENT_VERSION.to_string(),

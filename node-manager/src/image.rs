@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bollard::image::CreateImageOptions;
+use bollard::query_parameters::{CreateImageOptions, RemoveImageOptions};
 use bollard::Docker;
 use futures::TryStreamExt;
 
@@ -146,14 +146,17 @@ pub async fn exists(docker: &Docker, reference: &str) -> Result<bool> {
 pub async fn import(docker: &Docker, reference: &str, rootfs: Vec<u8>) -> Result<()> {
     let (repo, tag) = split_tag(reference);
     let opts = CreateImageOptions {
-        from_src: "-",
-        repo,
-        tag,
-        changes: vec![r#"CMD ["/bin/sh"]"#, "ENV PATH=/bin"],
+        from_src: Some("-".to_string()),
+        repo: Some(repo.to_string()),
+        tag: Some(tag.to_string()),
+        changes: vec![
+            r#"CMD ["/bin/sh"]"#.to_string(),
+            "ENV PATH=/bin".to_string(),
+        ],
         ..Default::default()
     };
     docker
-        .create_image(Some(opts), Some(rootfs.into()), None)
+        .create_image(Some(opts), Some(bollard::body_full(rootfs.into())), None)
         .try_for_each(|_| async { Ok(()) })
         .await
         .map_err(|e| Error::Image(format!("importing {reference}: {e}")))
@@ -181,7 +184,10 @@ pub async fn ensure(docker: &Docker, reference: &str, force: bool) -> Result<Out
         .ok()
         .and_then(|i| i.id);
     if let Some(old) = old_id.filter(|old| Some(old) != new_id.as_ref()) {
-        if let Err(e) = docker.remove_image(&old, None, None).await {
+        if let Err(e) = docker
+            .remove_image(&old, None::<RemoveImageOptions>, None)
+            .await
+        {
             tracing::debug!(image = %old, error = %e, "old base image kept");
         }
     }

@@ -26,7 +26,7 @@ struct Node {
 
 impl Node {
     async fn start(name: &str, command: &str) -> Option<Node> {
-        let docker = connect(None).ok()?;
+        let docker = connect(None).await.ok()?;
         if docker.ping().await.is_err() {
             eprintln!("skipping: no Docker engine");
             return None;
@@ -81,7 +81,7 @@ impl Node {
             .docker()
             .top_processes(
                 &self.container,
-                None::<bollard::container::TopOptions<String>>,
+                None::<bollard::query_parameters::TopOptions>,
             )
             .await
             .unwrap();

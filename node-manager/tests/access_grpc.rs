@@ -80,7 +80,9 @@ async fn next(a: &mut Arrived) -> Option<Frame> {
 
 #[tokio::test]
 async fn serves_exec_over_grpc_and_kills_when_the_stream_drops() {
-    let Ok(docker) = connect(None) else { return };
+    let Ok(docker) = connect(None).await else {
+        return;
+    };
     if docker.ping().await.is_err()
         || node_manager::image::ensure(&docker, node_manager::image::DEFAULT_TAG, false)
             .await
@@ -149,7 +151,7 @@ async fn serves_exec_over_grpc_and_kills_when_the_stream_drops() {
     let running = || async {
         let top = rt
             .docker()
-            .top_processes(&container, None::<bollard::container::TopOptions<String>>)
+            .top_processes(&container, None::<bollard::query_parameters::TopOptions>)
             .await
             .unwrap();
         top.processes

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use bollard::container::InspectContainerOptions;
+use bollard::query_parameters::InspectContainerOptions;
 use node_manager::domain::{
     ContainerPhase, ReportedState, Resources, RestartPolicy, SliverReport, SliverSpec,
 };
@@ -18,7 +18,7 @@ use node_manager::runtime::Runtime;
 const OWNER: &str = "owner reclaimed the node";
 
 async fn engine(node: &str) -> Option<(DockerRuntime, bollard::Docker)> {
-    let docker = connect(None).ok()?;
+    let docker = connect(None).await.ok()?;
     if docker.ping().await.is_err() {
         eprintln!("skipping: no Docker engine");
         return None;

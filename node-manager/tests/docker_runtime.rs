@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use bollard::container::InspectContainerOptions;
+use bollard::query_parameters::InspectContainerOptions;
 use node_manager::domain::{
     PortMapping, ReportedState, Resources, RestartPolicy, SliverReport, SliverSpec,
 };
@@ -16,7 +16,7 @@ use node_manager::runtime::Runtime;
 use node_manager::subnets::Pool;
 
 async fn engine(node: &str) -> Option<DockerRuntime> {
-    let docker = connect(None).ok()?;
+    let docker = connect(None).await.ok()?;
     if docker.ping().await.is_err() {
         eprintln!("skipping: no Docker engine");
         return None;
@@ -238,7 +238,9 @@ async fn nodes_sharing_an_engine_do_not_see_each_other() {
 async fn slice_subnets(rt: &DockerRuntime, node: &str) -> Vec<String> {
     let filters = HashMap::from([("label".to_string(), vec![format!("slicebed.node={node}")])]);
     rt.docker()
-        .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters),
+        }))
         .await
         .unwrap()
         .into_iter()
@@ -312,4 +314,37 @@ async fn slice_networks_come_from_the_node_pool_well_past_the_engines_31() {
     for rt in &nodes {
         cleanup(rt).await;
     }
+}
+
+/// bollard speaks a newer API than many engines in the field (this one included); without
+/// negotiation every versioned call is refused with "client version is too new".
+#[tokio::test]
+async fn negotiates_the_engine_api_version() {
+    let Some(rt) = engine("nm-negotiate").await else {
+        return;
+    };
+    let fresh = DockerRuntime::connect(None, rt.node().to_string())
+        .await
+        .expect("connect");
+    let server = fresh.docker().version().await.expect("engine version");
+    let server_api = server.api_version.expect("engine reports its API version");
+    let (major, minor) = server_api.split_once('.').expect("MAJOR.MINOR");
+    let server_api = (
+        major.parse::<usize>().unwrap(),
+        minor.parse::<usize>().unwrap(),
+    );
+    let client = fresh.docker().client_version();
+    assert!(
+        (client.major_version, client.minor_version) <= server_api,
+        "client speaks {client}, engine at most {}.{}",
+        server_api.0,
+        server_api.1
+    );
+    // A versioned call succeeds after negotiation.
+    assert!(fresh.list().await.expect("list containers").is_empty());
+    assert!(fresh
+        .list_networks()
+        .await
+        .expect("list networks")
+        .is_empty());
 }

@@ -10,7 +10,7 @@ use common::testbed::*;
 
 use std::time::Duration;
 
-use bollard::container::InspectContainerOptions;
+use bollard::query_parameters::InspectContainerOptions;
 use common::*;
 use slicebed_proto::v1 as pb;
 use slicebed_tests::nm::{enroll_cmd, unique, NodeManager};

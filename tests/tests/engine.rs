@@ -16,7 +16,7 @@ use common::testbed::{slice, web_slice};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::container::ListContainersOptions;
+use bollard::query_parameters::ListContainersOptions;
 use common::*;
 use slicebed_proto::v1 as pb;
 use slicebed_tests::engine::{unavailable_reason, PrivateEngine};
@@ -45,7 +45,7 @@ async fn containers(engine: &PrivateEngine, node: &str) -> HashMap<String, Vec<S
         .docker()
         .list_containers(Some(ListContainersOptions {
             all: true,
-            filters,
+            filters: Some(filters),
             ..Default::default()
         }))
         .await

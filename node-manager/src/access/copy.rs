@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use bollard::container::{DownloadFromContainerOptions, UploadToContainerOptions};
 use bollard::errors::Error as DockerError;
+use bollard::query_parameters::{DownloadFromContainerOptions, UploadToContainerOptions};
 use bollard::Docker;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -98,7 +98,11 @@ pub async fn to(docker: &Docker, node: &str, sliver_id: &str, dir: &str, mut s: 
         path: dir.to_string(),
         ..Default::default()
     };
-    let upload = engine.upload_to_container_streaming(&t.id, Some(opts), ReceiverStream::new(rx));
+    let upload = engine.upload_to_container(
+        &t.id,
+        Some(opts),
+        bollard::body_stream(ReceiverStream::new(rx)),
+    );
     tokio::pin!(upload);
     let mut received = 0u64;
     // Until the end of the tar: the engine can only fail early (it refused the archive).

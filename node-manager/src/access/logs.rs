@@ -2,7 +2,8 @@
 //! following if asked, until the log ends, the container stops (when following), the client
 //! goes away or the session idles out.
 
-use bollard::container::{LogOutput, LogsOptions};
+use bollard::container::LogOutput;
+use bollard::query_parameters::LogsOptions;
 use bollard::Docker;
 use futures::StreamExt;
 use slicebed_proto::v1::{LogsRequest, SessionEnd};
@@ -25,7 +26,7 @@ pub async fn run(docker: &Docker, node: &str, sliver_id: &str, req: LogsRequest,
         Ok(t) => t,
         Err(m) => return s.finish(failed(m)).await,
     };
-    let opts = LogsOptions::<String> {
+    let opts = LogsOptions {
         follow: req.follow,
         stdout: true,
         stderr: true,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use bollard::container::ListContainersOptions;
+use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
 
 use crate::runtime::labels;
@@ -38,7 +38,7 @@ pub async fn find(docker: &Docker, node: &str, sliver_id: &str) -> Result<Target
     )]);
     let opts = ListContainersOptions {
         all: true,
-        filters,
+        filters: Some(filters),
         ..Default::default()
     };
     let found = docker.list_containers(Some(opts)).await.map_err(|e| {
@@ -51,7 +51,7 @@ pub async fn find(docker: &Docker, node: &str, sliver_id: &str) -> Result<Target
         .ok_or_else(|| format!("sliver {sliver_id} has no container on node {node}"))?;
     Ok(Target {
         id: c.id.unwrap_or_default(),
-        state: c.state.unwrap_or_default(),
+        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
     })
 }
 

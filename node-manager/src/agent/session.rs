@@ -99,7 +99,7 @@ fn heartbeat_msg(
 ) -> pb::NodeMessage {
     let u = *usage.borrow();
     let hb = pb::Heartbeat {
-        usage: Some(u.resources.into()),
+        usage: Some(crate::convert::resources_to_pb(u.resources)),
         running: u.running,
         engine,
     };
@@ -151,7 +151,7 @@ pub async fn run<R: Runtime + Clone>(
     let (out_tx, out_rx) = mpsc::channel::<pb::NodeMessage>(256);
     let hello = pb::Hello {
         agent_version: crate::AGENT_VERSION.to_string(),
-        capacity: Some(node.capacity.into()),
+        capacity: Some(crate::convert::resources_to_pb(node.capacity)),
         port_range: Some(node.port_range.into()),
         address: cfg.address.clone(),
         labels: node.labels.clone().into_iter().collect(),

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use node_manager::runtime::docker::{connect, DockerRuntime};
+use node_manager::runtime::docker::DockerRuntime;
 use node_manager::runtime::Runtime;
 use node_manager::state;
 
@@ -24,7 +24,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         state::load_config(&a.state_dir)?.ok_or_else(|| node_manager::Error::NotEnrolled {
             dir: a.state_dir.clone(),
         })?;
-    let rt = DockerRuntime::new(connect(a.docker_host.as_deref())?, config.node.clone());
+    let rt = DockerRuntime::connect(a.docker_host.as_deref(), config.node.clone()).await?;
     let containers = rt.list().await.context("listing containers")?;
     for c in &containers {
         rt.remove(&c.container_id).await?;

@@ -51,11 +51,12 @@ pub struct Args {
 
 /// The engine's data root, to measure disk where images and containers live; best effort.
 async fn docker_root() -> Option<PathBuf> {
-    let docker = runtime::docker::connect(None).ok()?;
-    let info = tokio::time::timeout(Duration::from_secs(3), docker.info())
-        .await
-        .ok()?
-        .ok()?;
+    let info = tokio::time::timeout(Duration::from_secs(3), async {
+        let docker = runtime::docker::connect(None).await.ok()?;
+        docker.info().await.ok()
+    })
+    .await
+    .ok()??;
     info.docker_root_dir
         .map(PathBuf::from)
         .filter(|p| p.exists())

@@ -24,7 +24,7 @@ pub struct ImportArgs {
 
 pub async fn run(c: Command) -> anyhow::Result<()> {
     let Command::Import(a) = c;
-    let docker = connect(a.docker_host.as_deref())?;
+    let docker = connect(a.docker_host.as_deref()).await?;
     match image::ensure(&docker, &a.tag, a.force).await? {
         Outcome::AlreadyPresent => println!("{} already present (use --force to rebuild)", a.tag),
         Outcome::Imported => println!("imported {}", a.tag),

@@ -6,7 +6,7 @@ use anyhow::Context;
 use node_manager::access::Access;
 use node_manager::agent::{self, AgentConfig, DEFAULT_RESYNC};
 use node_manager::image::{self, Outcome, DEFAULT_TAG};
-use node_manager::runtime::docker::{connect, DockerRuntime};
+use node_manager::runtime::docker::DockerRuntime;
 use node_manager::state;
 use node_manager::subnets::{Pool, DEFAULT_POOL};
 
@@ -68,15 +68,16 @@ async fn shutdown_signal() {
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let (node, credential) = state::load(&a.state_dir).context("cannot load the enrollment")?;
-    let docker = connect(a.docker_host.as_deref())?;
-    match image::ensure(&docker, DEFAULT_TAG, false).await {
+    let runtime = DockerRuntime::connect(a.docker_host.as_deref(), node.node.clone())
+        .await?
+        .with_network_pool(a.network_pool.0);
+    match image::ensure(runtime.docker(), DEFAULT_TAG, false).await {
         Ok(Outcome::Imported) => tracing::info!(image = DEFAULT_TAG, "imported the base image"),
         Ok(Outcome::AlreadyPresent) => tracing::debug!(image = DEFAULT_TAG, "base image present"),
         Err(e) => {
             tracing::warn!(image = DEFAULT_TAG, error = %e, "base image unavailable; slivers using it will fail")
         }
     }
-    let runtime = DockerRuntime::new(docker, node.node.clone()).with_network_pool(a.network_pool.0);
     let cfg = AgentConfig {
         address: a.address.unwrap_or_else(|| node.address.clone()),
         node,

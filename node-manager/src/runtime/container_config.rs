@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use bollard::container::Config;
 use bollard::models::{
-    HostConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy as DockerRestart,
+    RestartPolicyNameEnum,
 };
 
 use super::labels;
@@ -28,12 +28,12 @@ pub const CAPABILITIES: [&str; 7] = [
 pub const PIDS_LIMIT: i64 = 512;
 
 /// The engine configuration of a sliver's container on `node`.
-pub fn container_config(node: &str, spec: &SliverSpec) -> Config<String> {
-    let mut exposed = HashMap::new();
+pub fn container_config(node: &str, spec: &SliverSpec) -> ContainerCreateBody {
+    let mut exposed = Vec::new();
     let mut bindings = HashMap::new();
     for p in &spec.ports {
         let key = format!("{}/tcp", p.container_port);
-        exposed.insert(key.clone(), HashMap::new());
+        exposed.push(key.clone());
         bindings.insert(
             key,
             Some(vec![PortBinding {
@@ -72,7 +72,7 @@ pub fn container_config(node: &str, spec: &SliverSpec) -> Config<String> {
         }),
         ..Default::default()
     };
-    Config {
+    ContainerCreateBody {
         image: Some(spec.image.clone()),
         hostname: Some(labels::hostname(&spec.slice, spec.index)),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),

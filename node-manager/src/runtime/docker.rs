@@ -4,14 +4,15 @@
 //! (no registry is reachable) and never mounts anything from the host.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use bollard::container::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    StartContainerOptions,
-};
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
-use bollard::system::EventsOptions;
+use bollard::query_parameters::{
+    CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, StartContainerOptions,
+};
 use bollard::Docker;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -28,9 +29,10 @@ const REQUEST_TIMEOUT_SECS: u64 = 60;
 /// How long a ping may take before the engine counts as hung.
 const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Connects to the engine at `host` (`unix:///path`, `tcp://h:p`, `http://h:p`), or at
-/// `DOCKER_HOST` / the local socket when `None`.
-pub fn connect(host: Option<&str>) -> Result<Docker> {
+/// A client for the engine at `host` (`unix:///path`, `tcp://h:p`, `http://h:p`), or at
+/// `DOCKER_HOST` / the local socket when `None`. It speaks bollard's newest API version until
+/// [`negotiate`] lowers it to the engine's: use [`connect`] unless the engine may be away.
+pub fn client(host: Option<&str>) -> Result<Docker> {
     let v = bollard::API_DEFAULT_VERSION;
     let r = match host {
         None => Docker::connect_with_local_defaults().or_else(|_| Docker::connect_with_defaults()),
@@ -53,6 +55,25 @@ pub fn connect(host: Option<&str>) -> Result<Docker> {
             e,
         )
     })
+}
+
+/// Lowers the client's API version to the engine's when the engine is older (bollard's
+/// default is newer than many engines in the field, which refuse a too-new client on every
+/// versioned call). Clones of a client share its version, so one negotiation serves them all.
+pub async fn negotiate(docker: &Docker) -> Result<()> {
+    docker
+        .clone()
+        .negotiate_version()
+        .await
+        .map(|_| ())
+        .map_err(|e| engine("negotiate the engine API version", e))
+}
+
+/// A client for `host` (see [`client`]) that speaks the engine's API version.
+pub async fn connect(host: Option<&str>) -> Result<Docker> {
+    let docker = client(host)?;
+    negotiate(&docker).await?;
+    Ok(docker)
 }
 
 fn engine(op: impl Into<String>, e: DockerError) -> RuntimeError {
@@ -116,6 +137,12 @@ fn is_not_found(e: &DockerError) -> bool {
 pub struct DockerRuntime {
     docker: Docker,
     node: String,
+    /// Whether the API version was negotiated; until then (the engine was away at start) the
+    /// next ping or list negotiates first.
+    negotiated: Arc<AtomicBool>,
+    /// Serialises slice network creation in this process: engines before API 1.44 create a
+    /// second network of the same name unless asked not to, which bollard no longer can.
+    network_lock: Arc<tokio::sync::Mutex<()>>,
     /// Where slice networks take their subnets; `None` leaves it to the engine's pools.
     pool: Option<Pool>,
 }
@@ -126,8 +153,36 @@ impl DockerRuntime {
         Self {
             docker,
             node: node.into(),
+            negotiated: Arc::default(),
+            network_lock: Arc::default(),
             pool: None,
         }
+    }
+
+    /// A runtime for `node` over the engine at `host` (see [`client`]), its API version
+    /// negotiated now if the engine answers, else on the first ping that reaches it: an engine
+    /// that is away when the agent starts is an outage to report, not a reason to exit.
+    pub async fn connect(host: Option<&str>, node: impl Into<String>) -> Result<Self> {
+        let rt = Self::new(client(host)?, node);
+        match rt.ensure_negotiated().await {
+            Ok(()) => {}
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "engine unavailable; the API version is negotiated once it answers")
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(rt)
+    }
+
+    /// Negotiates the API version unless done already.
+    async fn ensure_negotiated(&self) -> Result<()> {
+        if self.negotiated.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        negotiate(&self.docker).await?;
+        self.negotiated.store(true, Ordering::Release);
+        tracing::debug!(version = %self.docker.client_version(), "engine API version negotiated");
+        Ok(())
     }
 
     /// Takes slice networks' subnets from `pool` (see [`crate::subnets`]).
@@ -177,6 +232,8 @@ fn observe(node: &str, c: ContainerInspectResponse) -> Option<ObservedSliver> {
         Some(ContainerStateStatusEnum::RESTARTING) => ContainerPhase::Restarting,
         Some(ContainerStateStatusEnum::REMOVING) => ContainerPhase::Removing,
         Some(ContainerStateStatusEnum::EXITED) => ContainerPhase::Exited,
+        // Being stopped: its processes are still there until the stop completes.
+        Some(ContainerStateStatusEnum::STOPPING) => ContainerPhase::Running,
         Some(ContainerStateStatusEnum::DEAD) => ContainerPhase::Dead,
         Some(ContainerStateStatusEnum::EMPTY) | None => ContainerPhase::Created,
     };
@@ -231,8 +288,8 @@ impl Runtime for DockerRuntime {
         }
         let name = labels::container_name(&self.node, &spec.sliver_id);
         let opts = CreateContainerOptions {
-            name: name.clone(),
-            platform: None,
+            name: Some(name.clone()),
+            ..Default::default()
         };
         let created = self
             .docker
@@ -241,7 +298,7 @@ impl Runtime for DockerRuntime {
             .map_err(|e| engine(format!("create container {name}"), e))?;
         if let Err(e) = self
             .docker
-            .start_container(&created.id, None::<StartContainerOptions<String>>)
+            .start_container(&created.id, None::<StartContainerOptions>)
             .await
         {
             // Leave nothing half-made: a created-but-unstartable container would only be
@@ -254,7 +311,7 @@ impl Runtime for DockerRuntime {
 
     async fn start(&self, container_id: &str) -> Result<()> {
         self.docker
-            .start_container(container_id, None::<StartContainerOptions<String>>)
+            .start_container(container_id, None::<StartContainerOptions>)
             .await
             .map_err(|e| engine(format!("start container {container_id}"), e))
     }
@@ -294,9 +351,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn list(&self) -> Result<Vec<ObservedSliver>> {
+        self.ensure_negotiated().await?;
         let opts = ListContainersOptions {
             all: true,
-            filters: self.node_filters(),
+            filters: Some(self.node_filters()),
             ..Default::default()
         };
         let summaries = self
@@ -328,7 +386,7 @@ impl Runtime for DockerRuntime {
 
     async fn ping(&self) -> Result<()> {
         match tokio::time::timeout(PING_TIMEOUT, self.docker.ping()).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => self.ensure_negotiated().await,
             Ok(Err(e)) => Err(engine("ping", e)),
             Err(_) => Err(RuntimeError::Unavailable {
                 op: "ping".into(),
@@ -349,9 +407,8 @@ impl Runtime for DockerRuntime {
             ),
         ]);
         let opts = EventsOptions {
-            since: None,
-            until: None,
-            filters,
+            filters: Some(filters),
+            ..Default::default()
         };
         self.docker
             .events(Some(opts))

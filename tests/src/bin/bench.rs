@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::container::{
-    Config, CreateContainerOptions, RemoveContainerOptions, StartContainerOptions,
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, RemoveContainerOptions, StartContainerOptions,
 };
-use bollard::models::HostConfig;
 use bollard::Docker;
 use slicebed_proto::v1 as pb;
 use slicebed_tests::nm::{unique, NodeManager};
@@ -102,7 +102,7 @@ async fn docker_round(d: &Docker, k: u32) -> Duration {
         let d = d.clone();
         let name = format!("{tag}-{i}");
         tasks.push(tokio::spawn(async move {
-            let cfg = Config {
+            let cfg = ContainerCreateBody {
                 image: Some("slicebed/base:latest".to_string()),
                 cmd: Some(vec!["sleep".to_string(), "3600".to_string()]),
                 labels: Some(HashMap::from([(
@@ -122,14 +122,14 @@ async fn docker_round(d: &Docker, k: u32) -> Duration {
             };
             d.create_container(
                 Some(CreateContainerOptions {
-                    name: name.clone(),
-                    platform: None,
+                    name: Some(name.clone()),
+                    ..Default::default()
                 }),
                 cfg,
             )
             .await
             .expect("create");
-            d.start_container(&name, None::<StartContainerOptions<String>>)
+            d.start_container(&name, None::<StartContainerOptions>)
                 .await
                 .expect("start");
             name

@@ -10,8 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use bollard::container::{DownloadFromContainerOptions, UploadToContainerOptions};
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::{
+    DownloadFromContainerOptions, ListContainersOptions, UploadToContainerOptions,
+};
 use bollard::Docker;
 use futures::StreamExt;
 use slicebed_proto::v1 as pb;
@@ -101,9 +103,9 @@ async fn main() {
             vec![format!("slicebed.node={}", nm.name)],
         );
         let l = d
-            .list_containers(Some(bollard::container::ListContainersOptions {
+            .list_containers(Some(ListContainersOptions {
                 all: true,
-                filters: f,
+                filters: Some(f),
                 ..Default::default()
             }))
             .await
@@ -216,7 +218,7 @@ async fn main() {
             path: "/root".to_string(),
             ..Default::default()
         }),
-        archive.clone().into(),
+        bollard::body_full(archive.clone().into()),
     )
     .await
     .unwrap();
@@ -225,7 +227,7 @@ async fn main() {
     let mut s = d.download_from_container(
         &cid,
         Some(DownloadFromContainerOptions {
-            path: "/root/big.bin",
+            path: "/root/big.bin".to_string(),
         }),
     );
     let mut got2 = 0usize;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::container::ListContainersOptions;
+use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
 use bollard::Docker;
 use slicebed_proto::v1 as pb;
 use slicebed_tests::nm::{unique, NodeManager};
@@ -22,7 +22,7 @@ pub async fn containers(node: &str) -> Vec<(String, String)> {
     let list = docker()
         .list_containers(Some(ListContainersOptions {
             all: true,
-            filters,
+            filters: Some(filters),
             ..Default::default()
         }))
         .await
@@ -41,7 +41,9 @@ pub async fn networks_of(node: &str) -> Vec<String> {
     let mut filters = HashMap::new();
     filters.insert("label".to_string(), vec![format!("slicebed.node={node}")]);
     docker()
-        .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters),
+        }))
         .await
         .expect("list networks")
         .into_iter()

@@ -3,8 +3,9 @@
 //! pools, healed when a race left two, and removed by id.
 
 use bollard::errors::Error as DockerError;
+use bollard::models::NetworkCreateRequest;
 use bollard::models::{Ipam, IpamConfig};
-use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
+use bollard::query_parameters::ListNetworksOptions;
 
 use super::{engine, is_not_found, labels, DockerRuntime, Result, RuntimeError};
 use crate::subnets::{self, Net, Pool};
@@ -17,6 +18,7 @@ impl DockerRuntime {
     /// Creates the slice's network on this node unless it exists; heals duplicates.
     pub(super) async fn ensure_slice_network(&self, slice: &str) -> Result<()> {
         let name = labels::network_name(&self.node, slice);
+        let _one_at_a_time = self.network_lock.lock().await;
         let existing = self.slice_networks(slice).await?;
         if existing.len() > 1 {
             // Docker's duplicate-name check is best effort: a create still in flight when an
@@ -27,11 +29,10 @@ impl DockerRuntime {
         if !existing.is_empty() {
             return Ok(());
         }
-        let opts = CreateNetworkOptions {
+        let opts = NetworkCreateRequest {
             name: name.clone(),
-            check_duplicate: true,
-            driver: "bridge".to_string(),
-            labels: labels::network_labels(&self.node, slice),
+            driver: Some("bridge".to_string()),
+            labels: Some(labels::network_labels(&self.node, slice)),
             ..Default::default()
         };
         if let Some(pool) = self.pool {
@@ -65,7 +66,7 @@ impl DockerRuntime {
         let nets = self
             .docker
             .list_networks(Some(ListNetworksOptions {
-                filters: self.node_filters(),
+                filters: Some(self.node_filters()),
             }))
             .await
             .map_err(|e| engine("list networks", e))?;
@@ -80,7 +81,7 @@ impl DockerRuntime {
     async fn taken_subnets(&self) -> Result<Vec<Net>> {
         let nets = self
             .docker
-            .list_networks(None::<ListNetworksOptions<String>>)
+            .list_networks(None::<ListNetworksOptions>)
             .await
             .map_err(|e| engine("list networks", e))?;
         let mut taken: Vec<Net> = nets
@@ -96,11 +97,7 @@ impl DockerRuntime {
     }
 
     /// Creates the slice network with a free subnet of the pool.
-    async fn create_pooled_network(
-        &self,
-        pool: Pool,
-        opts: CreateNetworkOptions<String>,
-    ) -> Result<()> {
+    async fn create_pooled_network(&self, pool: Pool, opts: NetworkCreateRequest) -> Result<()> {
         let name = opts.name.clone();
         let mut taken = self.taken_subnets().await?;
         let mut last = String::new();
@@ -117,14 +114,14 @@ impl DockerRuntime {
                 });
             };
             let mut opts = opts.clone();
-            opts.ipam = Ipam {
+            opts.ipam = Some(Ipam {
                 config: Some(vec![IpamConfig {
                     subnet: Some(subnet.to_string()),
                     gateway: Some(subnet.gateway().to_string()),
                     ..Default::default()
                 }]),
                 ..Default::default()
-            };
+            });
             match self.docker.create_network(opts).await {
                 Ok(_) => {
                     tracing::debug!(network = %name, %subnet, "created slice network");
@@ -165,14 +162,16 @@ impl DockerRuntime {
             .push(format!("{}={slice}", labels::SLICE));
         let nets = self
             .docker
-            .list_networks(Some(ListNetworksOptions { filters }))
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
             .await
             .map_err(|e| engine("list networks", e))?;
         let mut out = Vec::new();
         for n in nets {
             let Some(id) = n.id else { continue };
             // The list does not fill in containers; inspect does.
-            let attached = match self.docker.inspect_network::<String>(&id, None).await {
+            let attached = match self.docker.inspect_network(&id, None).await {
                 Ok(full) => full.containers.map_or(0, |c| c.len()),
                 Err(_) => 0,
             };
