@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::model::{Slice, Sliver};
 use slicebed_units::Resources;
 
@@ -88,6 +89,7 @@ pub enum EngineChange {
 #[derive(Debug)]
 pub struct Hub {
     ttl: Duration,
+    clock: SharedClock,
     next_id: AtomicU64,
     nodes: Mutex<HashMap<String, Entry>>,
 }
@@ -95,11 +97,22 @@ pub struct Hub {
 impl Hub {
     /// A hub that deems a node unreachable `ttl` after its last message.
     pub fn new(ttl: Duration) -> Self {
+        Self::with_clock(ttl, std::sync::Arc::new(SystemClock))
+    }
+
+    /// The same, reading time from `clock`.
+    pub fn with_clock(ttl: Duration, clock: SharedClock) -> Self {
         Self {
             ttl,
+            clock,
             next_id: AtomicU64::new(1),
             nodes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How long ago `t` was, by the hub's clock.
+    fn since(&self, t: Instant) -> Duration {
+        self.clock.instant().saturating_duration_since(t)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -112,13 +125,13 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut m = self.lock();
         let e = m.entry(node.to_string()).or_insert(Entry {
-            last_seen: Instant::now(),
+            last_seen: self.clock.instant(),
             conn: None,
             usage: Resources::default(),
             marked_unreachable: false,
             engine_down: None,
         });
-        e.last_seen = Instant::now();
+        e.last_seen = self.clock.instant();
         e.conn = Some((id, tx));
         e.marked_unreachable = false;
         id
@@ -136,7 +149,7 @@ impl Hub {
     /// Records a heartbeat (or any message) from a node.
     pub fn touch(&self, node: &str, usage: Option<Resources>) {
         if let Some(e) = self.lock().get_mut(node) {
-            e.last_seen = Instant::now();
+            e.last_seen = self.clock.instant();
             e.marked_unreachable = false;
             if let Some(u) = usage {
                 e.usage = u;
@@ -154,12 +167,12 @@ impl Hub {
                 e.engine_down = Some(EngineDown {
                     message: message.clone(),
                     since_ms,
-                    noticed: Instant::now(),
+                    noticed: self.clock.instant(),
                 });
                 Some(EngineChange::Lost { message })
             }
             (Some(d), None) => {
-                let away = d.noticed.elapsed();
+                let away = self.since(d.noticed);
                 e.engine_down = None;
                 Some(EngineChange::Back { away })
             }
@@ -171,7 +184,7 @@ impl Hub {
     pub fn engine_down(&self, node: &str) -> Option<EngineDown> {
         self.lock()
             .get(node)
-            .filter(|e| e.last_seen.elapsed() < self.ttl)
+            .filter(|e| self.since(e.last_seen) < self.ttl)
             .and_then(|e| e.engine_down.clone())
     }
 
@@ -179,19 +192,19 @@ impl Hub {
     pub fn is_live(&self, node: &str) -> bool {
         self.lock()
             .get(node)
-            .is_some_and(|e| e.last_seen.elapsed() < self.ttl)
+            .is_some_and(|e| self.since(e.last_seen) < self.ttl)
     }
 
     /// How long since the node was last heard from, if it was heard from since start-up.
     pub fn silent_for(&self, node: &str) -> Option<Duration> {
-        self.lock().get(node).map(|e| e.last_seen.elapsed())
+        self.lock().get(node).map(|e| self.since(e.last_seen))
     }
 
     /// Whether the node has an open control channel right now.
     pub fn is_connected(&self, node: &str) -> bool {
         self.lock()
             .get(node)
-            .is_some_and(|e| e.conn.is_some() && e.last_seen.elapsed() < self.ttl)
+            .is_some_and(|e| e.conn.is_some() && self.since(e.last_seen) < self.ttl)
     }
 
     /// Whether the node has ever connected since this service started.
@@ -226,7 +239,7 @@ impl Hub {
     pub fn newly_unreachable(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (name, e) in self.lock().iter_mut() {
-            if !e.marked_unreachable && e.last_seen.elapsed() >= self.ttl {
+            if !e.marked_unreachable && self.since(e.last_seen) >= self.ttl {
                 e.marked_unreachable = true;
                 e.conn = None;
                 out.push(name.clone());
@@ -247,11 +260,14 @@ mod tests {
 
     #[test]
     fn liveness_expires_and_reports_once() {
-        let hub = Hub::new(Duration::from_millis(30));
+        let clock = crate::clock::ManualClock::new();
+        let hub = Hub::with_clock(Duration::from_secs(30), clock.clone());
         let (tx, _rx) = mpsc::channel(4);
         let id = hub.connect("n1", tx);
         assert!(hub.is_live("n1"));
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_secs(29));
+        assert!(hub.is_live("n1"));
+        clock.advance(Duration::from_secs(1));
         assert!(!hub.is_live("n1"));
         assert_eq!(hub.newly_unreachable(), vec!["n1".to_string()]);
         assert!(hub.newly_unreachable().is_empty());

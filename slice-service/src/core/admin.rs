@@ -46,7 +46,7 @@ impl Core {
         if s.display_name.is_empty() {
             s.display_name = s.name.clone();
         }
-        s.created_at = now_ms();
+        s.created_at = self.now_ms();
         let mut tx = self.db.begin().await?;
         store::insert_site(&mut tx, &s).await?;
         store::append_event(
@@ -128,7 +128,7 @@ impl Core {
             name: name.to_string(),
             role,
             site,
-            created_at: now_ms(),
+            created_at: self.now_ms(),
         };
         if who.role != Role::Admin && (!auth::may_manage_user(who, &u) || who.name == u.name) {
             {
@@ -357,7 +357,7 @@ impl Core {
                 who.name, n.site
             )));
         }
-        let deadline_ms = deadline.map(|d| now_ms().saturating_add(d.as_millis() as i64));
+        let deadline_ms = deadline.map(|d| self.now_ms().saturating_add(d.as_millis() as i64));
         if n.admin_state != s || n.drain_deadline != deadline_ms {
             store::set_admin_state(&mut tx, name, s, deadline_ms).await?;
             let detail = match deadline {
@@ -395,7 +395,7 @@ impl Core {
             )));
         }
         // Slivers still stopping there will never be confirmed by a node that is gone.
-        let now = now_ms();
+        let now = self.now_ms();
         for mut v in slivers
             .into_iter()
             .filter(|v| v.state == SliverState::Stopping)
@@ -432,7 +432,7 @@ impl Core {
             name: "admin".into(),
             role: Role::Admin,
             site: None,
-            created_at: now_ms(),
+            created_at: self.now_ms(),
         };
         store::insert_user(&mut tx, &u).await?;
         let (secret, _) = issue_token(

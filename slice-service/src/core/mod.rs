@@ -21,9 +21,10 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::model::{AdminState, Node, NodeState};
+use crate::model::{AdminState, Millis, Node, NodeState};
 use crate::store::Db;
 
 /// Shared state of the service.
@@ -32,6 +33,8 @@ pub struct Core {
     pub db: Db,
     pub cfg: Config,
     pub hub: Hub,
+    /// Where every time the core reads comes from (the hub shares it).
+    pub clock: SharedClock,
     /// Serialises placement: capacity is read and committed under it, in one transaction, so
     /// concurrent creates can never overcommit a node. One service instance owns placement.
     place_lock: Mutex<()>,
@@ -42,14 +45,25 @@ pub struct Core {
 impl Core {
     /// Builds the core over an open database.
     pub fn new(db: Db, cfg: Config) -> Arc<Self> {
-        let hub = Hub::new(cfg.node_ttl);
+        Self::with_clock(db, cfg, Arc::new(SystemClock))
+    }
+
+    /// The same, reading time from `clock` (tests move it instead of waiting).
+    pub fn with_clock(db: Db, cfg: Config, clock: SharedClock) -> Arc<Self> {
+        let hub = Hub::with_clock(cfg.node_ttl, clock.clone());
         Arc::new(Self {
             db,
             cfg,
             hub,
+            clock,
             place_lock: Mutex::new(()),
             blocked: Default::default(),
         })
+    }
+
+    /// Now, in epoch milliseconds, by the core's clock.
+    pub fn now_ms(&self) -> Millis {
+        self.clock.now_ms()
     }
 
     /// A node's state as users see it: the administrator's decision, then liveness.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::hub::EngineChange;
-use crate::model::{now_ms, AdminState, NewEvent, Node, Slice, SliceLife, Sliver, TokenKind};
+use crate::model::{AdminState, NewEvent, Node, Slice, SliceLife, Sliver, TokenKind};
 use crate::names;
 use crate::state::SliverState;
 use crate::store::{self, Conn};
@@ -68,7 +68,7 @@ impl Core {
         };
         names::dns_label("node name", &h.name)?;
         validate_report(&h)?;
-        let now = now_ms();
+        let now = self.now_ms();
         let mut tx = self.db.begin().await?;
         store::get_site(&mut tx, site)
             .await?
@@ -145,7 +145,7 @@ impl Core {
         n.port_first = h.port_first;
         n.port_last = h.port_last;
         n.agent_version = h.agent_version;
-        n.last_heartbeat = Some(now_ms());
+        n.last_heartbeat = Some(self.now_ms());
         store::update_node_report(&mut tx, &n).await?;
         store::append_event(
             &mut tx,
@@ -274,7 +274,7 @@ impl Core {
             return Ok(());
         }
         let from = v.state;
-        if v.move_to(to, now_ms()).is_err() {
+        if v.move_to(to, self.now_ms()).is_err() {
             tracing::debug!(sliver = %v.id, from = from.as_str(), to = to.as_str(), "stale report ignored");
             return Ok(());
         }
@@ -306,7 +306,7 @@ impl Core {
     /// A node's control channel closed.
     pub async fn node_disconnected(&self, node: &str) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        store::set_last_heartbeat(&mut tx, node, now_ms()).await?;
+        store::set_last_heartbeat(&mut tx, node, self.now_ms()).await?;
         store::append_event(
             &mut tx,
             &NewEvent::new(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::hub::NodeCommand;
-use crate::model::{now_ms, NewEvent, SliceLife};
+use crate::model::{NewEvent, SliceLife};
 use crate::store;
 
 use super::Core;
@@ -13,12 +13,12 @@ use super::Core;
 impl Core {
     /// Ends every live slice whose lease has passed; returns how many.
     pub async fn reap_expired(&self) -> Result<usize> {
-        let expired = store::expired_slices(&mut *self.db.conn().await?, now_ms()).await?;
+        let expired = store::expired_slices(&mut *self.db.conn().await?, self.now_ms()).await?;
         for s in &expired {
             let mut tx = self.db.begin().await?;
             // Re-check inside the transaction: a renew may have won the race.
             match store::live_slice(&mut tx, &s.name).await? {
-                Some(cur) if cur.id == s.id && cur.lease_expires_at <= now_ms() => {}
+                Some(cur) if cur.id == s.id && cur.lease_expires_at <= self.now_ms() => {}
                 _ => continue,
             }
             let stopped = self

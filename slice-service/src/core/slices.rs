@@ -7,7 +7,7 @@ use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::hub::NodeCommand;
 use crate::model::{
-    now_ms, AssignedPort, Event, NewEvent, NodeState, Role, Slice, SliceLife, Sliver, User,
+    AssignedPort, Event, NewEvent, NodeState, Role, Slice, SliceLife, Sliver, User,
 };
 use crate::scheduler::{self, Candidate, Count, Unavailable};
 use crate::state::SliverState;
@@ -80,7 +80,7 @@ impl Core {
             .lease
             .unwrap_or(self.cfg.lease_default)
             .min(self.cfg.lease_max);
-        let now = now_ms();
+        let now = self.now_ms();
 
         let _guard = self.place_lock.lock().await;
         let mut tx = self.db.begin().await?;
@@ -376,7 +376,7 @@ impl Core {
         };
         let mut tx = self.db.begin().await?;
         let mut s = self.actionable_slice(&mut tx, &who, name).await?;
-        s.lease_expires_at = now_ms().saturating_add(granted.as_millis() as i64);
+        s.lease_expires_at = self.now_ms().saturating_add(granted.as_millis() as i64);
         store::set_lease(&mut tx, &s.id, s.lease_expires_at).await?;
         store::append_event(
             &mut tx,
@@ -426,7 +426,7 @@ impl Core {
         life: SliceLife,
         actor: &str,
     ) -> Result<Vec<Sliver>> {
-        let now = now_ms();
+        let now = self.now_ms();
         store::end_slice(tx, &s.id, life, now).await?;
         let mut stopped = Vec::new();
         for mut v in store::slivers_of_slice(tx, &s.id).await? {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::hub::NodeCommand;
-use crate::model::{now_ms, AdminState, NewEvent, Node, NodeLossPolicy, Slice, SliceLife, Sliver};
+use crate::model::{AdminState, NewEvent, Node, NodeLossPolicy, Slice, SliceLife, Sliver};
 use crate::scheduler::{self, Count, Strategy};
 use crate::state::SliverState;
 use crate::store;
@@ -19,10 +19,12 @@ const LEASE_WARNING: Duration = Duration::from_secs(24 * 3600);
 impl Core {
     /// Writes one "lease ends soon" event per live slice within a day of its end.
     pub async fn warn_leases(&self) -> Result<()> {
-        let horizon = now_ms().saturating_add(LEASE_WARNING.as_millis() as i64);
+        let horizon = self
+            .now_ms()
+            .saturating_add(LEASE_WARNING.as_millis() as i64);
         let due = store::slices_to_warn(&mut *self.db.conn().await?, horizon).await?;
         for s in due {
-            let left = Duration::from_millis((s.lease_expires_at - now_ms()).max(0) as u64);
+            let left = Duration::from_millis((s.lease_expires_at - self.now_ms()).max(0) as u64);
             let mut tx = self.db.begin().await?;
             store::mark_lease_warned(&mut tx, &s.id).await?;
             store::append_event(
@@ -50,7 +52,10 @@ impl Core {
     /// is fine, with the words for why.
     fn lost_for(&self, n: &Node) -> Option<(Duration, &'static str)> {
         if let Some(d) = self.hub.engine_down(&n.name) {
-            return Some((d.noticed.elapsed(), "without a container engine for"));
+            return Some((
+                self.clock.instant().saturating_duration_since(d.noticed),
+                "without a container engine for",
+            ));
         }
         self.silent_for(n).map(|d| (d, "unreachable for"))
     }
@@ -62,7 +67,7 @@ impl Core {
         }
         self.hub.silent_for(&n.name).or_else(|| {
             n.last_heartbeat
-                .map(|t| Duration::from_millis((now_ms() - t).max(0) as u64))
+                .map(|t| Duration::from_millis((self.now_ms() - t).max(0) as u64))
         })
     }
 
@@ -96,7 +101,7 @@ impl Core {
                 };
                 self.replace_sliver(&slice, v, &reason).await?;
             }
-            if draining && n.drain_deadline.is_some_and(|d| d <= now_ms()) {
+            if draining && n.drain_deadline.is_some_and(|d| d <= self.now_ms()) {
                 self.end_drain(&n).await?;
             }
         }
@@ -153,7 +158,7 @@ impl Core {
             }
         };
         let pm = &placed[0];
-        let now = now_ms();
+        let now = self.now_ms();
         let ports = old
             .ports
             .iter()
@@ -229,7 +234,7 @@ impl Core {
         if left.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        let now = self.now_ms();
         for v in &left {
             let mut v = v.clone();
             v.move_to(SliverState::Stopping, now)?;
