@@ -52,13 +52,27 @@ fn port(p: u32, what: &str, sliver: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("sliver {sliver}: {what} {p} is not a valid port"))
 }
 
+/// The wire's restart policy as the domain's: the one place the two meet. Unset is the
+/// contract's default (`types.proto`: "UNSPECIFIED: treated as ON_FAILURE"); a value this node
+/// does not know (a newer service) is refused rather than guessed, so a sliver never runs
+/// under a policy nobody asked for.
+pub fn restart_from(wire: i32, sliver: &str) -> Result<RestartPolicy, String> {
+    match pb::RestartPolicy::try_from(wire) {
+        Ok(pb::RestartPolicy::Unspecified | pb::RestartPolicy::OnFailure) => {
+            Ok(RestartPolicy::OnFailure)
+        }
+        Ok(pb::RestartPolicy::Never) => Ok(RestartPolicy::Never),
+        Ok(pb::RestartPolicy::Always) => Ok(RestartPolicy::Always),
+        Err(_) => Err(format!(
+            "sliver {sliver}: restart policy {wire} is unknown to this node manager (version {})",
+            crate::AGENT_VERSION
+        )),
+    }
+}
+
 /// A desired sliver as a domain spec; an error names what is invalid.
 pub fn spec_from(d: pb::DesiredSliver) -> Result<SliverSpec, String> {
-    let restart = match d.restart_policy() {
-        pb::RestartPolicy::Never => RestartPolicy::Never,
-        pb::RestartPolicy::Always => RestartPolicy::Always,
-        pb::RestartPolicy::OnFailure | pb::RestartPolicy::Unspecified => RestartPolicy::OnFailure,
-    };
+    let restart = restart_from(d.restart_policy, &d.sliver_id)?;
     let ports = d
         .ports
         .iter()
@@ -151,6 +165,30 @@ mod tests {
         assert_eq!(
             spec_from(unspecified).unwrap().restart,
             RestartPolicy::OnFailure
+        );
+    }
+
+    #[test]
+    fn every_restart_policy_converts_and_an_unknown_one_is_refused() {
+        for (wire, want) in [
+            (pb::RestartPolicy::Unspecified, RestartPolicy::OnFailure),
+            (pb::RestartPolicy::Never, RestartPolicy::Never),
+            (pb::RestartPolicy::OnFailure, RestartPolicy::OnFailure),
+            (pb::RestartPolicy::Always, RestartPolicy::Always),
+        ] {
+            assert_eq!(restart_from(wire.into(), "s1"), Ok(want), "{wire:?}");
+        }
+        let d = pb::DesiredSliver {
+            sliver_id: "s1".into(),
+            slice: "web".into(),
+            image: "i".into(),
+            restart_policy: 42,
+            ..Default::default()
+        };
+        let err = spec_from(d).unwrap_err();
+        assert!(
+            err.contains("s1") && err.contains("restart policy 42"),
+            "{err}"
         );
     }
 }
