@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tonic::metadata::MetadataValue;
+use slicebed_proto::auth::Bearer;
+use slicebed_proto::v1::node_service_client::NodeServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Error, Result};
@@ -53,11 +55,14 @@ pub async fn channel(server: &str, ca_cert: Option<&Path>) -> Result<Channel> {
         .map_err(|source| Error::Connect { url, source })
 }
 
-/// Adds `authorization: Bearer <token>` to a request.
-pub fn bearer<T>(req: &mut tonic::Request<T>, token: &str) -> Result<()> {
-    let value: MetadataValue<_> = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| Error::BadToken)?;
-    req.metadata_mut().insert("authorization", value);
-    Ok(())
+/// A `NodeService` client that puts the node's token on every call (enrollment, the control
+/// channel and session streams alike).
+pub type NodeClient = NodeServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A [`NodeClient`] over `channel` sending `token` (the one-time enrollment token or the node
+/// credential). The token is checked here, once: one that cannot travel in gRPC metadata is
+/// [`Error::BadToken`] before any call is made.
+pub fn node_client(channel: Channel, token: &str) -> Result<NodeClient> {
+    let bearer = Bearer::new(token).map_err(|_| Error::BadToken)?;
+    Ok(NodeServiceClient::with_interceptor(channel, bearer))
 }

@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use slicebed_proto::v1 as pb;
-use slicebed_proto::v1::node_service_client::NodeServiceClient;
 
-use crate::connect::{bearer, channel};
+use crate::connect::{channel, node_client};
 use crate::domain::{PortRange, Resources};
 use crate::error::{Error, Result};
 use crate::state::{self, NodeConfig};
@@ -59,8 +58,8 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
         ),
         None => None,
     };
-    let mut client = NodeServiceClient::new(channel(&p.server, ca_cert.as_deref()).await?);
-    let mut req = tonic::Request::new(pb::EnrollRequest {
+    let mut client = node_client(channel(&p.server, ca_cert.as_deref()).await?, &p.token)?;
+    let req = tonic::Request::new(pb::EnrollRequest {
         name: p.name.clone(),
         address: p.address.clone(),
         capacity: Some(crate::convert::resources_to_pb(p.capacity)),
@@ -68,7 +67,6 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
         labels: p.labels.clone().into_iter().collect(),
         agent_version: crate::AGENT_VERSION.to_string(),
     });
-    bearer(&mut req, &p.token)?;
     let resp = client
         .enroll(req)
         .await

@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use node_manager::access::{Access, Launcher};
-use node_manager::connect::channel;
+use node_manager::connect::{channel, node_client};
 use node_manager::runtime::docker::{connect, DockerRuntime};
 use node_manager::runtime::Runtime;
 use slicebed_proto::v1 as pb;
-use slicebed_proto::v1::node_service_client::NodeServiceClient;
 use slicebed_proto::v1::node_service_server::{NodeService, NodeServiceServer};
 use slicebed_proto::v1::open_session::Kind;
 use slicebed_proto::v1::session_frame::Frame;
@@ -120,8 +119,8 @@ async fn serves_exec_over_grpc_and_kills_when_the_stream_drops() {
             .add_service(NodeServiceServer::new(Service(arrivals_tx)))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    let client = NodeServiceClient::new(channel(&url, None).await.unwrap());
-    let launcher = Launcher::new(client, "sbn_secret", Some(Access::from_runtime(&rt)));
+    let client = node_client(channel(&url, None).await.unwrap(), "sbn_secret").unwrap();
+    let launcher = Launcher::new(client, Some(Access::from_runtime(&rt)));
     let open = |id: &str, cmd: &[&str]| pb::OpenSession {
         session_id: id.into(),
         sliver_id: "g0".into(),

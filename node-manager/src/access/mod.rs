@@ -17,14 +17,11 @@ mod logs;
 pub mod stream;
 mod target;
 
-use std::sync::Arc;
-
+use crate::connect::NodeClient;
 use bollard::errors::Error as DockerError;
 use bollard::Docker;
-use slicebed_proto::v1::node_service_client::NodeServiceClient;
 use slicebed_proto::v1::open_session::Kind;
 use slicebed_proto::v1::OpenSession;
-use tonic::transport::Channel;
 
 use crate::runtime::docker::DockerRuntime;
 use idle::{limit_from, Idle};
@@ -69,24 +66,15 @@ impl Access {
 /// Starts sessions the service asks for on one control connection.
 #[derive(Clone)]
 pub struct Launcher {
-    client: NodeServiceClient<Channel>,
-    credential: Arc<str>,
+    client: NodeClient,
     access: Option<Access>,
 }
 
 impl Launcher {
-    /// Sessions over `client`'s connection, authenticated with the node `credential`; without
+    /// Sessions over `client`'s connection (which carries the node credential); without
     /// `access` every session is refused with a message.
-    pub fn new(
-        client: NodeServiceClient<Channel>,
-        credential: &str,
-        access: Option<Access>,
-    ) -> Self {
-        Self {
-            client,
-            credential: credential.into(),
-            access,
-        }
+    pub fn new(client: NodeClient, access: Option<Access>) -> Self {
+        Self { client, access }
     }
 
     /// Serves `open` in a task of its own and returns at once.
@@ -99,7 +87,7 @@ impl Launcher {
         let idle = Idle::new(limit_from(open.idle_timeout));
         let kind = kind_name(open.kind.as_ref());
         tracing::info!(session = %short(&open.session_id), sliver = %open.sliver_id, kind, "session requested");
-        let s = match stream::open(self.client, &self.credential, &open.session_id, idle).await {
+        let s = match stream::open(self.client, &open.session_id, idle).await {
             Ok(s) => s,
             Err(e) => {
                 let error = crate::agent::chain(&e);

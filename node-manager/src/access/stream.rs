@@ -11,15 +11,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use slicebed_proto::v1::node_service_client::NodeServiceClient;
 use slicebed_proto::v1::session_frame::Frame;
 use slicebed_proto::v1::{SessionEnd, SessionFrame, TerminalSize};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use super::idle::Idle;
-use crate::connect::bearer;
+use crate::connect::NodeClient;
 use crate::error::{Error, Result};
 
 /// Largest data frame the node sends.
@@ -135,20 +133,15 @@ pub struct Session {
     pub idle: Arc<Idle>,
 }
 
-/// Opens `NodeService/Session` with the node credential; the first frame names the session.
-pub async fn open(
-    mut client: NodeServiceClient<Channel>,
-    credential: &str,
-    session_id: &str,
-    idle: Idle,
-) -> Result<Session> {
+/// Opens `NodeService/Session` (the client carries the node credential); the first frame names
+/// the session.
+pub async fn open(mut client: NodeClient, session_id: &str, idle: Idle) -> Result<Session> {
     let (tx, rx) = mpsc::channel(OUT_FRAMES);
     let first = SessionFrame {
         frame: Some(Frame::SessionId(session_id.to_string())),
     };
     tx.send(first).await.map_err(|_| closed())?;
-    let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    bearer(&mut req, credential)?;
+    let req = tonic::Request::new(ReceiverStream::new(rx));
     let inbound = client
         .session(req)
         .await

@@ -6,7 +6,6 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use slicebed_proto::v1 as pb;
-use slicebed_proto::v1::node_service_client::NodeServiceClient;
 use slicebed_proto::v1::{node_message, service_message};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval, timeout, MissedTickBehavior};
@@ -16,7 +15,7 @@ use super::worker::{self, Command};
 use super::{AbortOnDrop, AgentConfig};
 use crate::access::{Access, Launcher};
 use crate::backoff::Backoff;
-use crate::connect::{bearer, channel};
+use crate::connect::{channel, node_client};
 use crate::convert::{engine_status, spec_from, status_from};
 use crate::domain::{ReportedState, SliverReport};
 use crate::error::{Error, Result};
@@ -131,9 +130,9 @@ pub async fn run<R: Runtime + Clone>(
     else {
         return Ok(());
     };
-    let mut client = NodeServiceClient::new(ch?);
+    let mut client = node_client(ch?, &cfg.credential)?;
     // Session streams ride the same connection as the control channel.
-    let sessions = Launcher::new(client.clone(), &cfg.credential, access.cloned());
+    let sessions = Launcher::new(client.clone(), access.cloned());
 
     let mut reconciler = Reconciler::new(runtime.clone());
     // An engine that does not answer does not keep the node off the channel: it connects,
@@ -164,8 +163,7 @@ pub async fn run<R: Runtime + Clone>(
         })
         .await
         .map_err(|_| closed())?;
-    let mut req = tonic::Request::new(ReceiverStream::new(out_rx));
-    bearer(&mut req, &cfg.credential)?;
+    let req = tonic::Request::new(ReceiverStream::new(out_rx));
     let Some(resp) = unless(client.control(req), shutdown.clone()).await else {
         return Ok(());
     };
