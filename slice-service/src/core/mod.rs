@@ -8,6 +8,8 @@ mod reaper;
 mod slices;
 mod soft;
 mod spec;
+#[cfg(test)]
+mod tests;
 mod views;
 
 pub use access::ResolvedEndpoint;
