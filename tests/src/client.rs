@@ -6,7 +6,6 @@ use slicebed_proto::v1::{
 };
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
-use tonic::{Request, Status};
 
 use crate::Service;
 
