@@ -155,3 +155,48 @@ async fn drain_moves_replace_slivers_at_once_and_removes_the_rest_at_the_deadlin
         ("drain deadline", "1 sliver(s) removed")
     );
 }
+
+#[tokio::test]
+async fn a_node_without_its_engine_loses_its_replace_slivers_after_their_grace() {
+    let (mut bed, old, stayer) = two_slices_on_n1().await;
+    bed.core
+        .engine_reported("n1", Some(("connection refused".into(), bed.core.now_ms())))
+        .await
+        .unwrap();
+    let evs = bed.object_events("node/n1").await;
+    assert_eq!(evs.last().unwrap().action, "engine unavailable");
+
+    // The node keeps beating: only its engine is away.
+    for _ in 0..2 {
+        bed.advance(Duration::from_secs(40));
+        bed.heartbeat("n1");
+        bed.heartbeat("n2");
+        bed.core.handle_lost_and_draining().await.unwrap();
+    }
+
+    let new = bed
+        .slivers("mover")
+        .await
+        .into_iter()
+        .find(|v| v.id != old)
+        .expect("replaced after 80s");
+    assert_eq!(new.node, "n2");
+    assert_eq!(bed.sent("n2"), [Sent::Upsert(new.id.clone())]);
+    assert_eq!(
+        bed.sent("n1"),
+        [Sent::Remove(old.clone())],
+        "still connected"
+    );
+    let last = bed
+        .object_events(&format!("sliver/{old}"))
+        .await
+        .pop()
+        .unwrap();
+    assert!(
+        last.detail
+            .contains("without a container engine for more than 60s"),
+        "{}",
+        last.detail
+    );
+    assert_eq!(bed.sliver(&stayer).await.state, SliverState::Running);
+}
