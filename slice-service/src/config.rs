@@ -105,21 +105,21 @@ impl Config {
             .data_dir
             .or(file.data_dir)
             .ok_or_else(|| anyhow::anyhow!("--data-dir is required (or data_dir in --config)"))?;
-        let database_url = flags
-            .database_url
-            .or(file.database_url)
-            .unwrap_or_else(|| {
-                format!(
-                    "sqlite://{}?mode=rwc",
-                    data_dir.join("slicebed.db").display()
-                )
-            });
+        let database_url = flags.database_url.or(file.database_url).unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("slicebed.db").display()
+            )
+        });
         let heartbeat_interval = file
             .nodes
             .heartbeat_interval
             .unwrap_or(Duration::from_secs(10));
         let missed = file.nodes.missed_heartbeats.unwrap_or(3).max(1);
-        let lease_default = file.lease.default.unwrap_or(Duration::from_secs(14 * 86_400));
+        let lease_default = file
+            .lease
+            .default
+            .unwrap_or(Duration::from_secs(14 * 86_400));
         let lease_max = file.lease.max.unwrap_or(Duration::from_secs(56 * 86_400));
         if lease_default > lease_max {
             anyhow::bail!(
@@ -142,9 +142,7 @@ impl Config {
             reap_interval: file.lease.reap_interval.unwrap_or(Duration::from_secs(1)),
             heartbeat_interval,
             node_ttl: heartbeat_interval * missed,
-            token_ttl: file
-                .token_ttl
-                .unwrap_or(Duration::from_secs(90 * 86_400)),
+            token_ttl: file.token_ttl.unwrap_or(Duration::from_secs(90 * 86_400)),
         })
     }
 }
@@ -249,7 +247,10 @@ mod tests {
         for (text, want) in [
             ("[lease]\ndefault = \"soon\"\n", "\"soon\""),
             ("[lease]\nmax = \"-5m\"\n", "longer than zero"),
-            ("[nodes]\nheartbeat_interval = \"0ms\"\n", "longer than zero"),
+            (
+                "[nodes]\nheartbeat_interval = \"0ms\"\n",
+                "longer than zero",
+            ),
             ("[lease]\ndefault = 3600\n", "default"),
         ] {
             let e = toml::from_str::<FileConfig>(text).unwrap_err().to_string();

@@ -59,8 +59,13 @@ pub fn role_in(r: i32) -> Result<Role> {
     match pb::Role::try_from(r) {
         Ok(pb::Role::Admin) => Ok(Role::Admin),
         Ok(pb::Role::Pi) => Ok(Role::Pi),
-        Ok(pb::Role::User) | Ok(pb::Role::Unspecified) => Ok(Role::User),
-        Err(_) => Err(Error::invalid(format!("unknown role {r}"))),
+        Ok(pb::Role::User) => Ok(Role::User),
+        // The contract says UNSPECIFIED is never sent: a client that omits the role must say
+        // which one it means rather than get the least privileged by accident.
+        Ok(pb::Role::Unspecified) => Err(Error::invalid(
+            "role: required (ROLE_ADMIN, ROLE_PI or ROLE_USER)".to_string(),
+        )),
+        Err(_) => Err(Error::invalid(format!("role: unknown value {r}"))),
     }
 }
 
@@ -448,5 +453,16 @@ mod tests {
         for p in NodeLossPolicy::ALL {
             assert_eq!(node_loss_in("f", node_loss(*p) as i32).unwrap(), *p);
         }
+    }
+
+    #[test]
+    fn a_role_must_be_named() {
+        assert_eq!(role_in(pb::Role::Pi as i32).unwrap(), Role::Pi);
+        let e = role_in(0).unwrap_err();
+        assert!(e.to_string().starts_with("role: required"), "{e}");
+        assert_eq!(
+            role_in(42).unwrap_err().to_string(),
+            "role: unknown value 42"
+        );
     }
 }
