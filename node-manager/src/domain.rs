@@ -1,7 +1,7 @@
 //! The node manager's own vocabulary: what a sliver should be (`SliverSpec`), what the
 //! container runtime shows (`ObservedSliver`) and what the node reports (`SliverReport`).
 //!
-//! Neither proto nor bollard types may appear here; `convert` and `runtime::docker` translate.
+//! Neither wire (proto) nor engine types may appear here; `convert` and `runtime::docker` translate.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -77,23 +77,46 @@ impl SliverSpec {
     }
 }
 
-/// The lifecycle phase of a container as the runtime shows it.
+/// The lifecycle phase of a sliver's container, in terms every backend can map its own states
+/// into (Docker's restarting, removing and dead are mapped in `runtime::docker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerPhase {
     /// Created, never started.
     Created,
     /// Running.
     Running,
-    /// Waiting to be restarted by the restart policy.
-    Restarting,
     /// Frozen.
     Paused,
-    /// Its program ended.
-    Exited,
-    /// Being removed.
+    /// Its program ended. `restarting`: the backend's restart policy starts it again by itself.
+    Exited {
+        /// Whether the backend is about to restart it.
+        restarting: bool,
+    },
+    /// Being removed by the backend: neither reported nor acted on.
     Removing,
-    /// Dead (failed removal or similar).
-    Dead,
+    /// The backend can neither run nor restart it any more: reported as ended, then replaced.
+    Broken,
+}
+
+impl ContainerPhase {
+    /// Ended, and not coming back by itself.
+    pub const EXITED: ContainerPhase = ContainerPhase::Exited { restarting: false };
+    /// Ended, and about to be restarted by the backend.
+    pub const RESTARTING: ContainerPhase = ContainerPhase::Exited { restarting: true };
+}
+
+impl std::fmt::Display for ContainerPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContainerPhase::Created => "created",
+            ContainerPhase::Running => "running",
+            ContainerPhase::Paused => "paused",
+            ContainerPhase::Exited { restarting: false } => "exited",
+            ContainerPhase::Exited { restarting: true } => "restarting",
+            ContainerPhase::Removing => "being removed",
+            ContainerPhase::Broken => "broken",
+        })
+    }
 }
 
 /// A sliver container of this node, read back from the runtime (labels and state).

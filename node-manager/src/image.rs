@@ -1,15 +1,13 @@
 //! The base image `slicebed/base:latest`, built on the node without any registry: a root file
-//! system holding a static busybox and its applets, imported through the engine API.
-//! It must never pull: no registry is reachable from a testbed node.
+//! system holding a static busybox and its applets, imported through the backend
+//! ([`Runtime::import_image`]). Building it is backend-neutral; it must never pull: no
+//! registry is reachable from a testbed node.
 
 use std::path::{Path, PathBuf};
 
-use bollard::query_parameters::{CreateImageOptions, RemoveImageOptions};
-use bollard::Docker;
-use futures::TryStreamExt;
-
 use crate::elf::check_static;
 use crate::error::{Error, Result};
+use crate::runtime::{ImageImport, Runtime};
 
 /// Tag of the base image.
 pub const DEFAULT_TAG: &str = "slicebed/base:latest";
@@ -123,71 +121,42 @@ pub fn rootfs_tar(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>> {
     b.into_inner().map_err(werr)
 }
 
-/// Splits `repo:tag` (a registry port is not a tag: `host:5000/x` has no tag).
-pub fn split_tag(reference: &str) -> (&str, &str) {
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
-    }
+/// Whether `reference` exists in the backend.
+pub async fn exists(rt: &impl Runtime, reference: &str) -> Result<bool> {
+    rt.image_id(reference)
+        .await
+        .map(|id| id.is_some())
+        .map_err(|e| Error::Image(format!("inspecting image {reference}: {e}")))
 }
 
-/// Whether `reference` exists in the engine.
-pub async fn exists(docker: &Docker, reference: &str) -> Result<bool> {
-    match docker.inspect_image(reference).await {
-        Ok(_) => Ok(true),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(false),
-        Err(e) => Err(Error::Image(format!("inspecting image {reference}: {e}"))),
-    }
-}
-
-/// Imports `rootfs` (a tar) as `reference`.
-pub async fn import(docker: &Docker, reference: &str, rootfs: Vec<u8>) -> Result<()> {
-    let (repo, tag) = split_tag(reference);
-    let opts = CreateImageOptions {
-        from_src: Some("-".to_string()),
-        repo: Some(repo.to_string()),
-        tag: Some(tag.to_string()),
-        changes: vec![
-            r#"CMD ["/bin/sh"]"#.to_string(),
-            "ENV PATH=/bin".to_string(),
-        ],
-        ..Default::default()
+/// Imports `rootfs` (a tar) as `reference`, with a shell as its command.
+pub async fn import(rt: &impl Runtime, reference: &str, rootfs: Vec<u8>) -> Result<()> {
+    let image = ImageImport {
+        reference: reference.to_string(),
+        rootfs: rootfs.into(),
+        command: vec!["/bin/sh".into()],
+        env: vec![("PATH".into(), "/bin".into())],
     };
-    docker
-        .create_image(Some(opts), Some(bollard::body_full(rootfs.into())), None)
-        .try_for_each(|_| async { Ok(()) })
+    rt.import_image(image)
         .await
         .map_err(|e| Error::Image(format!("importing {reference}: {e}")))
 }
 
 /// Builds and imports the base image unless `reference` exists (or `force`).
-pub async fn ensure(docker: &Docker, reference: &str, force: bool) -> Result<Outcome> {
-    let old_id = docker
-        .inspect_image(reference)
-        .await
-        .ok()
-        .and_then(|i| i.id);
-    if !force && exists(docker, reference).await? {
+pub async fn ensure(rt: &impl Runtime, reference: &str, force: bool) -> Result<Outcome> {
+    let old_id = rt.image_id(reference).await.ok().flatten();
+    if !force && exists(rt, reference).await? {
         return Ok(Outcome::AlreadyPresent);
     }
     let (path, busybox) = find_static_busybox()?;
     let applets = applets(&path);
     tracing::info!(busybox = %path.display(), applets = applets.len(), "building base image");
     let rootfs = rootfs_tar(&busybox, &applets)?;
-    import(docker, reference, rootfs).await?;
+    import(rt, reference, rootfs).await?;
     // A rebuild leaves the old image untagged; drop it unless a container still uses it.
-    let new_id = docker
-        .inspect_image(reference)
-        .await
-        .ok()
-        .and_then(|i| i.id);
+    let new_id = rt.image_id(reference).await.ok().flatten();
     if let Some(old) = old_id.filter(|old| Some(old) != new_id.as_ref()) {
-        if let Err(e) = docker
-            .remove_image(&old, None::<RemoveImageOptions>, None)
-            .await
-        {
+        if let Err(e) = rt.remove_image(&old).await {
             tracing::debug!(image = %old, error = %e, "old base image kept");
         }
     }
@@ -197,17 +166,6 @@ pub async fn ensure(docker: &Docker, reference: &str, force: bool) -> Result<Out
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tags() {
-        assert_eq!(
-            split_tag("slicebed/base:latest"),
-            ("slicebed/base", "latest")
-        );
-        assert_eq!(split_tag("foo"), ("foo", "latest"));
-        assert_eq!(split_tag("host:5000/foo"), ("host:5000/foo", "latest"));
-        assert_eq!(split_tag("host:5000/foo:1"), ("host:5000/foo", "1"));
-    }
 
     #[test]
     fn rootfs_layout() {

@@ -116,7 +116,7 @@ pub fn next_lease_end(
 fn keep_rank(o: &ObservedSliver, spec: &SliverSpec) -> (bool, bool, String) {
     let live = matches!(
         o.phase,
-        ContainerPhase::Running | ContainerPhase::Restarting
+        ContainerPhase::Running | ContainerPhase::RESTARTING
     );
     (
         o.generation != spec.generation,
@@ -183,7 +183,7 @@ pub fn reconcile(
         match keep.phase {
             // Wait for the engine to finish; the next pass creates the new one.
             ContainerPhase::Removing => {}
-            _ if keep.generation != spec.generation || keep.phase == ContainerPhase::Dead => {
+            _ if keep.generation != spec.generation || keep.phase == ContainerPhase::Broken => {
                 creations.push(Action::Replace {
                     container_id: keep.container_id.clone(),
                     spec: spec.clone(),
@@ -193,7 +193,7 @@ pub fn reconcile(
                 container_id: keep.container_id.clone(),
                 sliver_id: keep.sliver_id.clone(),
             }),
-            ContainerPhase::Running | ContainerPhase::Restarting if cond.hold.is_some() => starts
+            ContainerPhase::Running | ContainerPhase::RESTARTING if cond.hold.is_some() => starts
                 .push(Action::Pause {
                     container_id: keep.container_id.clone(),
                     sliver_id: keep.sliver_id.clone(),

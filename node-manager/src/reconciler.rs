@@ -11,7 +11,7 @@ use crate::domain::{
     ContainerPhase, ObservedSliver, ReportedState, Resources, SliverReport, SliverSpec,
 };
 use crate::reconcile::{reconcile, Action, Conditions, LEASE_ENDED};
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{Capabilities, Runtime, RuntimeError};
 use crate::status::{report_for, StatusTracker};
 
 /// First delay before retrying a sliver whose creation failed; doubles up to [`RETRY_MAX`].
@@ -49,6 +49,21 @@ pub struct Reconciler<R> {
     engine_lost: bool,
 }
 
+/// Why a sliver keeps running on a reclaimed node whose backend cannot pause (added to the
+/// owner's reason in its status, so researchers and operators see it instead of an error
+/// on every pass).
+pub const CANNOT_PAUSE: &str = "this backend cannot pause slivers";
+
+/// Whether the backend can carry out `action` at all: network steps are skipped by a backend
+/// without slice networks, pauses by one that cannot pause (see [`CANNOT_PAUSE`]).
+fn supported(caps: Capabilities, action: &Action) -> bool {
+    match action {
+        Action::EnsureNetwork(_) | Action::RemoveNetwork(_) => caps.slice_networks,
+        Action::Pause { .. } => caps.pause,
+        _ => true,
+    }
+}
+
 /// Prefix of the message of a sliver whose program ended while the engine was away.
 pub const ENDED_DURING_OUTAGE: &str = "ended while the container engine was unavailable";
 
@@ -57,7 +72,7 @@ fn usage_of(observed: &[ObservedSliver]) -> Usage {
     for o in observed.iter().filter(|o| {
         matches!(
             o.phase,
-            ContainerPhase::Running | ContainerPhase::Restarting
+            ContainerPhase::Running | ContainerPhase::RESTARTING
         )
     }) {
         u.running += 1;
@@ -157,12 +172,17 @@ impl<R: Runtime> Reconciler<R> {
         cond: &Conditions,
         reports: &mut Vec<SliverReport>,
     ) -> Result<(), RuntimeError> {
+        let caps = self.runtime.capabilities();
         if let Some(desired) = desired {
             let observed = self.runtime.list().await?;
-            let networks = self.runtime.list_networks().await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot list slice networks");
+            let networks = if caps.slice_networks {
+                self.runtime.list_networks().await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot list slice networks");
+                    Vec::new()
+                })
+            } else {
                 Vec::new()
-            });
+            };
             self.retries.retain(|id, r| {
                 desired
                     .get(id)
@@ -171,6 +191,7 @@ impl<R: Runtime> Reconciler<R> {
             let (creates, others): (Vec<Action>, Vec<Action>) =
                 reconcile(desired, &observed, &networks, cond)
                     .into_iter()
+                    .filter(|a| supported(caps, a))
                     .partition(|a| matches!(a, Action::Create(_) | Action::Replace { .. }));
             // Removals, networks and restarts first (creations need their slice network)...
             for action in others {
@@ -196,7 +217,7 @@ impl<R: Runtime> Reconciler<R> {
             let created = !specs.is_empty();
             self.create_all(specs, reports).await;
             // Held: what was just created (or started) runs only until it is frozen here.
-            if cond.hold.is_some() && created {
+            if cond.hold.is_some() && created && caps.pause {
                 let observed = self.runtime.list().await?;
                 for action in reconcile(desired, &observed, &networks, cond) {
                     if matches!(action, Action::Pause { .. }) {
@@ -208,8 +229,12 @@ impl<R: Runtime> Reconciler<R> {
         let observed = self.runtime.list().await?;
         self.usage = usage_of(&observed);
         for mut r in observed.iter().filter_map(report_for) {
-            if let (ReportedState::Suspended, Some(reason)) = (r.state, &cond.hold) {
-                r.message.clone_from(reason);
+            match (r.state, &cond.hold) {
+                (ReportedState::Suspended, Some(reason)) => r.message.clone_from(reason),
+                (ReportedState::Running, Some(reason)) if !caps.pause => {
+                    r.message = format!("{reason}; {CANNOT_PAUSE}");
+                }
+                _ => {}
             }
             self.blame_outage(&mut r);
             reports.extend(self.tracker.note(r));

@@ -17,7 +17,7 @@ pub fn report_for(o: &ObservedSliver) -> Option<SliverReport> {
         ContainerPhase::Created => (ReportedState::Creating, String::new(), None),
         ContainerPhase::Running => (ReportedState::Running, String::new(), None),
         // Between two runs of its restart policy the sliver counts as running; `restarts` tells.
-        ContainerPhase::Restarting => {
+        ContainerPhase::RESTARTING => {
             let message = match code {
                 Some(c) => format!("restarting after exit code {c}"),
                 None => "restarting".to_string(),
@@ -25,7 +25,7 @@ pub fn report_for(o: &ObservedSliver) -> Option<SliverReport> {
             (ReportedState::Running, message, code)
         }
         ContainerPhase::Paused => (ReportedState::Suspended, "paused".to_string(), None),
-        ContainerPhase::Exited | ContainerPhase::Dead if o.oom_killed => {
+        ContainerPhase::Exited { .. } | ContainerPhase::Broken if o.oom_killed => {
             let message = if o.limits.memory_bytes > 0 {
                 format!(
                     "OOM-killed (memory limit {})",
@@ -36,7 +36,7 @@ pub fn report_for(o: &ObservedSliver) -> Option<SliverReport> {
             };
             (ReportedState::Failed, message, code)
         }
-        ContainerPhase::Exited | ContainerPhase::Dead => match (code, &o.error) {
+        ContainerPhase::Exited { .. } | ContainerPhase::Broken => match (code, &o.error) {
             (_, Some(err)) => (ReportedState::Failed, err.clone(), code),
             (Some(0), None) => (ReportedState::Exited, String::new(), Some(0)),
             (Some(c), None) => (ReportedState::Failed, format!("exit code {c}"), Some(c)),
@@ -115,9 +115,9 @@ mod tests {
 
     #[test]
     fn exit_codes_map_to_exited_or_failed() {
-        let r = report_for(&obs(ContainerPhase::Exited, Some(0))).unwrap();
+        let r = report_for(&obs(ContainerPhase::EXITED, Some(0))).unwrap();
         assert_eq!((r.state, r.exit_code), (ReportedState::Exited, Some(0)));
-        let r = report_for(&obs(ContainerPhase::Exited, Some(3))).unwrap();
+        let r = report_for(&obs(ContainerPhase::EXITED, Some(3))).unwrap();
         assert_eq!(
             (r.state, r.message.as_str(), r.exit_code),
             (ReportedState::Failed, "exit code 3", Some(3))
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn oom_names_the_limit() {
-        let mut o = obs(ContainerPhase::Exited, Some(137));
+        let mut o = obs(ContainerPhase::EXITED, Some(137));
         o.oom_killed = true;
         let r = report_for(&o).unwrap();
         assert_eq!(r.state, ReportedState::Failed);
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn restarting_counts_as_running_with_restarts() {
-        let mut o = obs(ContainerPhase::Restarting, Some(1));
+        let mut o = obs(ContainerPhase::RESTARTING, Some(1));
         o.restarts = 4;
         let r = report_for(&o).unwrap();
         assert_eq!((r.state, r.restarts), (ReportedState::Running, 4));
@@ -148,7 +148,7 @@ mod tests {
         assert!(t.note(r.clone()).is_some());
         assert!(t.note(r).is_none());
         assert!(t
-            .note(report_for(&obs(ContainerPhase::Exited, Some(0))).unwrap())
+            .note(report_for(&obs(ContainerPhase::EXITED, Some(0))).unwrap())
             .is_some());
     }
 }

@@ -12,7 +12,7 @@ use node_manager::access::stream::{Peer, Session};
 use node_manager::access::Access;
 use node_manager::domain::{Resources, RestartPolicy, SliverSpec};
 use node_manager::image::{self, DEFAULT_TAG};
-use node_manager::runtime::docker::{connect, DockerRuntime};
+use node_manager::runtime::docker::DockerRuntime;
 use node_manager::runtime::Runtime;
 use slicebed_proto::v1::open_session::Kind;
 use slicebed_proto::v1::session_frame::Frame;
@@ -26,16 +26,17 @@ struct Node {
 
 impl Node {
     async fn start(name: &str, command: &str) -> Option<Node> {
-        let docker = connect(None).await.ok()?;
-        if docker.ping().await.is_err() {
+        let rt = DockerRuntime::connect(None, format!("{name}-{}", std::process::id()))
+            .await
+            .ok()?;
+        if rt.ping().await.is_err() {
             eprintln!("skipping: no Docker engine");
             return None;
         }
-        if let Err(e) = image::ensure(&docker, DEFAULT_TAG, false).await {
+        if let Err(e) = image::ensure(&rt, DEFAULT_TAG, false).await {
             eprintln!("skipping: no base image ({e})");
             return None;
         }
-        let rt = DockerRuntime::new(docker, format!("{name}-{}", std::process::id()));
         cleanup(&rt).await;
         let spec = SliverSpec {
             sliver_id: "s0".into(),
@@ -63,7 +64,7 @@ impl Node {
         self.rt.docker()
     }
 
-    fn access(&self) -> Access {
+    fn access(&self) -> Access<DockerRuntime> {
         Access::from_runtime(&self.rt)
     }
 
@@ -266,7 +267,7 @@ async fn refuses_slivers_of_other_nodes_and_stopped_containers() {
     let Some(node) = Node::start("nmacc-scope", "exit 0").await else {
         return;
     };
-    let other = Access::new(node.docker().clone(), "some-other-node");
+    let other = Access::new(DockerRuntime::new(node.docker().clone(), "some-other-node"));
     let (s, mut peer) = Session::local(Idle::new(LONG));
     other
         .serve("s0", Some(Kind::Exec(exec(&["true"]))), s)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use node_manager::access::{Access, Launcher};
 use node_manager::connect::{channel, node_client};
-use node_manager::runtime::docker::{connect, DockerRuntime};
+use node_manager::runtime::docker::DockerRuntime;
 use node_manager::runtime::Runtime;
 use slicebed_proto::v1 as pb;
 use slicebed_proto::v1::node_service_server::{NodeService, NodeServiceServer};
@@ -79,18 +79,18 @@ async fn next(a: &mut Arrived) -> Option<Frame> {
 
 #[tokio::test]
 async fn serves_exec_over_grpc_and_kills_when_the_stream_drops() {
-    let Ok(docker) = connect(None).await else {
+    let node = format!("nmacc-grpc-{}", std::process::id());
+    let Ok(rt) = DockerRuntime::connect(None, node).await else {
         return;
     };
-    if docker.ping().await.is_err()
-        || node_manager::image::ensure(&docker, node_manager::image::DEFAULT_TAG, false)
+    if rt.ping().await.is_err()
+        || node_manager::image::ensure(&rt, node_manager::image::DEFAULT_TAG, false)
             .await
             .is_err()
     {
         eprintln!("skipping: no Docker engine or base image");
         return;
     }
-    let rt = DockerRuntime::new(docker, format!("nmacc-grpc-{}", std::process::id()));
     let spec = node_manager::domain::SliverSpec {
         sliver_id: "g0".into(),
         slice: "grpc".into(),

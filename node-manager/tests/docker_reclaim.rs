@@ -12,22 +12,25 @@ use node_manager::domain::{
 use node_manager::image::{self, DEFAULT_TAG};
 use node_manager::reconcile::Conditions;
 use node_manager::reconciler::Reconciler;
-use node_manager::runtime::docker::{connect, DockerRuntime};
+use node_manager::runtime::docker::DockerRuntime;
 use node_manager::runtime::Runtime;
 
 const OWNER: &str = "owner reclaimed the node";
 
 async fn engine(node: &str) -> Option<(DockerRuntime, bollard::Docker)> {
-    let docker = connect(None).await.ok()?;
-    if docker.ping().await.is_err() {
+    let rt = DockerRuntime::connect(None, format!("{node}-{}", std::process::id()))
+        .await
+        .ok()?;
+    if rt.ping().await.is_err() {
         eprintln!("skipping: no Docker engine");
         return None;
     }
-    if let Err(e) = image::ensure(&docker, DEFAULT_TAG, false).await {
+    if let Err(e) = image::ensure(&rt, DEFAULT_TAG, false).await {
         eprintln!("skipping: no base image ({e})");
         return None;
     }
-    let rt = DockerRuntime::new(docker.clone(), format!("{node}-{}", std::process::id()));
+    // The engine itself, to observe it independently of the runtime under test.
+    let docker = rt.docker().clone();
     cleanup(&rt).await;
     Some((rt, docker))
 }

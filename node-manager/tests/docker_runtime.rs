@@ -11,21 +11,22 @@ use node_manager::domain::{
 };
 use node_manager::image::{self, DEFAULT_TAG};
 use node_manager::reconciler::Reconciler;
-use node_manager::runtime::docker::{connect, DockerRuntime};
+use node_manager::runtime::docker::DockerRuntime;
 use node_manager::runtime::Runtime;
 use node_manager::subnets::Pool;
 
 async fn engine(node: &str) -> Option<DockerRuntime> {
-    let docker = connect(None).await.ok()?;
-    if docker.ping().await.is_err() {
+    let rt = DockerRuntime::connect(None, format!("{node}-{}", std::process::id()))
+        .await
+        .ok()?;
+    if rt.ping().await.is_err() {
         eprintln!("skipping: no Docker engine");
         return None;
     }
-    if let Err(e) = image::ensure(&docker, DEFAULT_TAG, false).await {
+    if let Err(e) = image::ensure(&rt, DEFAULT_TAG, false).await {
         eprintln!("skipping: no base image ({e})");
         return None;
     }
-    let rt = DockerRuntime::new(docker, format!("{node}-{}", std::process::id()));
     cleanup(&rt).await;
     Some(rt)
 }

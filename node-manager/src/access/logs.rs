@@ -2,38 +2,28 @@
 //! following if asked, until the log ends, the container stops (when following), the client
 //! goes away or the session idles out.
 
-use bollard::container::LogOutput;
-use bollard::query_parameters::LogsOptions;
-use bollard::Docker;
 use futures::StreamExt;
 use slicebed_proto::v1::{LogsRequest, SessionEnd};
 
 use super::stream::{failed, Gone, Outbound, Session};
-use super::{engine_message, target};
+use super::target;
+use crate::runtime::{LogsSpec, Output, Result, Runtime};
 
-/// The engine's `tail` for a request: 0 means all.
-pub fn tail(n: u32) -> String {
-    if n == 0 {
-        "all".to_string()
-    } else {
-        n.to_string()
+/// The part of the log a request asks for: a tail of 0 means all of it.
+pub fn spec(req: &LogsRequest) -> LogsSpec {
+    LogsSpec {
+        tail: (req.tail != 0).then_some(req.tail),
+        follow: req.follow,
     }
 }
 
 /// Runs one logs session to its end.
-pub async fn run(docker: &Docker, node: &str, sliver_id: &str, req: LogsRequest, mut s: Session) {
-    let t = match target::find(docker, node, sliver_id).await {
+pub async fn run(rt: &impl Runtime, sliver_id: &str, req: LogsRequest, mut s: Session) {
+    let t = match target::find(rt, sliver_id).await {
         Ok(t) => t,
         Err(m) => return s.finish(failed(m)).await,
     };
-    let opts = LogsOptions {
-        follow: req.follow,
-        stdout: true,
-        stderr: true,
-        tail: tail(req.tail),
-        ..Default::default()
-    };
-    let log = docker.logs(&t.id, Some(opts));
+    let log = rt.logs(&t.container_id, spec(&req));
     let end = tokio::select! {
         r = relay(log, &s.out) => match r {
             Ok(()) => SessionEnd::default(),
@@ -52,34 +42,21 @@ enum Relay {
 }
 
 async fn relay(
-    log: impl futures::Stream<Item = Result<LogOutput, bollard::errors::Error>>,
+    mut log: impl futures::Stream<Item = Result<Output>> + Unpin,
     out: &Outbound,
 ) -> Result<(), Relay> {
-    futures::pin_mut!(log);
     while let Some(item) = log.next().await {
         let sent = match item {
-            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                out.stdout(&message).await
-            }
-            Ok(LogOutput::StdErr { message }) => out.stderr(&message).await,
-            Ok(LogOutput::StdIn { .. }) => Ok(0),
+            Ok(Output::Stdout(b)) => out.stdout(&b).await,
+            Ok(Output::Stderr(b)) => out.stderr(&b).await,
             Err(e) => {
                 return Err(Relay::Engine(format!(
                     "cannot read the log: {}",
-                    engine_message(&e)
+                    e.message()
                 )))
             }
         };
         sent.map_err(|_: Gone| Relay::Gone)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tail_zero_means_all() {
-        assert_eq!(super::tail(0), "all");
-        assert_eq!(super::tail(25), "25");
-    }
 }

@@ -1,4 +1,6 @@
-//! Researcher access on the node: exec, interactive shells, logs and file copy.
+//! Researcher access on the node: the session relays for exec, interactive shells, logs and
+//! file copy, between a `NodeService/Session` stream and the node backend ([`Runtime`]).
+//! Nothing here knows an engine: what a backend cannot do is refused with a message.
 //!
 //! The service asks over the control channel (`OpenSession`); the node dials a NEW
 //! `NodeService/Session` call on the same connection with its own credential and serves it in a
@@ -12,68 +14,72 @@
 mod copy;
 mod exec;
 pub mod idle;
-pub mod kill;
 mod logs;
 pub mod stream;
 mod target;
+#[cfg(test)]
+mod tests;
 
 use crate::connect::NodeClient;
-use bollard::errors::Error as DockerError;
-use bollard::Docker;
 use slicebed_proto::v1::open_session::Kind;
 use slicebed_proto::v1::OpenSession;
 
-use crate::runtime::docker::DockerRuntime;
+use crate::runtime::Runtime;
 use idle::{limit_from, Idle};
 use stream::{failed, Session};
 
-/// Access to one node's slivers through its container engine.
+/// Access to one node's slivers through its backend.
 #[derive(Clone)]
-pub struct Access {
-    docker: Docker,
-    node: String,
+pub struct Access<R> {
+    rt: R,
 }
 
-impl Access {
-    /// Access to `node`'s slivers in the engine behind `docker`.
-    pub fn new(docker: Docker, node: impl Into<String>) -> Self {
-        Self {
-            docker,
-            node: node.into(),
-        }
+impl<R: Runtime + Clone> Access<R> {
+    /// Access to the slivers of `rt`'s node.
+    pub fn new(rt: R) -> Self {
+        Self { rt }
     }
 
-    /// Access through the engine and node of a Docker runtime.
-    pub fn from_runtime(rt: &DockerRuntime) -> Self {
-        use crate::runtime::Runtime;
-        Self::new(rt.docker().clone(), rt.node())
+    /// Access through a runtime (a clone shares its engine connection).
+    pub fn from_runtime(rt: &R) -> Self {
+        Self::new(rt.clone())
     }
 
     /// Serves one session about `sliver_id` to its end; always ends the stream with
     /// `SessionEnd` unless the service went away first.
     pub async fn serve(&self, sliver_id: &str, kind: Option<Kind>, s: Session) {
-        let (d, n) = (&self.docker, self.node.as_str());
+        let (rt, can) = (&self.rt, self.rt.capabilities());
         match kind {
-            Some(Kind::Exec(start)) => exec::run(d, n, sliver_id, start, s).await,
-            Some(Kind::Logs(req)) => logs::run(d, n, sliver_id, req, s).await,
-            Some(Kind::CopyTo(dir)) => copy::to(d, n, sliver_id, &dir, s).await,
-            Some(Kind::CopyFrom(path)) => copy::from(d, n, sliver_id, &path, s).await,
+            Some(Kind::Exec(_)) if !can.exec => s.finish(failed(unable("run commands"))).await,
+            Some(Kind::Logs(_)) if !can.logs => s.finish(failed(unable("read logs"))).await,
+            Some(Kind::CopyTo(_) | Kind::CopyFrom(_)) if !can.copy => {
+                s.finish(failed(unable("copy files"))).await
+            }
+            Some(Kind::Exec(start)) => exec::run(rt, sliver_id, start, s).await,
+            Some(Kind::Logs(req)) => logs::run(rt, sliver_id, req, s).await,
+            Some(Kind::CopyTo(dir)) => copy::to(rt, sliver_id, &dir, s).await,
+            Some(Kind::CopyFrom(path)) => copy::from(rt, sliver_id, &path, s).await,
             None => s.finish(failed("unknown session kind")).await,
         }
     }
 }
 
-/// Starts sessions the service asks for on one control connection.
-#[derive(Clone)]
-pub struct Launcher {
-    client: NodeClient,
-    access: Option<Access>,
+/// The refusal of something the backend cannot do.
+fn unable(what: &str) -> String {
+    format!("this node's backend cannot {what} in slivers")
 }
 
-impl Launcher {
+/// Starts sessions the service asks for on one control connection.
+#[derive(Clone)]
+pub struct Launcher<R> {
+    client: NodeClient,
+    access: Option<Access<R>>,
+}
+
+impl<R: Runtime + Clone> Launcher<R> {
     /// Sessions over `client`'s connection (which carries the node credential); without
     /// `access` every session is refused with a message.
-    pub fn new(client: NodeClient, access: Option<Access>) -> Self {
+    pub fn new(client: NodeClient, access: Option<Access<R>>) -> Self {
         Self { client, access }
     }
 
@@ -118,13 +124,5 @@ fn kind_name(k: Option<&Kind>) -> &'static str {
         Some(Kind::CopyTo(_)) => "copy-to",
         Some(Kind::CopyFrom(_)) => "copy-from",
         None => "unknown",
-    }
-}
-
-/// The engine's message without bollard's wrapping.
-pub(crate) fn engine_message(e: &DockerError) -> String {
-    match e {
-        DockerError::DockerResponseServerError { message, .. } => message.clone(),
-        other => other.to_string(),
     }
 }

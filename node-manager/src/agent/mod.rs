@@ -72,7 +72,7 @@ pub fn one_line(causes: &[&dyn std::error::Error]) -> String {
 pub async fn run<R: Runtime + Clone>(
     cfg: AgentConfig,
     runtime: R,
-    access: Option<Access>,
+    access: Option<Access<R>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let shutdown = shutdown.boxed().shared();

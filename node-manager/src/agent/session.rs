@@ -53,11 +53,11 @@ fn invalid(sliver_id: String, message: String) -> pb::NodeMessage {
 }
 
 /// Translates one service message into worker commands (and FAILED reports for invalid specs).
-async fn dispatch(
+async fn dispatch<R: Runtime + Clone>(
     msg: pb::ServiceMessage,
     commands: &mpsc::Sender<Command>,
     out: &mpsc::Sender<pb::NodeMessage>,
-    sessions: &Launcher,
+    sessions: &Launcher<R>,
 ) -> Result<()> {
     let command = match msg.msg {
         Some(service_message::Msg::Desired(set)) => {
@@ -115,7 +115,7 @@ fn closed() -> Error {
 pub async fn run<R: Runtime + Clone>(
     cfg: &AgentConfig,
     runtime: &R,
-    access: Option<&Access>,
+    access: Option<&Access<R>>,
     backoff: &mut Backoff,
     shared: &worker::Shared,
     connected: tokio::sync::oneshot::Sender<()>,

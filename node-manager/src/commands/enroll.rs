@@ -51,15 +51,15 @@ pub struct Args {
 
 /// The engine's data root, to measure disk where images and containers live; best effort.
 async fn docker_root() -> Option<PathBuf> {
-    let info = tokio::time::timeout(Duration::from_secs(3), async {
-        let docker = runtime::docker::connect(None).await.ok()?;
-        docker.info().await.ok()
+    let root = tokio::time::timeout(Duration::from_secs(3), async {
+        let rt = runtime::docker::DockerRuntime::connect(None, "")
+            .await
+            .ok()?;
+        rt.data_root().await
     })
     .await
     .ok()??;
-    info.docker_root_dir
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
+    Some(root).filter(|p| p.exists())
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {

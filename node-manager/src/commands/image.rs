@@ -1,7 +1,7 @@
 //! `node-manager image ...`.
 
 use node_manager::image::{self, Outcome, DEFAULT_TAG};
-use node_manager::runtime::docker::connect;
+use node_manager::runtime::docker::DockerRuntime;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -24,8 +24,9 @@ pub struct ImportArgs {
 
 pub async fn run(c: Command) -> anyhow::Result<()> {
     let Command::Import(a) = c;
-    let docker = connect(a.docker_host.as_deref()).await?;
-    match image::ensure(&docker, &a.tag, a.force).await? {
+    // Images are the engine's, not a node's: no node name is needed to import one.
+    let rt = DockerRuntime::connect(a.docker_host.as_deref(), "").await?;
+    match image::ensure(&rt, &a.tag, a.force).await? {
         Outcome::AlreadyPresent => println!("{} already present (use --force to rebuild)", a.tag),
         Outcome::Imported => println!("imported {}", a.tag),
     }

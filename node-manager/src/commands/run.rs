@@ -71,7 +71,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let runtime = DockerRuntime::connect(a.docker_host.as_deref(), node.node.clone())
         .await?
         .with_network_pool(a.network_pool.0);
-    match image::ensure(runtime.docker(), DEFAULT_TAG, false).await {
+    match image::ensure(&runtime, DEFAULT_TAG, false).await {
         Ok(Outcome::Imported) => tracing::info!(image = DEFAULT_TAG, "imported the base image"),
         Ok(Outcome::AlreadyPresent) => tracing::debug!(image = DEFAULT_TAG, "base image present"),
         Err(e) => {

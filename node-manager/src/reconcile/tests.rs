@@ -66,7 +66,7 @@ fn adopts_matching_containers_whatever_their_end() {
     let d = desired(&[spec("a", "web", 1), spec("b", "web", 1)]);
     let o = [
         obs("c1", "a", "web", 1, ContainerPhase::Running),
-        obs("c2", "b", "web", 1, ContainerPhase::Exited),
+        obs("c2", "b", "web", 1, ContainerPhase::EXITED),
     ];
     assert_eq!(reconcile(&d, &o, &["web".into()], &calm()), vec![]);
 }
@@ -95,7 +95,7 @@ fn removes_undesired_and_their_network() {
 
 #[test]
 fn empty_desired_set_removes_everything() {
-    let o = [obs("c1", "a", "web", 1, ContainerPhase::Exited)];
+    let o = [obs("c1", "a", "web", 1, ContainerPhase::EXITED)];
     let actions = reconcile(&BTreeMap::new(), &o, &["web".into()], &calm());
     assert_eq!(actions.len(), 2);
 }
@@ -118,7 +118,7 @@ fn keeps_one_of_duplicates_preferring_current_generation() {
     let d = desired(&[spec("a", "web", 2)]);
     let o = [
         obs("c1", "a", "web", 1, ContainerPhase::Running),
-        obs("c2", "a", "web", 2, ContainerPhase::Exited),
+        obs("c2", "a", "web", 2, ContainerPhase::EXITED),
     ];
     assert_eq!(
         reconcile(&d, &o, &["web".into()], &calm()),
@@ -211,7 +211,7 @@ fn held_pauses_running_slivers_and_release_unpauses() {
     ]);
     let o = [
         obs("c1", "a", "web", 1, ContainerPhase::Running),
-        obs("c2", "b", "web", 1, ContainerPhase::Exited),
+        obs("c2", "b", "web", 1, ContainerPhase::EXITED),
         obs("c3", "c", "web", 1, ContainerPhase::Paused),
     ];
     let held = calm().held("owner reclaimed the node");

@@ -212,7 +212,7 @@ async fn reports_exit_observed_later_and_starts_created_leftovers() {
     rec.pass(Some(&d)).await.unwrap();
     let cid = rt.containers()[0].container_id.clone();
     rt.update(&cid, |c| {
-        c.phase = ContainerPhase::Exited;
+        c.phase = ContainerPhase::EXITED;
         c.exit_code = Some(1);
     });
     let reports = rec.pass(Some(&d)).await.unwrap();
@@ -334,7 +334,7 @@ async fn an_engine_outage_fails_no_sliver_and_names_what_it_ended() {
         .unwrap()
         .container_id;
     rt.update(&a_id, |c| {
-        c.phase = ContainerPhase::Exited;
+        c.phase = ContainerPhase::EXITED;
         c.exit_code = Some(137);
     });
     assert!(rec.pass(Some(&d)).await.is_err());
@@ -370,9 +370,66 @@ async fn a_program_that_ends_while_the_engine_answers_is_not_blamed_on_it() {
     rec.pass(Some(&d)).await.unwrap();
     let id = rt.containers()[0].container_id.clone();
     rt.update(&id, |c| {
-        c.phase = ContainerPhase::Exited;
+        c.phase = ContainerPhase::EXITED;
         c.exit_code = Some(2);
     });
     let reports = rec.pass(Some(&d)).await.unwrap();
     assert_eq!(reports[0].message, "exit code 2");
+}
+
+#[tokio::test]
+async fn a_backend_that_cannot_pause_says_so_instead_of_failing_each_pass() {
+    const OWNER: &str = "owner reclaimed the node";
+    let caps = Capabilities {
+        pause: false,
+        ..Capabilities::ALL
+    };
+    let rt = fake().with_capabilities(caps);
+    let mut rec = Reconciler::new(rt.clone());
+    let d = desired(&[spec("a", "web", IMAGE, 1)]);
+    rec.pass_at(Some(&d), &at(0)).await.unwrap();
+    let held = at(1).held(OWNER);
+    let reports = rec.pass_at(Some(&d), &held).await.unwrap();
+    assert_eq!(
+        messages(&reports),
+        vec![(
+            "a".into(),
+            ReportedState::Running,
+            format!("{OWNER}; {CANNOT_PAUSE}")
+        )]
+    );
+    assert!(!rt.calls().iter().any(|c| c.starts_with("pause")));
+    // Said once, not on every pass.
+    assert!(rec.pass_at(Some(&d), &held).await.unwrap().is_empty());
+    // Released: the reason goes away.
+    let reports = rec.pass_at(Some(&d), &at(2)).await.unwrap();
+    assert_eq!(
+        messages(&reports),
+        vec![("a".into(), ReportedState::Running, String::new())]
+    );
+}
+
+#[tokio::test]
+async fn a_backend_without_slice_networks_skips_network_steps() {
+    let caps = Capabilities {
+        slice_networks: false,
+        ..Capabilities::ALL
+    };
+    let rt = fake().with_capabilities(caps);
+    let mut rec = Reconciler::new(rt.clone());
+    let d = desired(&[spec("a", "web", IMAGE, 1)]);
+    let reports = rec.pass(Some(&d)).await.unwrap();
+    assert_eq!(
+        states(&reports),
+        vec![
+            ("a".into(), ReportedState::Creating),
+            ("a".into(), ReportedState::Running)
+        ]
+    );
+    rec.pass(Some(&BTreeMap::new())).await.unwrap();
+    assert!(
+        !rt.calls().iter().any(|c| c.starts_with("network")),
+        "{:?}",
+        rt.calls()
+    );
 }

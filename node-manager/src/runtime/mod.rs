@@ -1,18 +1,24 @@
-//! The container runtime as the node manager needs it: a small async trait over domain types.
+//! The node backend as the node manager needs it: one async trait over domain types and byte
+//! streams — containers, slice networks, pause, exec, logs, copy and images — plus
+//! [`Capabilities`] saying which of these a backend can do.
 //!
-//! Implementations: [`docker::DockerRuntime`] (the real engine, through bollard) and
-//! [`fake::FakeRuntime`] (scripted, for reconciler tests). A runtime is scoped to ONE node:
-//! several node managers may share an engine, so a runtime must never list, touch or remove
-//! a container or network that is not labelled with its node.
+//! Implementations: [`docker::DockerRuntime`] (the Docker engine; the only code that knows
+//! its client library) and [`fake::FakeRuntime`] (scripted, for unit tests, and the model for a new
+//! backend). A runtime is scoped to ONE node: several node managers may share an engine, so a
+//! runtime must never list, touch or remove a container or network that is not its node's.
+//! No engine type may cross this trait.
 
-pub mod container_config;
 pub mod docker;
 pub mod fake;
+mod io;
 pub mod labels;
 
 use std::future::Future;
 
+use bytes::Bytes;
 use futures::stream::BoxStream;
+
+pub use io::{Capabilities, ExecProcess, ExecSpec, Killer, LogsSpec, Output, TermSize};
 
 use crate::domain::{ObservedSliver, SliverSpec};
 
@@ -49,6 +55,30 @@ impl RuntimeError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, RuntimeError::Unavailable { .. })
     }
+
+    /// The engine's (or transport's) words alone, without the operation: for researchers,
+    /// whose session already says what was attempted.
+    pub fn message(&self) -> String {
+        match self {
+            RuntimeError::ImageMissing { .. } => self.to_string(),
+            RuntimeError::Unavailable { message, .. } | RuntimeError::Engine { message, .. } => {
+                message.clone()
+            }
+        }
+    }
+}
+
+/// A root file system to import as an image (no registry: images are made on the node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageImport {
+    /// The reference to create, `repo:tag`.
+    pub reference: String,
+    /// The root file system as a tar archive.
+    pub rootfs: Bytes,
+    /// The default command.
+    pub command: Vec<String>,
+    /// The default environment.
+    pub env: Vec<(String, String)>,
 }
 
 /// Result of runtime operations.
@@ -63,10 +93,15 @@ pub struct RuntimeChange {
     pub action: String,
 }
 
-/// The operations the reconciler needs from a container runtime.
+/// A node backend: what the reconciler, the access sessions and the image builder need.
+/// Every method but [`Runtime::capabilities`] may be unsupported by a backend whose
+/// capabilities say so; callers check first (and a backend answers such a call with an error).
 pub trait Runtime: Send + Sync + 'static {
     /// The node this runtime is scoped to.
     fn node(&self) -> &str;
+
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
 
     /// Creates the slice's network on this node if it does not exist.
     fn ensure_network(&self, slice: &str) -> impl Future<Output = Result<()>> + Send;
@@ -97,6 +132,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// Every sliver container of this node, whatever its state.
     fn list(&self) -> impl Future<Output = Result<Vec<ObservedSliver>>> + Send;
 
+    /// The container of sliver `sliver_id` among this node's; `None` if it has none.
+    fn find_sliver(
+        &self,
+        sliver_id: &str,
+    ) -> impl Future<Output = Result<Option<ObservedSliver>>> + Send;
+
     /// One container of this node by id or name; `None` if absent.
     fn inspect(
         &self,
@@ -110,4 +151,43 @@ pub trait Runtime: Send + Sync + 'static {
     /// Notifications of changes to this node's containers. The stream may end (the engine
     /// restarted); callers re-subscribe and rely on a periodic resync for anything missed.
     fn changes(&self) -> BoxStream<'static, Result<RuntimeChange>>;
+
+    /// Starts `spec` in a running container; returns once the process runs (or ended).
+    fn exec(
+        &self,
+        container_id: &str,
+        spec: ExecSpec,
+    ) -> impl Future<Output = Result<ExecProcess>> + Send;
+
+    /// Changes the terminal size of an exec started with a terminal.
+    fn resize_exec(&self, exec_id: &str, size: TermSize)
+        -> impl Future<Output = Result<()>> + Send;
+
+    /// Waits for an exec whose output closed to end; its exit code if the backend knows it.
+    fn wait_exec(&self, exec_id: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
+
+    /// The container's log (stdout and stderr).
+    fn logs(&self, container_id: &str, spec: LogsSpec) -> BoxStream<'static, Result<Output>>;
+
+    /// Extracts the tar stream `tar` into directory `dir` of the container. Refuses a `dir`
+    /// that is not a directory before extracting anything. Errors are worded for researchers.
+    fn copy_in(
+        &self,
+        container_id: &str,
+        dir: &str,
+        tar: BoxStream<'static, Bytes>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// `path` of the container (file or directory) as a tar stream. Errors are worded for
+    /// researchers.
+    fn copy_out(&self, container_id: &str, path: &str) -> BoxStream<'static, Result<Bytes>>;
+
+    /// The id of image `reference` if present.
+    fn image_id(&self, reference: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Imports a root file system as an image.
+    fn import_image(&self, image: ImageImport) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes an image by id unless a container still uses it.
+    fn remove_image(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 }

@@ -8,8 +8,8 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 
-use super::labels;
 use crate::domain::{RestartPolicy, SliverSpec};
+use crate::runtime::labels;
 
 /// Capabilities a sliver keeps after `cap_drop: ALL`: enough for a package manager, a daemon
 /// that binds a low port and drops privileges, and killing one's own processes; nothing that

@@ -7,7 +7,9 @@ use bollard::models::NetworkCreateRequest;
 use bollard::models::{Ipam, IpamConfig};
 use bollard::query_parameters::ListNetworksOptions;
 
-use super::{engine, is_not_found, labels, DockerRuntime, Result, RuntimeError};
+use super::connect::{engine, is_not_found};
+use super::DockerRuntime;
+use crate::runtime::{labels, Result, RuntimeError};
 use crate::subnets::{self, Net, Pool};
 
 /// Subnets tried per network creation before giving up (each refusal is another node

@@ -1,14 +1,25 @@
-//! A scripted in-memory [`Runtime`] for reconciler tests (and, later, a scale simulator).
-//! Behaviour is set per image, like Nomad's mock driver: start normally, fail to start,
-//! exit with a code, or be OOM-killed. It never replaces tests against the real engine.
+//! A scripted in-memory [`Runtime`] implementing the whole trait, for unit tests of the
+//! reconciler and of the access relays (and, later, a scale simulator). Behaviour is set per
+//! image, like Nomad's mock driver: start normally, fail to start, exit with a code, or be
+//! OOM-killed; exec, logs and copy are scripted in [`access`]; capabilities can be narrowed to
+//! play a lesser backend. It is the model for a new backend, and it never replaces tests
+//! against the real engine.
+
+mod access;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-use super::{Result, Runtime, RuntimeChange, RuntimeError};
+pub use access::{Entry, ExecBehaviour};
+
+use super::{
+    Capabilities, ExecProcess, ExecSpec, ImageImport, LogsSpec, Output, Result, Runtime,
+    RuntimeChange, RuntimeError, TermSize,
+};
 use crate::domain::{ContainerPhase, ObservedSliver, SliverSpec};
 
 /// What a container of a given image does when started.
@@ -24,7 +35,6 @@ pub enum Behaviour {
     OomKilled,
 }
 
-#[derive(Default)]
 struct State {
     containers: BTreeMap<String, ObservedSliver>,
     networks: BTreeSet<String>,
@@ -33,6 +43,34 @@ struct State {
     calls: Vec<String>,
     /// The engine does not answer: every operation fails as unavailable.
     down: bool,
+    capabilities: Capabilities,
+    exec_scripts: HashMap<String, ExecBehaviour>,
+    execs: BTreeMap<String, access::FakeExec>,
+    /// Log lines per sliver id.
+    logs: HashMap<String, Vec<Output>>,
+    /// File tree per container id.
+    files: HashMap<String, BTreeMap<String, Entry>>,
+    /// Tar streams received: (container, directory, bytes).
+    uploads: Vec<(String, String, Bytes)>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            containers: BTreeMap::new(),
+            networks: BTreeSet::new(),
+            images: HashMap::new(),
+            next_id: 0,
+            calls: Vec::new(),
+            down: false,
+            capabilities: Capabilities::ALL,
+            exec_scripts: HashMap::new(),
+            execs: BTreeMap::new(),
+            logs: HashMap::new(),
+            files: HashMap::new(),
+            uploads: Vec::new(),
+        }
+    }
 }
 
 /// The fake runtime; clones share state, like two agents on one engine.
@@ -55,6 +93,56 @@ impl FakeRuntime {
     pub fn with_image(self, image: &str, behaviour: Behaviour) -> Self {
         self.lock().images.insert(image.to_string(), behaviour);
         self
+    }
+
+    /// Plays a backend that can do only `c`.
+    pub fn with_capabilities(self, c: Capabilities) -> Self {
+        self.lock().capabilities = c;
+        self
+    }
+
+    /// What an exec of `program` (the command's first word) does; others are not found.
+    pub fn with_exec(self, program: &str, b: ExecBehaviour) -> Self {
+        self.lock().exec_scripts.insert(program.to_string(), b);
+        self
+    }
+
+    /// Sets the log of sliver `sliver_id`, one chunk per line.
+    pub fn set_log(&self, sliver_id: &str, lines: Vec<Output>) {
+        self.lock().logs.insert(sliver_id.to_string(), lines);
+    }
+
+    /// Puts a file or directory into a container's tree.
+    pub fn put(&self, container_id: &str, path: &str, entry: Entry) {
+        let mut s = self.lock();
+        s.files
+            .entry(container_id.to_string())
+            .or_default()
+            .insert(path.to_string(), entry);
+    }
+
+    /// Tar streams received so far: (container, directory, bytes).
+    pub fn uploads(&self) -> Vec<(String, String, Bytes)> {
+        self.lock().uploads.clone()
+    }
+
+    /// Commands of the execs that were killed.
+    pub fn killed_execs(&self) -> Vec<Vec<String>> {
+        self.lock()
+            .execs
+            .values()
+            .filter(|e| e.killed.load(std::sync::atomic::Ordering::SeqCst))
+            .map(|e| e.command.clone())
+            .collect()
+    }
+
+    /// Containers the execs ran in, in order.
+    pub fn exec_containers(&self) -> Vec<String> {
+        self.lock()
+            .execs
+            .values()
+            .map(|e| e.container.clone())
+            .collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -83,7 +171,18 @@ impl FakeRuntime {
 
     /// Adds a container directly, as if left over from an earlier run.
     pub fn insert(&self, c: ObservedSliver) {
-        self.lock().containers.insert(c.container_id.clone(), c);
+        let mut s = self.lock();
+        s.files
+            .entry(c.container_id.clone())
+            .or_insert_with(|| access::initial_tree(&c.sliver_id));
+        s.containers.insert(c.container_id.clone(), c);
+    }
+
+    fn unable(&self, what: &str) -> RuntimeError {
+        RuntimeError::Engine {
+            op: what.to_string(),
+            message: "this backend cannot do that".into(),
+        }
     }
 
     /// Stops (`true`) or restarts (`false`) answering, like an engine being restarted.
@@ -115,11 +214,11 @@ fn apply(c: &mut ObservedSliver, b: &Behaviour) {
     match b {
         Behaviour::Run | Behaviour::FailStart(_) => c.phase = ContainerPhase::Running,
         Behaviour::Exit(code) => {
-            c.phase = ContainerPhase::Exited;
+            c.phase = ContainerPhase::EXITED;
             c.exit_code = Some(*code);
         }
         Behaviour::OomKilled => {
-            c.phase = ContainerPhase::Exited;
+            c.phase = ContainerPhase::EXITED;
             c.exit_code = Some(137);
             c.oom_killed = true;
         }
@@ -133,6 +232,9 @@ impl Runtime for FakeRuntime {
 
     async fn ensure_network(&self, slice: &str) -> Result<()> {
         let mut s = self.answer("ensure_network")?;
+        if !s.capabilities.slice_networks {
+            return Err(self.unable("create a slice network"));
+        }
         if s.networks.insert(slice.to_string()) {
             s.calls.push(format!("network+ {slice}"));
         }
@@ -159,7 +261,7 @@ impl Runtime for FakeRuntime {
                 image: spec.image.clone(),
             });
         };
-        if !s.networks.contains(&spec.slice) {
+        if s.capabilities.slice_networks && !s.networks.contains(&spec.slice) {
             return Err(RuntimeError::Engine {
                 op: format!("create container {}", spec.sliver_id),
                 message: format!("network {} not found", spec.slice),
@@ -192,6 +294,8 @@ impl Runtime for FakeRuntime {
             error: None,
         };
         apply(&mut c, &b);
+        s.files
+            .insert(id.clone(), access::initial_tree(&spec.sliver_id));
         s.containers.insert(id.clone(), c);
         Ok(id)
     }
@@ -207,6 +311,9 @@ impl Runtime for FakeRuntime {
 
     async fn pause(&self, container_id: &str) -> Result<()> {
         let mut s = self.answer("pause")?;
+        if !s.capabilities.pause {
+            return Err(self.unable("pause a container"));
+        }
         s.calls.push(format!("pause {container_id}"));
         if let Some(c) = s.containers.get_mut(container_id) {
             if matches!(c.phase, ContainerPhase::Running | ContainerPhase::Paused) {
@@ -236,12 +343,21 @@ impl Runtime for FakeRuntime {
         let mut s = self.answer("remove")?;
         s.calls.push(format!("remove {container_id}"));
         s.containers.remove(container_id);
+        s.files.remove(container_id);
         Ok(())
     }
 
     async fn list(&self) -> Result<Vec<ObservedSliver>> {
         drop(self.answer("list")?);
         Ok(self.containers())
+    }
+
+    async fn find_sliver(&self, sliver_id: &str) -> Result<Option<ObservedSliver>> {
+        let s = self.answer("find_sliver")?;
+        Ok(s.containers
+            .values()
+            .find(|c| c.sliver_id == sliver_id)
+            .cloned())
     }
 
     async fn inspect(&self, container: &str) -> Result<Option<ObservedSliver>> {
@@ -255,5 +371,61 @@ impl Runtime for FakeRuntime {
 
     fn changes(&self) -> BoxStream<'static, Result<RuntimeChange>> {
         futures::stream::pending().boxed()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.lock().capabilities
+    }
+
+    async fn exec(&self, container_id: &str, spec: ExecSpec) -> Result<ExecProcess> {
+        self.start_exec(container_id, spec)
+    }
+
+    async fn resize_exec(&self, exec_id: &str, size: TermSize) -> Result<()> {
+        let mut s = self.answer("resize_exec")?;
+        s.calls
+            .push(format!("resize {exec_id} {}x{}", size.rows, size.cols));
+        Ok(())
+    }
+
+    async fn wait_exec(&self, exec_id: &str) -> Result<Option<i64>> {
+        self.wait_exit(exec_id).await
+    }
+
+    fn logs(&self, container_id: &str, spec: LogsSpec) -> BoxStream<'static, Result<Output>> {
+        self.log_stream(container_id, spec)
+    }
+
+    async fn copy_in(
+        &self,
+        container_id: &str,
+        dir: &str,
+        tar: BoxStream<'static, Bytes>,
+    ) -> Result<()> {
+        self.upload(container_id, dir, tar).await
+    }
+
+    fn copy_out(&self, container_id: &str, path: &str) -> BoxStream<'static, Result<Bytes>> {
+        self.download(container_id, path)
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        let s = self.answer("image_id")?;
+        Ok(s.images
+            .contains_key(reference)
+            .then(|| format!("sha256:{reference}")))
+    }
+
+    async fn import_image(&self, image: ImageImport) -> Result<()> {
+        let mut s = self.answer("import_image")?;
+        s.calls.push(format!("import {}", image.reference));
+        s.images.insert(image.reference, Behaviour::Run);
+        Ok(())
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<()> {
+        let mut s = self.answer("remove_image")?;
+        s.calls.push(format!("image- {id}"));
+        Ok(())
     }
 }

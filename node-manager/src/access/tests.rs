@@ -1,0 +1,1 @@
+//! Unit tests of the session relays against the fake backend.

@@ -1,0 +1,93 @@
+//! Images on the engine: presence, import of a root file system (never a pull: no registry
+//! is reachable from a testbed node), and removal of a replaced image.
+
+use bollard::query_parameters::{CreateImageOptions, RemoveImageOptions};
+use futures::TryStreamExt;
+
+use super::connect::{engine, is_not_found};
+use super::DockerRuntime;
+use crate::runtime::{ImageImport, Result};
+
+/// Splits `repo:tag` (a registry port is not a tag: `host:5000/x` has no tag).
+pub fn split_tag(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+/// The image's default command and environment as the engine's import "changes".
+fn changes(image: &ImageImport) -> Vec<String> {
+    let mut out = Vec::new();
+    if !image.command.is_empty() {
+        let cmd = serde_json::to_string(&image.command).unwrap_or_default();
+        out.push(format!("CMD {cmd}"));
+    }
+    out.extend(image.env.iter().map(|(k, v)| format!("ENV {k}={v}")));
+    out
+}
+
+impl DockerRuntime {
+    pub(super) async fn image_id_of(&self, reference: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(Some(i.id.unwrap_or_else(|| reference.to_string()))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine(format!("inspect image {reference}"), e)),
+        }
+    }
+
+    pub(super) async fn import(&self, image: ImageImport) -> Result<()> {
+        let (repo, tag) = split_tag(&image.reference);
+        let opts = CreateImageOptions {
+            from_src: Some("-".to_string()),
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+            changes: changes(&image),
+            ..Default::default()
+        };
+        self.docker
+            .create_image(
+                Some(opts),
+                Some(bollard::body_full(image.rootfs.clone())),
+                None,
+            )
+            .try_for_each(|_| async { Ok(()) })
+            .await
+            .map_err(|e| engine(format!("import {}", image.reference), e))
+    }
+
+    pub(super) async fn remove_image_id(&self, id: &str) -> Result<()> {
+        self.docker
+            .remove_image(id, None::<RemoveImageOptions>, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| engine(format!("remove image {id}"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags() {
+        assert_eq!(
+            split_tag("slicebed/base:latest"),
+            ("slicebed/base", "latest")
+        );
+        assert_eq!(split_tag("foo"), ("foo", "latest"));
+        assert_eq!(split_tag("host:5000/foo"), ("host:5000/foo", "latest"));
+        assert_eq!(split_tag("host:5000/foo:1"), ("host:5000/foo", "1"));
+    }
+
+    #[test]
+    fn command_and_environment_become_import_changes() {
+        let i = ImageImport {
+            reference: "x:1".into(),
+            rootfs: Default::default(),
+            command: vec!["/bin/sh".into()],
+            env: vec![("PATH".into(), "/bin".into())],
+        };
+        assert_eq!(changes(&i), [r#"CMD ["/bin/sh"]"#, "ENV PATH=/bin"]);
+    }
+}
