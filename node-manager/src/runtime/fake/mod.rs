@@ -52,6 +52,8 @@ struct State {
     files: HashMap<String, BTreeMap<String, Entry>>,
     /// Tar streams received: (container, directory, bytes).
     uploads: Vec<(String, String, Bytes)>,
+    /// The node each container belongs to (the Docker backend's node label).
+    owners: HashMap<String, String>,
 }
 
 impl Default for State {
@@ -69,6 +71,7 @@ impl Default for State {
             logs: HashMap::new(),
             files: HashMap::new(),
             uploads: Vec::new(),
+            owners: HashMap::new(),
         }
     }
 }
@@ -93,6 +96,21 @@ impl FakeRuntime {
     pub fn with_image(self, image: &str, behaviour: Behaviour) -> Self {
         self.lock().images.insert(image.to_string(), behaviour);
         self
+    }
+
+    /// Another node's runtime on the same engine (shared state, its own containers).
+    pub fn on_node(&self, node: &str) -> Self {
+        Self {
+            node: node.to_string(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// This node's containers of `s`.
+    fn mine<'a>(&'a self, s: &'a State) -> impl Iterator<Item = &'a ObservedSliver> + 'a {
+        s.containers
+            .values()
+            .filter(|c| s.owners.get(&c.container_id) == Some(&self.node))
     }
 
     /// Plays a backend that can do only `c`.
@@ -161,7 +179,8 @@ impl FakeRuntime {
 
     /// Current containers.
     pub fn containers(&self) -> Vec<ObservedSliver> {
-        self.lock().containers.values().cloned().collect()
+        let s = self.lock();
+        self.mine(&s).cloned().collect()
     }
 
     /// Current networks (slice names).
@@ -175,6 +194,7 @@ impl FakeRuntime {
         s.files
             .entry(c.container_id.clone())
             .or_insert_with(|| access::initial_tree(&c.sliver_id));
+        s.owners.insert(c.container_id.clone(), self.node.clone());
         s.containers.insert(c.container_id.clone(), c);
     }
 
@@ -296,6 +316,7 @@ impl Runtime for FakeRuntime {
         apply(&mut c, &b);
         s.files
             .insert(id.clone(), access::initial_tree(&spec.sliver_id));
+        s.owners.insert(id.clone(), self.node.clone());
         s.containers.insert(id.clone(), c);
         Ok(id)
     }
@@ -354,14 +375,14 @@ impl Runtime for FakeRuntime {
 
     async fn find_sliver(&self, sliver_id: &str) -> Result<Option<ObservedSliver>> {
         let s = self.answer("find_sliver")?;
-        Ok(s.containers
-            .values()
-            .find(|c| c.sliver_id == sliver_id)
-            .cloned())
+        let found = self.mine(&s).find(|c| c.sliver_id == sliver_id).cloned();
+        Ok(found)
     }
 
     async fn inspect(&self, container: &str) -> Result<Option<ObservedSliver>> {
-        Ok(self.answer("inspect")?.containers.get(container).cloned())
+        let s = self.answer("inspect")?;
+        let found = self.mine(&s).find(|c| c.container_id == container).cloned();
+        Ok(found)
     }
 
     async fn ping(&self) -> Result<()> {
