@@ -9,7 +9,7 @@ use slicebed_proto::v1 as pb;
 use crate::connect::{channel, node_client};
 use crate::domain::{PortRange, Resources};
 use crate::error::{Error, Result};
-use crate::state::{self, NodeConfig};
+use crate::node_files::{self, NodeConfig};
 
 /// Everything `enroll` needs.
 #[derive(Debug, Clone)]
@@ -39,8 +39,8 @@ pub struct EnrollParams {
 /// Enrolls and saves the state dir; returns the saved config.
 pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
     if !p.force {
-        let existing = state::load_config(&p.state_dir)?;
-        if existing.is_some() || p.state_dir.join(state::CREDENTIAL_FILE).exists() {
+        let existing = node_files::load_config(&p.state_dir)?;
+        if existing.is_some() || p.state_dir.join(node_files::CREDENTIAL_FILE).exists() {
             return Err(Error::AlreadyEnrolled {
                 dir: p.state_dir.clone(),
                 node: existing.map_or_else(|| "?".to_string(), |c| c.node),
@@ -86,6 +86,6 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
         labels: p.labels,
         address: p.address,
     };
-    state::save(&p.state_dir, &config, &resp.credential)?;
+    node_files::save(&p.state_dir, &config, &resp.credential)?;
     Ok(config)
 }

@@ -1,5 +1,7 @@
-//! Executes [`reconcile`] against a [`Runtime`]: observe, act, observe again, and return the
-//! sliver reports that changed. Errors of single actions are reported and retried later with
+//! The reconcile executor: carries out the [`crate::plan`] against a [`Runtime`] — observe,
+//! act, observe again — and returns the sliver reports that changed (built by
+//! [`crate::reports`]). It never decides what should run (the plan does), and never asks a
+//! backend for what its [`Capabilities`] say it cannot do. Errors of single actions are reported and retried later with
 //! a per-sliver backoff (the controller-rs "error policy"); they never stop the loop.
 
 use std::collections::{BTreeMap, HashMap};
@@ -10,9 +12,9 @@ use tokio::time::Instant;
 use crate::domain::{
     ContainerPhase, ObservedSliver, ReportedState, Resources, SliverReport, SliverSpec,
 };
-use crate::reconcile::{reconcile, Action, Conditions, LEASE_ENDED};
+use crate::plan::{reconcile, Action, Conditions, LEASE_ENDED};
+use crate::reports::{report_for, StatusTracker};
 use crate::runtime::{Capabilities, Runtime, RuntimeError};
-use crate::status::{report_for, StatusTracker};
 
 /// First delay before retrying a sliver whose creation failed; doubles up to [`RETRY_MAX`].
 pub const RETRY_BASE: Duration = Duration::from_secs(5);

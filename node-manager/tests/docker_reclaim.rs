@@ -10,7 +10,7 @@ use node_manager::domain::{
     ContainerPhase, ReportedState, Resources, RestartPolicy, SliverReport, SliverSpec,
 };
 use node_manager::image::{self, DEFAULT_TAG};
-use node_manager::reconcile::Conditions;
+use node_manager::plan::Conditions;
 use node_manager::reconciler::Reconciler;
 use node_manager::runtime::docker::DockerRuntime;
 use node_manager::runtime::Runtime;

@@ -16,10 +16,10 @@ use futures::FutureExt;
 use crate::access::Access;
 use crate::backoff::Backoff;
 use crate::clock::SystemClock;
+use crate::desired_store::DesiredStore;
 use crate::error::{Error, Result};
-use crate::memory::Memory;
+use crate::node_files::NodeConfig;
 use crate::runtime::Runtime;
-use crate::state::NodeConfig;
 
 /// How long a connection attempt may take before the node goes on alone on its last desired set.
 const OFFLINE_GRACE: Duration = Duration::from_secs(2);
@@ -88,7 +88,7 @@ pub async fn run<R: Runtime + Clone>(
     };
     let mut shared = worker::Shared::with(cfg.resync, Arc::new(SystemClock), hold_rx);
     if let Some(dir) = &cfg.state_dir {
-        shared = shared.kept_in(Memory::new(dir, &cfg.node.node));
+        shared = shared.kept_in(DesiredStore::new(dir, &cfg.node.node));
     }
     let _probe = AbortOnDrop(tokio::spawn(probe::run(
         runtime.clone(),

@@ -19,10 +19,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 
 use crate::clock::{SharedClock, SystemClock};
+use crate::desired_store::DesiredStore;
 use crate::domain::{SliverReport, SliverSpec};
 use crate::engine_health::EngineWatch;
-use crate::memory::Memory;
-use crate::reconcile::{next_lease_end, Conditions};
+use crate::plan::{next_lease_end, Conditions};
 use crate::reconciler::{Reconciler, Usage};
 use crate::runtime::Runtime;
 
@@ -61,7 +61,7 @@ pub struct Shared {
     /// Whether the container engine answers.
     pub engine: EngineWatch,
     /// Where the last desired set is kept across restarts, if anywhere.
-    pub memory: Option<Memory>,
+    pub store: Option<DesiredStore>,
 }
 
 impl Shared {
@@ -82,20 +82,20 @@ impl Shared {
             last_desired: Arc::default(),
             resync,
             engine: EngineWatch::default(),
-            memory: None,
+            store: None,
         }
     }
 
-    /// Keeps the last desired set in `memory`, starting from what it holds.
-    pub fn kept_in(mut self, memory: Memory) -> Self {
-        if let Some(kept) = memory.load() {
+    /// Keeps the last desired set in `store`, starting from what it holds.
+    pub fn kept_in(mut self, store: DesiredStore) -> Self {
+        if let Some(kept) = store.load() {
             tracing::info!(
                 slivers = kept.len(),
                 "last desired set loaded; used until the service sends one"
             );
             *self.last_desired.lock().unwrap_or_else(|p| p.into_inner()) = Some(kept);
         }
-        self.memory = Some(memory);
+        self.store = Some(store);
         self
     }
 
@@ -108,7 +108,7 @@ impl Shared {
             }
             *last = Some(d.clone());
         }
-        if let Some(m) = &self.memory {
+        if let Some(m) = &self.store {
             if let Err(e) = m.save(d) {
                 tracing::warn!(error = %e, "cannot keep the desired set on disk; it is kept in memory only");
             }

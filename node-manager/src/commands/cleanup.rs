@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use node_manager::node_files;
 use node_manager::runtime::docker::DockerRuntime;
 use node_manager::runtime::Runtime;
-use node_manager::state;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,7 +21,7 @@ pub struct Args {
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let config =
-        state::load_config(&a.state_dir)?.ok_or_else(|| node_manager::Error::NotEnrolled {
+        node_files::load_config(&a.state_dir)?.ok_or_else(|| node_manager::Error::NotEnrolled {
             dir: a.state_dir.clone(),
         })?;
     let rt = DockerRuntime::connect(a.docker_host.as_deref(), config.node.clone()).await?;
@@ -33,7 +33,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     for slice in &networks {
         rt.remove_network(slice).await?;
     }
-    let kept = a.state_dir.join(node_manager::memory::DESIRED_FILE);
+    let kept = a.state_dir.join(node_manager::desired_store::DESIRED_FILE);
     match std::fs::remove_file(&kept) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

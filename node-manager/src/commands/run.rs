@@ -6,8 +6,8 @@ use anyhow::Context;
 use node_manager::access::Access;
 use node_manager::agent::{self, AgentConfig, DEFAULT_RESYNC};
 use node_manager::image::{self, Outcome, DEFAULT_TAG};
+use node_manager::node_files;
 use node_manager::runtime::docker::DockerRuntime;
-use node_manager::state;
 use node_manager::subnets::{Pool, DEFAULT_POOL};
 
 #[derive(Debug, clap::Args)]
@@ -67,7 +67,8 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    let (node, credential) = state::load(&a.state_dir).context("cannot load the enrollment")?;
+    let (node, credential) =
+        node_files::load(&a.state_dir).context("cannot load the enrollment")?;
     let runtime = DockerRuntime::connect(a.docker_host.as_deref(), node.node.clone())
         .await?
         .with_network_pool(a.network_pool.0);

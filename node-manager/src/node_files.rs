@@ -1,8 +1,9 @@
-//! The state directory: `node.json` (who the node is and what it offers) and `credential`
-//! (its secret). These two files are everything the node manager needs; what runs is read
-//! from the engine. Beside them live soft state that may be lost without harm: the owner's
-//! reclaim flag (`reclaim.rs`) and the last desired set (`memory.rs`). The credential is created with mode 0600 and is never world-readable,
-//! not even for an instant (no write-then-chmod).
+//! The node's files in its state directory, written by enrollment: `node.json` (who the node
+//! is and what it offers) and `credential` (its secret). These two files are everything the
+//! node manager needs; what runs is read from the engine. Beside them live soft state that may
+//! be lost without harm: the owner's reclaim flag (`reclaim.rs`) and the last desired set
+//! (`desired_store.rs`). The credential is created with mode 0600 and must never be
+//! world-readable, not even for an instant (no write-then-chmod).
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};

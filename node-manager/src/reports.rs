@@ -1,4 +1,5 @@
-//! What a node reports for an observed container, and which reports are news.
+//! Building sliver reports: what a node reports for an observed container, and which reports
+//! are news. Pure; it must never talk to the backend or the service.
 //!
 //! The service only wants changes, so the tracker remembers the last report per sliver for
 //! the life of one control connection; the baseline is what `Hello` carried.

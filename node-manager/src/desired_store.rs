@@ -29,12 +29,12 @@ struct Stored {
 
 /// Where one node's desired set is kept.
 #[derive(Debug, Clone)]
-pub struct Memory {
+pub struct DesiredStore {
     path: PathBuf,
     node: String,
 }
 
-impl Memory {
+impl DesiredStore {
     /// The desired set of `node` in `state_dir`.
     pub fn new(state_dir: &Path, node: &str) -> Self {
         Self {
@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn a_saved_set_comes_back_for_its_node_only_and_privately() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Memory::new(dir.path(), "n1");
+        let m = DesiredStore::new(dir.path(), "n1");
         assert!(m.load().is_none());
         let set = BTreeMap::from([("a".to_string(), spec("a"))]);
         m.save(&set).unwrap();
@@ -126,7 +126,7 @@ mod tests {
         m.save(&BTreeMap::new()).unwrap();
         assert_eq!(m.load(), Some(BTreeMap::new()));
         m.save(&set).unwrap();
-        assert!(Memory::new(dir.path(), "n2").load().is_none());
+        assert!(DesiredStore::new(dir.path(), "n2").load().is_none());
         fs::write(dir.path().join(DESIRED_FILE), "{not json").unwrap();
         assert!(m.load().is_none());
     }

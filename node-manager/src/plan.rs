@@ -1,6 +1,6 @@
-//! The pure heart of the node manager: given what should run and what the engine shows,
-//! which actions bring them together (controller-rs shape). No I/O here; `reconciler`
-//! executes the actions. Because the input is read back from the engine every time, the
+//! The reconcile plan, the pure heart of the node manager: given what should run and what the
+//! backend shows, which actions bring them together (controller-rs shape). It must never do
+//! I/O or read the clock; [`crate::reconciler`] executes the plan against a backend. Because the input is read back from the engine every time, the
 //! result is the same after a crash, a `kill -9` or a restart: no duplicates, no orphans.
 //!
 //! Time and the owner's claim on the machine come in as [`Conditions`], never read here, so
