@@ -15,6 +15,7 @@ pub mod names;
 pub mod scheduler;
 pub mod state;
 pub mod store;
+pub mod untrusted;
 
 use std::future::Future;
 use std::io::Write;

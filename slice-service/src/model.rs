@@ -364,6 +364,8 @@ pub struct Event {
     pub object: String,
     pub action: String,
     pub detail: String,
+    /// Id of the slice it concerns ('' otherwise). Names are reused; ids never are.
+    pub slice_id: String,
 }
 
 /// An event not yet written.
@@ -375,6 +377,8 @@ pub struct NewEvent {
     pub detail: String,
     /// The slice it concerns, so a slice's history includes its slivers'; empty otherwise.
     pub slice: String,
+    /// That slice's id: its history is looked up by id, never by the reusable name.
+    pub slice_id: String,
 }
 
 impl NewEvent {
@@ -391,12 +395,14 @@ impl NewEvent {
             action: action.into(),
             detail: detail.into(),
             slice: String::new(),
+            slice_id: String::new(),
         }
     }
 
-    /// Marks the event as part of a slice's history.
-    pub fn in_slice(mut self, slice: &str) -> Self {
-        self.slice = slice.to_string();
+    /// Marks the event as part of the history of the slice `name` with id `id`.
+    pub fn in_slice(mut self, name: &str, id: &str) -> Self {
+        self.slice = name.to_string();
+        self.slice_id = id.to_string();
         self
     }
 }

@@ -45,8 +45,17 @@ pub async fn show(c: &Clients, ctx: &Ctx, object: String, limit: u32, follow: bo
         object: object.clone(),
         after_id: 0,
         limit,
+        before_id: 0,
     };
-    let events = c.slices.clone().list_events(req).await?.into_inner().events;
+    let resp = c.slices.clone().list_events(req).await?.into_inner();
+    let events = resp.events;
+    if resp.truncated && !ctx.json() {
+        // The service cut a page of very large events; say so rather than pretend it is all.
+        eprintln!(
+            "note: older events were left off to keep the answer small; the oldest shown is {}",
+            events.first().map(|e| e.id).unwrap_or(0)
+        );
+    }
     if !follow {
         if ctx.json() {
             return output::json(&events.iter().map(EventView::from).collect::<Vec<_>>());

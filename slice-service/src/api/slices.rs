@@ -93,12 +93,13 @@ impl SliceService for Api {
     async fn list_events(&self, req: Request<pb::ListEventsRequest>) -> R<pb::ListEventsResponse> {
         let p = self.principal(&req).await?;
         let r = req.get_ref();
-        let events = self
+        let page = self
             .core
-            .list_events(&p, &r.object, r.after_id, r.limit)
+            .list_events_page(&p, &r.object, r.after_id, r.before_id, r.limit)
             .await?;
         Ok(Response::new(pb::ListEventsResponse {
-            events: events.iter().map(cv::event).collect(),
+            events: page.events.iter().map(cv::event).collect(),
+            truncated: page.truncated,
         }))
     }
 

@@ -57,7 +57,8 @@ impl Core {
         let mut tx = self.db.begin().await?;
         store::append_event(
             &mut tx,
-            &NewEvent::new(&p.actor(), format!("sliver/{}", v.id), action, what).in_slice(&s.name),
+            &NewEvent::new(&p.actor(), format!("sliver/{}", v.id), action, what)
+                .in_slice(&s.name, &s.id),
         )
         .await?;
         tx.commit().await?;

@@ -15,7 +15,7 @@ mod views;
 pub use access::ResolvedEndpoint;
 pub use nodes::{NodeHello, ObservedStatus};
 pub use reaper::spawn_reapers;
-pub use slices::Renewed;
+pub use slices::{EventPage, Renewed, EVENT_PAGE_BYTES};
 pub use spec::SliceSpec;
 pub use views::*;
 

@@ -267,8 +267,10 @@ impl Core {
         message: &str,
         exit_code: Option<i32>,
     ) -> Result<()> {
+        // A node's words are shown to researchers: escaped and bounded before they are kept.
+        let message = &crate::untrusted::bounded(message, crate::untrusted::DETAIL_MAX);
         if v.state == to
-            && v.last_error == message
+            && v.last_error == *message
             && (exit_code.is_none() || v.exit_code == exit_code)
         {
             return Ok(());
@@ -296,7 +298,7 @@ impl Core {
                     format!("state {}", next.as_str()),
                     message,
                 )
-                .in_slice(&v.slice),
+                .in_slice(&v.slice, &v.slice_id),
             )
             .await?;
         }

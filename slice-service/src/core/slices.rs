@@ -223,7 +223,7 @@ impl Core {
                     "placed",
                     format!("on node {} ({})", v.node, v.site),
                 )
-                .in_slice(&slice.name),
+                .in_slice(&slice.name, &slice.id),
             )
             .await?;
             slivers.push(v);
@@ -242,7 +242,7 @@ impl Core {
                     days(lease)
                 ),
             )
-            .in_slice(&slice.name),
+            .in_slice(&slice.name, &slice.id),
         )
         .await?;
         tx.commit().await?;
@@ -297,12 +297,16 @@ impl Core {
             .collect())
     }
 
+    /// The slice of that name the caller may see: the live one, else the newest ended one.
+    /// Names are reused, so each one that ever existed is considered on its own: a caller who
+    /// may not see the live slice never gets its history, nor the reverse.
     async fn visible_slice(&self, c: &mut Conn, who: &User, name: &str) -> Result<Slice> {
-        match store::latest_slice(c, name).await? {
-            Some(s) if can_view(who, &s) => Ok(s),
+        store::slices_named(c, name)
+            .await?
+            .into_iter()
+            .find(|s| can_view(who, s))
             // The same answer whether it does not exist or is someone else's: names leak nothing.
-            _ => Err(Error::not_found("slice", name)),
-        }
+            .ok_or_else(|| Error::not_found("slice", name))
     }
 
     pub(super) async fn actionable_slice(
@@ -386,7 +390,7 @@ impl Core {
                 "renewed",
                 format!("lease {}", days(granted)),
             )
-            .in_slice(name),
+            .in_slice(name, &s.id),
         )
         .await?;
         let view = self.view(&mut tx, s).await?;
@@ -438,14 +442,15 @@ impl Core {
             store::append_event(
                 tx,
                 &NewEvent::new(actor, format!("sliver/{}", v.id), "state stopping", "")
-                    .in_slice(&s.name),
+                    .in_slice(&s.name, &s.id),
             )
             .await?;
             stopped.push(v);
         }
         store::append_event(
             tx,
-            &NewEvent::new(actor, format!("slice/{}", s.name), life.as_str(), "").in_slice(&s.name),
+            &NewEvent::new(actor, format!("slice/{}", s.name), life.as_str(), "")
+                .in_slice(&s.name, &s.id),
         )
         .await?;
         Ok(stopped)
@@ -464,16 +469,35 @@ impl Core {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<Event>> {
+        Ok(self
+            .list_events_page(p, object, after_id, 0, limit)
+            .await?
+            .events)
+    }
+
+    /// Events the caller may see, newest `limit` (at most 1000) after `after_id` and before
+    /// `before_id` (0: no bound), oldest first, cut so that the page stays under
+    /// `EVENT_PAGE_BYTES` whatever the events hold.
+    pub async fn list_events_page(
+        &self,
+        p: &Principal,
+        object: &str,
+        after_id: i64,
+        before_id: i64,
+        limit: u32,
+    ) -> Result<EventPage> {
         let who = p.user()?;
         let mut c = self.db.conn().await?;
         let mut f = EventFilter {
             after_id,
+            before_id: before_id.max(0),
             limit: if limit == 0 { 100 } else { limit.min(1000) } as i64,
             ..Default::default()
         };
         if let Some(name) = object.strip_prefix("slice/") {
-            self.visible_slice(&mut c, who, name).await?;
-            f.slice = Some(name.to_string());
+            // By id: the name may have belonged to someone else before.
+            let s = self.visible_slice(&mut c, who, name).await?;
+            f.slice_id = Some(s.id);
         } else if object.is_empty() {
             if who.role != Role::Admin {
                 f.actor = Some(p.actor());
@@ -490,6 +514,35 @@ impl Core {
                 who.name
             )));
         }
-        store::list_events(&mut c, &f).await
+        let mut events = store::list_events(&mut c, &f).await?;
+        // Keep the newest that fit; the caller asks again with before_id for older ones.
+        let mut size = 0usize;
+        let keep = events
+            .iter()
+            .rev()
+            .take_while(|e| {
+                size += event_size(e);
+                size <= EVENT_PAGE_BYTES
+            })
+            .count();
+        let truncated = keep < events.len();
+        events.drain(..events.len() - keep);
+        Ok(EventPage { events, truncated })
     }
+}
+
+/// Largest encoded size of one ListEvents page: well under the 4 MiB clients decode by default.
+pub const EVENT_PAGE_BYTES: usize = 1 << 20;
+
+/// A page of events, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Older matching events were left off to keep the page under `EVENT_PAGE_BYTES`.
+    pub truncated: bool,
+}
+
+/// An upper bound of an event's encoded size: its text plus fixed-size fields and framing.
+fn event_size(e: &Event) -> usize {
+    e.actor.len() + e.object.len() + e.action.len() + e.detail.len() + 64
 }

@@ -40,7 +40,7 @@ impl Core {
                         s.name
                     ),
                 )
-                .in_slice(&s.name),
+                .in_slice(&s.name, &s.id),
             )
             .await?;
             tx.commit().await?;
@@ -149,7 +149,7 @@ impl Core {
                             "replacement pending",
                             format!("{reason}; {}", u.reason),
                         )
-                        .in_slice(&slice.name),
+                        .in_slice(&slice.name, &slice.id),
                     )
                     .await?;
                     tx.commit().await?;
@@ -196,7 +196,7 @@ impl Core {
                     new.id, new.node, new.site
                 ),
             )
-            .in_slice(&slice.name),
+            .in_slice(&slice.name, &slice.id),
         )
         .await?;
         store::append_event(
@@ -207,7 +207,7 @@ impl Core {
                 "placed",
                 format!("on node {} ({}) replacing {}", new.node, new.site, old.id),
             )
-            .in_slice(&slice.name),
+            .in_slice(&slice.name, &slice.id),
         )
         .await?;
         tx.commit().await?;
@@ -248,7 +248,7 @@ impl Core {
                     "state stopping",
                     v.last_error.clone(),
                 )
-                .in_slice(&v.slice),
+                .in_slice(&v.slice, &v.slice_id),
             )
             .await?;
         }

@@ -109,6 +109,22 @@ pub async fn latest_slice(c: &mut Conn, name: &str) -> Result<Option<Slice>> {
     one_slice(c, order, name).await
 }
 
+/// Every slice that ever had that name: the live one first, then the newest ended ones.
+pub async fn slices_named(c: &mut Conn, name: &str) -> Result<Vec<Slice>> {
+    let rows = sqlx::query(sql!(
+        "SELECT {SLICE_COLS} FROM slices WHERE name = $1
+         ORDER BY (CASE WHEN life = 'live' THEN 1 ELSE 0 END) DESC, created_at DESC"
+    ))
+    .bind(name)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(with_members(c, slice_from(r)?).await?);
+    }
+    Ok(out)
+}
+
 /// At most one slice matching `condition` (with one `$1` bound to `arg`), with its members.
 async fn one_slice(c: &mut Conn, condition: &str, arg: &str) -> Result<Option<Slice>> {
     let row = sqlx::query(sql!("SELECT {SLICE_COLS} FROM slices WHERE {condition}"))

@@ -9,6 +9,7 @@ mod create;
 mod lifecycle;
 mod loss;
 mod reap;
+mod security;
 mod status;
 
 use std::collections::BTreeMap;
@@ -221,8 +222,11 @@ impl TestBed {
 
     /// Events of a slice and its slivers, oldest first.
     pub async fn slice_events(&self, slice: &str) -> Vec<Ev> {
+        let Some(s) = self.slice(slice).await else {
+            return Vec::new();
+        };
         self.events(EventFilter {
-            slice: Some(slice.into()),
+            slice_id: Some(s.id),
             ..Default::default()
         })
         .await

@@ -1,0 +1,188 @@
+//! Issue 10 findings in the core: one tenant's history never reaches the next owner of a slice
+//! name; what users and nodes say is stored escaped and bounded; list answers stay small;
+//! tokens cannot outlive or escape their parents; absurd durations are refused.
+
+use super::*;
+
+/// Everything `p` reads about "slice/NAME", as one text.
+async fn history(bed: &TestBed, p: &Principal, name: &str) -> String {
+    bed.core
+        .list_events(p, &format!("slice/{name}"), 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {} {} {}\n", e.actor, e.object, e.action, e.detail))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_next_owner_of_a_slice_name_reads_nothing_of_the_previous_one() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await.site("eth").await;
+    bed.node("n1", "mit", 4000, 8 << 30).await;
+    let alice = bed.user("alice", "mit").await;
+    let bob = bed.user("bob", "eth").await;
+    bed.core
+        .create_slice(&alice, spec("demo", 1))
+        .await
+        .unwrap();
+    bed.core
+        .access_target(&alice, "demo", 0, "exec", "env API_KEY=hunter2 ./run")
+        .await
+        .unwrap();
+    bed.core.delete_slice(&alice, "demo").await.unwrap();
+
+    // The name is free; bob takes it and reads its history.
+    bed.core.create_slice(&bob, spec("demo", 1)).await.unwrap();
+    let seen = history(&bed, &bob, "demo").await;
+    assert!(!seen.contains("hunter2"), "bob read alice's exec:\n{seen}");
+    assert!(
+        !seen.contains("user/alice"),
+        "bob read alice's events:\n{seen}"
+    );
+    assert!(
+        seen.contains("user/bob"),
+        "bob's own history is there:\n{seen}"
+    );
+
+    // Alice still reads her own ended slice's history, and nothing of bob's.
+    let hers = history(&bed, &alice, "demo").await;
+    assert!(hers.contains("hunter2"), "{hers}");
+    assert!(!hers.contains("user/bob"), "{hers}");
+}
+
+#[tokio::test]
+async fn exec_lines_and_node_messages_are_stored_escaped_and_bounded() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    bed.node("n1", "mit", 4000, 8 << 30).await;
+    let alice = bed.user("alice", "mit").await;
+    bed.core
+        .create_slice(&alice, spec("demo", 1))
+        .await
+        .unwrap();
+    let argv = format!("echo \u{1b}]0;owned\u{7}\u{1b}[2J {}", "A".repeat(2 << 20));
+    bed.core
+        .access_target(&alice, "demo", 0, "exec", &argv)
+        .await
+        .unwrap();
+    let sliver = bed.slivers("demo").await.remove(0).id;
+    bed.report(
+        "n1",
+        &sliver,
+        SliverState::Failed,
+        &format!("oops\u{1b}[31m{}", "B".repeat(100_000)),
+    )
+    .await;
+
+    let evs = bed.slice_events("demo").await;
+    let exec = evs.iter().find(|e| e.action == "exec").expect("exec event");
+    assert!(
+        exec.detail.len() < 2048,
+        "{} bytes stored",
+        exec.detail.len()
+    );
+    assert!(exec
+        .detail
+        .starts_with("echo \\x1b]0;owned\\x07\\x1b[2J AAA"));
+    assert!(exec.detail.contains("truncated"), "{}", exec.detail);
+    for e in &evs {
+        assert!(!e.detail.contains('\u{1b}'), "raw escape in {e:?}");
+    }
+    let stored = bed.sliver(&sliver).await.last_error;
+    assert!(stored.starts_with("oops\\x1b[31mBBB"), "{stored:.40}");
+    assert!(stored.len() < 2048 && !stored.contains('\u{1b}'));
+}
+
+#[tokio::test]
+async fn a_list_of_events_stays_small_and_pages_back_to_the_rest() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    bed.node("n1", "mit", 4000, 8 << 30).await;
+    let alice = bed.user("alice", "mit").await;
+    bed.core
+        .create_slice(&alice, spec("demo", 1))
+        .await
+        .unwrap();
+    let big = "x".repeat(64 << 10);
+    for _ in 0..1100 {
+        bed.core
+            .access_target(&alice, "demo", 0, "exec", &big)
+            .await
+            .unwrap();
+    }
+    let mut before = 0;
+    let mut seen = 0;
+    loop {
+        let page = bed
+            .core
+            .list_events_page(&alice, "slice/demo", 0, before, 1000)
+            .await
+            .unwrap();
+        let bytes: usize = page.events.iter().map(|e| e.detail.len() + 200).sum();
+        assert!(bytes < 2 << 20, "a page of {bytes} bytes");
+        seen += page.events.len();
+        if !page.truncated && page.events.len() < 1000 {
+            break;
+        }
+        before = page.events[0].id;
+    }
+    // 1100 execs, the slice's creation and its sliver's placement.
+    assert_eq!(seen, 1102);
+}
+
+#[tokio::test]
+async fn the_migration_gives_old_events_their_slice_id() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    bed.node("n1", "mit", 4000, 8 << 30).await;
+    let alice = bed.user("alice", "mit").await;
+    bed.core
+        .create_slice(&alice, spec("demo", 1))
+        .await
+        .unwrap();
+    bed.core.delete_slice(&alice, "demo").await.unwrap();
+    bed.advance(Duration::from_secs(1));
+    bed.core
+        .create_slice(&alice, spec("demo", 1))
+        .await
+        .unwrap();
+    let want: Vec<String> = all_rows(&bed).await;
+    // Rows as the previous schema left them, then the migration's backfill.
+    let mut c = bed.core.db.conn().await.unwrap();
+    sqlx::query("UPDATE events SET slice_id = ''")
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    let migration = include_str!("../../../migrations/sqlite/0003_security.sql");
+    let text: String = migration
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for stmt in text.split(';').filter(|s| s.contains("UPDATE events")) {
+        sqlx::query(sqlx::AssertSqlSafe(stmt.to_string()))
+            .execute(&mut *c)
+            .await
+            .unwrap();
+    }
+    drop(c);
+    assert_eq!(all_rows(&bed).await, want);
+}
+
+/// `object slice_id` of every event that concerns a slice.
+async fn all_rows(bed: &TestBed) -> Vec<String> {
+    use sqlx::Row;
+    let mut c = bed.core.db.conn().await.unwrap();
+    sqlx::query("SELECT object, slice_id FROM events WHERE slice <> '' ORDER BY id")
+        .fetch_all(&mut *c)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (o, s): (String, String) = (r.get(0), r.get(1));
+            assert!(!s.is_empty(), "{o} has no slice id");
+            format!("{o} {s}")
+        })
+        .collect()
+}
