@@ -29,33 +29,85 @@ pub use users::*;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Transaction};
 use std::str::FromStr;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 use crate::error::Result;
 
 /// A database connection or transaction.
 pub type Conn = AnyConnection;
-/// An open transaction.
-pub type Tx = Transaction<'static, sqlx::Any>;
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The database pool.
+/// Read connections an SQLite database gets unless configured otherwise.
+pub const DEFAULT_SQLITE_READERS: u32 = 4;
+
+/// The database: a pool for transactions and one for reads (the same pool on PostgreSQL).
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: AnyPool,
+    /// Transactions. SQLite gets a single connection: writers are serialised by SQLite
+    /// anyway, and one connection avoids "database is locked" when two deferred transactions
+    /// both try to write.
+    write: AnyPool,
+    /// Reads outside transactions. SQLite in WAL mode lets these run beside the writer, so a
+    /// read never queues behind a placement transaction. A single statement that writes here
+    /// still works (SQLite serialises it with the writer, waiting out its busy timeout), but
+    /// every state change belongs in a transaction from `begin`.
+    read: AnyPool,
+    /// Counts commits; rung after each one so that watchers of the event log look for new
+    /// rows (`core::watch`) instead of polling the database.
+    commits: Arc<watch::Sender<u64>>,
+}
+
+/// An open transaction; `commit` tells the event feed that rows may have been appended.
+#[derive(Debug)]
+pub struct Tx {
+    inner: Transaction<'static, sqlx::Any>,
+    commits: Arc<watch::Sender<u64>>,
+}
+
+impl Tx {
+    /// Commits, then rings the commit bell (only after the rows are visible to readers).
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await?;
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
+    }
+
+    /// Rolls back (dropping the transaction does the same).
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
 }
 
 impl Db {
-    /// Connects and applies migrations.
-    ///
-    /// SQLite gets a single connection: writers are serialised anyway, and one connection
-    /// avoids "database is locked" when two deferred transactions both try to write.
+    /// Connects and applies migrations, with the default number of SQLite readers.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, DEFAULT_SQLITE_READERS).await
+    }
+
+    /// Connects and applies migrations; an SQLite file gets `readers` read connections beside
+    /// its one writer (an in-memory SQLite database has a single connection for everything).
+    pub async fn open_with(url: &str, readers: u32) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
+        let memory = sqlite && url.contains("memory");
         let opts = AnyConnectOptions::from_str(url)?;
-        let pool = AnyPoolOptions::new()
+        let write = AnyPoolOptions::new()
             .max_connections(if sqlite { 1 } else { 8 })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -67,29 +119,58 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         if sqlite {
-            SQLITE.run(&pool).await?;
+            SQLITE.run(&write).await?;
         } else {
-            POSTGRES.run(&pool).await?;
+            POSTGRES.run(&write).await?;
         }
-        Ok(Self { pool })
+        let read = if sqlite && !memory {
+            AnyPoolOptions::new()
+                .max_connections(readers.max(1))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA foreign_keys = ON;").await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(opts)
+                .await?
+        } else {
+            write.clone()
+        };
+        Ok(Self {
+            write,
+            read,
+            commits: Arc::new(watch::channel(0).0),
+        })
     }
 
     /// Starts a transaction.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(self.pool.begin().await?)
+        Ok(Tx {
+            inner: self.write.begin().await?,
+            commits: self.commits.clone(),
+        })
     }
 
-    /// A pooled connection for reads.
+    /// A pooled connection for reads only (it may see a commit a moment late, never a
+    /// half-done transaction).
     pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
-        Ok(self.pool.acquire().await?)
+        Ok(self.read.acquire().await?)
     }
 
-    /// Closes the pool (graceful shutdown).
+    /// Wakes on every commit (the value is a counter with no other meaning).
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    /// Closes the pools (graceful shutdown).
     pub async fn close(&self) {
-        self.pool.close().await
+        self.read.close().await;
+        self.write.close().await;
     }
 }
 
