@@ -6,6 +6,9 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Deserializer};
 
+/// Longest duration any setting may have: times are epoch milliseconds in an i64.
+const MAX_SETTING: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Where the service listens unless told otherwise: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 
@@ -32,6 +35,9 @@ pub struct FileConfig {
     /// Default lifetime of user tokens (90 days).
     #[serde(default, deserialize_with = "human")]
     pub token_ttl: Option<Duration>,
+    /// Lifetime of the bootstrap admin token (30 days); rotate it with `slicectl token rotate`.
+    #[serde(default, deserialize_with = "human")]
+    pub admin_token_ttl: Option<Duration>,
 }
 
 /// Lease lengths.
@@ -85,6 +91,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub node_ttl: Duration,
     pub token_ttl: Duration,
+    /// Lifetime of the bootstrap admin token and of the tokens `slicectl token rotate` gives
+    /// admins (30 days).
+    pub admin_token_ttl: Duration,
 }
 
 impl Config {
@@ -128,6 +137,28 @@ impl Config {
                 lease_max.as_secs()
             );
         }
+        let token_ttl = file.token_ttl.unwrap_or(Duration::from_secs(90 * 86_400));
+        let admin_token_ttl = file
+            .admin_token_ttl
+            .unwrap_or(Duration::from_secs(30 * 86_400));
+        let reap_interval = file.lease.reap_interval.unwrap_or(Duration::from_secs(1));
+        // Times are epoch milliseconds in an i64: refuse what cannot be added to now.
+        for (key, d) in [
+            ("lease.default", lease_default),
+            ("lease.max", lease_max),
+            ("lease.reap_interval", reap_interval),
+            ("nodes.heartbeat_interval", heartbeat_interval),
+            ("token_ttl", token_ttl),
+            ("admin_token_ttl", admin_token_ttl),
+        ] {
+            if d > MAX_SETTING {
+                anyhow::bail!(
+                    "{key} of {}s is too long (at most {} days)",
+                    d.as_secs(),
+                    MAX_SETTING.as_secs() / 86_400
+                );
+            }
+        }
         Ok(Self {
             listen: flags
                 .listen
@@ -139,10 +170,11 @@ impl Config {
             tls_key: flags.tls_key.or(file.tls_key),
             lease_default,
             lease_max,
-            reap_interval: file.lease.reap_interval.unwrap_or(Duration::from_secs(1)),
+            reap_interval,
             heartbeat_interval,
-            node_ttl: heartbeat_interval * missed,
-            token_ttl: file.token_ttl.unwrap_or(Duration::from_secs(90 * 86_400)),
+            node_ttl: heartbeat_interval.saturating_mul(missed.min(1000)),
+            token_ttl,
+            admin_token_ttl,
         })
     }
 }
@@ -195,6 +227,7 @@ mod tests {
         assert_eq!(c.data_dir, d.data_dir);
         assert_eq!(c.database_url, d.database_url);
         assert_eq!(c.token_ttl, d.token_ttl);
+        assert_eq!(c.admin_token_ttl, d.admin_token_ttl);
         assert_eq!(c.lease_default, d.lease_default);
         assert_eq!(c.lease_max, d.lease_max);
         assert_eq!(c.reap_interval, d.reap_interval);
@@ -270,6 +303,16 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/file"));
         let c = Config::merge(Flags::default(), f).unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_naming_the_key() {
+        let f = file("data_dir = \"/d\"\ntoken_ttl = \"100000000d\"\n");
+        let e = Config::merge(Flags::default(), f).unwrap_err().to_string();
+        assert!(e.starts_with("token_ttl of "), "{e}");
+        let f = file("data_dir = \"/d\"\n[lease]\nreap_interval = \"9999999999999ms\"\n");
+        let e = Config::merge(Flags::default(), f).unwrap_err().to_string();
+        assert!(e.starts_with("lease.reap_interval of "), "{e}");
     }
 
     #[test]

@@ -31,6 +31,19 @@ pub fn duration(field: &str, d: Option<prost_types::Duration>) -> Result<Option<
         Some(d) if d.seconds < 0 || d.nanos < 0 => {
             Err(Error::invalid(format!("{field} must not be negative")))
         }
+        Some(d) if d.nanos >= 1_000_000_000 => Err(Error::invalid(format!(
+            "{field} has {} nanoseconds; at most 999999999",
+            d.nanos
+        ))),
+        // Checked here at the edge so no later arithmetic sees it: i64::MAX seconds once
+        // wrapped a drain deadline into the past.
+        Some(d) if d.seconds as u64 > crate::core::MAX_DURATION.as_secs() => {
+            Err(Error::invalid(format!(
+                "{field} of {}s is too long (at most {} days)",
+                d.seconds,
+                crate::core::MAX_DURATION.as_secs() / 86_400
+            )))
+        }
         Some(d) => Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32))),
     }
 }
@@ -423,6 +436,27 @@ mod tests {
         assert_eq!(
             restart_in("restart_policy", pb::RestartPolicy::Never as i32).unwrap(),
             RestartPolicy::Never
+        );
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_naming_the_field() {
+        let d = |seconds, nanos| Some(prost_types::Duration { seconds, nanos });
+        for (v, want) in [
+            (
+                d(i64::MAX, 0),
+                "deadline of 9223372036854775807s is too long",
+            ),
+            (d(5, 1_000_000_000), "deadline has 1000000000 nanoseconds"),
+            (d(-1, 0), "deadline must not be negative"),
+        ] {
+            let e = duration("deadline", v).unwrap_err();
+            assert!(matches!(e, Error::Invalid(_)), "{e:?}");
+            assert!(e.to_string().starts_with(want), "{e}");
+        }
+        assert_eq!(
+            duration("ttl", d(86_400, 5)).unwrap(),
+            Some(Duration::new(86_400, 5))
         );
     }
 

@@ -11,6 +11,9 @@ use crate::store;
 
 use super::{Core, NodeView};
 
+/// Longest drain deadline: beyond a year, a drain without deadline says it better.
+const MAX_DRAIN_DEADLINE: Duration = Duration::from_secs(365 * 86_400);
+
 /// Longest lifetime of any token a user may ask for.
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(400 * 86_400);
 
@@ -357,7 +360,15 @@ impl Core {
                 who.name, n.site
             )));
         }
-        let deadline_ms = deadline.map(|d| self.now_ms().saturating_add(d.as_millis() as i64));
+        if deadline.is_some_and(|d| d > MAX_DRAIN_DEADLINE) {
+            return Err(Error::invalid(format!(
+                "deadline must be at most {} days",
+                MAX_DRAIN_DEADLINE.as_secs() / 86_400
+            )));
+        }
+        let deadline_ms = deadline
+            .map(|d| super::later(self.now_ms(), "deadline", d))
+            .transpose()?;
         if n.admin_state != s || n.drain_deadline != deadline_ms {
             store::set_admin_state(&mut tx, name, s, deadline_ms).await?;
             let detail = match deadline {

@@ -20,11 +20,13 @@ pub use spec::SliceSpec;
 pub use views::*;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::model::{AdminState, Millis, Node, NodeState};
 use crate::store::Db;
@@ -87,4 +89,25 @@ impl Core {
     pub fn node_blind(&self, n: &Node) -> bool {
         self.hub.engine_down(&n.name).is_some() || self.node_state(n) == NodeState::Unreachable
     }
+}
+
+/// Longest duration any request may carry (leases, token lifetimes, drain deadlines are bounded
+/// lower by their own rules): beyond it a value is a mistake or an attack, never a plan.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// `now + d` in epoch milliseconds, checked: a duration too long to add is refused naming
+/// `field`, never wrapped into the past (a drain deadline of i64::MAX seconds once evicted at
+/// once) nor saturated into a silent "forever".
+pub fn later(now: Millis, field: &str, d: Duration) -> Result<Millis> {
+    if d > MAX_DURATION {
+        return Err(Error::invalid(format!(
+            "{field} of {}s is too long (at most {} days)",
+            d.as_secs(),
+            MAX_DURATION.as_secs() / 86_400
+        )));
+    }
+    i64::try_from(d.as_millis())
+        .ok()
+        .and_then(|ms| now.checked_add(ms))
+        .ok_or_else(|| Error::invalid(format!("{field} of {}s is too long", d.as_secs())))
 }

@@ -175,13 +175,16 @@ impl Core {
             placement: spec.placement.clone(),
             restart_policy: spec.restart_policy,
             created_at: now,
-            lease_expires_at: now.saturating_add(lease.as_millis() as i64),
+            lease_expires_at: super::later(now, "lease", lease)?,
             life: SliceLife::Live,
             node_loss: spec.node_loss,
-            replace_after_ms: spec
-                .replace_after
-                .unwrap_or(DEFAULT_REPLACE_AFTER)
-                .as_millis() as i64,
+            // At most 7 days (validated), so it fits.
+            replace_after_ms: i64::try_from(
+                spec.replace_after
+                    .unwrap_or(DEFAULT_REPLACE_AFTER)
+                    .as_millis(),
+            )
+            .map_err(|_| Error::invalid("replace-after is too long"))?,
         };
         store::insert_slice(&mut tx, &slice).await?;
         let actor = p.actor();
@@ -380,7 +383,7 @@ impl Core {
         };
         let mut tx = self.db.begin().await?;
         let mut s = self.actionable_slice(&mut tx, &who, name).await?;
-        s.lease_expires_at = self.now_ms().saturating_add(granted.as_millis() as i64);
+        s.lease_expires_at = super::later(self.now_ms(), "duration", granted)?;
         store::set_lease(&mut tx, &s.id, s.lease_expires_at).await?;
         store::append_event(
             &mut tx,

@@ -3,6 +3,7 @@
 //! tokens cannot outlive or escape their parents; absurd durations are refused.
 
 use super::*;
+use crate::error::Error;
 
 /// Everything `p` reads about "slice/NAME", as one text.
 async fn history(bed: &TestBed, p: &Principal, name: &str) -> String {
@@ -185,4 +186,35 @@ async fn all_rows(bed: &TestBed) -> Vec<String> {
             format!("{o} {s}")
         })
         .collect()
+}
+
+#[tokio::test]
+async fn a_drain_deadline_too_long_to_add_is_refused_and_evicts_nothing() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    bed.node("n1", "mit", 4000, 8 << 30).await;
+    let alice = bed.user("alice", "mit").await;
+    bed.core
+        .create_slice(&alice, spec("demo", 1))
+        .await
+        .unwrap();
+    bed.sent("n1");
+
+    let err = bed
+        .core
+        .set_node_admin(
+            &bed.admin,
+            "n1",
+            crate::model::AdminState::Draining,
+            Some(Duration::from_secs(i64::MAX as u64)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("deadline"), "{err}");
+
+    bed.core.handle_lost_and_draining().await.unwrap();
+    assert_eq!(bed.sent("n1"), []);
+    let v = bed.slivers("demo").await.remove(0);
+    assert_eq!(v.state, SliverState::Pending, "{}", v.last_error);
 }
