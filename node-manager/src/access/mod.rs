@@ -7,9 +7,10 @@
 //! task of its own, so a session never blocks the control loop or reconciliation. Every byte
 //! rides connections the node opened; nothing here listens.
 //!
-//! It must never act outside this node's slivers (containers are found by node AND sliver
-//! label), never leave an exec running once its session is gone, and never hold a whole stream
-//! in memory (channels are bounded; gRPC flow control pushes back to the source).
+//! It must never act outside this node's slivers (a sliver is found only among the backend's
+//! own node's containers), never leave an exec running once its session is gone, and never
+//! hold a whole stream in memory (channels are bounded; gRPC flow control pushes back to the
+//! source).
 
 mod copy;
 mod exec;

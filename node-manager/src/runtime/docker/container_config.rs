@@ -14,7 +14,7 @@ use crate::runtime::labels;
 /// Capabilities a sliver keeps after `cap_drop: ALL`: enough for a package manager, a daemon
 /// that binds a low port and drops privileges, and killing one's own processes; nothing that
 /// touches the host (no NET_ADMIN, SYS_ADMIN, SYS_PTRACE, MKNOD, NET_RAW).
-pub const CAPABILITIES: [&str; 7] = [
+pub const LINUX_CAPABILITIES: [&str; 7] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "FOWNER",
@@ -60,7 +60,7 @@ pub fn container_config(node: &str, spec: &SliverSpec) -> ContainerCreateBody {
         // option and would fail every create. The limit is recorded in the `slicebed.disk` label.
         privileged: Some(false),
         cap_drop: Some(vec!["ALL".to_string()]),
-        cap_add: Some(CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+        cap_add: Some(LINUX_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
         security_opt: Some(vec!["no-new-privileges".to_string()]),
         // No binds, mounts or volumes: a sliver never sees the host, least of all the Docker socket.
         binds: None,

@@ -15,7 +15,7 @@ mod containers;
 mod copy;
 mod exec;
 mod image;
-pub mod kill;
+mod kill;
 mod logs;
 mod networks;
 mod observe;

@@ -1,0 +1,235 @@
+//! The fake backend's [`Runtime`] implementation: containers follow their image's scripted
+//! [`Behaviour`], networks and images are sets, exec/logs/copy delegate to [`super::access`].
+//! Like a real backend it only ever shows its own node's containers.
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use super::{access, Behaviour, FakeRuntime};
+use crate::domain::{ContainerPhase, ObservedSliver, SliverSpec};
+use crate::runtime::{
+    Capabilities, ExecProcess, ExecSpec, ImageImport, LogsSpec, Output, Result, Runtime,
+    RuntimeChange, RuntimeError, TermSize,
+};
+
+fn apply(c: &mut ObservedSliver, b: &Behaviour) {
+    match b {
+        Behaviour::Run | Behaviour::FailStart(_) => c.phase = ContainerPhase::Running,
+        Behaviour::Exit(code) => {
+            c.phase = ContainerPhase::EXITED;
+            c.exit_code = Some(*code);
+        }
+        Behaviour::OomKilled => {
+            c.phase = ContainerPhase::EXITED;
+            c.exit_code = Some(137);
+            c.oom_killed = true;
+        }
+    }
+}
+
+impl Runtime for FakeRuntime {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn ensure_network(&self, slice: &str) -> Result<()> {
+        let mut s = self.answer("ensure_network")?;
+        if !s.capabilities.slice_networks {
+            return Err(self.unable("create a slice network"));
+        }
+        if s.networks.insert(slice.to_string()) {
+            s.calls.push(format!("network+ {slice}"));
+        }
+        Ok(())
+    }
+
+    async fn remove_network(&self, slice: &str) -> Result<()> {
+        let mut s = self.answer("remove_network")?;
+        s.networks.remove(slice);
+        s.calls.push(format!("network- {slice}"));
+        Ok(())
+    }
+
+    async fn list_networks(&self) -> Result<Vec<String>> {
+        drop(self.answer("list_networks")?);
+        Ok(self.networks())
+    }
+
+    async fn create_and_start(&self, spec: &SliverSpec) -> Result<String> {
+        let mut s = self.answer("create_and_start")?;
+        s.calls.push(format!("create {}", spec.sliver_id));
+        let Some(b) = s.images.get(&spec.image).cloned() else {
+            return Err(RuntimeError::ImageMissing {
+                image: spec.image.clone(),
+            });
+        };
+        if s.capabilities.slice_networks && !s.networks.contains(&spec.slice) {
+            return Err(RuntimeError::Engine {
+                op: format!("create container {}", spec.sliver_id),
+                message: format!("network {} not found", spec.slice),
+            });
+        }
+        if s.containers.values().any(|c| c.sliver_id == spec.sliver_id) {
+            return Err(RuntimeError::Engine {
+                op: format!("create container {}", spec.sliver_id),
+                message: "Conflict. The container name is already in use".into(),
+            });
+        }
+        if let Behaviour::FailStart(message) = &b {
+            return Err(RuntimeError::Engine {
+                op: "start container".into(),
+                message: message.clone(),
+            });
+        }
+        s.next_id += 1;
+        let id = format!("c{}", s.next_id);
+        let mut c = ObservedSliver {
+            container_id: id.clone(),
+            sliver_id: spec.sliver_id.clone(),
+            slice: spec.slice.clone(),
+            generation: spec.generation,
+            phase: ContainerPhase::Created,
+            exit_code: None,
+            oom_killed: false,
+            restarts: 0,
+            limits: spec.resources,
+            error: None,
+        };
+        apply(&mut c, &b);
+        s.files
+            .insert(id.clone(), access::initial_tree(&spec.sliver_id));
+        s.owners.insert(id.clone(), self.node.clone());
+        s.containers.insert(id.clone(), c);
+        Ok(id)
+    }
+
+    async fn start(&self, container_id: &str) -> Result<()> {
+        let mut s = self.answer("start")?;
+        s.calls.push(format!("start {container_id}"));
+        if let Some(c) = s.containers.get_mut(container_id) {
+            c.phase = ContainerPhase::Running;
+        }
+        Ok(())
+    }
+
+    async fn pause(&self, container_id: &str) -> Result<()> {
+        let mut s = self.answer("pause")?;
+        if !s.capabilities.pause {
+            return Err(self.unable("pause a container"));
+        }
+        s.calls.push(format!("pause {container_id}"));
+        if let Some(c) = s.containers.get_mut(container_id) {
+            if matches!(c.phase, ContainerPhase::Running | ContainerPhase::Paused) {
+                c.phase = ContainerPhase::Paused;
+            } else {
+                return Err(RuntimeError::Engine {
+                    op: format!("pause container {container_id}"),
+                    message: "container is not running".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn unpause(&self, container_id: &str) -> Result<()> {
+        let mut s = self.answer("unpause")?;
+        s.calls.push(format!("unpause {container_id}"));
+        if let Some(c) = s.containers.get_mut(container_id) {
+            if c.phase == ContainerPhase::Paused {
+                c.phase = ContainerPhase::Running;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, container_id: &str) -> Result<()> {
+        let mut s = self.answer("remove")?;
+        s.calls.push(format!("remove {container_id}"));
+        s.containers.remove(container_id);
+        s.files.remove(container_id);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<ObservedSliver>> {
+        drop(self.answer("list")?);
+        Ok(self.containers())
+    }
+
+    async fn find_sliver(&self, sliver_id: &str) -> Result<Option<ObservedSliver>> {
+        let s = self.answer("find_sliver")?;
+        let found = self.mine(&s).find(|c| c.sliver_id == sliver_id).cloned();
+        Ok(found)
+    }
+
+    async fn inspect(&self, container: &str) -> Result<Option<ObservedSliver>> {
+        let s = self.answer("inspect")?;
+        let found = self.mine(&s).find(|c| c.container_id == container).cloned();
+        Ok(found)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        drop(self.answer("ping")?);
+        Ok(())
+    }
+
+    fn changes(&self) -> BoxStream<'static, Result<RuntimeChange>> {
+        futures::stream::pending().boxed()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.lock().capabilities
+    }
+
+    async fn exec(&self, container_id: &str, spec: ExecSpec) -> Result<ExecProcess> {
+        self.start_exec(container_id, spec)
+    }
+
+    async fn resize_exec(&self, exec_id: &str, size: TermSize) -> Result<()> {
+        let mut s = self.answer("resize_exec")?;
+        s.calls
+            .push(format!("resize {exec_id} {}x{}", size.rows, size.cols));
+        Ok(())
+    }
+
+    async fn wait_exec(&self, exec_id: &str) -> Result<Option<i64>> {
+        self.wait_exit(exec_id).await
+    }
+
+    fn logs(&self, container_id: &str, spec: LogsSpec) -> BoxStream<'static, Result<Output>> {
+        self.log_stream(container_id, spec)
+    }
+
+    async fn copy_in(
+        &self,
+        container_id: &str,
+        dir: &str,
+        tar: BoxStream<'static, Bytes>,
+    ) -> Result<()> {
+        self.upload(container_id, dir, tar).await
+    }
+
+    fn copy_out(&self, container_id: &str, path: &str) -> BoxStream<'static, Result<Bytes>> {
+        self.download(container_id, path)
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        let s = self.answer("image_id")?;
+        Ok(s.images
+            .contains_key(reference)
+            .then(|| format!("sha256:{reference}")))
+    }
+
+    async fn import_image(&self, image: ImageImport) -> Result<()> {
+        let mut s = self.answer("import_image")?;
+        s.calls.push(format!("import {}", image.reference));
+        s.images.insert(image.reference, Behaviour::Run);
+        Ok(())
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<()> {
+        let mut s = self.answer("remove_image")?;
+        s.calls.push(format!("image- {id}"));
+        Ok(())
+    }
+}
