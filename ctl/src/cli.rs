@@ -32,7 +32,8 @@ pub struct GlobalArgs {
     /// URL of slice-service [default: from the current context]
     #[arg(long, env = "SLICECTL_SERVER", global = true, value_name = "URL")]
     pub server: Option<String>,
-    /// API token [default: from the current context]
+    /// API token, or `-` to read it from standard input (keeps it off command lines and out of
+    /// shell history; SLICECTL_TOKEN works too) [default: from the current context]
     #[arg(
         long,
         env = "SLICECTL_TOKEN",

@@ -60,6 +60,27 @@ pub struct Settings {
     pub context: Option<String>,
 }
 
+/// The token as given: `-` means "read it from the first line of standard input", so that a
+/// secret never has to appear on a command line (where `ps` and shell history show it).
+pub fn token_from(given: Option<String>, stdin: impl std::io::BufRead) -> Result<Option<String>> {
+    use std::io::BufRead as _;
+    match given.as_deref() {
+        Some("-") => {
+            let mut line = String::new();
+            stdin
+                .take(64 * 1024)
+                .read_line(&mut line)
+                .context("cannot read the token from standard input")?;
+            let token = line.trim();
+            if token.is_empty() {
+                bail!("--token - reads the token from standard input, which was empty");
+            }
+            Ok(Some(token.to_string()))
+        }
+        _ => Ok(given),
+    }
+}
+
 /// Where the config file lives: `$SLICECTL_CONFIG`, else `$XDG_CONFIG_HOME/slicebed/config.toml`,
 /// else `~/.config/slicebed/config.toml`.
 pub fn default_path() -> Result<PathBuf> {
@@ -157,6 +178,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dash_reads_the_token_from_stdin() {
+        let t = token_from(Some("-".into()), &b"sbu_secret\nrest"[..]).unwrap();
+        assert_eq!(t.as_deref(), Some("sbu_secret"));
+        let t = token_from(Some("sbu_flag".into()), &b"ignored"[..]).unwrap();
+        assert_eq!(t.as_deref(), Some("sbu_flag"));
+        assert_eq!(token_from(None, &b""[..]).unwrap(), None);
+        let e = token_from(Some("-".into()), &b"\n"[..]).unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+    }
     use std::os::unix::fs::PermissionsExt;
 
     fn sample() -> Config {

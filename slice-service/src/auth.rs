@@ -53,17 +53,42 @@ impl Principal {
 }
 
 /// A fresh secret of a kind, with its hash and a public id.
+///
+/// The id is drawn apart from the secret: ids are shown in lists and events, so they must
+/// tell nothing about the secret (they once were its first 32 bits). Old rows keep their ids.
 pub fn new_secret(kind: TokenKind) -> (String, String, String) {
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
     let secret = format!("{}{}", prefix(kind), hex::encode(raw));
-    let id = format!("{}-{}", &kind.as_str()[..1], &hex::encode(&raw[..4]));
+    let mut id = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut id);
+    let id = format!("{}-{}", &kind.as_str()[..1], hex::encode(id));
     (secret.clone(), hash(&secret), id)
 }
 
 /// The stored hash of a secret.
 pub fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Moves after every commit that revokes credentials (process-wide: a move caused by another
+/// service instance in the same process only costs a spurious re-check).
+static REVOCATIONS: std::sync::OnceLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::OnceLock::new();
+
+fn revocations_sender() -> &'static tokio::sync::watch::Sender<u64> {
+    REVOCATIONS.get_or_init(|| tokio::sync::watch::channel(0).0)
+}
+
+/// Wakes whenever a credential was revoked: long streams re-check theirs then, instead of
+/// querying the database on every message.
+pub fn revocations() -> tokio::sync::watch::Receiver<u64> {
+    revocations_sender().subscribe()
+}
+
+/// Tells long streams that some credential was revoked; call after the commit.
+pub fn note_revocation() {
+    revocations_sender().send_modify(|n| *n = n.wrapping_add(1));
 }
 
 /// Extracts the bearer token from request metadata.
@@ -94,6 +119,12 @@ fn check_live(t: &Token, now: i64) -> Result<()> {
 /// Resolves a secret to a principal. Enrollment tokens are returned even if used, so the
 /// enrollment path can say "already used"; everything else about them is checked here.
 pub async fn authenticate(c: &mut Conn, secret: &str) -> Result<Principal> {
+    Ok(authenticate_token(c, secret).await?.0)
+}
+
+/// `authenticate`, also returning the token the secret belongs to (its id and expiry bound
+/// the tokens it creates, and long streams re-check it).
+pub async fn authenticate_token(c: &mut Conn, secret: &str) -> Result<(Principal, Token)> {
     let kind = TokenKind::ALL
         .iter()
         .copied()
@@ -109,7 +140,7 @@ pub async fn authenticate(c: &mut Conn, secret: &str) -> Result<Principal> {
             let u = store::get_user(c, &t.subject)
                 .await?
                 .ok_or_else(|| Error::Unauthenticated("token's user no longer exists".into()))?;
-            Ok(Principal::User(u))
+            Ok((Principal::User(u), t))
         }
         TokenKind::Enroll => {
             if t.used_at.is_some() {
@@ -117,19 +148,21 @@ pub async fn authenticate(c: &mut Conn, secret: &str) -> Result<Principal> {
                     "enrollment token has already been used".into(),
                 ));
             }
-            Ok(Principal::Enroll {
-                token_id: t.id,
-                site: t.subject,
-            })
+            let p = Principal::Enroll {
+                token_id: t.id.clone(),
+                site: t.subject.clone(),
+            };
+            Ok((p, t))
         }
         TokenKind::Node => {
             let n = store::get_node(c, &t.subject).await?.ok_or_else(|| {
                 Error::Unauthenticated("node credential's node no longer exists".into())
             })?;
-            Ok(Principal::Node {
+            let p = Principal::Node {
                 name: n.name,
                 site: n.site,
-            })
+            };
+            Ok((p, t))
         }
     }
 }
@@ -184,6 +217,20 @@ mod tests {
         assert_ne!(ha, hb);
         assert_eq!(hash(&a), ha);
         assert!(!ha.contains(&a[4..]));
+    }
+
+    #[test]
+    fn token_ids_tell_nothing_of_the_secret() {
+        for _ in 0..32 {
+            let (secret, _, id) = new_secret(TokenKind::User);
+            let (_, digits) = id.split_once('-').unwrap();
+            assert_eq!(digits.len(), 16, "{id}");
+            assert!(!secret.contains(digits), "{id} is part of {secret}");
+            assert!(
+                !secret[4..].starts_with(&digits[..8]),
+                "{id} begins {secret}"
+            );
+        }
     }
 
     #[test]

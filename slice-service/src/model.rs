@@ -419,6 +419,8 @@ pub struct Token {
     pub expires_at: Option<Millis>,
     pub revoked: bool,
     pub used_at: Option<Millis>,
+    /// The token it was created with: it expires no later and is revoked with it.
+    pub parent_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! `slicectl login --server URL --token TOKEN [--name CTX] [--ca-cert FILE]`: checks the token with
+//! `slicectl login --server URL --token - [--name CTX] [--ca-cert FILE]`: checks the token with
 //! WhoAmI first (a typo never lands in the config), then saves it as a context and makes it current.
+//! `--token -` reads the token from standard input, so it never shows on a command line.
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -28,7 +29,7 @@ pub async fn run(args: LoginArgs, ctx: &Ctx) -> Result<()> {
     let token = o
         .token
         .clone()
-        .context("login needs --token TOKEN (or SLICECTL_TOKEN)")?;
+        .context("login needs a token: --token - (then paste it), or SLICECTL_TOKEN")?;
     let ca_cert = match &o.ca_cert {
         Some(p) => Some(
             p.canonicalize()

@@ -32,7 +32,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         config_path: config::default_path()?,
         overrides: Overrides {
             server: g.server,
-            token: g.token,
+            token: config::token_from(g.token, std::io::stdin().lock())?,
             ca_cert: g.ca_cert,
             context: g.context,
         },

@@ -1,8 +1,12 @@
-//! `slicectl token create|list|revoke`: API tokens. Secrets are printed once, at creation.
+//! `slicectl token create|list|revoke|rotate`: API tokens. Secrets are printed once, at creation;
+//! `rotate` replaces the token in use and, when it came from a context, saves the new one there
+//! without printing it.
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use slicebed_proto::v1::{self as pb, CreateTokenRequest, ListTokensRequest, RevokeTokenRequest};
+use slicebed_proto::v1::{
+    self as pb, CreateTokenRequest, ListTokensRequest, RevokeTokenRequest, RotateTokenRequest,
+};
 
 use crate::{
     commands::user::duration,
@@ -23,10 +27,17 @@ pub enum TokenCmd {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Revoke a token by id
+    /// Revoke a token by id (and every token created with it)
     Revoke {
         /// Token id, as `token list` shows it
         id: String,
+    },
+    /// Replace the token in use with a new one and revoke it (and the tokens created with it);
+    /// the new one is saved in the context the old one came from, or printed
+    Rotate {
+        /// Lifetime of the new token, e.g. 30d [default: the service's]
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        ttl: Option<i64>,
     },
 }
 
@@ -79,6 +90,7 @@ pub async fn run(cmd: TokenCmd, ctx: &Ctx) -> Result<()> {
             }
             output::out(&token_table(&tokens, now_secs()).to_string())
         }
+        TokenCmd::Rotate { ttl } => rotate(ctx, &mut c, ttl).await,
         TokenCmd::Revoke { id } => {
             c.admin
                 .revoke_token(RevokeTokenRequest { id: id.clone() })
@@ -88,6 +100,50 @@ pub async fn run(cmd: TokenCmd, ctx: &Ctx) -> Result<()> {
             }
             output::out(&format!("Revoked token {id}.\n"))
         }
+    }
+}
+
+async fn rotate(ctx: &Ctx, c: &mut crate::client::Clients, ttl: Option<i64>) -> Result<()> {
+    let settings = ctx.settings()?;
+    let resp = c
+        .admin
+        .rotate_token(RotateTokenRequest {
+            ttl: ttl.map(duration),
+        })
+        .await?
+        .into_inner();
+    let info = resp.info.unwrap_or_default();
+    let expires = rfc3339(info.expires_at.as_ref()).unwrap_or_default();
+    // The old token came from a context unless a flag or the environment gave it.
+    let saved = match (&settings.context, &ctx.overrides.token) {
+        (Some(name), None) => {
+            let mut config = ctx.config()?;
+            let context = config
+                .contexts
+                .get_mut(name)
+                .ok_or_else(|| anyhow::anyhow!("context {name:?} vanished from the config"))?;
+            context.token = Some(resp.token.clone());
+            config.save(&ctx.config_path)?;
+            Some(name.clone())
+        }
+        _ => None,
+    };
+    if ctx.json() {
+        let mut v = serde_json::json!({ "info": TokenView::from(&info), "context": saved });
+        if saved.is_none() {
+            v["token"] = resp.token.clone().into();
+        }
+        return output::json(&v);
+    }
+    match saved {
+        Some(name) => output::out(&format!(
+            "Rotated: the old token is revoked; new token {} (expires {expires}) saved in context {name:?}.\n",
+            info.id
+        )),
+        None => output::out(&format!(
+            "Rotated: the old token is revoked. New token {} (expires {expires}; shown only this once):\n\n  {}\n",
+            info.id, resp.token
+        )),
     }
 }
 

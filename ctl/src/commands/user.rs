@@ -98,13 +98,14 @@ pub async fn run(cmd: UserCmd, ctx: &Ctx) -> Result<()> {
                 .unwrap_or_default();
             output::out(&format!(
                 "Created user {} ({}, site {}).\n\nToken (shown only this once; expires {expires}):\n\n  {}\n\n\
-                 They can log in with:\n\n  slicectl login --server {} --token {} --name {}\n",
+                 They can log in with the command below, pasting the token when it waits (a token\n\
+                 on a command line shows in `ps` and shell history), then replace it with one of\n\
+                 their own (`slicectl token rotate`):\n\n  slicectl login --server {} --token - --name {}\n",
                 user.name,
                 role(user.role()),
                 user.site,
                 resp.token,
                 c.server,
-                resp.token,
                 user.name
             ))
         }

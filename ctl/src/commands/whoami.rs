@@ -43,6 +43,7 @@ mod tests {
             user: "alice".into(),
             role: Role::Pi as i32,
             site: site.into(),
+            ..Default::default()
         };
         assert_eq!(identity(&me("mit")), "alice (pi at site mit)");
         assert_eq!(identity(&me("")), "alice (pi)");

@@ -84,12 +84,12 @@ impl AdminService for Api {
         &self,
         req: Request<pb::CreateTokenRequest>,
     ) -> R<pb::CreateTokenResponse> {
-        let p = self.principal(&req).await?;
+        let (p, via, _) = self.principal_token_of(req.metadata()).await?;
         let r = req.into_inner();
         let ttl = cv::duration("ttl", r.ttl)?;
         let (secret, t) = self
             .core
-            .create_token(&p, &r.user, ttl, &r.description)
+            .create_token(&p, Some(&via), &r.user, ttl, &r.description)
             .await?;
         Ok(Response::new(pb::CreateTokenResponse {
             token: secret,
@@ -104,6 +104,19 @@ impl AdminService for Api {
         let p = self.principal(&req).await?;
         self.core.revoke_token(&p, &req.get_ref().id).await?;
         Ok(Response::new(pb::RevokeTokenResponse {}))
+    }
+
+    async fn rotate_token(
+        &self,
+        req: Request<pb::RotateTokenRequest>,
+    ) -> R<pb::CreateTokenResponse> {
+        let (p, via, _) = self.principal_token_of(req.metadata()).await?;
+        let ttl = cv::duration("ttl", req.into_inner().ttl)?;
+        let (secret, t) = self.core.rotate_token(&p, &via, ttl).await?;
+        Ok(Response::new(pb::CreateTokenResponse {
+            token: secret,
+            info: Some(cv::token(&t)),
+        }))
     }
 
     async fn list_tokens(&self, req: Request<pb::ListTokensRequest>) -> R<pb::ListTokensResponse> {

@@ -222,6 +222,7 @@ pub fn token(t: &model::Token) -> pb::TokenInfo {
         created_at: ts(t.created_at),
         expires_at: ts_opt(t.expires_at),
         revoked: t.revoked,
+        parent_id: t.parent_id.clone().unwrap_or_default(),
     }
 }
 

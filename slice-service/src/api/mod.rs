@@ -4,6 +4,7 @@
 mod access;
 mod admin;
 mod convert;
+mod guard;
 mod node;
 pub mod sessions;
 mod slices;

@@ -138,7 +138,7 @@ impl SliceService for Api {
         &self,
         req: Request<pb::WatchEventsRequest>,
     ) -> R<Self::WatchEventsStream> {
-        let p = self.principal(&req).await?;
+        let (p, token, secret) = self.principal_token_of(req.metadata()).await?;
         let r = req.into_inner();
         // Checks visibility once, and fixes where the stream starts.
         let mut after = if r.after_id > 0 {
@@ -173,18 +173,20 @@ impl SliceService for Api {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        // Ends the stream when the token is revoked or expires.
+        let stream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+        Ok(Response::new(self.guarded(secret, token, stream)))
     }
 
     async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> R<pb::WhoAmIResponse> {
-        let p = self.principal(&req).await?;
+        let (p, token, _) = self.principal_token_of(req.metadata()).await?;
         let u = p.user()?;
         Ok(Response::new(pb::WhoAmIResponse {
             user: u.name.clone(),
             role: cv::role(u.role) as i32,
             site: u.site.clone().unwrap_or_default(),
+            token_id: token.id,
+            token_expires_at: cv::ts_opt(token.expires_at),
         }))
     }
 }

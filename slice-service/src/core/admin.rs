@@ -201,33 +201,56 @@ impl Core {
         Ok(target)
     }
 
-    /// Issues a token for the caller or a user they manage.
+    /// Issues a token for the caller, or (admins only) for another user. `via` is the token
+    /// the call was made with: the new one expires no later and is revoked with it.
+    ///
+    /// A PI may not mint tokens for the users of its site: whatever it did with one would be
+    /// logged as the user's doing. PIs create users (whose first token they hand over) and
+    /// revoke their tokens; the users mint their own.
     pub async fn create_token(
         &self,
         p: &Principal,
+        via: Option<&Token>,
         user: &str,
         ttl: Option<Duration>,
         description: &str,
     ) -> Result<(String, Token)> {
+        let who = p.user()?;
         let target = self.managed_user(p, user).await?;
+        if target.name != who.name && who.role != Role::Admin {
+            return Err(Error::denied(format!(
+                "{} may not create tokens for {}: only admins may, since its actions would be \
+                 logged as {}'s; {} can create their own with `slicectl token create`",
+                who.name, target.name, target.name, target.name
+            )));
+        }
         names::text("description", description, 200)?;
         let ttl = self.token_ttl(ttl)?;
         let mut tx = self.db.begin().await?;
-        let (secret, t) = issue_token(
+        let parent = live_parent(&mut tx, via).await?;
+        let (secret, t) = issue_token_under(
             &mut tx,
-            TokenKind::User,
+            self.now_ms(),
             &target.name,
             description,
-            Some(ttl),
+            ttl,
+            parent.as_ref(),
         )
         .await?;
+        let capped = if parent.as_ref().and_then(|p| p.expires_at) == t.expires_at
+            && t.expires_at.is_some()
+        {
+            " (expires with the token it was created with)"
+        } else {
+            ""
+        };
         store::append_event(
             &mut tx,
             &NewEvent::new(
                 &p.actor(),
                 format!("token/{}", t.id),
                 "created",
-                format!("for {}", target.name),
+                format!("for {}{capped}", target.name),
             ),
         )
         .await?;
@@ -235,7 +258,7 @@ impl Core {
         Ok((secret, t))
     }
 
-    /// Revokes a user token by id.
+    /// Revokes a user token by id, and every token created with it.
     pub async fn revoke_token(&self, p: &Principal, id: &str) -> Result<()> {
         let t = store::token_by_id(&mut *self.db.conn().await?, id)
             .await?
@@ -243,19 +266,78 @@ impl Core {
             .ok_or_else(|| Error::not_found("token", id))?;
         self.managed_user(p, &t.subject).await?;
         let mut tx = self.db.begin().await?;
-        store::revoke_token(&mut tx, id).await?;
+        let n = store::revoke_token_tree(&mut tx, id).await?;
+        let also = match n.saturating_sub(u64::from(!t.revoked)) {
+            0 => String::new(),
+            k => format!(" and {k} token(s) created with it"),
+        };
         store::append_event(
             &mut tx,
             &NewEvent::new(
                 &p.actor(),
                 format!("token/{id}"),
                 "revoked",
-                format!("of {}", t.subject),
+                format!("of {}{also}", t.subject),
             ),
         )
         .await?;
         tx.commit().await?;
+        auth::note_revocation();
         Ok(())
+    }
+
+    /// Replaces the token `via` the call was made with: a new one for the same user, then
+    /// `via` and the tokens created with it are revoked, in one transaction. The new token
+    /// takes `via`'s place in the tree (same parent, bounded by it). The way to renew the
+    /// bootstrap admin token before it expires.
+    pub async fn rotate_token(
+        &self,
+        p: &Principal,
+        via: &Token,
+        ttl: Option<Duration>,
+    ) -> Result<(String, Token)> {
+        let who = p.user()?;
+        if via.kind != TokenKind::User || via.subject != who.name {
+            return Err(Error::denied(
+                "only a user token can be rotated, by its user",
+            ));
+        }
+        let ttl = match ttl {
+            None if who.role == Role::Admin => self.cfg.admin_token_ttl,
+            other => self.token_ttl(other)?,
+        };
+        let mut tx = self.db.begin().await?;
+        let current = store::token_by_id(&mut tx, &via.id)
+            .await?
+            .filter(|t| !t.revoked)
+            .ok_or_else(|| Error::Unauthenticated("token has been revoked".into()))?;
+        let parent = match &current.parent_id {
+            Some(id) => store::token_by_id(&mut tx, id).await?,
+            None => None,
+        };
+        let (secret, t) = issue_token_under(
+            &mut tx,
+            self.now_ms(),
+            &who.name,
+            &current.description,
+            ttl,
+            parent.as_ref(),
+        )
+        .await?;
+        store::revoke_token_tree(&mut tx, &current.id).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &p.actor(),
+                format!("token/{}", current.id),
+                "rotated",
+                format!("replaced by {}", t.id),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        auth::note_revocation();
+        Ok((secret, t))
     }
 
     /// Tokens' metadata of the caller or a user they manage.
@@ -422,6 +504,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
+        auth::note_revocation();
         self.hub.forget(name);
         Ok(())
     }
@@ -446,12 +529,14 @@ impl Core {
             created_at: self.now_ms(),
         };
         store::insert_user(&mut tx, &u).await?;
+        // It expires: a forgotten bootstrap secret must not stay good forever. Admins rotate it
+        // with `slicectl token rotate`.
         let (secret, _) = issue_token(
             &mut tx,
             TokenKind::User,
             "admin",
             "bootstrap admin token",
-            None,
+            Some(self.cfg.admin_token_ttl),
         )
         .await?;
         store::append_event(
@@ -480,10 +565,51 @@ pub(super) async fn issue_token(
         subject: subject.into(),
         description: description.into(),
         created_at: now,
-        expires_at: ttl.map(|d| now.saturating_add(d.as_millis() as i64)),
+        expires_at: ttl.map(|d| super::later(now, "ttl", d)).transpose()?,
         revoked: false,
         used_at: None,
+        parent_id: None,
     };
     store::insert_token(c, &t, &hash).await?;
     Ok((secret, t))
+}
+
+/// Creates and stores a user token for `subject` lasting `ttl` from `now`, but never past
+/// `parent`'s expiry; it records `parent` so that revoking it reaches the new one.
+async fn issue_token_under(
+    c: &mut store::Conn,
+    now: i64,
+    subject: &str,
+    description: &str,
+    ttl: Duration,
+    parent: Option<&Token>,
+) -> Result<(String, Token)> {
+    let (secret, hash, id) = auth::new_secret(TokenKind::User);
+    let mut expires = super::later(now, "ttl", ttl)?;
+    if let Some(cap) = parent.and_then(|p| p.expires_at) {
+        expires = expires.min(cap);
+    }
+    let t = Token {
+        id,
+        kind: TokenKind::User,
+        subject: subject.into(),
+        description: description.into(),
+        created_at: now,
+        expires_at: Some(expires),
+        revoked: false,
+        used_at: None,
+        parent_id: parent.map(|p| p.id.clone()),
+    };
+    store::insert_token(c, &t, &hash).await?;
+    Ok((secret, t))
+}
+
+/// The token a call was made with, read again inside the transaction that uses it as a
+/// parent: a token revoked meanwhile must not get a child that survives it.
+async fn live_parent(c: &mut store::Conn, via: Option<&Token>) -> Result<Option<Token>> {
+    let Some(via) = via else { return Ok(None) };
+    match store::token_by_id(c, &via.id).await? {
+        Some(t) if !t.revoked => Ok(Some(t)),
+        _ => Err(Error::Unauthenticated("token has been revoked".into())),
+    }
 }

@@ -76,15 +76,17 @@ fn token_from(r: &AnyRow) -> Result<Token, sqlx::Error> {
         expires_at: r.try_get("expires_at")?,
         revoked: r.try_get::<i64, _>("revoked")? != 0,
         used_at: r.try_get("used_at")?,
+        parent_id: r.try_get("parent_id")?,
     })
 }
 
-const TOKEN_COLS: &str = "id, kind, subject, description, created_at, expires_at, revoked, used_at";
+const TOKEN_COLS: &str =
+    "id, kind, subject, description, created_at, expires_at, revoked, used_at, parent_id";
 
 /// Stores a token's hash and metadata.
 pub async fn insert_token(c: &mut Conn, t: &Token, hash: &str) -> Result<()> {
     sqlx::query(sql!(
-        "INSERT INTO tokens ({TOKEN_COLS}, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "INSERT INTO tokens ({TOKEN_COLS}, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
     .bind(&t.id)
     .bind(t.kind.as_str())
@@ -94,6 +96,7 @@ pub async fn insert_token(c: &mut Conn, t: &Token, hash: &str) -> Result<()> {
     .bind(t.expires_at)
     .bind(t.revoked as i64)
     .bind(t.used_at)
+    .bind(t.parent_id.clone())
     .bind(hash)
     .execute(c)
     .await?;
@@ -137,6 +140,36 @@ pub async fn revoke_token(c: &mut Conn, id: &str) -> Result<()> {
         .execute(c)
         .await?;
     Ok(())
+}
+
+/// Revokes a token and every token created with it, their children included; returns how
+/// many were live before. One query per generation: token trees are shallow.
+pub async fn revoke_token_tree(c: &mut Conn, id: &str) -> Result<u64> {
+    let mut revoked = 0;
+    let mut generation = vec![id.to_string()];
+    // Bounded so a (corrupt) cycle cannot loop forever.
+    for _ in 0..64 {
+        let mut next = Vec::new();
+        for id in &generation {
+            revoked += sqlx::query("UPDATE tokens SET revoked = 1 WHERE id = $1 AND revoked = 0")
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+            let rows = sqlx::query("SELECT id FROM tokens WHERE parent_id = $1")
+                .bind(id)
+                .fetch_all(&mut *c)
+                .await?;
+            for r in rows {
+                next.push(r.try_get::<String, _>("id")?);
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        generation = next;
+    }
+    Ok(revoked)
 }
 
 /// Consumes a one-time token. Returns false when it was already used: the conditional

@@ -218,3 +218,139 @@ async fn a_drain_deadline_too_long_to_add_is_refused_and_evicts_nothing() {
     let v = bed.slivers("demo").await.remove(0);
     assert_eq!(v.state, SliverState::Pending, "{}", v.last_error);
 }
+
+/// Whom `secret` authenticates as now, or the refusal.
+async fn who(bed: &TestBed, secret: &str) -> Result<String, Error> {
+    let mut c = bed.core.db.conn().await.unwrap();
+    crate::auth::authenticate_token(&mut c, secret)
+        .await
+        .map(|(p, _)| p.actor())
+}
+
+/// The token behind `secret`.
+async fn token_of(bed: &TestBed, secret: &str) -> crate::model::Token {
+    let mut c = bed.core.db.conn().await.unwrap();
+    crate::auth::authenticate_token(&mut c, secret)
+        .await
+        .unwrap()
+        .1
+}
+
+#[tokio::test]
+async fn a_child_token_never_outlives_its_parent_and_is_revoked_with_it() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    let (alice, first, _) = bed
+        .core
+        .create_user(
+            &bed.admin,
+            "alice",
+            Role::User,
+            Some("mit".into()),
+            Some(Duration::from_secs(86_400)),
+        )
+        .await
+        .unwrap();
+    let alice = Principal::User(alice);
+    let parent = token_of(&bed, &first).await;
+    let (child, c) = bed
+        .core
+        .create_token(
+            &alice,
+            Some(&parent),
+            "",
+            Some(Duration::from_secs(400 * 86_400)),
+            "laptop",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c.expires_at, parent.expires_at,
+        "capped to the parent's end"
+    );
+    let (grandchild, _) = bed
+        .core
+        .create_token(&alice, Some(&c), "", None, "ci")
+        .await
+        .unwrap();
+    assert_eq!(who(&bed, &grandchild).await.unwrap(), "user/alice");
+
+    bed.core.revoke_token(&alice, &parent.id).await.unwrap();
+
+    for s in [&first, &child, &grandchild] {
+        let e = who(&bed, s).await.unwrap_err();
+        assert!(matches!(e, Error::Unauthenticated(_)), "{e:?}");
+    }
+    // A revoked token cannot mint a child that would survive it.
+    let e = bed
+        .core
+        .create_token(&alice, Some(&parent), "", None, "late")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unauthenticated(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_pi_cannot_mint_a_token_for_a_user_of_its_site() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    bed.user("alice", "mit").await;
+    let (pi, _, _) = bed
+        .core
+        .create_user(&bed.admin, "pat", Role::Pi, Some("mit".into()), None)
+        .await
+        .unwrap();
+    let pi = Principal::User(pi);
+
+    let e = bed
+        .core
+        .create_token(&pi, None, "alice", None, "as alice")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Denied(_)), "{e:?}");
+    assert!(e.to_string().contains("only admins"), "{e}");
+    // The PI still manages alice's tokens otherwise, and mints its own.
+    assert_eq!(bed.core.list_tokens(&pi, "alice").await.unwrap().len(), 1);
+    bed.core
+        .create_token(&pi, None, "", None, "mine")
+        .await
+        .unwrap();
+    // Admins may, and the log says who did.
+    let (_, t) = bed
+        .core
+        .create_token(&bed.admin, None, "alice", None, "support")
+        .await
+        .unwrap();
+    let ev = bed.object_events(&format!("token/{}", t.id)).await;
+    assert_eq!(
+        (ev[0].actor.as_str(), ev[0].detail.as_str()),
+        ("user/admin", "for alice")
+    );
+}
+
+#[tokio::test]
+async fn the_bootstrap_admin_token_expires_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::for_data_dir(dir.path());
+    let db = Db::open(&cfg.database_url).await.unwrap();
+    let core = Core::with_clock(db, cfg, ManualClock::new());
+    let secret = core.bootstrap().await.unwrap().expect("a fresh database");
+    let mut c = core.db.conn().await.unwrap();
+    let (admin, t) = crate::auth::authenticate_token(&mut c, &secret)
+        .await
+        .unwrap();
+    drop(c);
+    let expires = t.expires_at.expect("the bootstrap token expires");
+    assert_eq!(expires - t.created_at, 30 * 86_400_000);
+
+    let (new, nt) = core.rotate_token(&admin, &t, None).await.unwrap();
+    assert_eq!(nt.expires_at.unwrap() - nt.created_at, 30 * 86_400_000);
+    assert_ne!(nt.id, t.id);
+    let mut c = core.db.conn().await.unwrap();
+    let e = crate::auth::authenticate(&mut c, &secret)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Unauthenticated(_)), "{e:?}");
+    let p = crate::auth::authenticate(&mut c, &new).await.unwrap();
+    assert_eq!(p.actor(), "user/admin");
+}
