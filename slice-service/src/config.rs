@@ -38,6 +38,79 @@ pub struct FileConfig {
     /// Lifetime of the bootstrap admin token (30 days); rotate it with `slicectl token rotate`.
     #[serde(default, deserialize_with = "human")]
     pub admin_token_ttl: Option<Duration>,
+    /// Caps that keep one client from slowing the others.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Caps on streams and connections, and the database's read connections.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Concurrent WatchEvents streams per user (32).
+    pub watch_streams_per_user: Option<usize>,
+    /// Concurrent Exec calls, commands and shells, per user (32).
+    pub exec_streams_per_user: Option<usize>,
+    /// Concurrent Logs calls per user (32).
+    pub logs_streams_per_user: Option<usize>,
+    /// Concurrent CopyTo and CopyFrom calls per user (32).
+    pub copy_streams_per_user: Option<usize>,
+    /// Open connections, authenticated or not (4096; mind the process's file limit); more are
+    /// closed as soon as they are accepted.
+    pub max_connections: Option<usize>,
+    /// A new connection that sends no request within this is closed (10 s).
+    #[serde(default, deserialize_with = "human")]
+    pub first_request_timeout: Option<Duration>,
+    /// A connection with no call in progress for this long is closed (5 min).
+    #[serde(default, deserialize_with = "human")]
+    pub idle_timeout: Option<Duration>,
+    /// Read connections to an SQLite database beside its one writer (4).
+    pub sqlite_read_connections: Option<u32>,
+}
+
+/// Effective limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub streams: crate::limits::StreamCaps,
+    pub max_connections: usize,
+    pub first_request_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub sqlite_read_connections: u32,
+}
+
+impl LimitsConfig {
+    fn effective(&self) -> anyhow::Result<Limits> {
+        fn cap(key: &str, v: Option<usize>, default: usize) -> anyhow::Result<usize> {
+            match v {
+                Some(0) => anyhow::bail!("limits.{key} must be at least 1"),
+                Some(n) => Ok(n),
+                None => Ok(default),
+            }
+        }
+        Ok(Limits {
+            streams: crate::limits::StreamCaps {
+                watch: cap("watch_streams_per_user", self.watch_streams_per_user, 32)?,
+                exec: cap("exec_streams_per_user", self.exec_streams_per_user, 32)?,
+                logs: cap("logs_streams_per_user", self.logs_streams_per_user, 32)?,
+                copy: cap("copy_streams_per_user", self.copy_streams_per_user, 32)?,
+            },
+            max_connections: cap("max_connections", self.max_connections, 4096)?,
+            first_request_timeout: self
+                .first_request_timeout
+                .unwrap_or(Duration::from_secs(10))
+                .min(MAX_SETTING),
+            idle_timeout: self
+                .idle_timeout
+                .unwrap_or(Duration::from_secs(300))
+                .min(MAX_SETTING),
+            sqlite_read_connections: cap(
+                "sqlite_read_connections",
+                self.sqlite_read_connections.map(|n| n as usize),
+                crate::store::DEFAULT_SQLITE_READERS as usize,
+            )?
+            .min(64) as u32,
+        })
+    }
 }
 
 /// Lease lengths.
@@ -94,6 +167,7 @@ pub struct Config {
     /// Lifetime of the bootstrap admin token and of the tokens `slicectl token rotate` gives
     /// admins (30 days).
     pub admin_token_ttl: Duration,
+    pub limits: Limits,
 }
 
 impl Config {
@@ -175,6 +249,7 @@ impl Config {
             node_ttl: heartbeat_interval.saturating_mul(missed.min(1000)),
             token_ttl,
             admin_token_ttl,
+            limits: file.limits.effective()?,
         })
     }
 }
@@ -233,6 +308,30 @@ mod tests {
         assert_eq!(c.reap_interval, d.reap_interval);
         assert_eq!(c.heartbeat_interval, d.heartbeat_interval);
         assert_eq!(c.node_ttl, d.node_ttl);
+        assert_eq!(c.limits, d.limits);
+    }
+
+    #[test]
+    fn limits_read_from_the_file_and_zero_is_refused() {
+        let f = file(
+            "[limits]\nwatch_streams_per_user = 5\nfirst_request_timeout = \"2s\"\n\
+             idle_timeout = \"1m\"\nmax_connections = 100\n",
+        );
+        let flags = Flags {
+            data_dir: Some("/d".into()),
+            ..Default::default()
+        };
+        let c = Config::merge(flags.clone(), f).unwrap();
+        assert_eq!(c.limits.streams.watch, 5);
+        assert_eq!(c.limits.streams.exec, 32);
+        assert_eq!(c.limits.first_request_timeout, Duration::from_secs(2));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.limits.max_connections, 100);
+        let e = Config::merge(flags, file("[limits]\nexec_streams_per_user = 0\n")).unwrap_err();
+        assert!(
+            e.to_string().contains("limits.exec_streams_per_user"),
+            "{e}"
+        );
     }
 
     #[test]

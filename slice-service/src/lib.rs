@@ -10,6 +10,8 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod hub;
+pub mod limits;
+pub mod listener;
 pub mod model;
 pub mod names;
 pub mod scheduler;
@@ -28,7 +30,6 @@ use slicebed_proto::v1::{
     FILE_DESCRIPTOR_SET,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use config::Config;
@@ -51,7 +52,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let db = store::Db::open(&cfg.database_url)
+    let db = store::Db::open_with(&cfg.database_url, cfg.limits.sqlite_read_connections)
         .await
         .context("opening the database")?;
     let core = core::Core::new(db.clone(), cfg.clone());
@@ -84,7 +85,15 @@ pub async fn run(
         .context("building reflection")?;
 
     let api = api::Api::new(core.clone());
-    let mut server = Server::builder();
+    // Connections are capped and timed; every call is counted against its connection, so
+    // idle ones can be closed (listener.rs).
+    let conn_limits = listener::ConnLimits {
+        max_connections: cfg.limits.max_connections,
+        first_request_timeout: cfg.limits.first_request_timeout,
+        idle_timeout: cfg.limits.idle_timeout,
+    };
+    let (incoming, track_calls) = listener::incoming(listener, conn_limits);
+    let mut server = Server::builder().layer(track_calls);
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(c), Some(k)) => {
             let cert = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
@@ -121,7 +130,7 @@ pub async fn run(
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(AccessServiceServer::new(api.clone()).max_decoding_message_size(MAX_MESSAGE))
         .add_service(NodeServiceServer::new(api))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(incoming, shutdown);
     let result = tokio::select! {
         r = serve => r,
         _ = async {

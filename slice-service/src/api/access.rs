@@ -13,11 +13,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::sessions::{NodeHalf, Slot, OPEN_TIMEOUT};
+use super::sessions::{NodeHalf, OPEN_TIMEOUT};
 use super::{convert as cv, Api};
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::hub::{NodeCommand, SessionKind, SessionRequest};
+use crate::limits::{Slot, StreamKind};
 
 type R<T> = Result<Response<T>, Status>;
 type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -44,7 +45,12 @@ impl Api {
         kind: SessionKind,
     ) -> Result<(NodeHalf, Slot), Status> {
         let user = p.user()?.name.clone();
-        let slot = self.sessions.reserve(&user)?;
+        let cap = match kind {
+            SessionKind::Exec { .. } => StreamKind::Exec,
+            SessionKind::Logs { .. } => StreamKind::Logs,
+            SessionKind::CopyTo(_) | SessionKind::CopyFrom(_) => StreamKind::Copy,
+        };
+        let slot = self.limits.reserve(&user, cap)?;
         let v = self
             .core
             .access_target(p, &r.slice, r.index, action, &what)

@@ -17,22 +17,22 @@ use tonic::{Request, Status};
 use crate::auth::{self, Principal};
 use crate::core::Core;
 
-/// Concurrent exec, shell, logs and copy calls one user may hold.
-const MAX_SESSIONS_PER_USER: usize = 32;
-
 /// The services of slicebed.v1 over one core.
 #[derive(Clone, Debug)]
 pub struct Api {
     core: Arc<Core>,
     sessions: sessions::Sessions,
+    /// Long-lived calls each user holds, by kind.
+    limits: crate::limits::StreamLimits,
 }
 
 impl Api {
     /// Handlers over a core.
     pub fn new(core: Arc<Core>) -> Self {
         Self {
+            limits: crate::limits::StreamLimits::new(core.cfg.limits.streams),
             core,
-            sessions: sessions::Sessions::new(MAX_SESSIONS_PER_USER),
+            sessions: sessions::Sessions::default(),
         }
     }
 

@@ -34,67 +34,23 @@ struct Pending {
 #[derive(Default)]
 struct Inner {
     pending: HashMap<String, Pending>,
-    per_user: HashMap<String, usize>,
 }
 
-/// Sessions awaiting their node, and how many each user holds.
-#[derive(Clone)]
+/// Sessions awaiting their node. (How many each user may hold is `limits.rs`.)
+#[derive(Clone, Default)]
 pub struct Sessions {
     inner: Arc<Mutex<Inner>>,
-    max_per_user: usize,
 }
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions")
-            .field("max_per_user", &self.max_per_user)
-            .finish()
-    }
-}
-
-/// Holds one of a user's session slots; released on drop.
-pub struct Slot {
-    inner: Arc<Mutex<Inner>>,
-    user: String,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = g.per_user.get_mut(&self.user) {
-            *n = n.saturating_sub(1);
-        }
+        f.debug_struct("Sessions").finish()
     }
 }
 
 impl Sessions {
-    /// A registry allowing `max_per_user` concurrent sessions per user.
-    pub fn new(max_per_user: usize) -> Self {
-        Self {
-            inner: Arc::default(),
-            max_per_user,
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Takes a session slot for `user`, or ResourceExhausted at the limit.
-    pub fn reserve(&self, user: &str) -> Result<Slot> {
-        let mut g = self.lock();
-        let n = g.per_user.entry(user.to_string()).or_default();
-        if *n >= self.max_per_user {
-            return Err(Error::Exhausted(format!(
-                "{user} already has {} open sessions (the limit); close some first",
-                self.max_per_user
-            )));
-        }
-        *n += 1;
-        Ok(Slot {
-            inner: self.inner.clone(),
-            user: user.to_string(),
-        })
     }
 
     /// Registers a session expected from `node`; returns its id and where its stream arrives.
@@ -138,22 +94,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn per_user_limit_is_released_on_drop() {
-        let s = Sessions::new(2);
-        let a = s.reserve("alice").unwrap();
-        let _b = s.reserve("alice").unwrap();
-        match s.reserve("alice") {
-            Err(e) => assert!(e.to_string().contains("limit"), "{e}"),
-            Ok(_) => panic!("a third session must be refused"),
-        }
-        assert!(s.reserve("bob").is_ok());
-        drop(a);
-        assert!(s.reserve("alice").is_ok());
-    }
-
-    #[test]
     fn ids_are_unique_and_unknown_claims_fail() {
-        let s = Sessions::new(1);
+        let s = Sessions::default();
         let (a, _ra) = s.expect("n1");
         let (b, _rb) = s.expect("n1");
         assert_ne!(a, b);

@@ -2,6 +2,7 @@
 
 use slicebed_proto::v1 as pb;
 use slicebed_proto::v1::slice_service_server::SliceService;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::{convert as cv, Api};
@@ -9,9 +10,6 @@ use crate::core::SliceSpec;
 use crate::model::NamedPort;
 
 type R<T> = Result<Response<T>, Status>;
-
-/// How often a watch looks for new events.
-const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[tonic::async_trait]
 impl SliceService for Api {
@@ -140,42 +138,18 @@ impl SliceService for Api {
     ) -> R<Self::WatchEventsStream> {
         let (p, token, secret) = self.principal_token_of(req.metadata()).await?;
         let r = req.into_inner();
-        // Checks visibility once, and fixes where the stream starts.
-        let mut after = if r.after_id > 0 {
-            r.after_id
-        } else {
-            self.core.latest_event_id().await?
-        };
-        self.core.list_events(&p, &r.object, after, 1).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let core = self.core.clone();
-        tokio::spawn(async move {
-            loop {
-                let batch = match core.list_events(&p, &r.object, after, 500).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
-                        return;
-                    }
-                };
-                for e in &batch {
-                    after = after.max(e.id);
-                    if tx.send(Ok(cv::event(e))).await.is_err() {
-                        return;
-                    }
-                }
-                if batch.len() < 500 {
-                    // Events are in the database; a short poll keeps this soft and simple.
-                    tokio::select! {
-                        _ = tokio::time::sleep(WATCH_POLL) => {}
-                        _ = tx.closed() => return,
-                    }
-                }
-            }
+        let slot = self
+            .limits
+            .reserve(&p.user()?.name, crate::limits::StreamKind::Watch)?;
+        // Checks visibility now; then events come from the core's one feed, not a poll.
+        let rx = self.core.watch_events(&p, &r.object, r.after_id).await?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |e| {
+            // The slot is held for as long as the stream is.
+            let _held = &slot;
+            e.map(|e| cv::event(&e)).map_err(Status::from)
         });
         // Ends the stream when the token is revoked or expires.
-        let stream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
-        Ok(Response::new(self.guarded(secret, token, stream)))
+        Ok(Response::new(self.guarded(secret, token, Box::pin(stream))))
     }
 
     async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> R<pb::WhoAmIResponse> {

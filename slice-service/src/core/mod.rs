@@ -11,6 +11,7 @@ mod spec;
 #[cfg(test)]
 mod tests;
 mod views;
+mod watch;
 
 pub use access::ResolvedEndpoint;
 pub use nodes::{NodeHello, ObservedStatus};
@@ -44,6 +45,8 @@ pub struct Core {
     place_lock: Mutex<()>,
     /// Slivers whose re-placement failed, so the failure is logged once, not every sweep.
     blocked: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The one feed of appended events that every `WatchEvents` stream reads.
+    feed: watch::Feed,
 }
 
 impl Core {
@@ -62,6 +65,7 @@ impl Core {
             clock,
             place_lock: Mutex::new(()),
             blocked: Default::default(),
+            feed: Default::default(),
         })
     }
 

@@ -478,28 +478,19 @@ impl Core {
             .events)
     }
 
-    /// Events the caller may see, newest `limit` (at most 1000) after `after_id` and before
-    /// `before_id` (0: no bound), oldest first, cut so that the page stays under
-    /// `EVENT_PAGE_BYTES` whatever the events hold.
-    pub async fn list_events_page(
+    /// Which events `object` names for the caller ('' for the caller's own), or NotFound /
+    /// PermissionDenied. `ListEvents` and `WatchEvents` both read through it.
+    pub(super) async fn event_filter(
         &self,
+        c: &mut Conn,
         p: &Principal,
         object: &str,
-        after_id: i64,
-        before_id: i64,
-        limit: u32,
-    ) -> Result<EventPage> {
+    ) -> Result<EventFilter> {
         let who = p.user()?;
-        let mut c = self.db.conn().await?;
-        let mut f = EventFilter {
-            after_id,
-            before_id: before_id.max(0),
-            limit: if limit == 0 { 100 } else { limit.min(1000) } as i64,
-            ..Default::default()
-        };
+        let mut f = EventFilter::default();
         if let Some(name) = object.strip_prefix("slice/") {
             // By id: the name may have belonged to someone else before.
-            let s = self.visible_slice(&mut c, who, name).await?;
+            let s = self.visible_slice(c, who, name).await?;
             f.slice_id = Some(s.id);
         } else if object.is_empty() {
             if who.role != Role::Admin {
@@ -517,6 +508,27 @@ impl Core {
                 who.name
             )));
         }
+        Ok(f)
+    }
+
+    /// Events the caller may see, newest `limit` (at most 1000) after `after_id` and before
+    /// `before_id` (0: no bound), oldest first, cut so that the page stays under
+    /// `EVENT_PAGE_BYTES` whatever the events hold.
+    pub async fn list_events_page(
+        &self,
+        p: &Principal,
+        object: &str,
+        after_id: i64,
+        before_id: i64,
+        limit: u32,
+    ) -> Result<EventPage> {
+        let mut c = self.db.conn().await?;
+        let f = EventFilter {
+            after_id,
+            before_id: before_id.max(0),
+            limit: if limit == 0 { 100 } else { limit.min(1000) } as i64,
+            ..self.event_filter(&mut c, p, object).await?
+        };
         let mut events = store::list_events(&mut c, &f).await?;
         // Keep the newest that fit; the caller asks again with before_id for older ones.
         let mut size = 0usize;

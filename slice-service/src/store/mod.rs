@@ -15,12 +15,14 @@ macro_rules! sql {
 }
 
 mod events;
+mod feed;
 mod nodes;
 mod sites;
 mod slices;
 mod users;
 
 pub use events::*;
+pub use feed::*;
 pub use nodes::*;
 pub use sites::*;
 pub use slices::*;

@@ -11,6 +11,7 @@ mod loss;
 mod reap;
 mod security;
 mod status;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
