@@ -25,6 +25,9 @@ pub struct Capabilities {
     pub logs: bool,
     /// Copying tar streams into and out of a sliver.
     pub copy: bool,
+    /// Slivers are kept off the host and off other slices' published ports (firewall rules
+    /// per slice network). A backend without it runs slivers unisolated only when told to.
+    pub isolation: bool,
 }
 
 impl Capabilities {
@@ -35,6 +38,7 @@ impl Capabilities {
         exec: true,
         logs: true,
         copy: true,
+        isolation: true,
     };
 }
 

@@ -56,6 +56,26 @@ pub async fn connect(host: Option<&str>) -> Result<Docker> {
     Ok(docker)
 }
 
+/// Whether the engine at `host` is on another machine (a TCP address that is not loopback).
+pub(super) fn is_remote(host: &str) -> bool {
+    let Some(rest) = ["tcp://", "http://", "https://"]
+        .iter()
+        .find_map(|p| host.strip_prefix(p))
+    else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let name = match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => name != "localhost",
+    }
+}
+
 /// A bollard error as a runtime error: no answer at all is `Unavailable`, a refusal `Engine`.
 pub(super) fn engine(op: impl Into<String>, e: DockerError) -> RuntimeError {
     let op = op.into();
@@ -121,5 +141,20 @@ pub(super) fn engine_message(e: &DockerError) -> String {
     match e {
         DockerError::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_sockets_are_local() {
+        assert!(!is_remote("unix:///var/run/docker.sock"));
+        assert!(!is_remote("tcp://127.0.0.1:2376"));
+        assert!(!is_remote("tcp://localhost:2376"));
+        assert!(!is_remote("tcp://[::1]:2376"));
+        assert!(is_remote("tcp://10.0.0.5:2376"));
+        assert!(is_remote("https://docker.example.org:2376"));
     }
 }

@@ -26,6 +26,8 @@ impl DockerRuntime {
                 image: spec.image.clone(),
             });
         }
+        // No sliver joins a network without its firewall rules.
+        self.isolate_slice(&spec.slice).await?;
         let name = labels::container_name(&self.node, &spec.sliver_id);
         let opts = CreateContainerOptions {
             name: Some(name.clone()),

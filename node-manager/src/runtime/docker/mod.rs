@@ -6,7 +6,8 @@
 //!
 //! Files: `connect` (client, API version negotiation, error mapping), `containers`,
 //! `container_config` (a spec as the engine's configuration), `observe` (an inspected
-//! container as an [`ObservedSliver`]), `networks`, `exec` and `kill` (ending an exec's host
+//! container as an [`ObservedSliver`]), `networks`, `firewall` (per-slice iptables rules that
+//! keep slivers off the host and other slices' ports), `exec` and `kill` (ending an exec's host
 //! process tree), `logs`, `copy`, `image`.
 
 mod connect;
@@ -14,6 +15,7 @@ mod container_config;
 mod containers;
 mod copy;
 mod exec;
+mod firewall;
 mod image;
 mod kill;
 mod logs;
@@ -29,6 +31,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use connect::{client, connect, negotiate};
+pub use firewall::FirewallError;
 
 use super::{
     labels, Capabilities, ExecProcess, ExecSpec, ImageImport, LogsSpec, Output, Result, Runtime,
@@ -53,6 +56,13 @@ pub struct DockerRuntime {
     network_lock: Arc<tokio::sync::Mutex<()>>,
     /// Where slice networks take their subnets; `None` leaves it to the engine's pools.
     pool: Option<Pool>,
+    /// The node's firewall once iptables answered (a failed probe is retried next time:
+    /// at boot the engine may not have made its DOCKER-USER chain yet).
+    firewall: Arc<tokio::sync::OnceCell<firewall::Firewall>>,
+    /// Why slices cannot be isolated whatever iptables says (the engine is on another host).
+    remote_engine: Option<String>,
+    /// Run slivers even when slices cannot be isolated (`--allow-unisolated`).
+    allow_unisolated: bool,
 }
 
 impl DockerRuntime {
@@ -64,6 +74,9 @@ impl DockerRuntime {
             negotiated: Arc::default(),
             network_lock: Arc::default(),
             pool: None,
+            firewall: Arc::default(),
+            remote_engine: None,
+            allow_unisolated: false,
         }
     }
 
@@ -71,7 +84,10 @@ impl DockerRuntime {
     /// negotiated now if the engine answers, else on the first ping that reaches it: an engine
     /// that is away when the agent starts is an outage to report, not a reason to exit.
     pub async fn connect(host: Option<&str>, node: impl Into<String>) -> Result<Self> {
-        let rt = Self::new(client(host)?, node);
+        let mut rt = Self::new(client(host)?, node);
+        rt.remote_engine = host.filter(|h| connect::is_remote(h)).map(|h| {
+            format!("the engine at {h} is on another host, where this node manager cannot install firewall rules")
+        });
         match rt.ensure_negotiated().await {
             Ok(()) => {}
             Err(e) if e.is_unavailable() => {
@@ -86,6 +102,44 @@ impl DockerRuntime {
     pub fn with_network_pool(mut self, pool: Option<Pool>) -> Self {
         self.pool = pool;
         self
+    }
+
+    /// Runs slivers even where slices cannot be isolated (no iptables, not root, a remote
+    /// engine), instead of refusing them: for development testbeds only.
+    pub fn allow_unisolated(mut self, allow: bool) -> Self {
+        self.allow_unisolated = allow;
+        self
+    }
+
+    /// Whether slices are isolated on this node: `Ok` if they are, else why not. Probes
+    /// iptables unless done already.
+    pub async fn isolation(&self) -> std::result::Result<(), FirewallError> {
+        self.probe_firewall().await.map(|_| ())
+    }
+
+    async fn probe_firewall(&self) -> std::result::Result<&firewall::Firewall, FirewallError> {
+        if let Some(why) = &self.remote_engine {
+            return Err(FirewallError(why.clone()));
+        }
+        self.firewall
+            .get_or_try_init(|| firewall::Firewall::probe(&self.node))
+            .await
+    }
+
+    /// The firewall to install slice rules with; `None` when running unisolated was allowed.
+    /// Refuses (naming why and what to do) when slices cannot be isolated and that was not.
+    async fn firewall(&self) -> Result<Option<&firewall::Firewall>> {
+        match self.probe_firewall().await {
+            Ok(fw) => Ok(Some(fw)),
+            Err(_) if self.allow_unisolated => Ok(None),
+            Err(why) => Err(RuntimeError::Engine {
+                op: "isolate the slice network".into(),
+                message: format!(
+                    "node {} cannot isolate slices ({why}); run the node manager as root on the engine's host with iptables, or start it with --allow-unisolated",
+                    self.node
+                ),
+            }),
+        }
     }
 
     /// The engine connection (for tests that observe the engine independently).
@@ -122,7 +176,11 @@ impl Runtime for DockerRuntime {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
+        Capabilities {
+            // Known once probed (the agent probes at start, every network step again).
+            isolation: self.remote_engine.is_none() && self.firewall.initialized(),
+            ..Capabilities::ALL
+        }
     }
 
     async fn ensure_network(&self, slice: &str) -> Result<()> {

@@ -1,6 +1,10 @@
 //! Slice networks on the engine: one bridge network per slice per node, labelled with both,
 //! created with a subnet from the node's pool (see [`crate::subnets`]) or the engine's own
-//! pools, healed when a race left two, and removed by id.
+//! pools, healed when a race left two, and removed by id. Each one gets its firewall rules
+//! (see [`super::firewall`]) before any sliver joins it, and loses them with it; listing the
+//! networks reconciles the rules with them (a crash between the two leaves nothing behind).
+
+use std::collections::{BTreeSet, HashMap};
 
 use bollard::errors::Error as DockerError;
 use bollard::models::NetworkCreateRequest;
@@ -8,6 +12,7 @@ use bollard::models::{Ipam, IpamConfig};
 use bollard::query_parameters::ListNetworksOptions;
 
 use super::connect::{engine, is_not_found};
+use super::firewall::Firewall;
 use super::DockerRuntime;
 use crate::runtime::{labels, Result, RuntimeError};
 use crate::subnets::{self, Net, Pool};
@@ -16,9 +21,59 @@ use crate::subnets::{self, Net, Pool};
 /// manager on the same engine taking the same subnet at the same moment).
 const SUBNET_TRIES: usize = 16;
 
+/// Docker's option naming a bridge network's interface on the host.
+const BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+
+/// The host interface of a bridge network: its option, else Docker's `br-` + 12 of the id.
+fn bridge_name(id: &str, options: Option<&HashMap<String, String>>) -> String {
+    options
+        .and_then(|o| o.get(BRIDGE_NAME))
+        .cloned()
+        .unwrap_or_else(|| format!("br-{}", id.get(..12).unwrap_or(id)))
+}
+
 impl DockerRuntime {
-    /// Creates the slice's network on this node unless it exists; heals duplicates.
+    /// Creates the slice's network on this node unless it exists, heals duplicates, and
+    /// installs its firewall rules. Refuses before creating anything when the node cannot
+    /// isolate slices and running unisolated was not allowed.
     pub(super) async fn ensure_slice_network(&self, slice: &str) -> Result<()> {
+        let fw = self.firewall().await?;
+        self.ensure_bridge(slice).await?;
+        match fw {
+            Some(fw) => self.isolate(fw, slice).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Makes sure the slice's existing network has its firewall rules (before a sliver
+    /// joins it: the rules are the engine's and iptables' truth, not this process's memory).
+    pub(super) async fn isolate_slice(&self, slice: &str) -> Result<()> {
+        match self.firewall().await? {
+            Some(fw) => self.isolate(fw, slice).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn isolate(&self, fw: &Firewall, slice: &str) -> Result<()> {
+        let bridges: Vec<String> = self
+            .slice_networks(slice)
+            .await?
+            .into_iter()
+            .map(|n| n.bridge)
+            .collect();
+        fw.ensure(slice, &bridges)
+            .await
+            .map_err(|e| RuntimeError::Engine {
+                op: format!(
+                    "isolate slice network {}",
+                    labels::network_name(&self.node, slice)
+                ),
+                message: e.0,
+            })
+    }
+
+    /// Creates the slice's network on this node unless it exists; heals duplicates.
+    async fn ensure_bridge(&self, slice: &str) -> Result<()> {
         let name = labels::network_name(&self.node, slice);
         let _one_at_a_time = self.network_lock.lock().await;
         let existing = self.slice_networks(slice).await?;
@@ -53,12 +108,22 @@ impl DockerRuntime {
     /// Removes every network of the slice on this node, duplicates included.
     pub(super) async fn remove_slice_networks(&self, slice: &str) -> Result<()> {
         // By id, so duplicates left by a race go too.
-        for (id, _) in self.slice_networks(slice).await? {
-            match self.docker.remove_network(&id).await {
+        for n in self.slice_networks(slice).await? {
+            match self.docker.remove_network(&n.id).await {
                 Ok(()) => {}
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(engine(format!("remove network {id}"), e)),
+                Err(e) => return Err(engine(format!("remove network {}", n.id), e)),
             }
+        }
+        // Without iptables there are no rules to remove.
+        if let Ok(fw) = self.probe_firewall().await {
+            fw.remove(slice).await.map_err(|e| RuntimeError::Engine {
+                op: format!(
+                    "remove the firewall rules of {}",
+                    labels::network_name(&self.node, slice)
+                ),
+                message: e.0,
+            })?;
         }
         Ok(())
     }
@@ -72,10 +137,25 @@ impl DockerRuntime {
             }))
             .await
             .map_err(|e| engine("list networks", e))?;
-        Ok(nets
-            .into_iter()
-            .filter_map(|n| n.labels?.get(labels::SLICE).cloned())
-            .collect())
+        let mut slices = Vec::new();
+        let mut bridges = BTreeSet::new();
+        for n in nets {
+            let Some(slice) = n.labels.as_ref().and_then(|l| l.get(labels::SLICE)) else {
+                continue;
+            };
+            if let Some(id) = &n.id {
+                bridges.insert((slice.clone(), bridge_name(id, n.options.as_ref())));
+            }
+            slices.push(slice.clone());
+        }
+        // Every pass lists the networks: rules of networks that vanished while no agent ran
+        // go, and rules someone deleted come back.
+        if let Ok(fw) = self.probe_firewall().await {
+            if let Err(e) = fw.sync(&bridges).await {
+                tracing::warn!(error = %e, "cannot reconcile the slice firewall rules");
+            }
+        }
+        Ok(slices)
     }
 
     /// IPv4 subnets already in use: every network of the engine (any node's, or not
@@ -155,8 +235,8 @@ impl DockerRuntime {
         })
     }
 
-    /// This node's networks of one slice: (id, attached containers).
-    async fn slice_networks(&self, slice: &str) -> Result<Vec<(String, usize)>> {
+    /// This node's networks of one slice.
+    async fn slice_networks(&self, slice: &str) -> Result<Vec<SliceNetwork>> {
         let mut filters = self.node_filters();
         filters
             .entry("label".to_string())
@@ -177,15 +257,20 @@ impl DockerRuntime {
                 Ok(full) => full.containers.map_or(0, |c| c.len()),
                 Err(_) => 0,
             };
-            out.push((id, attached));
+            let bridge = bridge_name(&id, n.options.as_ref());
+            out.push(SliceNetwork {
+                id,
+                attached,
+                bridge,
+            });
         }
         Ok(out)
     }
 
     /// Keeps the network with the most containers and removes the others (best effort).
-    async fn dedupe_networks(&self, name: &str, mut nets: Vec<(String, usize)>) {
-        nets.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        for (id, _) in nets.into_iter().skip(1) {
+    async fn dedupe_networks(&self, name: &str, mut nets: Vec<SliceNetwork>) {
+        nets.sort_by(|a, b| b.attached.cmp(&a.attached).then(a.id.cmp(&b.id)));
+        for SliceNetwork { id, .. } in nets.into_iter().skip(1) {
             match self.docker.remove_network(&id).await {
                 Ok(()) => tracing::warn!(network = %name, %id, "removed a duplicate slice network"),
                 Err(e) => {
@@ -194,4 +279,13 @@ impl DockerRuntime {
             }
         }
     }
+}
+
+/// One network of a slice on this node.
+struct SliceNetwork {
+    id: String,
+    /// Containers attached to it.
+    attached: usize,
+    /// Its interface on the host.
+    bridge: String,
 }
