@@ -336,3 +336,62 @@ async fn a_restarted_agent_prunes_rules_of_networks_gone_meanwhile() {
         Vec::<String>::new()
     );
 }
+
+/// Reads what `addr:port` answers to `GET /i` from the host; `None` if it cannot connect.
+async fn host_fetch(addr: &str, port: u16) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let connect = tokio::net::TcpStream::connect((addr, port));
+    let mut s = tokio::time::timeout(Duration::from_secs(3), connect)
+        .await
+        .ok()?
+        .ok()?;
+    s.write_all(b"GET /i HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut text = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut text)).await;
+    Some(text)
+}
+
+#[tokio::test]
+async fn ports_are_published_on_the_announced_address_only() {
+    let Some(rt) = engine("nmiso-c").await else {
+        return;
+    };
+    let Some(other) = host_addresses().into_iter().next() else {
+        eprintln!("skipping: the host has no address but loopback");
+        return;
+    };
+    // A name or an address of someone else cannot be bound: every address, as before.
+    assert_eq!(
+        rt.clone().with_publish_address("192.0.2.254").publish_ip(),
+        std::net::IpAddr::from([0, 0, 0, 0])
+    );
+    let rt = rt.with_publish_address("127.0.0.1");
+    let published = free_port();
+    let mut s = server("p0", "p", "published");
+    s.ports = vec![PortMapping {
+        name: "http".into(),
+        container_port: 8080,
+        host_port: published,
+    }];
+    let d = BTreeMap::from([(s.sliver_id.clone(), s)]);
+    let mut rec = Reconciler::new(rt.clone());
+    until_running(&mut rec, &d).await;
+    let mut answer = None;
+    for _ in 0..50 {
+        answer = host_fetch("127.0.0.1", published).await;
+        if answer.as_deref().is_some_and(|a| a.contains("published")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elsewhere = host_fetch(&other, published).await;
+    rec.pass(Some(&BTreeMap::new())).await.unwrap();
+    assert!(
+        answer.as_deref().is_some_and(|a| a.contains("published")),
+        "the port answers on the announced address 127.0.0.1: {answer:?}"
+    );
+    assert!(
+        !elsewhere.as_deref().is_some_and(|a| a.contains("published")),
+        "the port must not answer on {other}, which the node does not announce: {elsewhere:?}"
+    );
+}

@@ -7,7 +7,7 @@ use node_manager::access::Access;
 use node_manager::agent::{self, AgentConfig, DEFAULT_RESYNC};
 use node_manager::image::{self, Outcome, DEFAULT_TAG};
 use node_manager::node_files;
-use node_manager::runtime::docker::DockerRuntime;
+use node_manager::runtime::docker::{DockerRuntime, EngineTls};
 use node_manager::subnets::{Pool, DEFAULT_POOL};
 
 #[derive(Debug, clap::Args)]
@@ -18,6 +18,8 @@ pub struct Args {
     /// Docker engine (unix:///var/run/docker.sock, tcp://HOST:PORT); default DOCKER_HOST or the local socket.
     #[arg(long, env = "DOCKER_HOST")]
     docker_host: Option<String>,
+    #[command(flatten)]
+    engine: EngineFlags,
     /// Address announced to the service (overrides the enrolled one).
     #[arg(long)]
     address: Option<String>,
@@ -30,6 +32,36 @@ pub struct Args {
     /// pools (about 31 networks per engine unless its daemon.json says otherwise).
     #[arg(long, env = "SLICEBED_NETWORK_POOL", value_name = "CIDR|engine", default_value = DEFAULT_POOL, value_parser = network_pool)]
     network_pool: NetworkPool,
+}
+
+/// How the node manager reaches and uses the engine, beyond its address.
+#[derive(Debug, clap::Args)]
+struct EngineFlags {
+    /// CA certificate the engine's TLS certificate must chain to (with --docker-tls-cert and
+    /// --docker-tls-key; without all three, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH as for docker).
+    #[arg(long, value_name = "PEM", requires_all = ["docker_tls_cert", "docker_tls_key"])]
+    docker_tls_ca: Option<PathBuf>,
+    /// Client certificate presented to the engine.
+    #[arg(long, value_name = "PEM", requires_all = ["docker_tls_ca", "docker_tls_key"])]
+    docker_tls_cert: Option<PathBuf>,
+    /// Key of the client certificate.
+    #[arg(long, value_name = "PEM", requires_all = ["docker_tls_ca", "docker_tls_cert"])]
+    docker_tls_key: Option<PathBuf>,
+    /// Run slivers even when slices cannot be isolated from the host and from each other
+    /// (no iptables, not root, an engine on another host); by default they are refused,
+    /// failing with the reason. For development testbeds.
+    #[arg(long, env = "SLICEBED_ALLOW_UNISOLATED")]
+    allow_unisolated: bool,
+}
+
+impl EngineFlags {
+    fn tls(&self) -> Option<EngineTls> {
+        Some(EngineTls {
+            ca: self.docker_tls_ca.clone()?,
+            cert: self.docker_tls_cert.clone()?,
+            key: self.docker_tls_key.clone()?,
+        })
+    }
 }
 
 /// `--network-pool`: a pool, or the engine's own pools.
@@ -69,9 +101,23 @@ async fn shutdown_signal() {
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let (node, credential) =
         node_files::load(&a.state_dir).context("cannot load the enrollment")?;
-    let runtime = DockerRuntime::connect(a.docker_host.as_deref(), node.node.clone())
-        .await?
-        .with_network_pool(a.network_pool.0);
+    let address = a.address.clone().unwrap_or_else(|| node.address.clone());
+    let tls = a.engine.tls();
+    let runtime =
+        DockerRuntime::connect_with(a.docker_host.as_deref(), tls.as_ref(), node.node.clone())
+            .await?
+            .with_network_pool(a.network_pool.0)
+            .with_publish_address(&address)
+            .allow_unisolated(a.engine.allow_unisolated);
+    match runtime.isolation().await {
+        Ok(()) => tracing::info!("slices are isolated by per-slice firewall rules"),
+        Err(why) if a.engine.allow_unisolated => {
+            tracing::warn!(reason = %why, "slices are NOT isolated from the host or from each other (--allow-unisolated)")
+        }
+        Err(why) => {
+            tracing::error!(reason = %why, "slices cannot be isolated: slivers are refused until they can (or run with --allow-unisolated)")
+        }
+    }
     match image::ensure(&runtime, DEFAULT_TAG, false).await {
         Ok(Outcome::Imported) => tracing::info!(image = DEFAULT_TAG, "imported the base image"),
         Ok(Outcome::AlreadyPresent) => tracing::debug!(image = DEFAULT_TAG, "base image present"),
@@ -80,7 +126,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         }
     }
     let cfg = AgentConfig {
-        address: a.address.unwrap_or_else(|| node.address.clone()),
+        address,
         node,
         credential,
         resync: DEFAULT_RESYNC,

@@ -1,6 +1,8 @@
 //! Reaching the Docker engine: the client, API version negotiation, and the one translation of
 //! bollard's errors into [`RuntimeError`]. Nothing outside `runtime::docker` sees these types.
 
+use std::path::PathBuf;
+
 use bollard::errors::Error as DockerError;
 use bollard::Docker;
 
@@ -9,11 +11,87 @@ use crate::runtime::{Result, RuntimeError};
 /// Seconds the engine may take to answer one request (not a stream).
 const REQUEST_TIMEOUT_SECS: u64 = 60;
 
+/// The client side of an engine reached over TLS (docker's `--tlscacert`, `--tlscert`,
+/// `--tlskey`): the engine's certificate must chain to `ca`, and the engine checks ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineTls {
+    /// CA certificate(s) the engine's certificate must chain to (PEM).
+    pub ca: PathBuf,
+    /// Our client certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+impl EngineTls {
+    /// From the environment as docker reads it: `DOCKER_TLS_VERIFY` set and not empty means
+    /// `ca.pem`, `cert.pem` and `key.pem` in `DOCKER_CERT_PATH` (default `~/.docker`).
+    pub fn from_env() -> Option<EngineTls> {
+        Self::from_vars(
+            std::env::var("DOCKER_TLS_VERIFY").ok().as_deref(),
+            std::env::var("DOCKER_CERT_PATH").ok().as_deref(),
+            std::env::var("HOME").ok().as_deref(),
+        )
+    }
+
+    /// [`EngineTls::from_env`] over given values (for tests).
+    pub fn from_vars(
+        tls_verify: Option<&str>,
+        cert_path: Option<&str>,
+        home: Option<&str>,
+    ) -> Option<EngineTls> {
+        if tls_verify.is_none_or(str::is_empty) {
+            return None;
+        }
+        let dir = match cert_path.filter(|p| !p.is_empty()) {
+            Some(p) => PathBuf::from(p),
+            None => PathBuf::from(home.unwrap_or("/root")).join(".docker"),
+        };
+        Some(EngineTls {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        })
+    }
+}
+
 /// A client for the engine at `host` (`unix:///path`, `tcp://h:p`, `http://h:p`), or at
-/// `DOCKER_HOST` / the local socket when `None`. It speaks bollard's newest API version until
-/// [`negotiate`] lowers it to the engine's: use [`connect`] unless the engine may be away.
-pub fn client(host: Option<&str>) -> Result<Docker> {
+/// `DOCKER_HOST` / the local socket when `None`; over TLS with `tls` (or when
+/// `DOCKER_TLS_VERIFY` says so, as for docker), which needs a `tcp://` or `https://` host.
+/// It speaks bollard's newest API version until [`negotiate`] lowers it to the engine's: use
+/// [`connect`] unless the engine may be away.
+pub fn client(host: Option<&str>, tls: Option<&EngineTls>) -> Result<Docker> {
     let v = bollard::API_DEFAULT_VERSION;
+    let env_tls = EngineTls::from_env();
+    if let Some(tls) = tls.or(env_tls.as_ref()) {
+        let env_host = std::env::var("DOCKER_HOST").ok();
+        let Some(h) = host.or(env_host.as_deref()) else {
+            return Err(RuntimeError::Engine {
+                op: "connect to the Docker engine over TLS".into(),
+                message: "TLS needs the engine's address: --docker-host tcp://HOST:2376".into(),
+            });
+        };
+        if !(h.starts_with("tcp://") || h.starts_with("https://")) {
+            return Err(RuntimeError::Engine {
+                op: format!("connect to {h} over TLS"),
+                message: "TLS needs a tcp://HOST:PORT or https://HOST:PORT engine address".into(),
+            });
+        }
+        for (what, path) in [
+            ("CA certificate", &tls.ca),
+            ("client certificate", &tls.cert),
+            ("client key", &tls.key),
+        ] {
+            if !path.is_file() {
+                return Err(RuntimeError::Engine {
+                    op: format!("connect to {h} over TLS"),
+                    message: format!("{what} {} is not a readable file", path.display()),
+                });
+            }
+        }
+        return Docker::connect_with_ssl(h, &tls.key, &tls.cert, &tls.ca, REQUEST_TIMEOUT_SECS, v)
+            .map_err(|e| engine(format!("connect to {h} over TLS"), e));
+    }
     let r = match host {
         None => Docker::connect_with_local_defaults().or_else(|_| Docker::connect_with_defaults()),
         Some(h) if h.starts_with("unix://") || h.starts_with('/') => {
@@ -50,8 +128,8 @@ pub async fn negotiate(docker: &Docker) -> Result<()> {
 }
 
 /// A client for `host` (see [`client`]) that speaks the engine's API version.
-pub async fn connect(host: Option<&str>) -> Result<Docker> {
-    let docker = client(host)?;
+pub async fn connect(host: Option<&str>, tls: Option<&EngineTls>) -> Result<Docker> {
+    let docker = client(host, tls)?;
     negotiate(&docker).await?;
     Ok(docker)
 }
@@ -156,5 +234,30 @@ mod tests {
         assert!(!is_remote("tcp://[::1]:2376"));
         assert!(is_remote("tcp://10.0.0.5:2376"));
         assert!(is_remote("https://docker.example.org:2376"));
+    }
+
+    #[test]
+    fn tls_from_the_environment_as_docker_reads_it() {
+        assert_eq!(EngineTls::from_vars(None, Some("/c"), Some("/h")), None);
+        assert_eq!(EngineTls::from_vars(Some(""), Some("/c"), Some("/h")), None);
+        let t = EngineTls::from_vars(Some("1"), Some("/c"), Some("/h")).unwrap();
+        assert_eq!(t.ca, PathBuf::from("/c/ca.pem"));
+        assert_eq!(t.cert, PathBuf::from("/c/cert.pem"));
+        assert_eq!(t.key, PathBuf::from("/c/key.pem"));
+        let t = EngineTls::from_vars(Some("1"), None, Some("/h")).unwrap();
+        assert_eq!(t.ca, PathBuf::from("/h/.docker/ca.pem"));
+    }
+
+    #[test]
+    fn tls_needs_a_tcp_address_and_its_files() {
+        let tls = EngineTls {
+            ca: "/nonexistent/ca.pem".into(),
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        };
+        let e = client(Some("unix:///var/run/docker.sock"), Some(&tls)).unwrap_err();
+        assert!(e.to_string().contains("tcp://"), "{e}");
+        let e = client(Some("tcp://127.0.0.1:2376"), Some(&tls)).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
     }
 }

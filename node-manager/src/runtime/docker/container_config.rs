@@ -2,6 +2,7 @@
 //! ports, restart policy, labels. Pure, so the rules are visible and testable in one place.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 
 use bollard::models::{
     ContainerCreateBody, HostConfig, PortBinding, RestartPolicy as DockerRestart,
@@ -24,11 +25,15 @@ pub const LINUX_CAPABILITIES: [&str; 7] = [
     "KILL",
 ];
 
+/// Where ports are published when the node announces no address of this host.
+pub const ANY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
 /// Process limit per sliver, against fork bombs.
 pub const PIDS_LIMIT: i64 = 512;
 
-/// The engine configuration of a sliver's container on `node`.
-pub fn container_config(node: &str, spec: &SliverSpec) -> ContainerCreateBody {
+/// The engine configuration of a sliver's container on `node`, its ports published on
+/// `host_ip` (the node's announced address, or every address when it has none).
+pub fn container_config(node: &str, spec: &SliverSpec, host_ip: IpAddr) -> ContainerCreateBody {
     let mut exposed = Vec::new();
     let mut bindings = HashMap::new();
     for p in &spec.ports {
@@ -37,7 +42,7 @@ pub fn container_config(node: &str, spec: &SliverSpec) -> ContainerCreateBody {
         bindings.insert(
             key,
             Some(vec![PortBinding {
-                host_ip: Some("0.0.0.0".to_string()),
+                host_ip: Some(host_ip.to_string()),
                 host_port: Some(p.host_port.to_string()),
             }]),
         );
@@ -115,7 +120,7 @@ mod tests {
 
     #[test]
     fn limits_hardening_and_ports() {
-        let c = container_config("n1", &spec());
+        let c = container_config("n1", &spec(), "192.0.2.7".parse().unwrap());
         let h = c.host_config.unwrap();
         assert_eq!(h.nano_cpus, Some(500_000_000));
         assert_eq!(h.memory, Some(256 << 20));
@@ -127,6 +132,7 @@ mod tests {
         assert_eq!(h.network_mode.as_deref(), Some("sb-n1-web"));
         let b = &h.port_bindings.unwrap()["8080/tcp"];
         assert_eq!(b.as_ref().unwrap()[0].host_port.as_deref(), Some("30001"));
+        assert_eq!(b.as_ref().unwrap()[0].host_ip.as_deref(), Some("192.0.2.7"));
         assert_eq!(
             h.restart_policy.unwrap().name,
             Some(RestartPolicyNameEnum::ALWAYS)

@@ -35,7 +35,10 @@ impl DockerRuntime {
         };
         let created = self
             .docker
-            .create_container(Some(opts), container_config(&self.node, spec))
+            .create_container(
+                Some(opts),
+                container_config(&self.node, spec, self.publish_ip),
+            )
             .await
             .map_err(|e| engine(format!("create container {name}"), e))?;
         if let Err(e) = self

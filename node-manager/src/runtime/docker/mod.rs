@@ -30,7 +30,7 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-pub use connect::{client, connect, negotiate};
+pub use connect::{client, connect, negotiate, EngineTls};
 pub use firewall::FirewallError;
 
 use super::{
@@ -63,6 +63,8 @@ pub struct DockerRuntime {
     remote_engine: Option<String>,
     /// Run slivers even when slices cannot be isolated (`--allow-unisolated`).
     allow_unisolated: bool,
+    /// Where slivers' ports are published: the node's announced address, else every address.
+    publish_ip: std::net::IpAddr,
 }
 
 impl DockerRuntime {
@@ -77,6 +79,7 @@ impl DockerRuntime {
             firewall: Arc::default(),
             remote_engine: None,
             allow_unisolated: false,
+            publish_ip: container_config::ANY_ADDRESS,
         }
     }
 
@@ -84,7 +87,16 @@ impl DockerRuntime {
     /// negotiated now if the engine answers, else on the first ping that reaches it: an engine
     /// that is away when the agent starts is an outage to report, not a reason to exit.
     pub async fn connect(host: Option<&str>, node: impl Into<String>) -> Result<Self> {
-        let mut rt = Self::new(client(host)?, node);
+        Self::connect_with(host, None, node).await
+    }
+
+    /// [`DockerRuntime::connect`] over TLS with `tls` (else as `DOCKER_TLS_VERIFY` says).
+    pub async fn connect_with(
+        host: Option<&str>,
+        tls: Option<&EngineTls>,
+        node: impl Into<String>,
+    ) -> Result<Self> {
+        let mut rt = Self::new(client(host, tls)?, node);
         rt.remote_engine = host.filter(|h| connect::is_remote(h)).map(|h| {
             format!("the engine at {h} is on another host, where this node manager cannot install firewall rules")
         });
@@ -102,6 +114,30 @@ impl DockerRuntime {
     pub fn with_network_pool(mut self, pool: Option<Pool>) -> Self {
         self.pool = pool;
         self
+    }
+
+    /// Publishes slivers' ports on the node's announced `address` only, when it is an IP
+    /// address of the engine's host (a name, or an address of a NAT in front of the node,
+    /// cannot be bound: ports then stay on every address, as the log says).
+    pub fn with_publish_address(mut self, address: &str) -> Self {
+        let host = address.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => {}
+            // A remote engine's address cannot be checked from here; trust the operator.
+            Ok(ip) if self.remote_engine.is_some() || is_local(ip) => self.publish_ip = ip,
+            Ok(ip) => {
+                tracing::warn!(address = %ip, "the announced address is not one of this host's; slivers' ports are published on every address")
+            }
+            Err(_) => {
+                tracing::warn!(%address, "the announced address is not an IP address; slivers' ports are published on every address")
+            }
+        }
+        self
+    }
+
+    /// Where slivers' ports are published.
+    pub fn publish_ip(&self) -> std::net::IpAddr {
+        self.publish_ip
     }
 
     /// Runs slivers even where slices cannot be isolated (no iptables, not root, a remote
@@ -168,6 +204,11 @@ impl DockerRuntime {
     fn node_filters(&self) -> HashMap<String, Vec<String>> {
         HashMap::from([("label".to_string(), vec![labels::node_filter(&self.node)])])
     }
+}
+
+/// Whether `ip` is an address of this host (it can be bound).
+fn is_local(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 impl Runtime for DockerRuntime {
