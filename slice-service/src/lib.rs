@@ -4,6 +4,7 @@
 //! `run` serves the API on a listener until `shutdown` resolves; `main.rs` only parses flags.
 
 pub mod api;
+pub mod at_rest;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -52,6 +53,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    // Before the database opens: it must never exist readable by other local users.
+    let db_file = at_rest::sqlite_file(&cfg.database_url);
+    at_rest::secure(&cfg.data_dir, db_file.as_deref(), cfg.tls_key.as_deref())?;
     let db = store::Db::open_with(&cfg.database_url, cfg.limits.sqlite_read_connections)
         .await
         .context("opening the database")?;
@@ -64,6 +68,13 @@ pub async fn run(
         let path = cfg.data_dir.join("admin.token");
         write_private(&path, &secret)?;
         tracing::info!(path = %path.display(), "bootstrap admin token written");
+    } else if let Ok(old) = std::fs::read_to_string(cfg.data_dir.join("admin.token")) {
+        // The kept admin token expires (admin_token_ttl); a restart renews it in place.
+        if let Some(secret) = core.renew_expired_admin_token(old.trim()).await? {
+            let path = cfg.data_dir.join("admin.token");
+            write_private(&path, &secret)?;
+            tracing::warn!(path = %path.display(), "the admin token kept there had expired; a new one replaces it");
+        }
     }
 
     let addr = listener.local_addr()?;

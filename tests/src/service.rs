@@ -31,9 +31,12 @@ pub async fn fresh_database(dir: &Path) -> String {
             let mut c = sqlx::PgConnection::connect(&base)
                 .await
                 .expect("connect to SLICEBED_TEST_POSTGRES");
-            sqlx::Executor::execute(&mut c, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .expect("create database");
+            sqlx::Executor::execute(
+                &mut c,
+                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+            )
+            .await
+            .expect("create database");
             let (prefix, _) = base
                 .rsplit_once('/')
                 .expect("postgres URL with a database path");
@@ -87,6 +90,9 @@ impl Service {
         let key_path = tmp.path().join("key.pem");
         std::fs::write(&cert_path, cert.cert.pem()).unwrap();
         std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+        // The service refuses a key other users may read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let database_url = fresh_database(tmp.path()).await;
         let mut s = Service {
             dir: tmp.path().join("data"),

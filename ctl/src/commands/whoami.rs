@@ -14,13 +14,21 @@ pub async fn run(ctx: &Ctx) -> Result<()> {
         return output::json(&json!({
             "user": me.user, "role": role(me.role()), "site": me.site,
             "server": c.server, "context": settings.context,
+            "token_id": me.token_id,
+            "token_expires_at": crate::timefmt::rfc3339(me.token_expires_at.as_ref()),
         }));
     }
     let via = settings
         .context
         .map(|n| format!(" (context {n})"))
         .unwrap_or_default();
-    output::out(&format!("{} on {}{via}\n", identity(&me), c.server))
+    // When the token ends, so nobody is surprised by an expired admin token.
+    let token = match crate::timefmt::rfc3339(me.token_expires_at.as_ref()) {
+        Some(at) => format!("\ntoken {} expires {at}", me.token_id),
+        None if !me.token_id.is_empty() => format!("\ntoken {} never expires", me.token_id),
+        None => String::new(),
+    };
+    output::out(&format!("{} on {}{via}{token}\n", identity(&me), c.server))
 }
 
 /// "alice (user at site mit)", or "admin (admin)" for a user without a site.

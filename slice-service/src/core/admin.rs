@@ -549,6 +549,50 @@ impl Core {
     }
 }
 
+impl Core {
+    /// At start, for the secret kept in `<data-dir>/admin.token`: if its token expired (and
+    /// was not revoked), a fresh admin token replaces it and its secret is returned, so the
+    /// break-glass secret on the service host keeps working while every copy of the old one
+    /// elsewhere stays dead. A revoked token is never renewed: revocation is a decision.
+    pub async fn renew_expired_admin_token(&self, old_secret: &str) -> Result<Option<String>> {
+        let mut tx = self.db.begin().await?;
+        let Some(old) = store::token_by_hash(&mut tx, &auth::hash(old_secret)).await? else {
+            return Ok(None);
+        };
+        let expired = old.expires_at.is_some_and(|e| e <= self.now_ms());
+        if old.kind != TokenKind::User || old.revoked || !expired {
+            return Ok(None);
+        }
+        match store::get_user(&mut tx, &old.subject).await? {
+            Some(u) if u.role == Role::Admin => {}
+            _ => return Ok(None),
+        }
+        let (secret, t) = issue_token(
+            &mut tx,
+            TokenKind::User,
+            &old.subject,
+            &old.description,
+            Some(self.cfg.admin_token_ttl),
+        )
+        .await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                "system",
+                format!("token/{}", t.id),
+                "created",
+                format!(
+                    "for {}: replaces the expired token {} kept in admin.token",
+                    old.subject, old.id
+                ),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(secret))
+    }
+}
+
 /// Creates and stores a token; returns the secret (never stored) and its metadata.
 pub(super) async fn issue_token(
     c: &mut store::Conn,

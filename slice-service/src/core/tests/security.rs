@@ -354,3 +354,36 @@ async fn the_bootstrap_admin_token_expires_and_rotates() {
     let p = crate::auth::authenticate(&mut c, &new).await.unwrap();
     assert_eq!(p.actor(), "user/admin");
 }
+
+#[tokio::test]
+async fn an_expired_kept_admin_token_is_renewed_at_start_but_a_revoked_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::for_data_dir(dir.path());
+    let db = Db::open(&cfg.database_url).await.unwrap();
+    let clock = ManualClock::new();
+    let core = Core::with_clock(db, cfg, clock.clone());
+    let kept = core.bootstrap().await.unwrap().unwrap();
+    assert_eq!(core.renew_expired_admin_token(&kept).await.unwrap(), None);
+
+    clock.advance(Duration::from_secs(31 * 86_400));
+    let fresh = core
+        .renew_expired_admin_token(&kept)
+        .await
+        .unwrap()
+        .expect("renewed");
+    let mut c = core.db.conn().await.unwrap();
+    let p = crate::auth::authenticate(&mut c, &fresh).await.unwrap();
+    assert_eq!(p.actor(), "user/admin");
+    drop(c);
+
+    let t = crate::store::token_by_hash(
+        &mut core.db.conn().await.unwrap(),
+        &crate::auth::hash(&fresh),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    core.revoke_token(&p, &t.id).await.unwrap();
+    clock.advance(Duration::from_secs(31 * 86_400));
+    assert_eq!(core.renew_expired_admin_token(&fresh).await.unwrap(), None);
+}

@@ -1,0 +1,394 @@
+//! Issue 10 (security) findings, each tried as an attacker or a careless operator would, on a
+//! real slice-service process over gRPC: tenant history, event log bloat and terminal escapes,
+//! tokens (children, revocation, PIs, ids, the bootstrap token, stdin), secrets at rest and
+//! absurd durations. Nodes are driven by the test (no containers).
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use slicebed_proto::v1 as pb;
+use slicebed_tests::{bin, wait_for, Clients, Service, TestNode};
+use tonic::Code;
+
+mod common;
+use common::*;
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+async fn create(c: &Clients, name: &str) {
+    c.slices
+        .clone()
+        .create_slice(slice_req(name, 1, 64 * MI))
+        .await
+        .expect("create slice");
+}
+
+#[tokio::test]
+async fn the_next_owner_of_a_slice_name_reads_none_of_its_history() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    make_site(&a, "eth").await;
+    let alice = Clients::new(&svc, Some(&make_user(&a, "alice", "mit").await)).await;
+    let bob = Clients::new(&svc, Some(&make_user(&a, "bob", "eth").await)).await;
+    let _node = TestNode::join(&svc, "mit", "n1", 4000, 8 * GI).await;
+    wait_ready(&a, 1).await;
+
+    create(&alice, "demo").await;
+    alice
+        .slices
+        .clone()
+        .delete_slice(pb::DeleteSliceRequest {
+            name: "demo".into(),
+        })
+        .await
+        .unwrap();
+    create(&bob, "demo").await;
+
+    let seen = events(&bob, "slice/demo").await;
+    assert!(!seen.is_empty());
+    for e in &seen {
+        assert_ne!(e.actor, "user/alice", "bob reads alice's history: {e:?}");
+    }
+    // Alice keeps her own ended slice's history, and sees nothing of bob's.
+    let hers = events(&alice, "slice/demo").await;
+    assert!(hers.iter().any(|e| e.actor == "user/alice"));
+    assert!(hers.iter().all(|e| e.actor != "user/bob"), "{hers:?}");
+}
+
+#[tokio::test]
+async fn huge_node_messages_neither_bloat_the_log_nor_reach_terminals_raw() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    let alice = Clients::new(&svc, Some(&make_user(&a, "alice", "mit").await)).await;
+    let node = TestNode::join(&svc, "mit", "n1", 4000, 8 * GI).await;
+    wait_ready(&a, 1).await;
+    let s = alice
+        .slices
+        .clone()
+        .create_slice(slice_req("demo", 1, 64 * MI))
+        .await
+        .unwrap()
+        .into_inner()
+        .slice
+        .unwrap();
+    let sliver = s.slivers[0].id.clone();
+    for i in 0..20 {
+        let msg = format!("\u{1b}]0;owned\u{7}\u{1b}[2J{i}{}", "x".repeat(1_500_000));
+        node.report(&sliver, pb::SliverState::Running, &msg).await;
+    }
+    wait_for("the 20 reports", Duration::from_secs(20), || {
+        let alice = alice.clone();
+        async move { (events(&alice, "slice/demo").await.len() >= 21).then_some(()) }
+    })
+    .await;
+
+    // The whole log in one answer: it used to fail with "decoded message length too large".
+    let all = a
+        .slices
+        .clone()
+        .list_events(pb::ListEventsRequest {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("listing events")
+        .into_inner();
+    let reports: Vec<_> = all
+        .events
+        .iter()
+        .filter(|e| e.actor == "node/n1" && e.object.starts_with("sliver/"))
+        .collect();
+    assert_eq!(reports.len(), 20);
+    for e in reports {
+        assert!(e.detail.len() < 2048, "{} bytes kept", e.detail.len());
+        assert!(!e.detail.contains('\u{1b}'), "raw escape: {:.60}", e.detail);
+        assert!(
+            e.detail.starts_with("\\x1b]0;owned\\x07"),
+            "{:.60}",
+            e.detail
+        );
+        assert!(e.detail.contains("truncated"), "{:.60}", e.detail);
+    }
+}
+
+#[tokio::test]
+async fn tokens_die_with_their_parent_and_a_watch_stops_at_revocation() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    let first = a
+        .admin
+        .clone()
+        .create_user(pb::CreateUserRequest {
+            name: "alice".into(),
+            role: pb::Role::User as i32,
+            site: "mit".into(),
+            token_ttl: Some(prost_types::Duration {
+                seconds: 86_400,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let alice = Clients::new(&svc, Some(&first.token)).await;
+    let child = alice
+        .admin
+        .clone()
+        .create_token(pb::CreateTokenRequest {
+            ttl: Some(prost_types::Duration {
+                seconds: 400 * 86_400,
+                nanos: 0,
+            }),
+            description: "laptop".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let parent_end = first.token_info.unwrap().expires_at.unwrap().seconds;
+    let child_end = child.info.unwrap().expires_at.unwrap().seconds;
+    assert!(
+        child_end <= parent_end,
+        "a child outlives its parent by {}s",
+        child_end - parent_end
+    );
+
+    let laptop = Clients::new(&svc, Some(&child.token)).await;
+    let mut watch = laptop
+        .slices
+        .clone()
+        .watch_events(pb::WatchEventsRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+
+    // The user's first token is revoked (stolen, say): what it created goes with it.
+    let id = alice
+        .slices
+        .clone()
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .token_id;
+    a.admin
+        .clone()
+        .revoke_token(pb::RevokeTokenRequest { id })
+        .await
+        .unwrap();
+
+    let e = laptop
+        .slices
+        .clone()
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let end = tokio::time::timeout(Duration::from_secs(30), watch.message())
+        .await
+        .expect("the watch kept going after its token was revoked");
+    let e = end.expect_err("an error ends the watch");
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+}
+
+#[tokio::test]
+async fn a_pi_cannot_mint_a_token_to_act_as_a_user_of_its_site() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    make_user(&a, "alice", "mit").await;
+    let pi = Clients::new(
+        &svc,
+        Some(&make_user_as(&a, "pat", pb::Role::Pi, "mit").await),
+    )
+    .await;
+    let e = pi
+        .admin
+        .clone()
+        .create_token(pb::CreateTokenRequest {
+            user: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("only admins"), "{}", e.message());
+}
+
+#[tokio::test]
+async fn token_ids_tell_nothing_of_their_secrets() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    for _ in 0..5 {
+        let t = a
+            .admin
+            .clone()
+            .create_token(pb::CreateTokenRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let id = t.info.unwrap().id;
+        let (_, digits) = id.split_once('-').unwrap();
+        assert!(!t.token.contains(digits), "id {id} is part of the secret");
+    }
+}
+
+#[tokio::test]
+async fn the_bootstrap_admin_token_expires_and_slicectl_rotates_it_from_stdin() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    let tokens = a
+        .admin
+        .clone()
+        .list_tokens(pb::ListTokensRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
+    let boot = tokens.iter().find(|t| !t.revoked).unwrap();
+    let created = boot.created_at.as_ref().unwrap().seconds;
+    let expires = boot
+        .expires_at
+        .as_ref()
+        .expect("the bootstrap token expires")
+        .seconds;
+    assert_eq!(expires - created, 30 * 86_400);
+
+    // The secret goes through stdin, never the command line.
+    let cfg = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin("slicectl"))
+        .args([
+            "token",
+            "rotate",
+            "-o",
+            "json",
+            "--server",
+            svc.url_str(),
+            "--token",
+            "-",
+        ])
+        .env("XDG_CONFIG_HOME", cfg.path())
+        .env_remove("SLICECTL_TOKEN")
+        .env_remove("SLICECTL_CONTEXT")
+        .env_remove("SLICECTL_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{}", svc.admin_token).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new = v["token"].as_str().expect("the new secret").to_string();
+
+    let e = a
+        .slices
+        .clone()
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let me = Clients::new(&svc, Some(&new))
+        .await
+        .slices
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.user, "admin");
+}
+
+#[tokio::test]
+async fn a_drain_deadline_of_i64_max_seconds_is_refused_not_wrapped_into_an_eviction() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    let alice = Clients::new(&svc, Some(&make_user(&a, "alice", "mit").await)).await;
+    let mut n1 = TestNode::join(&svc, "mit", "n1", 4000, 8 * GI).await;
+    wait_ready(&a, 1).await;
+    create(&alice, "demo").await;
+
+    let e = a
+        .admin
+        .clone()
+        .drain_node(pb::DrainNodeRequest {
+            name: "n1".into(),
+            deadline: Some(prost_types::Duration {
+                seconds: i64::MAX,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("deadline"), "{}", e.message());
+    assert_eq!(node(&a, "n1").await.state, pb::NodeState::Ready as i32);
+    // Nothing is removed: the node gets no remove command.
+    while let Some(m) = n1.recv(Duration::from_secs(2)).await {
+        assert!(
+            !matches!(m.msg, Some(pb::service_message::Msg::Remove(_))),
+            "evicted: {m:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_data_directory_and_database_are_private() {
+    let svc = Service::start().await;
+    assert_eq!(mode(&svc.dir), 0o700, "data directory");
+    if let Some(rest) = svc.database_url.strip_prefix("sqlite://") {
+        let file = std::path::Path::new(rest.split('?').next().unwrap());
+        assert_eq!(mode(file), 0o600, "database {}", file.display());
+    }
+    assert_eq!(mode(&svc.dir.join("admin.token")), 0o600, "admin token");
+}
+
+#[tokio::test]
+async fn a_tls_key_others_can_read_is_refused_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (c, k) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.key_pair.serialize_pem()).unwrap();
+    std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = Command::new(bin("slice-service"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&c)
+        .arg("--tls-key")
+        .arg(&k)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for("slice-service to refuse", Duration::from_secs(30), || {
+        let s = child.try_wait().unwrap();
+        async move { s }
+    })
+    .await;
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(!status.success(), "it served with a world-readable key");
+    let text = format!("{err}{out}");
+    assert!(
+        text.contains(&format!("chmod 600 {}", k.display())),
+        "the error names the file and the fix: {text}"
+    );
+}
