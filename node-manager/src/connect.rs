@@ -1,5 +1,7 @@
 //! Dialing the slice service: the node always connects out (it accepts nothing inbound).
-//! TLS is used when `node.json` names a CA certificate or the URL is `https://`.
+//! TLS is used when `node.json` names a CA certificate or the URL is `https://`; the control
+//! channel and session streams always use it, presenting the node's client certificate
+//! (mutual TLS) instead of any bearer token.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,12 +12,18 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Error, Result};
+use crate::identity::NodeIdentity;
 
 /// How long one connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connects to `server`, trusting `ca_cert` (PEM) if given.
-pub async fn channel(server: &str, ca_cert: Option<&Path>) -> Result<Channel> {
+/// Connects to `server`, trusting `ca_cert` (PEM) if given, presenting `identity` (the node's
+/// client certificate) if given, which needs TLS.
+pub async fn channel(
+    server: &str,
+    ca_cert: Option<&Path>,
+    identity: Option<&NodeIdentity>,
+) -> Result<Channel> {
     let url = server.to_string();
     let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(|source| Error::ServerUrl {
@@ -43,6 +51,15 @@ pub async fn channel(server: &str, ca_cert: Option<&Path>) -> Result<Channel> {
         None if url.starts_with("https://") => Some(ClientTlsConfig::new().with_enabled_roots()),
         None => None,
     };
+    let tls = match (tls, identity) {
+        (Some(t), Some(id)) => Some(t.identity(id.tls())),
+        (None, Some(_)) => {
+            return Err(Error::Identity(format!(
+                "{url} is plain HTTP, but nodes speak only mutual TLS: enroll again with an https:// server URL"
+            )))
+        }
+        (t, None) => t,
+    };
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls).map_err(|source| Error::Tls {
             url: url.clone(),
@@ -65,4 +82,9 @@ pub type NodeClient = NodeServiceClient<InterceptedService<Channel, Bearer>>;
 pub fn node_client(channel: Channel, token: &str) -> Result<NodeClient> {
     let bearer = Bearer::new(token).map_err(|_| Error::BadToken)?;
     Ok(NodeServiceClient::with_interceptor(channel, bearer))
+}
+
+/// A [`NodeClient`] that sends no token: the connection's client certificate says who it is.
+pub fn identified_client(channel: Channel) -> NodeClient {
+    NodeServiceClient::with_interceptor(channel, Bearer::anonymous())
 }

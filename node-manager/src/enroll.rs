@@ -1,5 +1,6 @@
-//! Enrollment: trade a one-time token for a node credential and write the state dir.
-//! The state dir is checked before the token is spent, so a refused overwrite costs nothing.
+//! Enrollment: create the node's key, trade a one-time token and a CSR for a client
+//! certificate, and write the state dir. The key never leaves the node. The state dir is
+//! checked before the token is spent, so a refused overwrite costs nothing.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,7 +41,10 @@ pub struct EnrollParams {
 pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
     if !p.force {
         let existing = node_files::load_config(&p.state_dir)?;
-        if existing.is_some() || p.state_dir.join(node_files::CREDENTIAL_FILE).exists() {
+        if existing.is_some()
+            || p.state_dir.join(node_files::CREDENTIAL_FILE).exists()
+            || p.state_dir.join(crate::identity::KEY_FILE).exists()
+        {
             return Err(Error::AlreadyEnrolled {
                 dir: p.state_dir.clone(),
                 node: existing.map_or_else(|| "?".to_string(), |c| c.node),
@@ -58,7 +62,19 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
         ),
         None => None,
     };
-    let mut client = node_client(channel(&p.server, ca_cert.as_deref()).await?, &p.token)?;
+    if !p.server.starts_with("https://") {
+        return Err(Error::Identity(format!(
+            "{} is plain HTTP, but nodes speak only mutual TLS: use the service's https:// URL \
+             (and --ca-cert with the CA it prints)",
+            p.server
+        )));
+    }
+    let key_pem = crate::identity::new_key()?;
+    let csr_pem = crate::identity::csr(&key_pem, &p.name)?;
+    let mut client = node_client(
+        channel(&p.server, ca_cert.as_deref(), None).await?,
+        &p.token,
+    )?;
     let req = tonic::Request::new(pb::EnrollRequest {
         name: p.name.clone(),
         address: p.address.clone(),
@@ -66,6 +82,7 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
         port_range: Some(p.port_range.into()),
         labels: p.labels.clone().into_iter().collect(),
         agent_version: crate::AGENT_VERSION.to_string(),
+        csr_pem,
     });
     let resp = client
         .enroll(req)
@@ -86,6 +103,17 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
         labels: p.labels,
         address: p.address,
     };
-    node_files::save(&p.state_dir, &config, &resp.credential)?;
+    let cert_pem = resp
+        .certificate
+        .map(|c| c.certificate_pem)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            Error::Identity(
+                "the service sent no certificate (is it older than this node manager?)".into(),
+            )
+        })?;
+    crate::identity::validity(&cert_pem)?;
+    let identity = crate::identity::NodeIdentity { key_pem, cert_pem };
+    node_files::save(&p.state_dir, &config, &identity)?;
     Ok(config)
 }

@@ -69,11 +69,26 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The node's key or certificate is unusable.
+    #[error("node identity: {0}")]
+    Identity(String),
+    /// The node's private key may be read by others.
+    #[error("{path} is the node's private key and others may read or write it; run `chmod 600 {path}`")]
+    KeyExposed {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The state dir holds a bearer credential from before mutual TLS.
+    #[error("{dir} holds a node credential from an older version, which the service no longer accepts: enroll again with a new enrollment token (`node-manager enroll --force ...`); slivers are kept")]
+    LegacyCredential {
+        /// State directory.
+        dir: PathBuf,
+    },
     /// The service refused the enrollment token.
     #[error("enrollment refused: {0}")]
     EnrollRefused(String),
-    /// The service refused the node credential.
-    #[error("node credential refused: {0}")]
+    /// The service refused the node's identity (its client certificate).
+    #[error("node identity refused: {0}")]
     CredentialRefused(String),
     /// Another RPC failure.
     #[error("{op}: {code:?}: {message}")]

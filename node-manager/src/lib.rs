@@ -16,6 +16,7 @@ pub mod engine_health;
 pub mod enroll;
 pub mod error;
 pub mod host;
+pub mod identity;
 pub mod image;
 pub mod node_files;
 pub mod plan;

@@ -24,8 +24,21 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// TLS certificate (PEM).
     pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
+    /// TLS private key (PEM); mode 0600 or the service refuses to start.
     pub tls_key: Option<PathBuf>,
+    /// `auto` (default: a server certificate from the service's own CA) or `off` (plaintext,
+    /// loopback only unless `insecure`); ignored when `tls_cert` and `tls_key` are given.
+    pub tls: Option<String>,
+    /// Extra DNS names or addresses for the `auto` server certificate.
+    #[serde(default)]
+    pub tls_names: Vec<String>,
+    /// Allow plaintext off loopback.
+    pub insecure: Option<bool>,
+    /// The CA that signs node certificates (PEM); default `<data_dir>/ca.crt`, created on
+    /// first start.
+    pub ca_cert: Option<PathBuf>,
+    /// Its key (PEM, mode 0600); default `<data_dir>/ca.key`.
+    pub ca_key: Option<PathBuf>,
     /// Lease settings.
     #[serde(default)]
     pub lease: LeaseConfig,
@@ -137,6 +150,31 @@ pub struct NodeConfig {
     pub heartbeat_interval: Option<Duration>,
     /// Missed heartbeats after which a node is unreachable (3).
     pub missed_heartbeats: Option<u32>,
+    /// Lifetime of node client certificates (7 days); nodes renew them at 2/3 of it.
+    #[serde(default, deserialize_with = "human")]
+    pub cert_ttl: Option<Duration>,
+}
+
+/// How the service speaks TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// A server certificate issued by the service's own CA at every start.
+    Auto,
+    /// Plaintext: loopback only unless `insecure`. Nodes cannot connect (they need mTLS).
+    Off,
+    /// Certificate and key from files.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+impl TlsMode {
+    /// `auto` or `off`.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            other => anyhow::bail!("tls must be \"auto\" or \"off\", not {other:?} (give a certificate with --tls-cert and --tls-key)"),
+        }
+    }
 }
 
 /// What was given on the command line; `None` means "not given", so a flag that happens to
@@ -148,6 +186,14 @@ pub struct Flags {
     pub database_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `--tls auto|off`.
+    pub tls: Option<String>,
+    /// `--insecure`.
+    pub insecure: bool,
+    /// `--ca-cert`.
+    pub ca_cert: Option<PathBuf>,
+    /// `--ca-key`.
+    pub ca_key: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -158,6 +204,16 @@ pub struct Config {
     pub database_url: String,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// How TLS is served (`pki::server_tls`).
+    pub tls: TlsMode,
+    pub tls_names: Vec<String>,
+    /// Plaintext off loopback allowed.
+    pub insecure: bool,
+    /// The node CA, when not the data directory's own.
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    /// Lifetime of node client certificates.
+    pub node_cert_ttl: Duration,
     pub lease_default: Duration,
     pub lease_max: Duration,
     pub reap_interval: Duration,
@@ -216,6 +272,20 @@ impl Config {
             .admin_token_ttl
             .unwrap_or(Duration::from_secs(30 * 86_400));
         let reap_interval = file.lease.reap_interval.unwrap_or(Duration::from_secs(1));
+        let node_cert_ttl = file
+            .nodes
+            .cert_ttl
+            .unwrap_or(Duration::from_secs(7 * 86_400));
+        let tls_cert = flags.tls_cert.or(file.tls_cert);
+        let tls_key = flags.tls_key.or(file.tls_key);
+        let tls = match (&tls_cert, &tls_key) {
+            (Some(cert), Some(key)) => TlsMode::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (None, None) => TlsMode::parse(flags.tls.or(file.tls).as_deref().unwrap_or("auto"))?,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
         // Times are epoch milliseconds in an i64: refuse what cannot be added to now.
         for (key, d) in [
             ("lease.default", lease_default),
@@ -224,6 +294,7 @@ impl Config {
             ("nodes.heartbeat_interval", heartbeat_interval),
             ("token_ttl", token_ttl),
             ("admin_token_ttl", admin_token_ttl),
+            ("nodes.cert_ttl", node_cert_ttl),
         ] {
             if d > MAX_SETTING {
                 anyhow::bail!(
@@ -240,8 +311,14 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             data_dir,
             database_url,
-            tls_cert: flags.tls_cert.or(file.tls_cert),
-            tls_key: flags.tls_key.or(file.tls_key),
+            tls_cert,
+            tls_key,
+            tls,
+            tls_names: file.tls_names,
+            insecure: flags.insecure || file.insecure.unwrap_or(false),
+            ca_cert: flags.ca_cert.or(file.ca_cert),
+            ca_key: flags.ca_key.or(file.ca_key),
+            node_cert_ttl,
             lease_default,
             lease_max,
             reap_interval,

@@ -137,6 +137,30 @@ impl Hub {
         id
     }
 
+    /// Registers a control channel unless the node already has a live one (heard from within
+    /// the TTL): a second stream for a connected node is refused, never silently swapped in.
+    /// A stale channel (silent past the TTL) is replaced, so a node that lost its connection
+    /// without the service noticing gets back in.
+    pub fn connect_exclusive(&self, node: &str, tx: mpsc::Sender<NodeCommand>) -> Option<u64> {
+        {
+            let m = self.lock();
+            if m.get(node).is_some_and(|e| {
+                e.conn.as_ref().is_some_and(|(_, tx)| !tx.is_closed())
+                    && self.since(e.last_seen) < self.ttl
+            }) {
+                return None;
+            }
+        }
+        Some(self.connect(node, tx))
+    }
+
+    /// Drops the node's control channel, which ends its stream (its identity was revoked).
+    pub fn kick(&self, node: &str) {
+        if let Some(e) = self.lock().get_mut(node) {
+            e.conn = None;
+        }
+    }
+
     /// Forgets a control channel if it is still the node's current one.
     pub fn disconnect(&self, node: &str, id: u64) {
         if let Some(e) = self.lock().get_mut(node) {
@@ -287,6 +311,26 @@ mod tests {
         hub.disconnect("n1", old);
         hub.send("n1", NodeCommand::Remove("x".into()));
         assert!(matches!(r2.try_recv(), Ok(NodeCommand::Remove(id)) if id == "x"));
+    }
+
+    #[test]
+    fn a_second_live_channel_is_refused_and_a_stale_one_replaced() {
+        let clock = crate::clock::ManualClock::new();
+        let hub = Hub::with_clock(Duration::from_secs(30), clock.clone());
+        let (tx1, mut r1) = mpsc::channel(4);
+        let (tx2, _r2) = mpsc::channel(4);
+        let first = hub.connect_exclusive("n1", tx1).unwrap();
+        assert!(hub.connect_exclusive("n1", tx2.clone()).is_none());
+        clock.advance(Duration::from_secs(31));
+        let second = hub.connect_exclusive("n1", tx2).unwrap();
+        assert_ne!(first, second);
+        // The replaced channel's sender is gone: its stream ends.
+        assert!(matches!(
+            r1.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        hub.kick("n1");
+        assert!(!hub.is_connected("n1"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod listener;
 pub mod model;
 pub mod names;
+pub mod pki;
 pub mod scheduler;
 pub mod state;
 pub mod store;
@@ -31,7 +32,7 @@ use slicebed_proto::v1::{
     FILE_DESCRIPTOR_SET,
 };
 use tokio::net::TcpListener;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 pub use config::Config;
 
@@ -105,16 +106,17 @@ pub async fn run(
     };
     let (incoming, track_calls) = listener::incoming(listener, conn_limits);
     let mut server = Server::builder().layer(track_calls);
-    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(c), Some(k)) => {
-            let cert = std::fs::read(c).with_context(|| format!("reading {}", c.display()))?;
-            let key = std::fs::read(k).with_context(|| format!("reading {}", k.display()))?;
-            server = server
-                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
+    // The node CA, and TLS asking for (optional) client certificates (pki.rs).
+    let ca = std::sync::Arc::new(pki::Ca::open(&cfg, core.now_ms())?);
+    let _ = core.ca.set(ca.clone());
+    let tls = match pki::server_tls(&cfg, &ca, addr)? {
+        Some(t) => {
+            server = server.tls_config(t)?;
+            tracing::info!(ca_cert = %ca.cert_path.display(),
+                "clients trust this CA: slicectl login --ca-cert PATH; node-manager enroll --ca-cert PATH");
             true
         }
-        (None, None) => false,
-        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        None => false,
     };
     let reapers = core::spawn_reapers(core.clone());
     let addr_file = cfg.data_dir.join("service.addr");

@@ -22,12 +22,27 @@ struct Args {
     /// TOML configuration file; unknown keys are errors.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// TLS certificate chain (PEM); enables TLS together with --tls-key.
+    /// TLS certificate chain (PEM), with --tls-key; otherwise see --tls.
     #[arg(long)]
     tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
+    /// TLS private key (PEM); must be mode 0600.
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// `auto` (default): serve TLS with a certificate from the service's own CA
+    /// (<data-dir>/ca.crt: clients trust it with `slicectl login --ca-cert`); `off`: plaintext,
+    /// loopback only unless --insecure (nodes then cannot connect: they need mutual TLS).
+    #[arg(long, value_parser = ["auto", "off"])]
+    tls: Option<String>,
+    /// Allow plaintext (--tls off) on an address that is not loopback.
+    #[arg(long)]
+    insecure: bool,
+    /// CA certificate (PEM) that signs node certificates, with --ca-key; default
+    /// <data-dir>/ca.crt, created on first start.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// The CA's private key (PEM); must be mode 0600.
+    #[arg(long)]
+    ca_key: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -65,6 +80,10 @@ async fn start(args: Args) -> anyhow::Result<()> {
         database_url: args.database_url,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        tls: args.tls,
+        insecure: args.insecure,
+        ca_cert: args.ca_cert,
+        ca_key: args.ca_key,
     };
     let cfg = slice_service::Config::merge(flags, file)?;
     let listen = cfg.listen.clone();

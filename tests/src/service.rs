@@ -8,13 +8,62 @@ use tempfile::TempDir;
 
 use crate::{bin, wait_for};
 
+/// One CA for the services of this test process (`--ca-cert`/`--ca-key`), so that every
+/// client a test starts, `slicectl` included (`SLICECTL_CA_CERT`), trusts them all without
+/// being told which service it talks to. `Service::start_own_ca` tests the service's own.
+pub fn test_ca() -> &'static (PathBuf, PathBuf) {
+    static CA: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("slicebed-test-ca")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Slicebed test CA");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = p.self_signed(&key).expect("CA certificate");
+        let (c, k) = (dir.join("ca.crt"), dir.join("ca.key"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&k)
+            .unwrap();
+        std::io::Write::write_all(&mut f, key.serialize_pem().as_bytes()).unwrap();
+        (c, k)
+    })
+}
+
+/// How a test service does TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tls {
+    /// `--tls auto` with the process's test CA.
+    Auto,
+    /// `--tls auto` with the CA the service creates in its data directory.
+    OwnCa,
+    /// `--tls-cert`/`--tls-key` files (a self-signed certificate for "localhost").
+    Files(PathBuf, PathBuf),
+}
+
 /// A running service. Killed (SIGKILL) when dropped.
 pub struct Service {
     pub dir: PathBuf,
     pub addr: String,
     pub admin_token: String,
     pub database_url: String,
-    pub tls: Option<(PathBuf, PathBuf)>,
+    tls: Tls,
+    /// The CA that signs node certificates.
+    node_ca: PathBuf,
     child: Option<Child>,
     _tmp: Option<TempDir>,
     extra_config: String,
@@ -66,7 +115,8 @@ impl Service {
             addr: String::new(),
             admin_token: String::new(),
             database_url,
-            tls: None,
+            tls: Tls::Auto,
+            node_ca: test_ca().0.clone(),
             child: None,
             _tmp: Some(tmp),
             extra_config: extra_config.to_string(),
@@ -82,14 +132,38 @@ impl Service {
         Self::start_with("[nodes]\nheartbeat_interval = \"500ms\"\nmissed_heartbeats = 3\n").await
     }
 
-    /// Starts a TLS service with a self-signed certificate for "localhost".
+    /// Starts a service (fast liveness TTL) that creates its own CA in its data directory
+    /// under `--tls auto`, with `nodes` (TOML lines) added to its `[nodes]` table.
+    pub async fn start_own_ca(nodes: &str) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let database_url = fresh_database(tmp.path()).await;
+        let mut s = Service {
+            dir: tmp.path().join("data"),
+            addr: String::new(),
+            admin_token: String::new(),
+            database_url,
+            node_ca: tmp.path().join("data").join("ca.crt"),
+            tls: Tls::OwnCa,
+            child: None,
+            _tmp: Some(tmp),
+            extra_config: format!(
+                "[nodes]\nheartbeat_interval = \"500ms\"\nmissed_heartbeats = 3\n{nodes}\n"
+            ),
+            listen: "127.0.0.1:0".into(),
+            url: String::new(),
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// Starts a TLS service with a self-signed certificate for "localhost" given as files.
     pub async fn start_tls() -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
         let cert_path = tmp.path().join("cert.pem");
         let key_path = tmp.path().join("key.pem");
         std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-        std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+        std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
         // The service refuses a key other users may read.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -99,7 +173,8 @@ impl Service {
             addr: String::new(),
             admin_token: String::new(),
             database_url,
-            tls: Some((cert_path, key_path)),
+            tls: Tls::Files(cert_path, key_path),
+            node_ca: test_ca().0.clone(),
             child: None,
             _tmp: Some(tmp),
             extra_config: String::new(),
@@ -110,15 +185,12 @@ impl Service {
         s
     }
 
-    /// `http://addr` or `https://localhost:port`.
+    /// `https://localhost:port` (every test service serves TLS: nodes speak only mTLS).
     pub fn url(&self) -> String {
-        match self.tls {
-            Some(_) => format!(
-                "https://localhost:{}",
-                self.addr.rsplit_once(':').unwrap().1
-            ),
-            None => format!("http://{}", self.addr),
-        }
+        format!(
+            "https://localhost:{}",
+            self.addr.rsplit_once(':').unwrap().1
+        )
     }
 
     /// The URL as a string slice borrowed from the service (for argument lists).
@@ -126,9 +198,18 @@ impl Service {
         &self.url
     }
 
-    /// CA certificate clients must trust (the self-signed cert), if TLS.
+    /// CA certificate clients must trust for the service's certificate.
     pub fn ca_cert(&self) -> Option<&Path> {
-        self.tls.as_ref().map(|(c, _)| c.as_path())
+        Some(match &self.tls {
+            Tls::Auto => test_ca().0.as_path(),
+            Tls::OwnCa => self.node_ca.as_path(),
+            Tls::Files(c, _) => c.as_path(),
+        })
+    }
+
+    /// The CA that signs node certificates.
+    pub fn node_ca(&self) -> &Path {
+        &self.node_ca
     }
 
     async fn spawn(&mut self) {
@@ -152,8 +233,17 @@ impl Service {
             .arg(&cfg)
             .stdout(Stdio::null())
             .stderr(log);
-        if let Some((c, k)) = &self.tls {
-            cmd.arg("--tls-cert").arg(c).arg("--tls-key").arg(k);
+        match &self.tls {
+            Tls::Files(c, k) => {
+                cmd.arg("--tls-cert").arg(c).arg("--tls-key").arg(k);
+                let (ca, ca_key) = test_ca();
+                cmd.arg("--ca-cert").arg(ca).arg("--ca-key").arg(ca_key);
+            }
+            Tls::Auto => {
+                let (ca, ca_key) = test_ca();
+                cmd.arg("--ca-cert").arg(ca).arg("--ca-key").arg(ca_key);
+            }
+            Tls::OwnCa => {}
         }
         self.child = Some(cmd.spawn().expect("spawn slice-service"));
         let addr_file = self.dir.join("service.addr");

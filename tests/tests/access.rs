@@ -20,6 +20,7 @@ fn ctl(tb: &Testbed, token: &str, args: &[&str]) -> std::process::Output {
         .args(["--server", tb.svc.url_str(), "--token", token])
         .args(args)
         .env("XDG_CONFIG_HOME", "/nonexistent-slicebed-test")
+        .env("SLICECTL_CA_CERT", &slicebed_tests::service::test_ca().0)
         .output()
         .expect("run slicectl")
 }

@@ -294,7 +294,7 @@ async fn node_behind_proxy(prefix: &str) -> (Service, Clients, Proxy, NodeManage
         &svc,
         "mit",
         &unique(prefix),
-        Some(&format!("http://{}", proxy.addr)),
+        Some(&format!("https://{}", proxy.addr)),
     )
     .await;
     wait_ready(&a, 1).await;

@@ -15,6 +15,8 @@ fn ctl(cfg: &Path, args: &[&str]) -> Output {
     Command::new(bin("slicectl"))
         .args(args)
         .env("XDG_CONFIG_HOME", cfg)
+        // Every test service's certificate comes from the test CA.
+        .env("SLICECTL_CA_CERT", &slicebed_tests::service::test_ca().0)
         .env_remove("SLICECTL_SERVER")
         .env_remove("SLICECTL_TOKEN")
         .env_remove("SLICECTL_CONTEXT")
@@ -164,7 +166,7 @@ async fn admin_tour_tables_json_and_one_line_errors() {
         c,
         &[
             "--server",
-            "http://127.0.0.1:1",
+            "https://127.0.0.1:1",
             "--token",
             "sbu_x",
             "site",

@@ -269,17 +269,14 @@ async fn crud_of_every_object() {
         .delete_node(pb::DeleteNodeRequest { name: "n1".into() })
         .await
         .unwrap();
-    let e = Clients::new(&svc, Some(&node.credential))
+    let e = TestNode::connect_once(&svc, "n1", &node.credential, 2000, 2 * GI)
         .await
-        .node
-        .clone()
-        .enroll(pb::EnrollRequest::default())
-        .await
-        .unwrap_err();
+        .err()
+        .expect("a deleted node's certificate opens nothing");
     assert_eq!(
         e.code(),
         Code::Unauthenticated,
-        "deleted node's credential is dead"
+        "deleted node's certificate is dead: {e}"
     );
     admin
         .delete_site(pb::DeleteSiteRequest { name: "eth".into() })
@@ -651,8 +648,10 @@ async fn authorization_matrix() {
         Code::NotFound
     );
 
-    // A node credential cannot act as a user, and enrollment tokens are not user tokens.
-    let as_node = Clients::new(&svc, Some(&node.credential)).await;
+    // A node's certificate cannot act as a user, and enrollment tokens are not user tokens.
+    let as_node = Clients::with_identity(&svc, None, &node.credential)
+        .await
+        .unwrap();
     assert_eq!(
         as_node
             .slices
@@ -661,7 +660,7 @@ async fn authorization_matrix() {
             .await
             .unwrap_err()
             .code(),
-        Code::PermissionDenied
+        Code::Unauthenticated
     );
     assert_eq!(
         as_node
@@ -671,7 +670,7 @@ async fn authorization_matrix() {
             .await
             .unwrap_err()
             .code(),
-        Code::PermissionDenied
+        Code::Unauthenticated
     );
     // No token, or a forged one: unauthenticated.
     let anon = Clients::new(&svc, None).await;
@@ -696,9 +695,11 @@ async fn authorization_matrix() {
         Code::Unauthenticated
     );
     // A user token cannot open a node's control channel.
-    assert!(TestNode::connect(&svc, "n1", &svc.admin_token, 1000, GI)
-        .await
-        .is_err());
+    assert!(
+        slicebed_tests::node::control_without_certificate(&svc, Some(&svc.admin_token))
+            .await
+            .is_err()
+    );
 
     // Members may act on the slice.
     let mut req = slice_req("shared", 1, 64 * MI);

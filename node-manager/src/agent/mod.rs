@@ -32,8 +32,8 @@ pub const DEFAULT_RESYNC: Duration = Duration::from_secs(10);
 pub struct AgentConfig {
     /// The enrolled node.
     pub node: NodeConfig,
-    /// Its credential.
-    pub credential: String,
+    /// Its key and client certificate (renewed over the control channel).
+    pub identity: crate::identity::IdentityStore,
     /// Address announced in `Hello`.
     pub address: String,
     /// Period of the full resync.
@@ -123,7 +123,7 @@ pub async fn run<R: Runtime + Clone>(
         match result {
             Ok(()) => return Ok(()),
             Err(e @ Error::CredentialRefused(_)) => {
-                tracing::error!(error = %chain(&e), "the service refused this node's credential; re-enroll with --force if it was revoked")
+                tracing::error!(error = %chain(&e), "the service refused this node's identity; if an admin revoked it, enroll again with a new token (node-manager enroll --force)")
             }
             Err(e) => tracing::warn!(error = %chain(&e), "control channel down"),
         }

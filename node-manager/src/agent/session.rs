@@ -15,7 +15,7 @@ use super::worker::{self, Command};
 use super::{AbortOnDrop, AgentConfig};
 use crate::access::{Access, Launcher};
 use crate::backoff::Backoff;
-use crate::connect::{channel, node_client};
+use crate::connect::{channel, identified_client};
 use crate::convert::{engine_status, spec_from, status_from};
 use crate::domain::{ReportedState, SliverReport};
 use crate::error::{Error, Result};
@@ -28,6 +28,28 @@ const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// How long a graceful close waits for the service to end its side.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait for a renewed certificate before asking again.
+const RENEW_RETRY: Duration = Duration::from_secs(60);
+
+/// Asks for a new certificate if the current one is past 2/3 of its life and no request is
+/// outstanding (or the last one went unanswered for a while).
+async fn maybe_renew(
+    cfg: &AgentConfig,
+    asked: &mut Option<tokio::time::Instant>,
+    out: &mpsc::Sender<pb::NodeMessage>,
+) -> Result<()> {
+    let id = cfg.identity.get();
+    if !id.renewal_due(SystemTime::now()) || asked.is_some_and(|t| t.elapsed() < RENEW_RETRY) {
+        return Ok(());
+    }
+    let csr_pem = crate::identity::csr(&id.key_pem, &cfg.node.node)?;
+    tracing::info!("client certificate due for renewal; asking the service");
+    *asked = Some(tokio::time::Instant::now());
+    let m = pb::NodeMessage {
+        msg: Some(node_message::Msg::Renew(pb::RenewCertificate { csr_pem })),
+    };
+    out.send(m).await.map_err(|_| closed())
+}
 
 /// `Some(value)` unless shutdown came first.
 async fn unless<T>(f: impl Future<Output = T>, shutdown: impl Future<Output = ()>) -> Option<T> {
@@ -84,7 +106,9 @@ async fn dispatch<R: Runtime + Clone>(
             sessions.spawn(open);
             return Ok(());
         }
-        Some(service_message::Msg::Welcome(_)) | None => return Ok(()),
+        Some(service_message::Msg::Welcome(_) | service_message::Msg::Certificate(_)) | None => {
+            return Ok(())
+        }
     };
     commands
         .send(command)
@@ -122,15 +146,16 @@ pub async fn run<R: Runtime + Clone>(
     shutdown: impl Future<Output = ()> + Clone,
 ) -> Result<()> {
     let node = &cfg.node;
+    let identity = cfg.identity.get();
     let Some(ch) = unless(
-        channel(&node.server, node.ca_cert.as_deref()),
+        channel(&node.server, node.ca_cert.as_deref(), Some(&identity)),
         shutdown.clone(),
     )
     .await
     else {
         return Ok(());
     };
-    let mut client = node_client(ch?, &cfg.credential)?;
+    let mut client = identified_client(ch?);
     // Session streams ride the same connection as the control channel.
     let sessions = Launcher::new(client.clone(), access.cloned());
 
@@ -221,6 +246,8 @@ pub async fn run<R: Runtime + Clone>(
     )));
     let mut heartbeat = interval(every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut renew_asked = None;
+    maybe_renew(cfg, &mut renew_asked, &out_tx).await?;
 
     loop {
         tokio::select! {
@@ -232,6 +259,15 @@ pub async fn run<R: Runtime + Clone>(
                 return Ok(());
             }
             m = inbound.message() => match m {
+                Ok(Some(pb::ServiceMessage { msg: Some(service_message::Msg::Certificate(c)) })) => {
+                    match cfg.identity.renewed(&c.certificate_pem) {
+                        Ok(()) => {
+                            renew_asked = None;
+                            tracing::info!("client certificate renewed; the next connection uses it");
+                        }
+                        Err(e) => tracing::error!(error = %e, "renewed certificate unusable"),
+                    }
+                }
                 Ok(Some(msg)) => dispatch(msg, &cmd_tx, &out_tx, &sessions).await?,
                 Ok(None) => return Err(Error::Protocol("service closed the stream".into())),
                 Err(s) => return Err(Error::from_status("control", s)),
@@ -244,6 +280,7 @@ pub async fn run<R: Runtime + Clone>(
             _ = heartbeat.tick() => {
                 let engine = engine_status(&engine_rx.borrow_and_update());
                 out_tx.send(heartbeat_msg(&usage_rx, engine)).await.map_err(|_| closed())?;
+                maybe_renew(cfg, &mut renew_asked, &out_tx).await?;
             }
             // The engine went away or came back: tell the service now, not at the next beat.
             Ok(()) = engine_rx.changed() => {

@@ -20,7 +20,8 @@ pub struct Args {
     /// Node name (a DNS label, unique in the testbed).
     #[arg(long)]
     name: String,
-    /// Directory for node.json and the credential.
+    /// Directory for node.json, the node's key (node.key, 0600; it never leaves the node) and
+    /// its certificate (node.crt).
     #[arg(long)]
     state_dir: PathBuf,
     /// Address researchers use to reach published ports.
@@ -41,7 +42,8 @@ pub struct Args {
     /// Placement label key=value (repeatable).
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
-    /// CA certificate (PEM) to trust for the service.
+    /// CA certificate (PEM) to trust for the service (the service logs its path; with
+    /// `--tls auto` it is <data-dir>/ca.crt).
     #[arg(long)]
     ca_cert: Option<PathBuf>,
     /// Replace an existing enrollment in the state dir.

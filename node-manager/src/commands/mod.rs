@@ -18,7 +18,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Exchange a one-time enrollment token for a node credential and write the state dir.
+    /// Exchange a one-time enrollment token and a CSR for the node's client certificate and write the state dir.
     Enroll(enroll::Args),
     /// Run the agent until SIGTERM or SIGINT (containers keep running).
     Run(run::Args),

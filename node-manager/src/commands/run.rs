@@ -99,7 +99,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    let (node, credential) =
+    let (node, identity) =
         node_files::load(&a.state_dir).context("cannot load the enrollment")?;
     let address = a.address.clone().unwrap_or_else(|| node.address.clone());
     let tls = a.engine.tls();
@@ -128,7 +128,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let cfg = AgentConfig {
         address,
         node,
-        credential,
+        identity: node_manager::identity::IdentityStore::new(identity, Some(&a.state_dir)),
         resync: DEFAULT_RESYNC,
         state_dir: Some(a.state_dir.clone()),
         reclaim_load: a.reclaim_load,

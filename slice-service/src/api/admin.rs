@@ -182,4 +182,20 @@ impl AdminService for Api {
         self.core.delete_node(&p, &req.get_ref().name).await?;
         Ok(Response::new(pb::DeleteNodeResponse {}))
     }
+
+    async fn revoke_node(&self, req: Request<pb::RevokeNodeRequest>) -> R<pb::Node> {
+        let p = self.principal(&req).await?;
+        let v = self.core.revoke_node(&p, &req.get_ref().name).await?;
+        Ok(Response::new(cv::node(&v)))
+    }
+
+    async fn label_node(&self, req: Request<pb::LabelNodeRequest>) -> R<pb::Node> {
+        let p = self.principal(&req).await?;
+        let r = req.into_inner();
+        let v = self
+            .core
+            .label_node(&p, &r.name, r.set.into_iter().collect(), r.remove)
+            .await?;
+        Ok(Response::new(cv::node(&v)))
+    }
 }

@@ -1,4 +1,7 @@
 //! `slicebed.v1.NodeService` handlers: enrollment and the node-initiated control channel.
+//!
+//! Control and Session authenticate by the client certificate of the TLS connection (mutual
+//! TLS), never by a bearer token: `peer` reads it, `Core::node_by_cert` checks it.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -14,8 +17,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert as cv, Api};
-use crate::auth::Principal;
-use crate::core::{NodeHello, ObservedStatus};
+use crate::core::{Core, NodeHello, ObservedStatus};
 use crate::error::Error;
 use crate::hub::NodeCommand;
 
@@ -54,11 +56,73 @@ fn msg(m: ServiceMsg) -> pb::ServiceMessage {
     pb::ServiceMessage { msg: Some(m) }
 }
 
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+fn certificate(core: &Core, c: &crate::pki::IssuedCert) -> pb::NodeCertificate {
+    pb::NodeCertificate {
+        certificate_pem: c.pem.clone(),
+        ca_certificate_pem: core
+            .ca
+            .get()
+            .map(|ca| ca.cert_pem().to_string())
+            .unwrap_or_default(),
+        issued_at: Some(timestamp(c.issued_at)),
+        expires_at: Some(timestamp(c.expires_at)),
+    }
+}
+
+fn ca(core: &Core) -> Result<&crate::pki::Ca, Status> {
+    core.ca
+        .get()
+        .map(|c| &**c)
+        .ok_or_else(|| Status::unavailable("this service has no certificate authority"))
+}
+
+/// The node a request speaks for, from the client certificate of its TLS connection.
+async fn peer(
+    core: &Core,
+    ext: &tonic::Extensions,
+) -> Result<(crate::model::Node, crate::pki::PeerCert), Status> {
+    use tonic::transport::server::TlsConnectInfo;
+    let certs = ext
+        .get::<TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+        .and_then(|t| t.peer_certs());
+    let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
+        return Err(Error::Unauthenticated(
+            "the node API needs the node's client certificate (mutual TLS); bearer node \
+             credentials (sbn_) are no longer accepted: enroll the node again with a new \
+             enrollment token (node-manager enroll --force)"
+                .into(),
+        )
+        .into());
+    };
+    let p = crate::pki::read_peer(leaf).map_err(Error::Unauthenticated)?;
+    Ok((core.node_by_cert(&p).await?, p))
+}
+
+fn peer_addr(ext: &tonic::Extensions) -> String {
+    use tonic::transport::server::TlsConnectInfo;
+    ext.get::<TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+        .and_then(|t| t.get_ref().remote_addr())
+        .map_or_else(|| "an unknown address".into(), |a| a.to_string())
+}
+
 #[tonic::async_trait]
 impl NodeService for Api {
     async fn enroll(&self, req: Request<pb::EnrollRequest>) -> R<pb::EnrollResponse> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
+        if r.csr_pem.is_empty() {
+            return Err(Error::invalid(
+                "csr_pem is required: nodes authenticate with a client certificate (update the node manager)",
+            )
+            .into());
+        }
         let range = r.port_range.unwrap_or_default();
         let hello = NodeHello {
             name: r.name,
@@ -69,22 +133,26 @@ impl NodeService for Api {
             labels: r.labels.into_iter().collect(),
             agent_version: r.agent_version,
         };
-        let (node, credential) = self.core.enroll(&p, hello).await?;
-        tracing::info!(node = %node.name, site = %node.site, "node enrolled");
+        let ca = ca(&self.core)?;
+        let (now, ttl) = (self.core.now_ms(), self.core.cfg.node_cert_ttl);
+        let (node, cert) = self
+            .core
+            .enroll(&p, hello, |name| ca.issue_node(name, &r.csr_pem, now, ttl))
+            .await?;
+        tracing::info!(node = %node.name, site = %node.site, serial = %cert.serial, "node enrolled");
         Ok(Response::new(pb::EnrollResponse {
+            certificate: Some(certificate(&self.core, &cert)),
             node: node.name,
             site: node.site,
-            credential,
+            credential: String::new(),
         }))
     }
 
     type SessionStream = SessionStream;
 
     async fn session(&self, req: Request<Streaming<pb::SessionFrame>>) -> R<SessionStream> {
-        let (md, _, mut inbound) = req.into_parts();
-        let Principal::Node { name, .. } = self.principal_of(&md).await? else {
-            return Err(Error::denied("session streams need a node credential").into());
-        };
+        let (_, ext, mut inbound) = req.into_parts();
+        let name = peer(&self.core, &ext).await?.0.name;
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no session id within 10s"))??;
@@ -108,10 +176,8 @@ impl NodeService for Api {
     type ControlStream = ControlStream;
 
     async fn control(&self, req: Request<Streaming<pb::NodeMessage>>) -> R<ControlStream> {
-        let (md, _, mut inbound) = req.into_parts();
-        let Principal::Node { name, site } = self.principal_of(&md).await? else {
-            return Err(Error::denied("the control channel needs a node credential").into());
-        };
+        let (_, ext, mut inbound) = req.into_parts();
+        let (crate::model::Node { name, site, .. }, cert) = peer(&self.core, &ext).await?;
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no Hello within 10s"))??;
@@ -136,7 +202,16 @@ impl NodeService for Api {
         // Register before reading the desired set, so a change committed in between is
         // queued behind the full set rather than lost.
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<NodeCommand>(4096);
-        let conn_id = self.core.hub.connect(&name, cmd_tx);
+        let Some(conn_id) = self.core.hub.connect_exclusive(&name, cmd_tx) else {
+            let from = peer_addr(&ext);
+            tracing::warn!(node = %name, %from, "second control channel refused");
+            self.core.second_channel_refused(&name, &from).await?;
+            return Err(Error::Precondition(format!(
+                "node {name} already has an open control channel; a second one is refused \
+                 (is another node manager running with this node's identity?)"
+            ))
+            .into());
+        };
         let (_, desired) = match self.core.node_connected(&name, hello, seen, engine).await {
             Ok(x) => x,
             Err(e) => {
@@ -160,9 +235,21 @@ impl NodeService for Api {
         let _ = out_tx.try_send(Ok(msg(ServiceMsg::Desired(set))));
 
         let core = self.core.clone();
+        // The TLS handshake checked the certificate once; the stream ends when it expires, so
+        // the node comes back with its renewed one.
+        let expires = cert
+            .expires_at
+            .saturating_sub(self.core.now_ms())
+            .clamp(0, 10 * 365 * 86_400_000);
+        let expiry = tokio::time::sleep(Duration::from_millis(expires as u64));
         tokio::spawn(async move {
+            tokio::pin!(expiry);
             loop {
                 tokio::select! {
+                    _ = &mut expiry => {
+                        tracing::info!(node = %name, "client certificate expired; closing its control channel");
+                        break;
+                    }
                     cmd = cmd_rx.recv() => {
                         let Some(cmd) = cmd else { break };
                         let m = match cmd {
@@ -176,7 +263,18 @@ impl NodeService for Api {
                     }
                     m = inbound.next() => {
                         match m {
-                            Some(Ok(m)) => handle(&core, &name, m).await,
+                            Some(Ok(m)) => match handle(&core, &name, m).await {
+                                Flow::Continue => {}
+                                Flow::Send(m) => {
+                                    if out_tx.send(Ok(msg(m))).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                Flow::Stop(status) => {
+                                    let _ = out_tx.send(Err(status)).await;
+                                    break;
+                                }
+                            },
                             Some(Err(e)) => {
                                 tracing::info!(node = %name, error = %e, "control channel broke");
                                 break;
@@ -198,8 +296,29 @@ impl NodeService for Api {
     }
 }
 
-async fn handle(core: &crate::core::Core, node: &str, m: pb::NodeMessage) {
+/// What the control loop does after a node message.
+enum Flow {
+    Continue,
+    Send(ServiceMsg),
+    Stop(Status),
+}
+
+async fn handle(core: &Core, node: &str, m: pb::NodeMessage) -> Flow {
     match m.msg {
+        Some(NodeMsg::Renew(r)) => {
+            let Some(ca) = core.ca.get() else {
+                return Flow::Continue;
+            };
+            let (now, ttl) = (core.now_ms(), core.cfg.node_cert_ttl);
+            match core
+                .renew_node_cert(node, |n| ca.issue_node(n, &r.csr_pem, now, ttl))
+                .await
+            {
+                Ok(c) => return Flow::Send(ServiceMsg::Certificate(certificate(core, &c))),
+                Err(e @ Error::Unauthenticated(_)) => return Flow::Stop(e.into()),
+                Err(e) => tracing::warn!(node, error = %e, "certificate renewal failed"),
+            }
+        }
         Some(NodeMsg::Heartbeat(hb)) => {
             core.hub.touch(node, Some(cv::res_in(hb.usage)));
             if let Err(e) = core.engine_reported(node, engine_down(hb.engine)).await {
@@ -224,4 +343,5 @@ async fn handle(core: &crate::core::Core, node: &str, m: pb::NodeMessage) {
         Some(NodeMsg::Hello(_)) => tracing::warn!(node, "duplicate Hello ignored"),
         None => {}
     }
+    Flow::Continue
 }

@@ -47,6 +47,8 @@ pub struct Core {
     blocked: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The one feed of appended events that every `WatchEvents` stream reads.
     feed: watch::Feed,
+    /// The CA that signs node certificates (set once by `run`; unset in core tests).
+    pub ca: std::sync::OnceLock<Arc<crate::pki::Ca>>,
 }
 
 impl Core {
@@ -66,6 +68,7 @@ impl Core {
             place_lock: Mutex::new(()),
             blocked: Default::default(),
             feed: Default::default(),
+            ca: Default::default(),
         })
     }
 

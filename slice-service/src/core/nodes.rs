@@ -1,18 +1,23 @@
 //! The service side of the node API: enrollment, connection, observed state.
+//!
+//! A node is who its client certificate says (`pki.rs`), and only while the certificate's
+//! serial is recorded here for it and not revoked. What a node says about itself is bounded:
+//! capacity above what it enrolled with is capped (with an event), an address change is an
+//! event, and its labels are set by admins and PIs, never by the node after enrollment.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::hub::EngineChange;
-use crate::model::{AdminState, NewEvent, Node, Slice, SliceLife, Sliver, TokenKind};
+use crate::model::{AdminState, NewEvent, Node, Slice, SliceLife, Sliver};
 use crate::names;
+use crate::pki::{IssuedCert, PeerCert};
 use crate::state::SliverState;
 use crate::store::{self, Conn};
 use slicebed_units::Resources;
 
-use super::admin::issue_token;
-use super::Core;
+use super::{Core, NodeView};
 
 /// What a node says about itself when it enrolls or connects.
 #[derive(Debug, Clone, Default)]
@@ -49,25 +54,49 @@ fn validate_report(h: &NodeHello) -> Result<()> {
         )));
     }
     names::text("address", &h.address, 255)?;
-    if h.labels.len() > 64 {
+    validate_labels(&h.labels)
+}
+
+fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    if labels.len() > 64 {
         return Err(Error::invalid("at most 64 labels"));
     }
-    for (k, v) in &h.labels {
-        if k.is_empty() || k.len() > 63 || v.len() > 255 {
+    for (k, v) in labels {
+        let bad = |c: char| c.is_control() || c == '=' || c == ',';
+        if k.is_empty() || k.len() > 63 || v.len() > 255 || k.contains(bad) || v.contains(bad) {
             return Err(Error::invalid(format!("label {k:?} is invalid")));
         }
     }
     Ok(())
 }
 
+/// `reported`, capped to `enrolled` in every dimension.
+fn capped(reported: Resources, enrolled: Resources) -> Resources {
+    Resources::new(
+        reported.cpu_millis.min(enrolled.cpu_millis),
+        reported.memory_bytes.min(enrolled.memory_bytes),
+        reported.disk_bytes.min(enrolled.disk_bytes),
+    )
+}
+
 impl Core {
-    /// Exchanges a one-time enrollment token for a node and its credential.
-    pub async fn enroll(&self, p: &Principal, h: NodeHello) -> Result<(Node, String)> {
+    /// Exchanges a one-time enrollment token for a node and its client certificate, which
+    /// `issue` signs for the (validated) node name; its serial is recorded in the same
+    /// transaction. A name already enrolled may enroll again (same site; slivers kept) only
+    /// after an admin revoked its identity, or if it never had a certificate (enrolled with a
+    /// bearer credential before mutual TLS).
+    pub async fn enroll(
+        &self,
+        p: &Principal,
+        h: NodeHello,
+        issue: impl FnOnce(&str) -> Result<IssuedCert>,
+    ) -> Result<(Node, IssuedCert)> {
         let Principal::Enroll { token_id, site } = p else {
             return Err(Error::denied("enrollment needs a node enrollment token"));
         };
         names::dns_label("node name", &h.name)?;
         validate_report(&h)?;
+        let cert = issue(&h.name)?;
         let now = self.now_ms();
         let mut tx = self.db.begin().await?;
         store::get_site(&mut tx, site)
@@ -78,31 +107,60 @@ impl Core {
                 "enrollment token has already been used".into(),
             ));
         }
-        let node = Node {
-            name: h.name.clone(),
-            site: site.clone(),
-            address: if h.address.is_empty() {
-                "127.0.0.1".into()
-            } else {
-                h.address.clone()
-            },
-            capacity: h.capacity,
-            port_first: h.port_first,
-            port_last: h.port_last,
-            labels: h.labels.clone(),
-            admin_state: AdminState::Active,
-            agent_version: h.agent_version.clone(),
-            last_heartbeat: None,
-            created_at: now,
-            drain_deadline: None,
+        let address = if h.address.is_empty() {
+            "127.0.0.1".to_string()
+        } else {
+            h.address.clone()
         };
-        store::insert_node(&mut tx, &node).await?;
-        let (secret, _) = issue_token(
+        let (node, action) = match store::get_node(&mut tx, &h.name).await? {
+            None => {
+                let node = Node {
+                    name: h.name.clone(),
+                    site: site.clone(),
+                    address,
+                    capacity: h.capacity,
+                    port_first: h.port_first,
+                    port_last: h.port_last,
+                    labels: h.labels.clone(),
+                    admin_state: AdminState::Active,
+                    agent_version: h.agent_version.clone(),
+                    last_heartbeat: None,
+                    created_at: now,
+                    drain_deadline: None,
+                };
+                store::insert_node(&mut tx, &node).await?;
+                (node, "enrolled")
+            }
+            Some(mut old) => {
+                let revoked = store::node_identity(&mut tx, &old.name)
+                    .await?
+                    .is_some_and(|i| i.revoked_at.is_some());
+                let legacy = !store::has_certs(&mut tx, &old.name).await?;
+                if old.site != *site || !(revoked || legacy) {
+                    return Err(Error::AlreadyExists {
+                        kind: "node",
+                        name: old.name,
+                    });
+                }
+                // Labels stay as admins set them; the rest is what the node enrolls with now.
+                old.address = address;
+                old.capacity = h.capacity;
+                old.port_first = h.port_first;
+                old.port_last = h.port_last;
+                old.agent_version = h.agent_version.clone();
+                store::update_node_report(&mut tx, &old).await?;
+                (old, "re-enrolled")
+            }
+        };
+        // Certificates of an earlier node of this name never come back to life.
+        store::revoke_certs(&mut tx, &node.name, now).await?;
+        store::set_node_identity(&mut tx, &node.name, node.capacity).await?;
+        store::insert_cert(
             &mut tx,
-            TokenKind::Node,
+            &cert.serial,
             &node.name,
-            "node credential",
-            None,
+            cert.issued_at,
+            cert.expires_at,
         )
         .await?;
         store::append_event(
@@ -110,13 +168,146 @@ impl Core {
             &NewEvent::new(
                 &p.actor(),
                 format!("node/{}", node.name),
-                "enrolled",
-                format!("site {site}, {}", node.capacity),
+                action,
+                format!(
+                    "site {site}, {}; certificate {} valid for {}s",
+                    node.capacity,
+                    cert.serial,
+                    (cert.expires_at - now).max(0) / 1000
+                ),
             ),
         )
         .await?;
         tx.commit().await?;
-        Ok((node, secret))
+        Ok((node, cert))
+    }
+
+    /// Who a client certificate speaks for: its node, if the certificate is one the service
+    /// issued to that node, unexpired and not revoked.
+    pub async fn node_by_cert(&self, peer: &PeerCert) -> Result<Node> {
+        let mut c = self.db.conn().await?;
+        let rec = store::get_cert(&mut c, &peer.serial).await?;
+        let Some(rec) = rec.filter(|r| r.node == peer.node) else {
+            return Err(Error::Unauthenticated(format!(
+                "certificate {} was not issued to node {} by this service",
+                peer.serial, peer.node
+            )));
+        };
+        if rec.revoked_at.is_some() {
+            return Err(Error::Unauthenticated(format!(
+                "node {}'s identity was revoked: enroll it again with a new enrollment token \
+                 (node-manager enroll --force)",
+                peer.node
+            )));
+        }
+        if rec.expires_at <= self.now_ms() {
+            return Err(Error::Unauthenticated(format!(
+                "node {}'s certificate has expired: enroll it again",
+                peer.node
+            )));
+        }
+        store::get_node(&mut c, &peer.node)
+            .await?
+            .ok_or_else(|| Error::Unauthenticated(format!("node {} no longer exists", peer.node)))
+    }
+
+    /// Renews a connected node's certificate (signed by `issue`) unless its identity was
+    /// revoked; the new serial is recorded before the certificate is handed out.
+    pub async fn renew_node_cert(
+        &self,
+        node: &str,
+        issue: impl FnOnce(&str) -> Result<IssuedCert>,
+    ) -> Result<IssuedCert> {
+        let mut tx = self.db.begin().await?;
+        let revoked = store::node_identity(&mut tx, node)
+            .await?
+            .is_none_or(|i| i.revoked_at.is_some());
+        if revoked || store::get_node(&mut tx, node).await?.is_none() {
+            return Err(Error::Unauthenticated(format!(
+                "node {node}'s identity was revoked: it must enroll again"
+            )));
+        }
+        let cert = issue(node)?;
+        store::insert_cert(&mut tx, &cert.serial, node, cert.issued_at, cert.expires_at).await?;
+        tx.commit().await?;
+        tracing::info!(node, serial = %cert.serial, "node certificate renewed");
+        Ok(cert)
+    }
+
+    /// Revokes a node's identity: every certificate it holds stops working, its control
+    /// channel is dropped now, renewals fail, and it must enroll again. Its slivers stay (an
+    /// admin drains or deletes the node for that).
+    pub async fn revoke_node(&self, p: &Principal, name: &str) -> Result<NodeView> {
+        let who = p.user()?;
+        let now = self.now_ms();
+        let mut tx = self.db.begin().await?;
+        let n = store::get_node(&mut tx, name)
+            .await?
+            .ok_or_else(|| Error::not_found("node", name))?;
+        if !crate::auth::may_manage_site(who, &n.site) {
+            return Err(Error::denied(format!(
+                "{} may not manage node {name} of site {}",
+                who.name, n.site
+            )));
+        }
+        let certs = store::revoke_certs(&mut tx, name, now).await?;
+        if store::node_identity(&mut tx, name).await?.is_none() {
+            store::set_node_identity(&mut tx, name, n.capacity).await?;
+        }
+        store::revoke_identity(&mut tx, name, now).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &p.actor(),
+                format!("node/{name}"),
+                "identity revoked",
+                format!("{certs} certificate(s) revoked; the node must enroll again"),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        self.hub.kick(name);
+        self.get_node(p, name).await
+    }
+
+    /// Sets and removes a node's labels (admins, or PIs of its site).
+    pub async fn label_node(
+        &self,
+        p: &Principal,
+        name: &str,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<NodeView> {
+        let who = p.user()?;
+        let mut tx = self.db.begin().await?;
+        let mut n = store::get_node(&mut tx, name)
+            .await?
+            .ok_or_else(|| Error::not_found("node", name))?;
+        if !crate::auth::may_manage_site(who, &n.site) {
+            return Err(Error::denied(format!(
+                "{} may not manage node {name} of site {}",
+                who.name, n.site
+            )));
+        }
+        for k in &remove {
+            n.labels.remove(k);
+        }
+        n.labels.extend(set);
+        validate_labels(&n.labels)?;
+        store::set_node_labels(&mut tx, name, &n.labels).await?;
+        let text: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &p.actor(),
+                format!("node/{name}"),
+                "labels set",
+                text.join(","),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_node(p, name).await
     }
 
     /// A node opened its control channel: record what it reports, settle what it observes,
@@ -135,28 +326,40 @@ impl Core {
         let mut n = store::get_node(&mut tx, node)
             .await?
             .ok_or_else(|| Error::not_found("node", node))?;
-        if !h.address.is_empty() {
+        let me = format!("node/{node}");
+        let mut notes: Vec<(&str, String)> = Vec::new();
+        if !h.address.is_empty() && h.address != n.address {
+            notes.push((
+                "address changed",
+                format!("from {} to {}", n.address, h.address),
+            ));
             n.address = h.address;
         }
-        if !h.labels.is_empty() {
-            n.labels = h.labels;
+        // Labels are the admins' (h.labels is ignored); capacity is bounded by enrollment.
+        let enrolled = store::node_identity(&mut tx, node)
+            .await?
+            .map_or(n.capacity, |i| i.enrolled);
+        let bounded = capped(h.capacity, enrolled);
+        if bounded != h.capacity {
+            notes.push((
+                "capacity capped",
+                format!(
+                    "the node reported {}, more than the {} it enrolled with; it offers {}",
+                    h.capacity, enrolled, bounded
+                ),
+            ));
         }
-        n.capacity = h.capacity;
+        n.capacity = bounded;
         n.port_first = h.port_first;
         n.port_last = h.port_last;
         n.agent_version = h.agent_version;
         n.last_heartbeat = Some(self.now_ms());
         store::update_node_report(&mut tx, &n).await?;
-        store::append_event(
-            &mut tx,
-            &NewEvent::new(
-                &format!("node/{node}"),
-                format!("node/{node}"),
-                "connected",
-                "",
-            ),
-        )
-        .await?;
+        store::append_event(&mut tx, &NewEvent::new(&me, me.clone(), "connected", "")).await?;
+        for (action, detail) in notes {
+            tracing::warn!(node, action, %detail, "node report bounded");
+            store::append_event(&mut tx, &NewEvent::new(&me, me.clone(), action, detail)).await?;
+        }
 
         let seen: HashSet<&str> = observed.iter().map(|o| o.sliver_id.as_str()).collect();
         let mut desired = Vec::new();
@@ -302,6 +505,23 @@ impl Core {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    /// A second control channel for a connected node was refused: written as an event.
+    pub async fn second_channel_refused(&self, node: &str, peer: &str) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &format!("node/{node}"),
+                format!("node/{node}"),
+                "second control channel refused",
+                format!("from {peer}, while its control channel is open"),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -16,6 +16,7 @@ macro_rules! sql {
 
 mod events;
 mod feed;
+mod identity;
 mod nodes;
 mod sites;
 mod slices;
@@ -23,6 +24,7 @@ mod users;
 
 pub use events::*;
 pub use feed::*;
+pub use identity::*;
 pub use nodes::*;
 pub use sites::*;
 pub use slices::*;
