@@ -199,6 +199,58 @@ async fn tokens_die_with_their_parent_and_a_watch_stops_at_revocation() {
 }
 
 #[tokio::test]
+async fn a_watch_opened_before_its_token_is_revoked_stops() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    let alice = Clients::new(&svc, Some(&make_user(&a, "alice", "mit").await)).await;
+    let mut watch = alice
+        .slices
+        .clone()
+        .watch_events(pb::WatchEventsRequest {
+            object: "user/alice".into(),
+            after_id: 0,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let tokens = a
+        .admin
+        .clone()
+        .list_tokens(pb::ListTokensRequest {
+            user: "alice".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
+    a.admin
+        .clone()
+        .revoke_token(pb::RevokeTokenRequest {
+            id: tokens[0].id.clone(),
+        })
+        .await
+        .unwrap();
+    // Something she could have seen happens after the revocation.
+    a.admin
+        .clone()
+        .create_token(pb::CreateTokenRequest {
+            user: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let next = tokio::time::timeout(Duration::from_secs(30), watch.message())
+        .await
+        .expect("the watch kept going after its token was revoked");
+    match next {
+        Err(e) => assert_eq!(e.code(), Code::Unauthenticated, "{e:?}"),
+        Ok(e) => panic!("delivered after revocation: {e:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_pi_cannot_mint_a_token_to_act_as_a_user_of_its_site() {
     let svc = Service::start().await;
     let a = Clients::admin(&svc).await;
