@@ -22,6 +22,8 @@ pub const RETRY_BASE: Duration = Duration::from_secs(5);
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Container creations in flight at once on one node.
 pub const CREATE_CONCURRENCY: usize = 16;
+/// How often slivers' disk use is measured (the engine walks every writable layer).
+pub const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct Retry {
@@ -49,6 +51,11 @@ pub struct Reconciler<R> {
     unsent: Vec<SliverReport>,
     /// The last pass failed to reach the engine.
     engine_lost: bool,
+    /// How often disk use is measured, and when it last was.
+    disk_interval: Duration,
+    disk_checked: Option<Instant>,
+    /// Containers over their disk limit at the last measure, with the reason to report.
+    over_disk: HashMap<String, String>,
 }
 
 /// Why a sliver keeps running on a reclaimed node whose backend cannot pause (added to the
@@ -106,7 +113,16 @@ impl<R: Runtime> Reconciler<R> {
             usage: Usage::default(),
             unsent: Vec::new(),
             engine_lost: false,
+            disk_interval: DISK_CHECK_INTERVAL,
+            disk_checked: None,
+            over_disk: HashMap::new(),
         }
+    }
+
+    /// Measures disk use every `interval` instead of [`DISK_CHECK_INTERVAL`].
+    pub fn with_disk_interval(mut self, interval: Duration) -> Self {
+        self.disk_interval = interval;
+        self
     }
 
     /// The runtime.
@@ -228,9 +244,21 @@ impl<R: Runtime> Reconciler<R> {
                 }
             }
         }
+        let due = self
+            .disk_checked
+            .is_none_or(|t| t.elapsed() >= self.disk_interval);
+        if caps.disk_usage && due {
+            self.enforce_disk().await;
+        }
         let observed = self.runtime.list().await?;
         self.usage = usage_of(&observed);
         for mut r in observed.iter().filter_map(report_for) {
+            if let Some(reason) = self.over_disk.get(&r.container_id) {
+                if matches!(r.state, ReportedState::Exited | ReportedState::Failed) {
+                    r.state = ReportedState::Failed;
+                    r.message.clone_from(reason);
+                }
+            }
             match (r.state, &cond.hold) {
                 (ReportedState::Suspended, Some(reason)) => r.message.clone_from(reason),
                 (ReportedState::Running, Some(reason)) if !caps.pause => {
@@ -285,6 +313,57 @@ impl<R: Runtime> Reconciler<R> {
                 format!("{ENDED_DURING_OUTAGE} ({})", r.message)
             };
         }
+    }
+
+    /// Measures what each container wrote and stops the live ones over their disk limit (where
+    /// the engine cannot cap it, this is the limit; where it can, a safety net). What is over
+    /// stays known, from the engine's measure, so a restarted agent reports the same reason.
+    async fn enforce_disk(&mut self) {
+        self.disk_checked = Some(Instant::now());
+        let measured = match self.runtime.disk_usage().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot measure slivers' disk use");
+                return;
+            }
+        };
+        let observed = match self.runtime.list().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot measure slivers' disk use");
+                return;
+            }
+        };
+        let mut over = HashMap::new();
+        for o in &observed {
+            let limit = o.limits.disk_bytes;
+            let Some(used) = measured
+                .iter()
+                .find(|m| m.container_id == o.container_id)
+                .map(|m| m.bytes)
+            else {
+                continue;
+            };
+            if limit <= 0 || used <= limit {
+                continue;
+            }
+            let reason = format!(
+                "disk limit {} exceeded: {} written",
+                slicebed_units::format_size(limit),
+                slicebed_units::format_size(used)
+            );
+            if matches!(
+                o.phase,
+                ContainerPhase::Running | ContainerPhase::Paused | ContainerPhase::RESTARTING
+            ) {
+                tracing::warn!(sliver = %o.sliver_id, %reason, "stopping sliver");
+                if let Err(e) = self.runtime.stop(&o.container_id).await {
+                    tracing::warn!(sliver = %o.sliver_id, error = %e, "cannot stop sliver over its disk limit");
+                }
+            }
+            over.insert(o.container_id.clone(), reason);
+        }
+        self.over_disk = over;
     }
 
     fn deleted(

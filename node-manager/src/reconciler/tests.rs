@@ -433,3 +433,43 @@ async fn a_backend_without_slice_networks_skips_network_steps() {
         rt.calls()
     );
 }
+
+#[tokio::test]
+async fn a_sliver_over_its_disk_limit_is_stopped_and_says_why_even_after_a_restart() {
+    let rt = fake();
+    let mut s = spec("a", "web", IMAGE, 1);
+    s.resources.disk_bytes = 16 << 20;
+    let within = spec("b", "web", IMAGE, 1);
+    let d = desired(&[s, within]);
+    let mut rec = Reconciler::new(rt.clone()).with_disk_interval(Duration::ZERO);
+    rec.pass(Some(&d)).await.unwrap();
+    rt.set_written("a", 8 << 20);
+    rt.set_written("b", 1 << 30);
+    assert!(
+        rec.pass(Some(&d)).await.unwrap().is_empty(),
+        "within its limit (b has none)"
+    );
+
+    rt.set_written("a", 128 << 20);
+    let reports = rec.pass(Some(&d)).await.unwrap();
+    let r = reports
+        .iter()
+        .find(|r| r.sliver_id == "a")
+        .expect("a reported");
+    assert_eq!(r.state, ReportedState::Failed);
+    assert_eq!(r.message, "disk limit 16Mi exceeded: 128Mi written");
+    assert!(rt.calls().iter().any(|c| c.starts_with("stop ")));
+    assert!(!reports.iter().any(|r| r.sliver_id == "b"));
+    // Stopped, not restarted, and not re-reported.
+    assert!(rec.pass(Some(&d)).await.unwrap().is_empty());
+
+    // A restarted agent reads the same reason back from the engine's measure.
+    let mut again = Reconciler::new(rt.clone());
+    again.snapshot().await.unwrap();
+    let reports = again.pass(Some(&d)).await.unwrap();
+    let r = reports
+        .iter()
+        .find(|r| r.sliver_id == "a")
+        .expect("a reported");
+    assert_eq!(r.message, "disk limit 16Mi exceeded: 128Mi written");
+}

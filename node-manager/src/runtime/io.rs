@@ -28,6 +28,9 @@ pub struct Capabilities {
     /// Slivers are kept off the host and off other slices' published ports (firewall rules
     /// per slice network). A backend without it runs slivers unisolated only when told to.
     pub isolation: bool,
+    /// Measuring what slivers write to their own file systems (the node manager stops those
+    /// over their disk limit).
+    pub disk_usage: bool,
 }
 
 impl Capabilities {
@@ -39,6 +42,7 @@ impl Capabilities {
         logs: true,
         copy: true,
         isolation: true,
+        disk_usage: true,
     };
 }
 

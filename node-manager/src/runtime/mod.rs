@@ -84,6 +84,15 @@ pub struct ImageImport {
 /// Result of runtime operations.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
+/// What one of this node's containers wrote to its own file system (its writable layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskUse {
+    /// Container id.
+    pub container_id: String,
+    /// Bytes written.
+    pub bytes: i64,
+}
+
 /// Something happened to one of this node's containers; the sliver id if known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeChange {
@@ -125,6 +134,14 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Thaws a paused container. Unpausing a container that is not paused is fine.
     fn unpause(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stops a container without removing it; its restart policy does not start it again
+    /// (absent or stopped is fine).
+    fn stop(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// What each of this node's containers, stopped ones too, wrote to its own file system
+    /// (see [`Capabilities::disk_usage`]). May take a while: callers ask on an interval.
+    fn disk_usage(&self) -> impl Future<Output = Result<Vec<DiskUse>>> + Send;
 
     /// Stops and removes a container, paused or not (absent is fine).
     fn remove(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;

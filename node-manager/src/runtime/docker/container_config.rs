@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy as DockerRestart,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding,
+    RestartPolicy as DockerRestart, RestartPolicyNameEnum,
 };
 
 use crate::domain::{RestartPolicy, SliverSpec};
@@ -31,9 +31,21 @@ pub const ANY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 /// Process limit per sliver, against fork bombs.
 pub const PIDS_LIMIT: i64 = 512;
 
+/// Size of one log file of a sliver, and how many are kept: its log never takes more than
+/// 2 x 8 MiB of the node's disk, whatever the engine's daemon.json says.
+pub const LOG_MAX_SIZE: &str = "8m";
+/// See [`LOG_MAX_SIZE`].
+pub const LOG_MAX_FILES: &str = "2";
+
 /// The engine configuration of a sliver's container on `node`, its ports published on
-/// `host_ip` (the node's announced address, or every address when it has none).
-pub fn container_config(node: &str, spec: &SliverSpec, host_ip: IpAddr) -> ContainerCreateBody {
+/// `host_ip` (the node's announced address, or every address when it has none), its
+/// writable layer capped by the engine when `cap_disk` (the storage driver can).
+pub fn container_config(
+    node: &str,
+    spec: &SliverSpec,
+    host_ip: IpAddr,
+    cap_disk: bool,
+) -> ContainerCreateBody {
     let mut exposed = Vec::new();
     let mut bindings = HashMap::new();
     for p in &spec.ports {
@@ -60,9 +72,18 @@ pub fn container_config(node: &str, spec: &SliverSpec, host_ip: IpAddr) -> Conta
         // Equal to memory: no swap beyond the memory limit.
         memory_swap: memory,
         pids_limit: Some(PIDS_LIMIT),
-        // Disk: `storage_opt: {size: ...}` would enforce it, but only on overlay2 over xfs with
-        // pquota (or devicemapper/btrfs/zfs); this engine runs fuse-overlayfs, which rejects the
-        // option and would fail every create. The limit is recorded in the `slicebed.disk` label.
+        // Disk: capped here only where the storage driver can (see `disk`); the limit is also
+        // in the `slicebed.disk` label, by which the node manager measures and acts elsewhere.
+        storage_opt: (cap_disk && spec.resources.disk_bytes > 0)
+            .then(|| HashMap::from([("size".to_string(), spec.resources.disk_bytes.to_string())])),
+        // The log is the sliver's too: bounded per sliver, not by the host's defaults.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".to_string()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), LOG_MAX_SIZE.to_string()),
+                ("max-file".to_string(), LOG_MAX_FILES.to_string()),
+            ])),
+        }),
         privileged: Some(false),
         cap_drop: Some(vec!["ALL".to_string()]),
         cap_add: Some(LINUX_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
@@ -120,7 +141,7 @@ mod tests {
 
     #[test]
     fn limits_hardening_and_ports() {
-        let c = container_config("n1", &spec(), "192.0.2.7".parse().unwrap());
+        let c = container_config("n1", &spec(), "192.0.2.7".parse().unwrap(), false);
         let h = c.host_config.unwrap();
         assert_eq!(h.nano_cpus, Some(500_000_000));
         assert_eq!(h.memory, Some(256 << 20));
@@ -129,6 +150,9 @@ mod tests {
         assert_eq!(h.privileged, Some(false));
         assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
         assert!(h.storage_opt.is_none());
+        let log = h.log_config.unwrap();
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        assert_eq!(log.config.unwrap()["max-size"], LOG_MAX_SIZE);
         assert_eq!(h.network_mode.as_deref(), Some("sb-n1-web"));
         let b = &h.port_bindings.unwrap()["8080/tcp"];
         assert_eq!(b.as_ref().unwrap()[0].host_port.as_deref(), Some("30001"));
@@ -143,5 +167,12 @@ mod tests {
         assert_eq!(l[labels::GENERATION], "3");
         assert_eq!(l[labels::DISK], (1u64 << 30).to_string());
         assert_eq!(c.env, Some(vec!["A=1".to_string()]));
+    }
+
+    #[test]
+    fn the_engine_caps_the_disk_only_when_asked() {
+        let c = container_config("n1", &spec(), ANY_ADDRESS, true);
+        let opt = c.host_config.unwrap().storage_opt.unwrap();
+        assert_eq!(opt["size"], (1u64 << 30).to_string());
     }
 }

@@ -14,6 +14,7 @@ use futures::StreamExt;
 
 use super::connect::{engine, is_already_state, is_not_found};
 use super::container_config::container_config;
+use super::disk::is_storage_opt_refusal;
 use super::observe::observe;
 use super::DockerRuntime;
 use crate::domain::{ObservedSliver, SliverSpec};
@@ -33,14 +34,22 @@ impl DockerRuntime {
             name: Some(name.clone()),
             ..Default::default()
         };
-        let created = self
+        let cap_disk = spec.resources.disk_bytes > 0 && self.storage_opt_supported().await;
+        let config = |cap| container_config(&self.node, spec, self.publish_ip, cap);
+        let created = match self
             .docker
-            .create_container(
-                Some(opts),
-                container_config(&self.node, spec, self.publish_ip),
-            )
+            .create_container(Some(opts.clone()), config(cap_disk))
             .await
-            .map_err(|e| engine(format!("create container {name}"), e))?;
+        {
+            Err(e) if cap_disk && is_storage_opt_refusal(&e) => {
+                self.storage_opt_refused(&e);
+                self.docker
+                    .create_container(Some(opts), config(false))
+                    .await
+            }
+            r => r,
+        }
+        .map_err(|e| engine(format!("create container {name}"), e))?;
         if let Err(e) = self
             .docker
             .start_container(&created.id, None::<StartContainerOptions>)

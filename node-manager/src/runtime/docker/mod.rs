@@ -7,13 +7,15 @@
 //! Files: `connect` (client, API version negotiation, error mapping), `containers`,
 //! `container_config` (a spec as the engine's configuration), `observe` (an inspected
 //! container as an [`ObservedSliver`]), `networks`, `firewall` (per-slice iptables rules that
-//! keep slivers off the host and other slices' ports), `exec` and `kill` (ending an exec's host
+//! keep slivers off the host and other slices' ports), `disk` (the engine's cap on a
+//! container's writable layer where its driver has one, else measuring it), `exec` and `kill` (ending an exec's host
 //! process tree), `logs`, `copy`, `image`.
 
 mod connect;
 mod container_config;
 mod containers;
 mod copy;
+mod disk;
 mod exec;
 mod firewall;
 mod image;
@@ -34,8 +36,8 @@ pub use connect::{client, connect, negotiate, EngineTls};
 pub use firewall::FirewallError;
 
 use super::{
-    labels, Capabilities, ExecProcess, ExecSpec, ImageImport, LogsSpec, Output, Result, Runtime,
-    RuntimeChange, RuntimeError, TermSize,
+    labels, Capabilities, DiskUse, ExecProcess, ExecSpec, ImageImport, LogsSpec, Output, Result,
+    Runtime, RuntimeChange, RuntimeError, TermSize,
 };
 use crate::domain::{ObservedSliver, SliverSpec};
 use crate::subnets::Pool;
@@ -65,6 +67,8 @@ pub struct DockerRuntime {
     allow_unisolated: bool,
     /// Where slivers' ports are published: the node's announced address, else every address.
     publish_ip: std::net::IpAddr,
+    /// Whether the engine caps writable layers (`disk::UNKNOWN` until asked).
+    storage_opt: Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl DockerRuntime {
@@ -80,6 +84,7 @@ impl DockerRuntime {
             remote_engine: None,
             allow_unisolated: false,
             publish_ip: container_config::ANY_ADDRESS,
+            storage_opt: Arc::new(disk::UNKNOWN.into()),
         }
     }
 
@@ -220,6 +225,7 @@ impl Runtime for DockerRuntime {
         Capabilities {
             // Known once probed (the agent probes at start, every network step again).
             isolation: self.remote_engine.is_none() && self.firewall.initialized(),
+            disk_usage: true,
             ..Capabilities::ALL
         }
     }
@@ -250,6 +256,14 @@ impl Runtime for DockerRuntime {
 
     async fn unpause(&self, container_id: &str) -> Result<()> {
         self.unpause_container(container_id).await
+    }
+
+    async fn stop(&self, container_id: &str) -> Result<()> {
+        self.stop_container(container_id).await
+    }
+
+    async fn disk_usage(&self) -> Result<Vec<DiskUse>> {
+        self.container_disk_usage().await
     }
 
     async fn remove(&self, container_id: &str) -> Result<()> {

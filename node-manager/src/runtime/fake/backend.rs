@@ -9,7 +9,7 @@ use futures::StreamExt;
 use super::{access, Behaviour, FakeRuntime};
 use crate::domain::{ContainerPhase, ObservedSliver, SliverSpec};
 use crate::runtime::{
-    Capabilities, ExecProcess, ExecSpec, ImageImport, LogsSpec, Output, Result, Runtime,
+    Capabilities, DiskUse, ExecProcess, ExecSpec, ImageImport, LogsSpec, Output, Result, Runtime,
     RuntimeChange, RuntimeError, TermSize,
 };
 
@@ -141,6 +141,31 @@ impl Runtime for FakeRuntime {
             }
         }
         Ok(())
+    }
+
+    async fn stop(&self, container_id: &str) -> Result<()> {
+        let mut s = self.answer("stop")?;
+        s.calls.push(format!("stop {container_id}"));
+        if let Some(c) = s.containers.get_mut(container_id) {
+            if c.phase == ContainerPhase::Running {
+                c.phase = ContainerPhase::EXITED;
+                c.exit_code = Some(137);
+            }
+        }
+        Ok(())
+    }
+
+    async fn disk_usage(&self) -> Result<Vec<DiskUse>> {
+        let s = self.answer("disk_usage")?;
+        Ok(self
+            .mine(&s)
+            .filter_map(|c| {
+                Some(DiskUse {
+                    container_id: c.container_id.clone(),
+                    bytes: *s.written.get(&c.container_id)?,
+                })
+            })
+            .collect())
     }
 
     async fn remove(&self, container_id: &str) -> Result<()> {

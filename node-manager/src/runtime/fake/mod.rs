@@ -40,6 +40,8 @@ struct State {
     /// The engine does not answer: every operation fails as unavailable.
     down: bool,
     capabilities: Capabilities,
+    /// Bytes written per container id (what `disk_usage` reports).
+    written: HashMap<String, i64>,
     exec_scripts: HashMap<String, ExecBehaviour>,
     execs: BTreeMap<String, access::FakeExec>,
     /// Log lines per sliver id.
@@ -62,6 +64,7 @@ impl Default for State {
             calls: Vec::new(),
             down: false,
             capabilities: Capabilities::ALL,
+            written: HashMap::new(),
             exec_scripts: HashMap::new(),
             execs: BTreeMap::new(),
             logs: HashMap::new(),
@@ -119,6 +122,19 @@ impl FakeRuntime {
     pub fn with_exec(self, program: &str, b: ExecBehaviour) -> Self {
         self.lock().exec_scripts.insert(program.to_string(), b);
         self
+    }
+
+    /// Plays sliver `sliver_id`'s container having written `bytes` to its file system.
+    pub fn set_written(&self, sliver_id: &str, bytes: i64) {
+        let mut s = self.lock();
+        let ids: Vec<String> = self
+            .mine(&s)
+            .filter(|c| c.sliver_id == sliver_id)
+            .map(|c| c.container_id.clone())
+            .collect();
+        for id in ids {
+            s.written.insert(id, bytes);
+        }
     }
 
     /// Sets the log of sliver `sliver_id`, one chunk per line.
