@@ -63,6 +63,8 @@ struct Entry {
     marked_unreachable: bool,
     /// Set while the node reports that its container engine does not answer.
     engine_down: Option<EngineDown>,
+    /// Cut off (identity revoked): messages still in flight on its old stream do not count.
+    kicked: bool,
 }
 
 /// A node's container engine does not answer, as the node reported it.
@@ -130,10 +132,12 @@ impl Hub {
             usage: Resources::default(),
             marked_unreachable: false,
             engine_down: None,
+            kicked: false,
         });
         e.last_seen = self.clock.instant();
         e.conn = Some((id, tx));
         e.marked_unreachable = false;
+        e.kicked = false;
         id
     }
 
@@ -154,10 +158,14 @@ impl Hub {
         Some(self.connect(node, tx))
     }
 
-    /// Drops the node's control channel, which ends its stream (its identity was revoked).
+    /// Drops the node's control channel, which ends its stream, and deems it unreachable at
+    /// once (its identity was revoked: nothing it says counts until it enrolls again).
     pub fn kick(&self, node: &str) {
+        let now = self.clock.instant();
         if let Some(e) = self.lock().get_mut(node) {
             e.conn = None;
+            e.kicked = true;
+            e.last_seen = now.checked_sub(self.ttl).unwrap_or(e.last_seen);
         }
     }
 
@@ -172,7 +180,7 @@ impl Hub {
 
     /// Records a heartbeat (or any message) from a node.
     pub fn touch(&self, node: &str, usage: Option<Resources>) {
-        if let Some(e) = self.lock().get_mut(node) {
+        if let Some(e) = self.lock().get_mut(node).filter(|e| !e.kicked) {
             e.last_seen = self.clock.instant();
             e.marked_unreachable = false;
             if let Some(u) = usage {
@@ -330,7 +338,10 @@ mod tests {
             Err(mpsc::error::TryRecvError::Disconnected)
         ));
         hub.kick("n1");
-        assert!(!hub.is_connected("n1"));
+        assert!(!hub.is_connected("n1") && !hub.is_live("n1"));
+        // A heartbeat still in flight on the old stream does not bring it back.
+        hub.touch("n1", None);
+        assert!(!hub.is_live("n1"));
     }
 
     #[test]

@@ -32,6 +32,12 @@ const SERVER_LIFE: Duration = Duration::from_secs(365 * 86_400);
 /// Certificates start a little in the past, so a node whose clock is behind can use them.
 const BACKDATE: Duration = Duration::from_secs(300);
 
+/// How far a certificate of life `ttl` is backdated: `BACKDATE`, but at most a tenth of its
+/// life, so that a node renewing at 2/3 of the validity it sees renews at 2/3 of `ttl`.
+fn backdate(ttl: Duration) -> Duration {
+    BACKDATE.min(Duration::from_secs((ttl / 10).as_secs()))
+}
+
 /// The service's certificate authority.
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
@@ -90,13 +96,14 @@ fn serial() -> (SerialNumber, String) {
     (SerialNumber::from_slice(&b), hex::encode(b))
 }
 
-/// Refuses a private key file that anyone but its owner may read or write.
+/// Refuses a private key file that other users may read, or anyone but its owner change
+/// (0600; 0640 lets the service's group read it, as `at_rest` allows for the TLS key).
 pub fn check_private(path: &Path) -> anyhow::Result<()> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if mode & 0o037 != 0 {
         anyhow::bail!(
-            "{} is a private key readable or writable by others (mode {mode:o}); \
+            "{} is a private key others may read or change (mode {mode:o}); \
              run `chmod 600 {}` and start again",
             path.display(),
             path.display()
@@ -204,7 +211,7 @@ impl Ca {
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         p.use_authority_key_identifier_extension = true;
-        let not_before = at_ms(now_ms) - BACKDATE;
+        let not_before = at_ms(now_ms) - backdate(ttl);
         let not_after = at_ms(now_ms) + ttl;
         p.not_before = not_before;
         p.not_after = not_after;

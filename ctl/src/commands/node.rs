@@ -1,10 +1,11 @@
-//! `slicectl node token|list|show|drain|enable|delete`: the machines that run slivers.
+//! `slicectl node token|list|show|drain|enable|delete|revoke|label`: the machines that run
+//! slivers.
 
 use anyhow::Result;
 use clap::Subcommand;
 use slicebed_proto::v1::{
     self as pb, CreateEnrollmentTokenRequest, DeleteNodeRequest, EnableNodeRequest, GetNodeRequest,
-    ListNodesRequest,
+    LabelNodeRequest, ListNodesRequest, RevokeNodeRequest,
 };
 
 use crate::{
@@ -67,6 +68,42 @@ pub enum NodeCmd {
         /// Node name
         name: String,
     },
+    /// Revoke a node's identity: its certificates stop working, its connections drop, and it
+    /// must enroll again (node-manager enroll --force with a new token); its slivers stay
+    Revoke {
+        /// Node name
+        name: String,
+    },
+    /// Set placement labels (key=value) or remove them (key-); nodes cannot set their own
+    Label {
+        /// Node name
+        name: String,
+        /// key=value to set, key- to remove
+        #[arg(required = true, value_parser = parse_label_change)]
+        changes: Vec<LabelChange>,
+    },
+}
+
+/// One change of `slicectl node label`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelChange {
+    Set(String, String),
+    Remove(String),
+}
+
+fn parse_label_change(s: &str) -> Result<LabelChange, String> {
+    if let Some((k, v)) = s.split_once('=') {
+        if k.is_empty() {
+            return Err(format!("{s:?}: the key is empty"));
+        }
+        return Ok(LabelChange::Set(k.into(), v.into()));
+    }
+    match s.strip_suffix('-') {
+        Some(k) if !k.is_empty() => Ok(LabelChange::Remove(k.into())),
+        _ => Err(format!(
+            "{s:?}: write key=value to set a label or key- to remove it"
+        )),
+    }
 }
 
 pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
@@ -138,6 +175,35 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
                 return output::json(&serde_json::json!({ "deleted": name }));
             }
             return output::out(&format!("Deleted node {name}.\n"));
+        }
+        NodeCmd::Revoke { name } => {
+            let n = c
+                .admin
+                .revoke_node(RevokeNodeRequest { name: name.clone() })
+                .await?
+                .into_inner();
+            if ctx.json() {
+                return output::json(&NodeView::from(&n));
+            }
+            return output::out(&format!(
+                "Revoked the identity of node {name}: its connections are closed and it must \
+                 enroll again with a new token (node-manager enroll --force). Its slivers stay.\n"
+            ));
+        }
+        NodeCmd::Label { name, changes } => {
+            let mut req = LabelNodeRequest {
+                name,
+                ..Default::default()
+            };
+            for ch in changes {
+                match ch {
+                    LabelChange::Set(k, v) => {
+                        req.set.insert(k, v);
+                    }
+                    LabelChange::Remove(k) => req.remove.push(k),
+                }
+            }
+            c.admin.label_node(req).await?.into_inner()
         }
     };
     if ctx.json() {
@@ -251,6 +317,25 @@ fn node_fields(n: &pb::Node, now: i64) -> Fields {
 mod tests {
     use super::*;
     use slicebed_proto::prost_types::Timestamp;
+
+    #[test]
+    fn label_changes_parse_as_kubectl_writes_them() {
+        assert_eq!(
+            parse_label_change("zone=eu"),
+            Ok(LabelChange::Set("zone".into(), "eu".into()))
+        );
+        assert_eq!(
+            parse_label_change("gpu="),
+            Ok(LabelChange::Set("gpu".into(), "".into()))
+        );
+        assert_eq!(
+            parse_label_change("zone-"),
+            Ok(LabelChange::Remove("zone".into()))
+        );
+        assert!(parse_label_change("zone").is_err());
+        assert!(parse_label_change("=x").is_err());
+        assert!(parse_label_change("-").is_err());
+    }
 
     #[test]
     fn node_rows_show_load_and_heartbeat() {

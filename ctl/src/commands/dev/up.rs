@@ -79,21 +79,24 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
     ];
     started.spawn("slice-service", &service_bin, &args, &log)?;
     let (addr, admin_token) = wait_for_service(&mut started, &service_dir, &log).await?;
-    let server = format!("http://{addr}");
+    // The service serves TLS with a certificate from its own CA (`--tls auto`, its default),
+    // which also signs the nodes' client certificates: everyone here trusts that CA.
+    let server = format!("https://{addr}");
+    let ca_cert = service_dir.join("ca.crt");
     started.pids.server = Some(server.clone());
     started.pids.save(dir)?;
     step(&format!("slice-service listens on {server}"));
     let settings = Settings {
         server: server.clone(),
         token: Some(admin_token.clone()),
-        ca_cert: None,
+        ca_cert: Some(ca_cert.clone()),
         context: None,
     };
     let mut c = client::connect(&settings).await?;
 
     let sites = &SITES[..nodes];
     for (i, site) in sites.iter().enumerate() {
-        enroll(&mut c, &node_bin, dir, &server, i, site).await?;
+        enroll(&mut c, &node_bin, dir, &server, &ca_cert, i, site).await?;
         started.pids.sites.push(site.name.to_string());
         started.pids.save(dir)?;
     }
@@ -115,7 +118,7 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
     }
     wait_for_nodes(&mut started, &mut c, sites, timeout).await?;
 
-    use_dev_context(ctx, dir, &server, &admin_token)?;
+    use_dev_context(ctx, dir, &server, &ca_cert, &admin_token)?;
     step(&format!("Context {CONTEXT:?} is now current"));
 
     step("Creating the demo slice (one web server per site)");
@@ -157,6 +160,7 @@ async fn enroll(
     node_bin: &Path,
     dir: &Path,
     server: &str,
+    ca_cert: &Path,
     i: usize,
     s: &DemoSite,
 ) -> Result<()> {
@@ -194,6 +198,8 @@ async fn enroll(
         "enroll",
         "--server",
         server,
+        "--ca-cert",
+        &path_arg(ca_cert),
         "--token",
         &token,
         "--name",
@@ -268,7 +274,7 @@ async fn wait_for_nodes(
 }
 
 /// Adds the `dev` context with the admin token and makes it current, remembering the old one.
-fn use_dev_context(ctx: &Ctx, dir: &Path, server: &str, token: &str) -> Result<()> {
+fn use_dev_context(ctx: &Ctx, dir: &Path, server: &str, ca_cert: &Path, token: &str) -> Result<()> {
     let mut config = ctx.config()?;
     let previous = config
         .current
@@ -281,7 +287,7 @@ fn use_dev_context(ctx: &Ctx, dir: &Path, server: &str, token: &str) -> Result<(
         Context {
             server: server.into(),
             token: Some(token.into()),
-            ca_cert: None,
+            ca_cert: Some(ca_cert.to_path_buf()),
         },
     );
     config.current = Some(CONTEXT.into());
