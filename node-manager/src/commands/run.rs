@@ -138,3 +138,42 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     agent::run(cfg, runtime, Some(access), shutdown_signal()).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        engine: EngineFlags,
+    }
+
+    #[test]
+    fn docker_tls_flags_come_as_a_set() {
+        let c = Cli::try_parse_from([
+            "run",
+            "--docker-tls-ca",
+            "/c/ca.pem",
+            "--docker-tls-cert",
+            "/c/cert.pem",
+            "--docker-tls-key",
+            "/c/key.pem",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.engine.tls(),
+            Some(EngineTls {
+                ca: "/c/ca.pem".into(),
+                cert: "/c/cert.pem".into(),
+                key: "/c/key.pem".into(),
+            })
+        );
+        let e = Cli::try_parse_from(["run", "--docker-tls-ca", "/c/ca.pem"])
+            .err()
+            .expect("a CA alone is refused");
+        assert!(e.to_string().contains("--docker-tls-cert"), "{e}");
+        assert_eq!(Cli::try_parse_from(["run"]).unwrap().engine.tls(), None);
+    }
+}
