@@ -99,8 +99,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    let (node, identity) =
-        node_files::load(&a.state_dir).context("cannot load the enrollment")?;
+    let (node, identity) = node_files::load(&a.state_dir).context("cannot load the enrollment")?;
     let address = a.address.clone().unwrap_or_else(|| node.address.clone());
     let tls = a.engine.tls();
     let runtime =
