@@ -2,7 +2,7 @@
 
 Used by tests/tests/cli.rs to show that clients speaking reflection v1alpha, not only v1, can
 discover the API. Prints one service name per line; exits non-zero if the server refuses.
-Usage: python3 list_services.py HOST:PORT
+Usage: python3 list_services.py HOST:PORT [CA_CERT]   (TLS when a CA certificate is given)
 """
 import sys
 
@@ -13,7 +13,15 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 
 def main() -> int:
-    with grpc.insecure_channel(sys.argv[1]) as channel:
+    if len(sys.argv) > 2:
+        with open(sys.argv[2], "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        # The service's certificate names "localhost" (and 127.0.0.1).
+        options = [("grpc.ssl_target_name_override", "localhost")]
+        channel = grpc.secure_channel(sys.argv[1], creds, options=options)
+    else:
+        channel = grpc.insecure_channel(sys.argv[1])
+    with channel:
         db = ProtoReflectionDescriptorDatabase(channel)
         for name in db.get_services():
             print(name)

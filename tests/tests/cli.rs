@@ -12,11 +12,15 @@ use slicebed_tests::{bin, Clients, Service};
 
 /// Runs slicectl with an isolated config dir.
 fn ctl(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(bin("slicectl"))
-        .args(args)
+    let mut cmd = Command::new(bin("slicectl"));
+    if args.contains(&"--server") {
+        // Every test service's certificate comes from the test CA (`dev up` has its own).
+        cmd.env("SLICECTL_CA_CERT", &slicebed_tests::service::test_ca().0);
+    } else {
+        cmd.env_remove("SLICECTL_CA_CERT");
+    }
+    cmd.args(args)
         .env("XDG_CONFIG_HOME", cfg)
-        // Every test service's certificate comes from the test CA.
-        .env("SLICECTL_CA_CERT", &slicebed_tests::service::test_ca().0)
         .env_remove("SLICECTL_SERVER")
         .env_remove("SLICECTL_TOKEN")
         .env_remove("SLICECTL_CONTEXT")
@@ -478,6 +482,7 @@ async fn python_grpcio_reflection_lists_the_api() {
     let out = tokio::process::Command::new("python3")
         .arg(script)
         .arg(&svc.addr)
+        .arg(svc.ca_cert().unwrap())
         .output()
         .await
         .expect("run python3");
