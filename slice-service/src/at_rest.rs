@@ -79,16 +79,15 @@ fn tighten(path: &Path, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refuses a TLS key that users other than its owner and group may read or write. A group
-/// bit is allowed: a key owned by root and readable by the service's own group (0640) is the
-/// usual way to give a key to a service that must not be able to change it.
+/// Refuses a TLS key that anyone but its owner may read or write, as `pki::check_private`
+/// does for every key the service reads: checked here first, before anything is created.
 fn check_key(key: &Path) -> anyhow::Result<()> {
     let meta = std::fs::metadata(key).with_context(|| format!("reading {}", key.display()))?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o007 != 0 || mode & 0o020 != 0 {
+    if mode & 0o077 != 0 {
         anyhow::bail!(
             "TLS key {} is mode {mode:o}: other users can read or change it; run `chmod 600 {}` \
-             (or 640 with the service's group), and replace the key if it may have been copied",
+             (the file owned by the service's user), and replace the key if it may have been copied",
             key.display(),
             key.display()
         );
@@ -146,7 +145,7 @@ mod tests {
             .to_string();
         let want = format!("chmod 600 {}", key.display());
         assert!(e.contains(&want) && e.contains("644"), "{e}");
-        for ok in [0o600, 0o640, 0o400] {
+        for ok in [0o600, 0o400] {
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(ok)).unwrap();
             secure(tmp.path(), None, Some(&key)).unwrap();
         }

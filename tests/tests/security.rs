@@ -327,6 +327,7 @@ async fn the_bootstrap_admin_token_expires_and_slicectl_rotates_it_from_stdin() 
             "-",
         ])
         .env("XDG_CONFIG_HOME", cfg.path())
+        .env("SLICECTL_CA_CERT", svc.ca_cert().unwrap())
         .env_remove("SLICECTL_TOKEN")
         .env_remove("SLICECTL_CONTEXT")
         .env_remove("SLICECTL_CONFIG")
@@ -413,7 +414,7 @@ async fn a_tls_key_others_can_read_is_refused_with_the_fix() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let (c, k) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
     std::fs::write(&c, cert.cert.pem()).unwrap();
-    std::fs::write(&k, cert.key_pair.serialize_pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
     std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut child = Command::new(bin("slice-service"))
         .arg("--listen")

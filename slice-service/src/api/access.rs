@@ -90,7 +90,7 @@ impl AccessService for Api {
 
     async fn exec(&self, req: Request<Streaming<pb::ExecRequest>>) -> R<Self::ExecStream> {
         let (md, _, mut client) = req.into_parts();
-        let p = self.principal_of(&md).await?;
+        let (p, token, secret) = self.principal_token_of(&md).await?;
         let Some(exec_request::Msg::Start(start)) = client.message().await?.and_then(|m| m.msg)
         else {
             return Err(Error::invalid("the first message of an exec must be start").into());
@@ -119,13 +119,15 @@ impl AccessService for Api {
             .await?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(relay_exec(client, half, tx, slot));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // A shell lasts as long as its token: revoked or expired, the session ends.
+        let out = Box::pin(ReceiverStream::new(rx));
+        Ok(Response::new(self.guarded(secret, token, out)))
     }
 
     type LogsStream = Out<pb::LogsResponse>;
 
     async fn logs(&self, req: Request<pb::LogsRequest>) -> R<Self::LogsStream> {
-        let p = self.principal(&req).await?;
+        let (p, token, secret) = self.principal_token_of(req.metadata()).await?;
         let r = req.into_inner();
         let kind = SessionKind::Logs {
             follow: r.follow,
@@ -165,7 +167,9 @@ impl AccessService for Api {
             }
             drop(outbound);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // `logs -f` lasts as long as its token.
+        let out = Box::pin(ReceiverStream::new(rx));
+        Ok(Response::new(self.guarded(secret, token, out)))
     }
 
     async fn copy_to(&self, req: Request<Streaming<pb::CopyToRequest>>) -> R<pb::CopyToResponse> {
