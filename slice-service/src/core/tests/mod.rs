@@ -9,6 +9,7 @@ mod create;
 mod lifecycle;
 mod loss;
 mod reap;
+mod identity;
 mod security;
 mod status;
 mod watch;
