@@ -95,6 +95,25 @@ fn check_key(key: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a secret to `path` with mode 0600, through a private temporary file and a rename,
+/// so a reader never sees half a secret nor a moment of a wider mode.
+pub fn write_private(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    writeln!(f, "{secret}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
 /// The file of an SQLite URL (`sqlite://PATH?...`), if that is what it is.
 pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url

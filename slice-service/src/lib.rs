@@ -69,13 +69,12 @@ pub async fn run(
         let path = cfg.data_dir.join("admin.token");
         write_private(&path, &secret)?;
         tracing::info!(path = %path.display(), "bootstrap admin token written");
-    } else if let Ok(old) = std::fs::read_to_string(cfg.data_dir.join("admin.token")) {
-        // The kept admin token expires (admin_token_ttl); a restart renews it in place.
-        if let Some(secret) = core.renew_expired_admin_token(old.trim()).await? {
-            let path = cfg.data_dir.join("admin.token");
-            write_private(&path, &secret)?;
-            tracing::warn!(path = %path.display(), "the admin token kept there had expired; a new one replaces it");
-        }
+    } else {
+        // The kept admin token expires (admin_token_ttl); it is renewed in place near its end,
+        // here and hourly by the reapers.
+        core.refresh_kept_admin_token()
+            .await
+            .context("renewing the kept admin token")?;
     }
 
     let addr = listener.local_addr()?;

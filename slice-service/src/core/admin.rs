@@ -550,17 +550,37 @@ impl Core {
 }
 
 impl Core {
-    /// At start, for the secret kept in `<data-dir>/admin.token`: if its token expired (and
-    /// was not revoked), a fresh admin token replaces it and its secret is returned, so the
-    /// break-glass secret on the service host keeps working while every copy of the old one
-    /// elsewhere stays dead. A revoked token is never renewed: revocation is a decision.
-    pub async fn renew_expired_admin_token(&self, old_secret: &str) -> Result<Option<String>> {
+    /// Keeps the admin token in `<data-dir>/admin.token` usable for the service host (the
+    /// break-glass secret, and what deployment tools there read): when less than a third of its
+    /// life is left, or it expired, and it was not revoked, a fresh one replaces it in the
+    /// file. Every copy of the old secret elsewhere still dies when the old token expires; a
+    /// revoked one is never renewed, revocation is a decision. Returns whether it renewed.
+    pub async fn refresh_kept_admin_token(&self) -> Result<bool> {
+        let path = self.cfg.data_dir.join("admin.token");
+        let Ok(old) = std::fs::read_to_string(&path) else {
+            return Ok(false);
+        };
+        let Some(secret) = self.renew_admin_token_if_due(old.trim()).await? else {
+            return Ok(false);
+        };
+        crate::at_rest::write_private(&path, &secret)
+            .map_err(|e| Error::Internal(format!("writing {}: {e:#}", path.display())))?;
+        tracing::warn!(path = %path.display(), "the admin token kept there was renewed");
+        Ok(true)
+    }
+
+    /// A fresh admin token replacing `old_secret`'s, if that one is an admin's user token, not
+    /// revoked, and has less than a third of `admin_token_ttl` left.
+    pub async fn renew_admin_token_if_due(&self, old_secret: &str) -> Result<Option<String>> {
         let mut tx = self.db.begin().await?;
         let Some(old) = store::token_by_hash(&mut tx, &auth::hash(old_secret)).await? else {
             return Ok(None);
         };
-        let expired = old.expires_at.is_some_and(|e| e <= self.now_ms());
-        if old.kind != TokenKind::User || old.revoked || !expired {
+        let third = i64::try_from(self.cfg.admin_token_ttl.as_millis() / 3).unwrap_or(i64::MAX);
+        let due = old
+            .expires_at
+            .is_some_and(|e| e.saturating_sub(self.now_ms()) <= third);
+        if old.kind != TokenKind::User || old.revoked || !due {
             return Ok(None);
         }
         match store::get_user(&mut tx, &old.subject).await? {
@@ -582,7 +602,7 @@ impl Core {
                 format!("token/{}", t.id),
                 "created",
                 format!(
-                    "for {}: replaces the expired token {} kept in admin.token",
+                    "for {}: replaces the token {} kept in admin.token, near its end",
                     old.subject, old.id
                 ),
             ),

@@ -59,8 +59,16 @@ pub fn spawn_reapers(core: Arc<Core>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(core.cfg.reap_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut admin_token_checked = tokio::time::Instant::now();
         loop {
             tick.tick().await;
+            // Hourly is plenty: it is renewed with a third of its life (10 days) left.
+            if admin_token_checked.elapsed() >= std::time::Duration::from_secs(3600) {
+                admin_token_checked = tokio::time::Instant::now();
+                if let Err(e) = core.refresh_kept_admin_token().await {
+                    tracing::error!(error = %e, "renewing the kept admin token failed");
+                }
+            }
             if let Err(e) = core.reap_expired().await {
                 tracing::error!(error = %e, "lease reaper failed");
             }

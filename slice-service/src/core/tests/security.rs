@@ -356,34 +356,43 @@ async fn the_bootstrap_admin_token_expires_and_rotates() {
 }
 
 #[tokio::test]
-async fn an_expired_kept_admin_token_is_renewed_at_start_but_a_revoked_one_is_not() {
+async fn the_kept_admin_token_is_renewed_near_its_end_but_never_once_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::for_data_dir(dir.path());
     let db = Db::open(&cfg.database_url).await.unwrap();
     let clock = ManualClock::new();
     let core = Core::with_clock(db, cfg, clock.clone());
     let kept = core.bootstrap().await.unwrap().unwrap();
-    assert_eq!(core.renew_expired_admin_token(&kept).await.unwrap(), None);
+    let file = dir.path().join("admin.token");
+    std::fs::write(&file, format!("{kept}\n")).unwrap();
+    let read = || std::fs::read_to_string(&file).unwrap().trim().to_string();
 
-    clock.advance(Duration::from_secs(31 * 86_400));
-    let fresh = core
-        .renew_expired_admin_token(&kept)
-        .await
-        .unwrap()
-        .expect("renewed");
+    clock.advance(Duration::from_secs(19 * 86_400));
+    assert!(
+        !core.refresh_kept_admin_token().await.unwrap(),
+        "11 days left"
+    );
+    assert_eq!(read(), kept);
+
+    clock.advance(Duration::from_secs(2 * 86_400));
+    assert!(
+        core.refresh_kept_admin_token().await.unwrap(),
+        "9 days left"
+    );
+    let fresh = read();
+    assert_ne!(fresh, kept);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
     let mut c = core.db.conn().await.unwrap();
-    let p = crate::auth::authenticate(&mut c, &fresh).await.unwrap();
+    let (p, t) = crate::auth::authenticate_token(&mut c, &fresh)
+        .await
+        .unwrap();
     assert_eq!(p.actor(), "user/admin");
     drop(c);
 
-    let t = crate::store::token_by_hash(
-        &mut core.db.conn().await.unwrap(),
-        &crate::auth::hash(&fresh),
-    )
-    .await
-    .unwrap()
-    .unwrap();
     core.revoke_token(&p, &t.id).await.unwrap();
-    clock.advance(Duration::from_secs(31 * 86_400));
-    assert_eq!(core.renew_expired_admin_token(&fresh).await.unwrap(), None);
+    clock.advance(Duration::from_secs(40 * 86_400));
+    assert!(!core.refresh_kept_admin_token().await.unwrap());
+    assert_eq!(read(), fresh);
 }
