@@ -119,7 +119,7 @@ async fn serves_exec_over_grpc_and_kills_when_the_stream_drops() {
             .add_service(NodeServiceServer::new(Service(arrivals_tx)))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    let client = node_client(channel(&url, None).await.unwrap(), "sbn_secret").unwrap();
+    let client = node_client(channel(&url, None, None).await.unwrap(), "sbn_secret").unwrap();
     let launcher = Launcher::new(client, Some(Access::from_runtime(&rt)));
     let open = |id: &str, cmd: &[&str]| pb::OpenSession {
         session_id: id.into(),

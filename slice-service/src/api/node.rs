@@ -266,7 +266,7 @@ impl NodeService for Api {
                             Some(Ok(m)) => match handle(&core, &name, m).await {
                                 Flow::Continue => {}
                                 Flow::Send(m) => {
-                                    if out_tx.send(Ok(msg(m))).await.is_err() {
+                                    if out_tx.send(Ok(msg(*m))).await.is_err() {
                                         break;
                                     }
                                 }
@@ -299,7 +299,7 @@ impl NodeService for Api {
 /// What the control loop does after a node message.
 enum Flow {
     Continue,
-    Send(ServiceMsg),
+    Send(Box<ServiceMsg>),
     Stop(Status),
 }
 
@@ -314,7 +314,9 @@ async fn handle(core: &Core, node: &str, m: pb::NodeMessage) -> Flow {
                 .renew_node_cert(node, |n| ca.issue_node(n, &r.csr_pem, now, ttl))
                 .await
             {
-                Ok(c) => return Flow::Send(ServiceMsg::Certificate(certificate(core, &c))),
+                Ok(c) => {
+                    return Flow::Send(Box::new(ServiceMsg::Certificate(certificate(core, &c))))
+                }
                 Err(e @ Error::Unauthenticated(_)) => return Flow::Stop(e.into()),
                 Err(e) => tracing::warn!(node, error = %e, "certificate renewal failed"),
             }
