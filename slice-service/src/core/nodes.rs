@@ -15,6 +15,7 @@ use crate::names;
 use crate::pki::{IssuedCert, PeerCert};
 use crate::state::SliverState;
 use crate::store::{self, Conn};
+use crate::untrusted::{bounded, DETAIL_MAX, LABEL_MAX};
 use slicebed_units::Resources;
 
 use super::{Core, NodeView};
@@ -91,6 +92,7 @@ impl Core {
         h: NodeHello,
         issue: impl FnOnce(&str) -> Result<IssuedCert>,
     ) -> Result<(Node, IssuedCert)> {
+        let h = printable_hello(h);
         let Principal::Enroll { token_id, site } = p else {
             return Err(Error::denied("enrollment needs a node enrollment token"));
         };
@@ -320,6 +322,7 @@ impl Core {
         observed: Vec<ObservedStatus>,
         engine: Option<(String, i64)>,
     ) -> Result<(Node, Vec<(Slice, Sliver)>)> {
+        let h = printable_hello(h);
         let blind = engine.is_some();
         validate_report(&h)?;
         let mut tx = self.db.begin().await?;
@@ -395,6 +398,8 @@ impl Core {
     /// Records the engine health a connected node reports (`None`: it answers), with an event
     /// when it changes. Soft state: after a service restart the next report rebuilds it.
     pub async fn engine_reported(&self, node: &str, engine: Option<(String, i64)>) -> Result<()> {
+        // The node's words reach `slicectl node list` and the log: escaped and bounded first.
+        let engine = engine.map(|(m, since)| (bounded(&m, DETAIL_MAX), since));
         let Some(change) = self.hub.set_engine(node, engine) else {
             return Ok(());
         };
@@ -542,4 +547,12 @@ impl Core {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// What a node says about itself, escaped and bounded before anyone stores or prints it: the
+/// agent version is shown by `slicectl node list`, and a terminal escape there would run in
+/// an admin's terminal.
+fn printable_hello(mut h: NodeHello) -> NodeHello {
+    h.agent_version = bounded(&h.agent_version, LABEL_MAX);
+    h
 }

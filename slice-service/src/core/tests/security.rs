@@ -396,3 +396,23 @@ async fn the_kept_admin_token_is_renewed_near_its_end_but_never_once_revoked() {
     assert!(!core.refresh_kept_admin_token().await.unwrap());
     assert_eq!(read(), fresh);
 }
+
+#[tokio::test]
+async fn what_a_node_says_about_itself_is_stored_and_shown_escaped() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    bed.node("n1", "mit", 4000, 8 << 30).await;
+    let mut h = hello("n1", 4000, 8 << 30);
+    h.agent_version = "1.0\u{1b}]52;c;cm0gLXJmIH4=\u{7}".into();
+    bed.core
+        .node_connected("n1", h, Vec::new(), Some(("dead\u{1b}[2J".into(), 5)))
+        .await
+        .unwrap();
+
+    let v = bed.core.get_node(&bed.admin, "n1").await.unwrap();
+    assert_eq!(v.node.agent_version, "1.0\\x1b]52;c;cm0gLXJmIH4=\\x07");
+    assert_eq!(v.engine_down.unwrap().message, "dead\\x1b[2J");
+    for e in bed.object_events("node/n1").await {
+        assert!(!e.detail.contains('\u{1b}'), "{e:?}");
+    }
+}
