@@ -363,6 +363,68 @@ async fn the_bootstrap_admin_token_expires_and_slicectl_rotates_it_from_stdin() 
     assert_eq!(me.user, "admin");
 }
 
+/// Runs slicectl with a private config directory; `stdin` is written to its standard input.
+fn slicectl(svc: &Service, cfg: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(bin("slicectl"))
+        .args(args)
+        .env("XDG_CONFIG_HOME", cfg)
+        .env("SLICECTL_CA_CERT", svc.ca_cert().unwrap())
+        .env_remove("SLICECTL_SERVER")
+        .env_remove("SLICECTL_TOKEN")
+        .env_remove("SLICECTL_CONTEXT")
+        .env_remove("SLICECTL_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    write!(child.stdin.take().unwrap(), "{stdin}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "slicectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn login_reads_the_token_from_stdin_and_rotate_replaces_it_in_the_context() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    let first = make_user(&a, "alice", "mit").await;
+    let cfg = tempfile::tempdir().unwrap();
+    let out = slicectl(
+        &svc,
+        cfg.path(),
+        &["login", "--server", svc.url_str(), "--token", "-"],
+        &format!("{first}\n"),
+    );
+    assert!(out.contains("alice"), "{out}");
+
+    let out = slicectl(&svc, cfg.path(), &["token", "rotate"], "");
+    assert!(out.contains("saved in context"), "{out}");
+    assert!(
+        !out.contains("sbu_"),
+        "a saved secret is not printed: {out}"
+    );
+    let config = std::fs::read_to_string(cfg.path().join("slicebed/config.toml")).unwrap();
+    assert!(!config.contains(&first), "the old token is still saved");
+
+    // The saved token works; the old one is revoked.
+    let who = slicectl(&svc, cfg.path(), &["-o", "json", "whoami"], "");
+    let v: serde_json::Value = serde_json::from_str(&who).unwrap();
+    assert_eq!(v["user"], "alice");
+    let e = Clients::new(&svc, Some(&first))
+        .await
+        .slices
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+}
+
 #[tokio::test]
 async fn a_drain_deadline_of_i64_max_seconds_is_refused_not_wrapped_into_an_eviction() {
     let svc = Service::start().await;
