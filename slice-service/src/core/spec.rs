@@ -14,6 +14,9 @@ const DEFAULT_RESOURCES: Resources = Resources::new(250, 256 << 20, 1 << 30);
 const MAX_RESOURCES: Resources = Resources::new(64_000, 256 << 30, 1 << 40);
 /// Most slivers in one slice.
 const MAX_SLIVERS: u32 = 1000;
+/// Most bytes of environment (names and values) in one slice: every read of the slice carries
+/// it, so a few slices must never fill a response past what clients decode (4 MiB).
+const MAX_ENV_BYTES: usize = 256 * 1024;
 
 /// A validated-on-create slice request, in domain terms.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +69,13 @@ impl SliceSpec {
             if v.len() > 32 * 1024 {
                 return Err(Error::invalid(format!("env {k} is longer than 32 KiB")));
             }
+        }
+        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if env_bytes > MAX_ENV_BYTES {
+            return Err(Error::invalid(format!(
+                "env holds {env_bytes} bytes; at most {} KiB in all",
+                MAX_ENV_BYTES / 1024
+            )));
         }
         let r = &mut self.resources;
         for (field, v, max) in [
@@ -223,6 +233,14 @@ mod tests {
                 "container port",
             ),
             (Box::new(|s| s.image = String::new()), "image"),
+            (
+                Box::new(|s| {
+                    for i in 0..100 {
+                        s.env.insert(format!("V{i}"), "x".repeat(30_000));
+                    }
+                }),
+                "env holds",
+            ),
         ];
         for (mutate, needle) in cases {
             let mut s = spec();
