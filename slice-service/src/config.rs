@@ -386,6 +386,8 @@ mod tests {
         assert_eq!(c.heartbeat_interval, d.heartbeat_interval);
         assert_eq!(c.node_ttl, d.node_ttl);
         assert_eq!(c.limits, d.limits);
+        assert_eq!(c.tls, d.tls);
+        assert_eq!(c.node_cert_ttl, d.node_cert_ttl);
     }
 
     #[test]
