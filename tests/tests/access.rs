@@ -120,9 +120,10 @@ async fn a_shell_through_a_pseudo_terminal_runs_commands_and_returns_the_exit_co
         .unwrap();
     wait_running(&tb.admin, "sh").await;
     let cmd = format!(
-        "{} --server {} --token {} shell sh/0",
+        "{} --server {} --ca-cert {} --token {} shell sh/0",
         bin("slicectl").display(),
         tb.svc.url_str(),
+        tb.svc.ca_cert().unwrap().display(),
         tb.svc.admin_token
     );
     // `script` gives slicectl a real pseudo-terminal, as a person's terminal would.
