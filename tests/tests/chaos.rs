@@ -50,7 +50,9 @@ async fn kill9_of_the_service_during_creates_leaves_each_slice_whole_or_absent()
         make_site(&a, s).await;
         let n = TestNode::join(&svc, s, &format!("n-{s}"), 64_000, 64 * GI).await;
         creds.push((n.name.clone(), n.credential.clone()));
-        std::mem::forget(n); // its stream dies with the service; reconnected below each round
+        // Closed now and reconnected below each round: a second control stream for a node
+        // whose first is open would be refused.
+        n.disconnect();
     }
     let (mut attempted, mut acknowledged) = (0, 0);
     for round in 0..rounds {
