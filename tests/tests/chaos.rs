@@ -106,7 +106,7 @@ async fn kill9_of_the_service_during_creates_leaves_each_slice_whole_or_absent()
         .clone()
         .list_slices(pb::ListSlicesRequest {
             include_deleted: true,
-            site: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -410,7 +410,7 @@ async fn validation_errors_name_the_problem_and_store_nothing() {
     assert!(s
         .list_slices(pb::ListSlicesRequest {
             include_deleted: true,
-            site: String::new()
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -91,7 +91,7 @@ async fn all_or_nothing_leaves_nothing_behind_and_best_effort_takes_what_fits() 
         .clone()
         .list_slices(pb::ListSlicesRequest {
             include_deleted: true,
-            site: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();

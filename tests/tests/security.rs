@@ -507,3 +507,47 @@ async fn a_tls_key_others_can_read_is_refused_with_the_fix() {
         "the error names the file and the fix: {text}"
     );
 }
+
+#[tokio::test]
+async fn slice_lists_come_in_pages_small_enough_to_decode() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    let _n1 = TestNode::join(&svc, "mit", "n1", 8000, 16 * GI).await;
+    wait_ready(&a, 1).await;
+    // 18 slices of 250 KB of environment each: 4.5 MB, past the 4 MiB clients decode.
+    for i in 0..18 {
+        let mut r = slice_req(&format!("big{i}"), 1, 64 * MI);
+        r.env = (0..8)
+            .map(|k| (format!("V{k}"), "x".repeat(31_000)))
+            .collect();
+        a.slices.clone().create_slice(r).await.expect("create");
+    }
+    let first = a
+        .slices
+        .clone()
+        .list_slices(pb::ListSlicesRequest::default())
+        .await
+        .expect("the first page decodes")
+        .into_inner();
+    assert!(!first.next_page_token.is_empty() && first.slices.len() < 18);
+
+    let cfg = tempfile::tempdir().unwrap();
+    let out = slicectl(
+        &svc,
+        cfg.path(),
+        &[
+            "-o",
+            "json",
+            "--server",
+            svc.url_str(),
+            "--token",
+            "-",
+            "slice",
+            "list",
+        ],
+        &format!("{}\n", svc.admin_token),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 18, "every page is read");
+}

@@ -8,7 +8,7 @@ use std::{io::IsTerminal, time::Duration};
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use slicebed_proto::v1::{self as pb, DrainNodeRequest, GetNodeRequest, ListSlicesRequest};
+use slicebed_proto::v1::{self as pb, DrainNodeRequest, GetNodeRequest};
 use tonic::Code;
 
 use crate::{
@@ -131,11 +131,7 @@ async fn until_empty(c: &mut Clients, name: &str, json: bool) -> Result<Option<p
             progress.finish();
             return Ok(Some(node));
         }
-        let req = ListSlicesRequest {
-            include_deleted: true,
-            site: String::new(),
-        };
-        let slices = c.slices.list_slices(req).await?.into_inner().slices;
+        let slices = super::slice::list_all(c, true, String::new()).await?;
         progress.show(progress_line(
             name,
             node.slivers,

@@ -303,16 +303,35 @@ pub async fn create(c: &mut Clients, ctx: &Ctx, args: &CreateArgs) -> Result<pb:
     Ok(slice)
 }
 
+/// Every slice the caller may see, page after page (the service cuts answers at about 1 MiB).
+pub async fn list_all(
+    c: &mut Clients,
+    include_deleted: bool,
+    site: String,
+) -> Result<Vec<pb::Slice>> {
+    let mut out = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let req = ListSlicesRequest {
+            include_deleted,
+            site: site.clone(),
+            page_token,
+        };
+        let page = c.slices.list_slices(req).await?.into_inner();
+        out.extend(page.slices);
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 pub async fn run(cmd: SliceCmd, ctx: &Ctx) -> Result<()> {
     let mut c = ctx.connect().await?;
     match cmd {
         SliceCmd::Create(args) => create(&mut c, ctx, &args).await.map(drop),
         SliceCmd::List { all, site } => {
-            let req = ListSlicesRequest {
-                include_deleted: all,
-                site: site.unwrap_or_default(),
-            };
-            let slices = c.slices.list_slices(req).await?.into_inner().slices;
+            let slices = list_all(&mut c, all, site.unwrap_or_default()).await?;
             if ctx.json() {
                 return output::json(&slices.iter().map(SliceView::from).collect::<Vec<_>>());
             }

@@ -61,8 +61,10 @@ impl SliceService for Api {
             .core
             .list_slices(&p, r.include_deleted, &r.site)
             .await?;
+        let (slices, next_page_token) = page_by_size(&views, &r.page_token)?;
         Ok(Response::new(pb::ListSlicesResponse {
-            slices: views.iter().map(cv::slice).collect(),
+            slices,
+            next_page_token,
         }))
     }
 
@@ -163,4 +165,33 @@ impl SliceService for Api {
             token_expires_at: cv::ts_opt(token.expires_at),
         }))
     }
+}
+
+/// Largest encoded size of one ListSlices page: well under the 4 MiB clients decode by default.
+const SLICE_PAGE_BYTES: usize = 1 << 20;
+
+/// The slices from `token` (an offset this function gave, or empty for the first) that fit in
+/// `SLICE_PAGE_BYTES` (at least one), and the token of the rest (empty when none is left).
+fn page_by_size(
+    views: &[crate::core::SliceView],
+    token: &str,
+) -> Result<(Vec<pb::Slice>, String), crate::error::Error> {
+    use prost::Message;
+    let skip: usize = match token {
+        "" => 0,
+        t => t.parse().map_err(|_| {
+            crate::error::Error::invalid(format!("page_token {t:?} is not one this service gave"))
+        })?,
+    };
+    let (mut out, mut size) = (Vec::new(), 0usize);
+    for (i, v) in views.iter().enumerate().skip(skip) {
+        let s = cv::slice(v);
+        let len = s.encoded_len() + 8;
+        if !out.is_empty() && size + len > SLICE_PAGE_BYTES {
+            return Ok((out, i.to_string()));
+        }
+        size += len;
+        out.push(s);
+    }
+    Ok((out, String::new()))
 }
