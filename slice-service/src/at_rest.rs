@@ -79,15 +79,16 @@ fn tighten(path: &Path, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refuses a TLS key that anyone but its owner may read or write, as `pki::check_private`
-/// does for every key the service reads: checked here first, before anything is created.
+/// Refuses a TLS key that other users may read or anyone but its owner change, by the same
+/// rule as `pki::check_private` (0600, or 0640 so the service's group may read a key root
+/// owns): checked here first, before anything is created.
 fn check_key(key: &Path) -> anyhow::Result<()> {
     let meta = std::fs::metadata(key).with_context(|| format!("reading {}", key.display()))?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if mode & 0o037 != 0 {
         anyhow::bail!(
             "TLS key {} is mode {mode:o}: other users can read or change it; run `chmod 600 {}` \
-             (the file owned by the service's user), and replace the key if it may have been copied",
+             (or 640 with the service's group), and replace the key if it may have been copied",
             key.display(),
             key.display()
         );
@@ -164,7 +165,7 @@ mod tests {
             .to_string();
         let want = format!("chmod 600 {}", key.display());
         assert!(e.contains(&want) && e.contains("644"), "{e}");
-        for ok in [0o600, 0o400] {
+        for ok in [0o600, 0o640, 0o400] {
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(ok)).unwrap();
             secure(tmp.path(), None, Some(&key)).unwrap();
         }
