@@ -1,8 +1,9 @@
 //! Accepting connections so that nobody can hold the service's sockets for free: at most
 //! `max_connections` are open (more are closed as soon as they are accepted), every accepted
 //! socket gets TCP_NODELAY (small gRPC frames must not wait for Nagle), a connection that has
-//! sent no request within `first_request_timeout` is closed (it never authenticated: a port
-//! scan, a half-open HTTP/2 handshake, a stalled TLS hello), and so is one that has had no
+//! made no call within `first_request_timeout` is closed (a port scan, a half-open HTTP/2
+//! handshake, a stalled TLS hello; a call answered UNAUTHENTICATED does not count, so a
+//! client without a valid token cannot hold a socket either), and so is one that has had no
 //! call in progress for `idle_timeout`.
 //!
 //! Why here and not in tonic's options: HTTP/2 keepalive pings only find dead peers (an idle
@@ -87,6 +88,7 @@ pub fn incoming(
 pub struct Activity {
     opened: Instant,
     limits: ConnLimits,
+    /// Calls answered with anything but UNAUTHENTICATED.
     calls: AtomicU64,
     in_progress: AtomicUsize,
     /// When the last call ended, in milliseconds since `opened`.
@@ -95,23 +97,34 @@ pub struct Activity {
 
 impl Activity {
     fn start_call(self: &Arc<Self>) -> CallGuard {
-        self.calls.fetch_add(1, Ordering::SeqCst);
         self.in_progress.fetch_add(1, Ordering::SeqCst);
         CallGuard(self.clone())
     }
 
+    /// A call was answered; `authenticated` unless its status is UNAUTHENTICATED.
+    fn answered(&self, authenticated: bool) {
+        if authenticated {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// Close now (with the reason), or look again at the instant returned.
     fn verdict(&self, now: Instant) -> Result<Instant, &'static str> {
+        // A call in progress is never cut, whatever else holds.
+        if self.in_progress.load(Ordering::SeqCst) > 0 {
+            return Ok(now
+                + self
+                    .limits
+                    .idle_timeout
+                    .min(self.limits.first_request_timeout));
+        }
         if self.calls.load(Ordering::SeqCst) == 0 {
             let due = self.opened + self.limits.first_request_timeout;
             return if now >= due {
-                Err("no request within the first-request timeout")
+                Err("no authenticated call within the first-request timeout")
             } else {
                 Ok(due)
             };
-        }
-        if self.in_progress.load(Ordering::SeqCst) > 0 {
-            return Ok(now + self.limits.idle_timeout);
         }
         let since = self.opened + Duration::from_millis(self.last_end_ms.load(Ordering::SeqCst));
         let due = since + self.limits.idle_timeout;
@@ -301,6 +314,14 @@ where
         let fut = self.0.call(req);
         Box::pin(async move {
             let res = fut.await?;
+            if let Some(g) = &guard {
+                // Refusals come back at once as a trailers-only response: status in headers.
+                let refused = res
+                    .headers()
+                    .get("grpc-status")
+                    .is_some_and(|v| v.as_bytes() == b"16");
+                g.0.answered(!refused);
+            }
             Ok(res.map(|inner| CallBody {
                 inner: Box::pin(inner),
                 _guard: guard,
@@ -361,12 +382,25 @@ mod tests {
         assert_eq!(a.verdict(t0), Ok(at(10)));
         assert!(a.verdict(at(10)).is_err());
         let call = a.start_call();
-        // A call in progress is never cut, however long.
+        // A call in progress is never cut, however long, even before it is answered.
         assert!(a.verdict(at(3600)).is_ok());
+        a.answered(true);
         drop(call);
         // As if the call had ended 5 s after the connection opened.
         a.last_end_ms.store(5000, Ordering::SeqCst);
         assert_eq!(a.verdict(at(6)), Ok(at(65)));
         assert!(a.verdict(at(65)).is_err());
+    }
+
+    #[test]
+    fn calls_refused_as_unauthenticated_do_not_keep_a_connection() {
+        let a = activity(10, 60);
+        let at = |s: u64| a.opened + Duration::from_secs(s);
+        for _ in 0..3 {
+            let call = a.start_call();
+            a.answered(false);
+            drop(call);
+        }
+        assert!(a.verdict(at(10)).is_err());
     }
 }
