@@ -31,6 +31,34 @@ async fn engine(node: &str) -> Option<DockerRuntime> {
     Some(rt)
 }
 
+/// Removes the node's containers, networks (and so its firewall rules) when dropped, also
+/// when an assertion failed: a failed run leaves nothing on the shared engine and host.
+struct Guard(DockerRuntime);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let rt = self.0.clone();
+        // A runtime of its own on a thread of its own: this may run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(tokio) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            tokio.block_on(async {
+                for c in rt.list().await.unwrap_or_default() {
+                    let _ = rt.remove(&c.container_id).await;
+                }
+                for n in rt.list_networks().await.unwrap_or_default() {
+                    let _ = rt.remove_network(&n).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 async fn cleanup(rt: &DockerRuntime) {
     for c in rt.list().await.unwrap() {
         rt.remove(&c.container_id).await.unwrap();
@@ -45,6 +73,7 @@ async fn writing_past_the_disk_limit_stops_the_sliver_with_the_reason() {
     let Some(rt) = engine("nmdisk").await else {
         return;
     };
+    let _guard = Guard(rt.clone());
     let spec = SliverSpec {
         sliver_id: "w0".into(),
         slice: "disk".into(),

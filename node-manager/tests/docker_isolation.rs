@@ -40,6 +40,34 @@ async fn engine(node: &str) -> Option<DockerRuntime> {
     Some(rt)
 }
 
+/// Removes the node's containers, networks (and so its firewall rules) when dropped, also
+/// when an assertion failed: a failed run leaves nothing on the shared engine and host.
+struct Guard(DockerRuntime);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let rt = self.0.clone();
+        // A runtime of its own on a thread of its own: this may run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(tokio) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            tokio.block_on(async {
+                for c in rt.list().await.unwrap_or_default() {
+                    let _ = rt.remove(&c.container_id).await;
+                }
+                for n in rt.list_networks().await.unwrap_or_default() {
+                    let _ = rt.remove_network(&n).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 async fn cleanup(rt: &DockerRuntime) {
     for c in rt.list().await.unwrap() {
         rt.remove(&c.container_id).await.unwrap();
@@ -183,6 +211,28 @@ fn rules_mentioning(what: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs an `iptables -S` style line (`-A CHAIN ...` turned into `-D`/`-I`), quotes undone.
+fn iptables_line(line: &str) {
+    let mut args = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => args.push(std::mem::take(&mut word)),
+            c => word.push(c),
+        }
+    }
+    args.push(word);
+    let ok = Command::new("iptables")
+        .arg("-w")
+        .args(args.iter().filter(|a| !a.is_empty()))
+        .status()
+        .expect("iptables")
+        .success();
+    assert!(ok, "iptables {line}");
+}
+
 /// A host listener on every address answering "host-secret" to whatever connects.
 async fn host_listener() -> (u16, tokio::task::JoinHandle<()>) {
     let l = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
@@ -209,6 +259,7 @@ async fn slivers_reach_neither_the_host_nor_other_slices_through_it() {
     let Some(rt) = engine("nmiso-a").await else {
         return;
     };
+    let _guard = Guard(rt.clone());
     let node = rt.node().to_string();
     let (host_port, listener) = host_listener().await;
     let published = free_port();
@@ -313,6 +364,7 @@ async fn a_restarted_agent_prunes_rules_of_networks_gone_meanwhile() {
     let Some(rt) = engine("nmiso-b").await else {
         return;
     };
+    let _guard = Guard(rt.clone());
     let node = rt.node().to_string();
     rt.ensure_network("gone").await.unwrap();
     rt.ensure_network("kept").await.unwrap();
@@ -329,7 +381,29 @@ async fn a_restarted_agent_prunes_rules_of_networks_gone_meanwhile() {
         Vec::<String>::new(),
         "the rules of a vanished network are pruned"
     );
-    assert_eq!(rules_mentioning(&format!("slicebed:{node}/kept:")).len(), 2);
+    let kept = format!("slicebed:{node}/kept:");
+    assert_eq!(rules_mentioning(&kept).len(), 2);
+
+    // Someone deleted one rule and doubled the other: the next listing repairs both.
+    let input = rules_mentioning(&kept)
+        .into_iter()
+        .find(|r| r.starts_with("-A INPUT "))
+        .expect("the INPUT rule");
+    let forward = rules_mentioning(&kept)
+        .into_iter()
+        .find(|r| r.starts_with("-A DOCKER-USER "))
+        .expect("the DOCKER-USER rule");
+    iptables_line(&input.replacen("-A INPUT", "-D INPUT", 1));
+    iptables_line(&forward.replacen("-A DOCKER-USER", "-I DOCKER-USER", 1));
+    assert_eq!(rules_mentioning(&kept).len(), 2, "one gone, one doubled");
+    restarted.list_networks().await.unwrap();
+    let mut repaired = rules_mentioning(&kept);
+    repaired.sort();
+    assert_eq!(repaired, {
+        let mut want = vec![forward, input];
+        want.sort();
+        want
+    });
     cleanup(&restarted).await;
     assert_eq!(
         rules_mentioning(&format!("slicebed:{node}/")),
@@ -356,6 +430,7 @@ async fn ports_are_published_on_the_announced_address_only() {
     let Some(rt) = engine("nmiso-c").await else {
         return;
     };
+    let _guard = Guard(rt.clone());
     let Some(other) = host_addresses().into_iter().next() else {
         eprintln!("skipping: the host has no address but loopback");
         return;
@@ -391,7 +466,9 @@ async fn ports_are_published_on_the_announced_address_only() {
         "the port answers on the announced address 127.0.0.1: {answer:?}"
     );
     assert!(
-        !elsewhere.as_deref().is_some_and(|a| a.contains("published")),
+        !elsewhere
+            .as_deref()
+            .is_some_and(|a| a.contains("published")),
         "the port must not answer on {other}, which the node does not announce: {elsewhere:?}"
     );
 }
