@@ -71,7 +71,8 @@ pub struct LimitsConfig {
     /// Open connections, authenticated or not (4096; mind the process's file limit); more are
     /// closed as soon as they are accepted.
     pub max_connections: Option<usize>,
-    /// A new connection that sends no request within this is closed (10 s).
+    /// A new connection that makes no call within this is closed (10 s); calls answered
+    /// UNAUTHENTICATED do not count.
     #[serde(default, deserialize_with = "human")]
     pub first_request_timeout: Option<Duration>,
     /// A connection with no call in progress for this long is closed (5 min).
