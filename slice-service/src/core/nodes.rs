@@ -20,6 +20,9 @@ use slicebed_units::Resources;
 
 use super::{Core, NodeView};
 
+/// Most unexpired certificates a node may hold at once (renewals beyond are refused).
+const MAX_LIVE_CERTS: i64 = 4;
+
 /// What a node says about itself when it enrolls or connects.
 #[derive(Debug, Clone, Default)]
 pub struct NodeHello {
@@ -227,6 +230,14 @@ impl Core {
         if revoked || store::get_node(&mut tx, node).await?.is_none() {
             return Err(Error::Unauthenticated(format!(
                 "node {node}'s identity was revoked: it must enroll again"
+            )));
+        }
+        // A node renews at 2/3 of a certificate's life, so it holds two at most; more means
+        // it asks in a loop, and each answer would be another row and another valid key pair.
+        let live = store::prune_certs(&mut tx, node, self.now_ms()).await?;
+        if live >= MAX_LIVE_CERTS {
+            return Err(Error::Exhausted(format!(
+                "node {node} already holds {live} unexpired certificates; ask again when one expires"
             )));
         }
         let cert = issue(node)?;

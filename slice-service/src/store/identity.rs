@@ -94,6 +94,21 @@ pub async fn insert_cert(
     Ok(())
 }
 
+/// Forgets a node's expired certificates; returns how many unexpired, unrevoked ones remain.
+pub async fn prune_certs(c: &mut Conn, node: &str, now: i64) -> Result<i64> {
+    sqlx::query("DELETE FROM node_certs WHERE node = $1 AND expires_at <= $2")
+        .bind(node)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    let row =
+        sqlx::query("SELECT COUNT(*) AS n FROM node_certs WHERE node = $1 AND revoked_at IS NULL")
+            .bind(node)
+            .fetch_one(c)
+            .await?;
+    Ok(row.try_get::<i64, _>("n")?)
+}
+
 /// Reads a certificate by serial.
 pub async fn get_cert(c: &mut Conn, serial: &str) -> Result<Option<CertRecord>> {
     let row = sqlx::query("SELECT node, expires_at, revoked_at FROM node_certs WHERE serial = $1")

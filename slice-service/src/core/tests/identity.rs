@@ -49,6 +49,19 @@ async fn a_revoked_node_cannot_renew_or_connect_and_keeps_its_slivers() {
             .name,
         "n1"
     );
+    // A node renewing in a loop is stopped: at most 4 unexpired certificates at once.
+    for serial in ["aa02", "aa03"] {
+        bed.core
+            .renew_node_cert("n1", |_| Ok(cert(serial)))
+            .await
+            .unwrap();
+    }
+    let e = bed
+        .core
+        .renew_node_cert("n1", |_| Ok(cert("aa04")))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Exhausted(_)), "{e}");
     // A serial recorded for n1 does not speak for another node, nor an unknown one for n1.
     assert!(bed.core.node_by_cert(&peer("n2", "aa01")).await.is_err());
     assert!(bed.core.node_by_cert(&peer("n1", "bb02")).await.is_err());
