@@ -88,7 +88,8 @@ impl Probe {
         id: &str,
         state: ReportedState,
     ) -> SliverReport {
-        for _ in 0..100 {
+        // Bounded, with room for a loaded 2-core machine: about 30 s.
+        for _ in 0..300 {
             if let Some(r) = self.seen.get(id).filter(|r| r.state == state) {
                 return r.clone();
             }
@@ -112,7 +113,8 @@ impl Probe {
         state: ReportedState,
         message: &str,
     ) -> SliverReport {
-        for _ in 0..100 {
+        // Bounded, with room for a loaded 2-core machine: about 30 s.
+        for _ in 0..300 {
             let r = self.until(d, id, state).await;
             if r.message == message {
                 return r;
