@@ -94,6 +94,8 @@ pub struct Hub {
     clock: SharedClock,
     next_id: AtomicU64,
     nodes: Mutex<HashMap<String, Entry>>,
+    /// Names of nodes cut off (`kick`), for their session streams to end too.
+    kicks: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Hub {
@@ -109,6 +111,7 @@ impl Hub {
             clock,
             next_id: AtomicU64::new(1),
             nodes: Mutex::new(HashMap::new()),
+            kicks: tokio::sync::broadcast::channel(64).0,
         }
     }
 
@@ -166,6 +169,25 @@ impl Hub {
             e.conn = None;
             e.kicked = true;
             e.last_seen = now.checked_sub(self.ttl).unwrap_or(e.last_seen);
+        }
+        let _ = self.kicks.send(node.to_string());
+    }
+
+    /// Resolves when `node` is cut off (`kick`) from now on: its session streams end then.
+    pub fn cut_off(&self, node: &str) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.kicks.subscribe();
+        let node = node.to_string();
+        async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match rx.recv().await {
+                    Ok(n) if n == node => return,
+                    // Missed some names: this one may be among them, so end to be safe.
+                    Err(RecvError::Lagged(_)) => return,
+                    Err(RecvError::Closed) => std::future::pending::<()>().await,
+                    Ok(_) => {}
+                }
+            }
         }
     }
 
@@ -342,6 +364,16 @@ mod tests {
         // A heartbeat still in flight on the old stream does not bring it back.
         hub.touch("n1", None);
         assert!(!hub.is_live("n1"));
+    }
+
+    #[tokio::test]
+    async fn cutting_a_node_off_ends_what_waits_on_it_and_only_that() {
+        let hub = Hub::new(Duration::from_secs(30));
+        let n1 = hub.cut_off("n1");
+        let mut n2 = Box::pin(hub.cut_off("n2"));
+        hub.kick("n1");
+        n1.await;
+        assert!(futures::poll!(&mut n2).is_pending());
     }
 
     #[test]

@@ -545,7 +545,8 @@ fn plaintext_off_loopback_and_readable_keys_are_refused() {
 
 /// The real node manager against a service with its own CA: it enrolls with a key that stays
 /// in its state dir (0600, no bearer credential), runs over mutual TLS, and is cut off when
-/// an admin revokes it with `slicectl node revoke`.
+/// an admin revokes it with `slicectl node revoke`: its control channel and the exec session
+/// it serves end, its container stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_node_manager_enrolls_with_its_own_key_and_is_cut_off_by_revoke() {
     use std::os::unix::fs::PermissionsExt;
@@ -562,6 +563,39 @@ async fn a_real_node_manager_enrolls_with_its_own_key_and_is_cut_off_by_revoke()
         0o600
     );
     assert!(!nm.state_dir.join("credential").exists());
+    // A sliver with an exec session in progress.
+    let mut req = slice_req("held", 1, 64 * MI);
+    req.command = vec!["sleep".into(), "100000".into()];
+    a.slices.clone().create_slice(req).await.unwrap();
+    common::testbed::wait_running(&a, "held").await;
+    let mut access =
+        slicebed_proto::v1::access_service_client::AccessServiceClient::with_interceptor(
+            slicebed_tests::client::channel(&svc).await,
+            slicebed_tests::client::Bearer::new(&svc.admin_token).unwrap(),
+        );
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(pb::ExecRequest {
+        msg: Some(pb::exec_request::Msg::Start(pb::ExecStart {
+            sliver: Some(pb::SliverRef {
+                slice: "held".into(),
+                index: 0,
+            }),
+            command: vec!["sh".into(), "-c".into(), "echo started; sleep 4243".into()],
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut exec = access
+        .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = exec.message().await.unwrap().expect("output");
+    assert!(
+        matches!(&first.msg, Some(pb::exec_response::Msg::Stdout(b)) if b.starts_with(b"started")),
+        "{first:?}"
+    );
     let out = Command::new(bin("slicectl"))
         .args(["--server", svc.url_str(), "--token", &svc.admin_token])
         .args(["node", "revoke", &name])
@@ -585,6 +619,20 @@ async fn a_real_node_manager_enrolls_with_its_own_key_and_is_cut_off_by_revoke()
     .await;
     let n = common::node(&a, &name).await;
     assert_ne!(n.state, pb::NodeState::Ready as i32);
+    // The exec session it served ends (with an exit message or an error), and the sliver's
+    // container is still there.
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match exec.message().await {
+                Ok(Some(m)) if !matches!(m.msg, Some(pb::exec_response::Msg::Exit(_))) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the exec session outlived the revocation");
+    drop(tx);
+    assert_eq!(common::testbed::containers(&name).await.len(), 1);
 }
 
 /// The real node manager renews its certificate at 2/3 of its life and reconnects with the

@@ -159,6 +159,8 @@ impl NodeService for Api {
         let Some(pb::session_frame::Frame::SessionId(id)) = first.and_then(|f| f.frame) else {
             return Err(Error::invalid("the first frame of a session must be its id").into());
         };
+        // Registered before the claim, so a revocation from then on ends this stream.
+        let cut_off = self.core.hub.cut_off(&name);
         let (tx, rx) = mpsc::channel(64);
         self.sessions.claim(
             &id,
@@ -168,9 +170,11 @@ impl NodeService for Api {
                 outbound: tx,
             },
         )?;
-        Ok(Response::new(
-            Box::pin(ReceiverStream::new(rx)) as SessionStream
-        ))
+        // A revoked node's sessions end with it: its stream ends, so it stops serving them.
+        Ok(Response::new(Box::pin(futures::StreamExt::take_until(
+            ReceiverStream::new(rx),
+            cut_off,
+        )) as SessionStream))
     }
 
     type ControlStream = ControlStream;
