@@ -73,7 +73,9 @@ pub enum Error {
     #[error("node identity: {0}")]
     Identity(String),
     /// The node's private key may be read by others.
-    #[error("{path} is the node's private key and others may read or write it; run `chmod 600 {path}`")]
+    #[error(
+        "{path} is the node's private key and others may read or write it; run `chmod 600 {path}`"
+    )]
     KeyExposed {
         /// The key file.
         path: PathBuf,

@@ -52,7 +52,11 @@ impl Bearer {
 impl fmt::Debug for Bearer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the secret.
-        let shown = if self.0.is_some() { "Bearer(..)" } else { "Bearer(none)" };
+        let shown = if self.0.is_some() {
+            "Bearer(..)"
+        } else {
+            "Bearer(none)"
+        };
         f.write_str(shown)
     }
 }
@@ -90,6 +94,9 @@ mod tests {
         for bad in ["", "  ", "sbu_a b", "sbu_\u{e9}", "sbu_\n"] {
             assert_eq!(Bearer::new(bad).err(), Some(BadToken), "{bad:?}");
         }
-        assert_eq!(format!("{:?}", Bearer::new("secret").unwrap()), "Bearer(..)");
+        assert_eq!(
+            format!("{:?}", Bearer::new("secret").unwrap()),
+            "Bearer(..)"
+        );
     }
 }

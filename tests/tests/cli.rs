@@ -418,8 +418,8 @@ macro_rules! list_services {
     ($v:ident, $svc:expr) => {{
         use tonic_reflection::pb::$v::{
             server_reflection_client::ServerReflectionClient,
-            server_reflection_request::MessageRequest,
-            server_reflection_response::MessageResponse, ServerReflectionRequest,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            ServerReflectionRequest,
         };
         let ch = slicebed_tests::client::channel($svc).await;
         let req = ServerReflectionRequest {
@@ -435,7 +435,10 @@ macro_rules! list_services {
         let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
             panic!("{resp:?}")
         };
-        list.service.into_iter().map(|s| s.name).collect::<Vec<String>>()
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
     }};
 }
 

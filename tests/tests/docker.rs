@@ -309,7 +309,10 @@ async fn enrollment_through_the_binary_is_single_use_and_the_credential_is_priva
     );
     use std::os::unix::fs::PermissionsExt;
     // The node's private key: created on the node, never sent, readable by its owner only.
-    assert!(!dir.path().join("a/credential").exists(), "no bearer credential");
+    assert!(
+        !dir.path().join("a/credential").exists(),
+        "no bearer credential"
+    );
     let mode = std::fs::metadata(dir.path().join("a/node.key"))
         .unwrap()
         .permissions()

@@ -207,10 +207,9 @@ async fn a_slice_deleted_while_its_node_is_away_is_settled_on_reconnect() {
 
 #[tokio::test]
 async fn leases_are_capped_renewed_and_reaped() {
-    let svc = Service::start_with(
-        "[lease]\ndefault = \"1h\"\nmax = \"2h\"\nreap_interval = \"100ms\"\n",
-    )
-    .await;
+    let svc =
+        Service::start_with("[lease]\ndefault = \"1h\"\nmax = \"2h\"\nreap_interval = \"100ms\"\n")
+            .await;
     let a = Clients::admin(&svc).await;
     make_site(&a, "mit").await;
     let mut node = TestNode::join(&svc, "mit", "n1", 2000, 2 * GI).await;

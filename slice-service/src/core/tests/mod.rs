@@ -6,10 +6,10 @@
 //! time anything or touch the network: time moves only through `TestBed::advance`.
 
 mod create;
+mod identity;
 mod lifecycle;
 mod loss;
 mod reap;
-mod identity;
 mod security;
 mod status;
 mod watch;
