@@ -110,10 +110,19 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
         "node-manager image import",
     )
     .await?;
+    // Isolating slices takes firewall rules, which only root may install. A local testbed run
+    // by a user in the docker group still works, with every slice told it is not isolated.
+    let isolated = rustix::process::geteuid().is_root();
+    if !isolated {
+        step("Not root: slices of this local testbed are not isolated from each other or the host");
+    }
     for site in sites {
         let state_dir = dir.join("nodes").join(site.name);
         let log = dir.join("nodes").join(format!("{}.log", site.name));
-        let args = ["run".into(), "--state-dir".into(), path_arg(&state_dir)];
+        let mut args = vec!["run".into(), "--state-dir".into(), path_arg(&state_dir)];
+        if !isolated {
+            args.push("--allow-unisolated".into());
+        }
         started.spawn(&format!("node-{}", site.name), &node_bin, &args, &log)?;
     }
     wait_for_nodes(&mut started, &mut c, sites, timeout).await?;
