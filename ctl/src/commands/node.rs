@@ -129,8 +129,11 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
             };
             return output::out(&format!(
                 "One-time enrollment token for a node of site {} (expires {expires}):\n\n  {}\n\n\
-                 On the new machine, run:\n\n  node-manager enroll --server {} --token {} --name {name} --state-dir /var/lib/slicebed/node{ca}\n",
-                resp.site, resp.token, c.server, resp.token
+                 On the new machine, run the command below and paste the token when it waits for\n\
+                 it (it reads one line from standard input, so the token stays out of `ps` and\n\
+                 shell history; SLICEBED_ENROLL_TOKEN works too):\n\n  \
+                 node-manager enroll --server {} --token - --name {name} --state-dir /var/lib/slicebed/node{ca}\n",
+                resp.site, resp.token, c.server
             ));
         }
         NodeCmd::List { site } => {

@@ -14,7 +14,9 @@ pub struct Args {
     /// Slice service URL, e.g. http://127.0.0.1:7443 or https://slicebed.example.org.
     #[arg(long, env = "SLICEBED_SERVER")]
     server: String,
-    /// One-time enrollment token from `slicectl node token`.
+    /// One-time enrollment token from `slicectl node token`; `-` reads it from the first line
+    /// of standard input. Prefer `-` or the environment: a token on a command line is visible
+    /// in `ps` and shell history.
     #[arg(long, env = "SLICEBED_ENROLL_TOKEN", hide_env_values = true)]
     token: String,
     /// Node name (a DNS label, unique in the testbed).
@@ -64,6 +66,21 @@ async fn docker_root() -> Option<PathBuf> {
     Some(root).filter(|p| p.exists())
 }
 
+/// The token as given: `-` means the first line of standard input.
+fn token_from(given: String, stdin: impl std::io::BufRead) -> anyhow::Result<String> {
+    if given != "-" {
+        return Ok(given);
+    }
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdin.take(64 * 1024), &mut line)
+        .map_err(|e| anyhow::anyhow!("cannot read the token from standard input: {e}"))?;
+    let token = line.trim();
+    if token.is_empty() {
+        anyhow::bail!("--token - reads the token from standard input, which was empty");
+    }
+    Ok(token.to_string())
+}
+
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let needs_host = a.cpu.is_none() || a.memory.is_none() || a.disk.is_none();
     let host = if needs_host {
@@ -78,7 +95,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     };
     let params = EnrollParams {
         server: a.server,
-        token: a.token,
+        token: token_from(a.token, std::io::stdin().lock())?,
         name: a.name,
         state_dir: a.state_dir.clone(),
         address: a.address,
