@@ -551,3 +551,132 @@ async fn slice_lists_come_in_pages_small_enough_to_decode() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 18, "every page is read");
 }
+
+#[tokio::test]
+async fn node_manager_enroll_reads_its_token_from_standard_input() {
+    use slicebed_tests::nm::{enroll_cmd, unique};
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    let tok = a
+        .admin
+        .clone()
+        .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+            site: "mit".into(),
+            ttl: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("stdin");
+    // `--token -`: the secret is on standard input, not on the command line.
+    let mut child = enroll_cmd(&svc, "-", &name, &dir.path().join("a"), (45100, 45110))
+        .env_remove("SLICEBED_ENROLL_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{tok}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&name));
+    assert!(dir.path().join("a/node.crt").exists());
+    assert!(nodes(&a).await.iter().any(|n| n.name == name));
+
+    // Empty standard input: a clear refusal, nothing sent.
+    let out = enroll_cmd(
+        &svc,
+        "-",
+        &unique("empty"),
+        &dir.path().join("b"),
+        (45100, 45110),
+    )
+    .env_remove("SLICEBED_ENROLL_TOKEN")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("standard input"), "{err}");
+}
+
+#[tokio::test]
+async fn an_upload_open_when_its_token_is_revoked_ends_unauthenticated() {
+    use common::testbed::*;
+    use slicebed_proto::v1::access_service_client::AccessServiceClient;
+    use slicebed_tests::client::{channel, Bearer};
+    let tb = testbed(&["mit"]).await;
+    let alice = make_user(&tb.admin, "alice", "mit").await;
+    let alice_c = Clients::new(&tb.svc, Some(&alice)).await;
+    alice_c
+        .slices
+        .clone()
+        .create_slice(web_slice("up", 1))
+        .await
+        .expect("create slice");
+    wait_running(&tb.admin, "up").await;
+    let mut access =
+        AccessServiceClient::with_interceptor(channel(&tb.svc).await, Bearer::new(&alice).unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::CopyToRequest {
+        msg: Some(pb::copy_to_request::Msg::Start(pb::CopyToStart {
+            sliver: Some(pb::SliverRef {
+                slice: "up".into(),
+                index: 0,
+            }),
+            path: "/tmp".into(),
+        })),
+    })
+    .await
+    .unwrap();
+    // The start of a tar archive, and then nothing: the upload stays open.
+    tx.send(pb::CopyToRequest {
+        msg: Some(pb::copy_to_request::Msg::Data(vec![0u8; 512])),
+    })
+    .await
+    .unwrap();
+    let call = tokio::spawn(async move {
+        access
+            .copy_to(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    // Let the session reach the node before the revocation.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !call.is_finished(),
+        "the upload ended before the revocation"
+    );
+    let tokens = tb
+        .admin
+        .admin
+        .clone()
+        .list_tokens(pb::ListTokensRequest {
+            user: "alice".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
+    for t in tokens {
+        tb.admin
+            .admin
+            .clone()
+            .revoke_token(pb::RevokeTokenRequest { id: t.id })
+            .await
+            .unwrap();
+    }
+    let end = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the upload kept going after its token was revoked")
+        .unwrap();
+    let e = end.expect_err("the upload must not succeed");
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    drop(tx);
+}

@@ -174,7 +174,9 @@ impl AccessService for Api {
 
     async fn copy_to(&self, req: Request<Streaming<pb::CopyToRequest>>) -> R<pb::CopyToResponse> {
         let (md, _, mut client) = req.into_parts();
-        let p = self.principal_of(&md).await?;
+        let (p, token, secret) = self.principal_token_of(&md).await?;
+        // An upload lasts as long as its token: revoked or expired, it ends unfinished.
+        let fails = self.token_fails(secret, token);
         let Some(copy_to_request::Msg::Start(start)) = client.message().await?.and_then(|m| m.msg)
         else {
             return Err(Error::invalid("the first message of an upload must be start").into());
@@ -214,15 +216,24 @@ impl AccessService for Api {
             // Keep the stream open until the node answers.
             outbound.closed().await;
         });
-        let result = loop {
-            match inbound.message().await {
-                Ok(Some(pb::SessionFrame {
-                    frame: Some(Frame::End(e)),
-                })) => break Ok(e),
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break Err(Status::unavailable("the node closed the session")),
+        let verdict = async {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(pb::SessionFrame {
+                        frame: Some(Frame::End(e)),
+                    })) => break Ok(e),
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => {
+                        break Err(Status::unavailable("the node closed the session"))
+                    }
+                }
             }
         };
+        let result = tokio::select! {
+            r = verdict => r,
+            s = fails => Err(s),
+        };
+        // Aborting drops the stream to the node without end-of-stdin: it abandons the archive.
         pump.abort();
         let end = result?;
         match end_status(&end) {
@@ -234,7 +245,7 @@ impl AccessService for Api {
     type CopyFromStream = Out<pb::CopyFromResponse>;
 
     async fn copy_from(&self, req: Request<pb::CopyFromRequest>) -> R<Self::CopyFromStream> {
-        let p = self.principal(&req).await?;
+        let (p, token, secret) = self.principal_token_of(req.metadata()).await?;
         let r = req.into_inner();
         let path = checked_path(&r.path)?;
         let (half, slot) = self
@@ -278,7 +289,9 @@ impl AccessService for Api {
             }
             drop(outbound);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // A download lasts as long as its token.
+        let out = Box::pin(ReceiverStream::new(rx));
+        Ok(Response::new(self.guarded(secret, token, out)))
     }
 
     async fn resolve_endpoints(

@@ -28,11 +28,45 @@ impl Api {
         token: Token,
         mut inner: Out<T>,
     ) -> Out<T> {
-        let core = self.core.clone();
+        let fails = self.token_fails(secret, token);
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            let mut revoked = auth::revocations();
-            revoked.mark_unchanged();
+            tokio::pin!(fails);
+            loop {
+                tokio::select! {
+                    item = inner.next() => match item {
+                        Some(item) => {
+                            if tx.send(item).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => return,
+                    },
+                    status = &mut fails => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+
+    /// Resolves, with the status to end a call with, once `secret` (whose token is `token`) no
+    /// longer authenticates: checked when a revocation is committed after this call and when
+    /// the token's expiry comes. Never resolves while the token stays good. For calls that are
+    /// not a response stream (an upload), to race against their work.
+    pub(super) fn token_fails(
+        &self,
+        secret: String,
+        token: Token,
+    ) -> impl std::future::Future<Output = Status> + Send + 'static {
+        let core = self.core.clone();
+        // Subscribed now, so a revocation committed while the call is being set up counts.
+        let mut revoked = auth::revocations();
+        revoked.mark_unchanged();
+        async move {
             let expiry = token.expires_at.map(|at| {
                 let left = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
                 tokio::time::Instant::now() + std::time::Duration::from_millis(left)
@@ -46,36 +80,25 @@ impl Api {
             tokio::pin!(expired);
             loop {
                 tokio::select! {
-                    item = inner.next() => match item {
-                        Some(item) => {
-                            if tx.send(item).await.is_err() {
-                                return;
-                            }
-                        }
-                        None => return,
-                    },
                     changed = revoked.changed() => {
                         if changed.is_err() {
-                            return;
+                            // No more revocations can come (the service is stopping).
+                            return std::future::pending().await;
                         }
                         let check = match core.db.conn().await {
                             Ok(mut c) => auth::authenticate(&mut c, &secret).await.map(|_| ()),
                             Err(e) => Err(e),
                         };
                         if let Err(e) = check {
-                            let _ = tx.send(Err(Status::from(e))).await;
-                            return;
+                            return Status::from(e);
                         }
                     }
                     _ = &mut expired => {
-                        let _ = tx.send(Err(Status::unauthenticated("token has expired"))).await;
-                        return;
+                        return Status::unauthenticated("token has expired");
                     }
-                    _ = tx.closed() => return,
                 }
             }
-        });
-        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+        }
     }
 
     /// The caller and the token it called with, from metadata alone.
