@@ -219,6 +219,7 @@ async fn a_watch_opened_before_its_token_is_revoked_stops() {
         .clone()
         .list_tokens(pb::ListTokensRequest {
             user: "alice".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -659,6 +660,7 @@ async fn an_upload_open_when_its_token_is_revoked_ends_unauthenticated() {
         .clone()
         .list_tokens(pb::ListTokensRequest {
             user: "alice".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -679,4 +681,96 @@ async fn an_upload_open_when_its_token_is_revoked_ends_unauthenticated() {
     let e = end.expect_err("the upload must not succeed");
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     drop(tx);
+}
+
+#[tokio::test]
+async fn node_lists_come_in_pages_and_slicectl_reads_them_all_once() {
+    use slicebed_tests::node::{enroll, enroll_request};
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    make_site(&a, "mit").await;
+    // 60 nodes with 64 labels of ~320 bytes each: about 1.2 MiB, more than one page.
+    const N: usize = 60;
+    let labels: std::collections::HashMap<String, String> = (0..64)
+        .map(|k| (format!("k{k:02}{}", "k".repeat(58)), "v".repeat(255)))
+        .collect();
+    for i in 0..N {
+        let tok = a
+            .admin
+            .clone()
+            .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+                site: "mit".into(),
+                ttl: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
+        let mut req = enroll_request(&format!("big{i:02}"), 1000, GI, (30000, 30999));
+        req.labels = labels.clone();
+        enroll(&svc, &tok, req).await.expect("enroll");
+    }
+    let mut names = Vec::new();
+    let (mut page_token, mut pages) = (String::new(), 0);
+    loop {
+        let page = a
+            .admin
+            .clone()
+            .list_nodes(pb::ListNodesRequest {
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .expect("every page decodes")
+            .into_inner();
+        pages += 1;
+        names.extend(page.nodes.into_iter().map(|n| n.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert!(pages >= 2, "{pages} page(s)");
+    let mut want: Vec<String> = (0..N).map(|i| format!("big{i:02}")).collect();
+    names.sort();
+    want.sort();
+    assert_eq!(names, want, "every node exactly once");
+
+    let cfg = tempfile::tempdir().unwrap();
+    let out = slicectl(
+        &svc,
+        cfg.path(),
+        &[
+            "-o",
+            "json",
+            "--server",
+            svc.url_str(),
+            "--token",
+            "-",
+            "node",
+            "list",
+        ],
+        &format!("{}\n", svc.admin_token),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut got: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "slicectl reads every page, each node once");
+
+    // A page token the service did not give is refused, not read as the first page.
+    let e = a
+        .admin
+        .clone()
+        .list_users(pb::ListUsersRequest {
+            page_token: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 }

@@ -137,14 +137,21 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
             ));
         }
         NodeCmd::List { site } => {
-            let nodes = c
-                .admin
-                .list_nodes(ListNodesRequest {
-                    site: site.unwrap_or_default(),
-                })
-                .await?
-                .into_inner()
-                .nodes;
+            // Every page: the service cuts answers at about 1 MiB.
+            let (site, mut nodes, mut page_token) =
+                (site.unwrap_or_default(), Vec::new(), String::new());
+            loop {
+                let req = ListNodesRequest {
+                    site: site.clone(),
+                    page_token,
+                };
+                let page = c.admin.list_nodes(req).await?.into_inner();
+                nodes.extend(page.nodes);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
             if ctx.json() {
                 return output::json(&nodes.iter().map(NodeView::from).collect::<Vec<_>>());
             }

@@ -77,14 +77,21 @@ pub async fn run(cmd: TokenCmd, ctx: &Ctx) -> Result<()> {
             ))
         }
         TokenCmd::List { user } => {
-            let tokens = c
-                .admin
-                .list_tokens(ListTokensRequest {
-                    user: user.unwrap_or_default(),
-                })
-                .await?
-                .into_inner()
-                .tokens;
+            // Every page: the service cuts answers at about 1 MiB.
+            let (user, mut tokens, mut page_token) =
+                (user.unwrap_or_default(), Vec::new(), String::new());
+            loop {
+                let req = ListTokensRequest {
+                    user: user.clone(),
+                    page_token,
+                };
+                let page = c.admin.list_tokens(req).await?.into_inner();
+                tokens.extend(page.tokens);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
             if ctx.json() {
                 return output::json(&tokens.iter().map(TokenView::from).collect::<Vec<_>>());
             }

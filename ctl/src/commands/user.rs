@@ -110,14 +110,21 @@ pub async fn run(cmd: UserCmd, ctx: &Ctx) -> Result<()> {
             ))
         }
         UserCmd::List { site } => {
-            let users = c
-                .admin
-                .list_users(ListUsersRequest {
-                    site: site.unwrap_or_default(),
-                })
-                .await?
-                .into_inner()
-                .users;
+            // Every page: the service cuts answers at about 1 MiB.
+            let (site, mut users, mut page_token) =
+                (site.unwrap_or_default(), Vec::new(), String::new());
+            loop {
+                let req = ListUsersRequest {
+                    site: site.clone(),
+                    page_token,
+                };
+                let page = c.admin.list_users(req).await?.into_inner();
+                users.extend(page.users);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
             if ctx.json() {
                 return output::json(&users.iter().map(UserView::from).collect::<Vec<_>>());
             }

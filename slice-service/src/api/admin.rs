@@ -4,7 +4,7 @@ use slicebed_proto::v1 as pb;
 use slicebed_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
-use super::{convert as cv, Api};
+use super::{convert as cv, paging, Api};
 use crate::error::Error;
 use crate::model::{self, AdminState};
 
@@ -74,9 +74,12 @@ impl AdminService for Api {
 
     async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> R<pb::ListUsersResponse> {
         let p = self.principal(&req).await?;
-        let users = self.core.list_users(&p, Some(&req.get_ref().site)).await?;
+        let r = req.get_ref();
+        let users = self.core.list_users(&p, Some(&r.site)).await?;
+        let (users, next_page_token) = paging::by_size(users.iter().map(cv::user), &r.page_token)?;
         Ok(Response::new(pb::ListUsersResponse {
-            users: users.iter().map(cv::user).collect(),
+            users,
+            next_page_token,
         }))
     }
 
@@ -121,9 +124,13 @@ impl AdminService for Api {
 
     async fn list_tokens(&self, req: Request<pb::ListTokensRequest>) -> R<pb::ListTokensResponse> {
         let p = self.principal(&req).await?;
-        let tokens = self.core.list_tokens(&p, &req.get_ref().user).await?;
+        let r = req.get_ref();
+        let tokens = self.core.list_tokens(&p, &r.user).await?;
+        let (tokens, next_page_token) =
+            paging::by_size(tokens.iter().map(cv::token), &r.page_token)?;
         Ok(Response::new(pb::ListTokensResponse {
-            tokens: tokens.iter().map(cv::token).collect(),
+            tokens,
+            next_page_token,
         }))
     }
 
@@ -144,9 +151,12 @@ impl AdminService for Api {
 
     async fn list_nodes(&self, req: Request<pb::ListNodesRequest>) -> R<pb::ListNodesResponse> {
         let p = self.principal(&req).await?;
-        let nodes = self.core.list_nodes(&p, Some(&req.get_ref().site)).await?;
+        let r = req.get_ref();
+        let nodes = self.core.list_nodes(&p, Some(&r.site)).await?;
+        let (nodes, next_page_token) = paging::by_size(nodes.iter().map(cv::node), &r.page_token)?;
         Ok(Response::new(pb::ListNodesResponse {
-            nodes: nodes.iter().map(cv::node).collect(),
+            nodes,
+            next_page_token,
         }))
     }
 

@@ -6,6 +6,7 @@ mod admin;
 mod convert;
 mod guard;
 mod node;
+mod paging;
 pub mod sessions;
 mod slices;
 mod status;
