@@ -591,6 +591,37 @@ async fn node_manager_enroll_reads_its_token_from_standard_input() {
     assert!(dir.path().join("a/node.crt").exists());
     assert!(nodes(&a).await.iter().any(|n| n.name == name));
 
+    // What `slicectl node token` tells the operator to run keeps the token off the command.
+    let cfg = tempfile::tempdir().unwrap();
+    let printed = slicectl(
+        &svc,
+        cfg.path(),
+        &[
+            "--server",
+            svc.url_str(),
+            "--token",
+            "-",
+            "node",
+            "token",
+            "--site",
+            "mit",
+        ],
+        &format!("{}\n", svc.admin_token),
+    );
+    let secret = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("sbe_"))
+        .expect("the token is printed");
+    assert!(printed.lines().any(|l| l.trim() == secret), "{printed}");
+    let command = printed
+        .lines()
+        .find(|l| l.contains("node-manager enroll"))
+        .expect("the command is printed");
+    assert!(
+        command.contains("--token -") && !command.contains(secret),
+        "{command}"
+    );
+
     // Empty standard input: a clear refusal, nothing sent.
     let out = enroll_cmd(
         &svc,
