@@ -97,3 +97,66 @@ mod tests {
         assert!(image("").is_err());
     }
 }
+
+/// Arbitrary names for sites, users, slices and nodes (all `dns_label`), env names, images and
+/// free text: the checks never panic, and what they accept obeys the documented rules.
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z][a-z0-9-]{0,70}",
+            "[a-zA-Z0-9_. -]{0,70}",
+            any::<String>(),
+            // Lookalikes: non-ASCII letters, digits and dashes that print like valid ones.
+            "[a-zа-яé٣−‐0-9-]{1,10}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn names_accepted_are_dns_labels(v in name()) {
+            for field in ["site name", "user name", "slice name", "node name"] {
+                let accepted = dns_label(field, &v).is_ok();
+                let rule = !v.is_empty()
+                    && v.len() <= 63
+                    && v.as_bytes()[0].is_ascii_lowercase()
+                    && !v.ends_with('-')
+                    && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                prop_assert_eq!(accepted, rule, "{:?}", v);
+                if let Err(e) = dns_label(field, &v) {
+                    prop_assert!(e.to_string().contains(field));
+                }
+            }
+        }
+
+        #[test]
+        fn env_names_accepted_are_identifiers(v in prop_oneof!["[A-Za-z_][A-Za-z0-9_]{0,140}", any::<String>()]) {
+            if env_name(&v).is_ok() {
+                prop_assert!(!v.is_empty() && v.len() <= 128);
+                prop_assert!(!v.as_bytes()[0].is_ascii_digit());
+                prop_assert!(v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            }
+        }
+
+        #[test]
+        fn images_accepted_are_bounded_and_printable(v in prop_oneof!["[a-z0-9/:.@-]{0,300}", any::<String>()]) {
+            if image(&v).is_ok() {
+                prop_assert!(!v.is_empty() && v.len() <= 255);
+                prop_assert!(!v.chars().any(|c| c.is_whitespace() || c.is_control()));
+            }
+        }
+
+        #[test]
+        fn text_accepted_is_bounded_and_has_no_controls(v in any::<String>(), max in 0usize..64) {
+            if text("description", &v, max).is_ok() {
+                prop_assert!(v.chars().count() <= max);
+                prop_assert!(v.chars().all(|c| !c.is_control() || c == '\n'));
+            }
+        }
+    }
+}

@@ -312,6 +312,33 @@ pub fn placement_in(p: Option<pb::PlacementRequest>) -> Result<model::Placement>
     })
 }
 
+/// A create request in domain terms: policies and durations checked here, the rest by
+/// `SliceSpec::validate` in the core.
+pub fn slice_spec_in(r: pb::CreateSliceRequest) -> Result<crate::core::SliceSpec> {
+    Ok(crate::core::SliceSpec {
+        name: r.name,
+        description: r.description,
+        image: r.image,
+        command: r.command,
+        env: r.env.into_iter().collect(),
+        resources: res_in(r.resources),
+        ports: r
+            .ports
+            .into_iter()
+            .map(|p| model::NamedPort {
+                name: p.name,
+                container_port: p.container_port,
+            })
+            .collect(),
+        placement: placement_in(r.placement)?,
+        lease: duration("lease", r.lease)?,
+        members: r.members,
+        restart_policy: restart_in("restart_policy", r.restart_policy)?,
+        node_loss: node_loss_in("node_loss", r.node_loss)?,
+        replace_after: duration("replace_after", r.replace_after)?,
+    })
+}
+
 pub fn slice(v: &SliceView) -> pb::Slice {
     let s = &v.slice;
     let state = match v.status() {
@@ -499,5 +526,118 @@ mod tests {
             role_in(42).unwrap_err().to_string(),
             "role: unknown value 42"
         );
+    }
+}
+
+/// Arbitrary create requests through the API edge and the core's validation: nothing panics,
+/// enum values outside the proto are refused naming their field, and every duration let
+/// through is at most `MAX_DURATION`.
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+
+    fn pb_duration_any() -> impl Strategy<Value = Option<prost_types::Duration>> {
+        prop_oneof![
+            Just(None),
+            (0i64..40 * 86_400, 0i32..1_000_000_000)
+                .prop_map(|(seconds, nanos)| Some(prost_types::Duration { seconds, nanos })),
+            (any::<i64>(), any::<i32>())
+                .prop_map(|(seconds, nanos)| Some(prost_types::Duration { seconds, nanos })),
+        ]
+    }
+
+    fn small_enum() -> impl Strategy<Value = i32> {
+        prop_oneof![4 => 0i32..4, 1 => any::<i32>()]
+    }
+
+    prop_compose! {
+        fn request()(
+            name in prop_oneof!["[a-z][a-z0-9-]{0,10}", any::<String>()],
+            image in prop_oneof!["[a-z/:]{1,20}", any::<String>()],
+            command in vec(any::<String>(), 0..3),
+            env in btree_map("[A-Z_]{1,6}", any::<String>(), 0..4),
+            res in (any::<i64>(), prop_oneof![0i64..1 << 33, any::<i64>()], any::<i64>()),
+            ports in vec(("[a-z]{1,5}", any::<u32>()), 0..3),
+            placement in proptest::option::of((
+                small_enum(), 0u32..3, 0u32..3,
+                vec("[a-z]{1,4}", 0..3),
+                btree_map("[a-z]{1,4}", ".{0,4}", 0..3),
+            )),
+            lease in pb_duration_any(),
+            replace_after in pb_duration_any(),
+            members in vec("[a-z]{1,4}", 0..3),
+            policies in (small_enum(), small_enum()),
+        ) -> pb::CreateSliceRequest {
+            pb::CreateSliceRequest {
+                name,
+                description: String::new(),
+                image,
+                command,
+                env: env.into_iter().collect(),
+                resources: Some(pb::Resources { cpu_millis: res.0, memory_bytes: res.1, disk_bytes: res.2 }),
+                ports: ports
+                    .into_iter()
+                    .map(|(name, container_port)| pb::NamedPort { name, container_port })
+                    .collect(),
+                placement: placement.map(|(strategy, slivers, per_site, sites, node_labels)| {
+                    pb::PlacementRequest {
+                        strategy,
+                        slivers,
+                        per_site,
+                        sites,
+                        node_labels: node_labels.into_iter().collect(),
+                        best_effort: false,
+                    }
+                }),
+                lease,
+                members,
+                restart_policy: policies.0,
+                node_loss: policies.1,
+                replace_after,
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn create_requests_never_panic_and_durations_stay_bounded(r in request()) {
+            let (restart, loss) = (r.restart_policy, r.node_loss);
+            let strategy = r.placement.as_ref().map_or(0, |p| p.strategy);
+            match slice_spec_in(r) {
+                Ok(mut spec) => {
+                    // An unknown enum value never slips through.
+                    prop_assert!(pb::RestartPolicy::try_from(restart).is_ok());
+                    prop_assert!(pb::NodeLossPolicy::try_from(loss).is_ok());
+                    prop_assert!(pb::PlacementStrategy::try_from(strategy).is_ok());
+                    for d in [spec.lease, spec.replace_after].into_iter().flatten() {
+                        prop_assert!(d <= crate::core::MAX_DURATION);
+                    }
+                    let _ = spec.validate(Duration::from_secs(14 * 86_400));
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(matches!(e, Error::Invalid(_)), "{msg}");
+                    let named = ["lease", "replace_after", "restart_policy", "node_loss", "placement.strategy"];
+                    prop_assert!(named.iter().any(|f| msg.starts_with(f)), "{msg}");
+                }
+            }
+        }
+
+        #[test]
+        fn durations_let_through_are_exact_and_bounded(seconds in any::<i64>(), nanos in any::<i32>()) {
+            match duration("ttl", Some(prost_types::Duration { seconds, nanos })) {
+                Ok(Some(d)) => {
+                    prop_assert!(d <= crate::core::MAX_DURATION + Duration::from_secs(1));
+                    let back = pb_duration(d);
+                    prop_assert_eq!((back.seconds, back.nanos), (seconds, nanos));
+                }
+                Ok(None) => return Err(TestCaseError::fail("a given duration came back as none")),
+                Err(e) => prop_assert!(e.to_string().starts_with("ttl"), "{e}"),
+            }
+        }
     }
 }

@@ -6,8 +6,6 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::{convert as cv, Api};
-use crate::core::SliceSpec;
-use crate::model::NamedPort;
 
 type R<T> = Result<Response<T>, Status>;
 
@@ -19,28 +17,7 @@ impl SliceService for Api {
     ) -> R<pb::CreateSliceResponse> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
-        let spec = SliceSpec {
-            name: r.name,
-            description: r.description,
-            image: r.image,
-            command: r.command,
-            env: r.env.into_iter().collect(),
-            resources: cv::res_in(r.resources),
-            ports: r
-                .ports
-                .into_iter()
-                .map(|p| NamedPort {
-                    name: p.name,
-                    container_port: p.container_port,
-                })
-                .collect(),
-            placement: cv::placement_in(r.placement)?,
-            lease: cv::duration("lease", r.lease)?,
-            members: r.members,
-            restart_policy: cv::restart_in("restart_policy", r.restart_policy)?,
-            node_loss: cv::node_loss_in("node_loss", r.node_loss)?,
-            replace_after: cv::duration("replace_after", r.replace_after)?,
-        };
+        let spec = cv::slice_spec_in(r)?;
         let (view, warnings) = self.core.create_slice(&p, spec).await?;
         Ok(Response::new(pb::CreateSliceResponse {
             slice: Some(cv::slice(&view)),
