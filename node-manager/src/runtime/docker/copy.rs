@@ -158,3 +158,36 @@ mod tests {
         assert_eq!(tar_is_dir(&[0; 10]), None);
     }
 }
+
+/// Arbitrary bytes as the first tar header of a copy's target: `tar_is_dir` never panics,
+/// reads the type flag only where there is one, and agrees with the tar crate on real headers.
+#[cfg(test)]
+mod prop_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(head in proptest::collection::vec(any::<u8>(), 0..1100)) {
+            let got = tar_is_dir(&head);
+            prop_assert_eq!(got.is_some(), head.len() > 156);
+            if head.len() >= 512 {
+                let h = tar::Header::from_byte_slice(&head[..512]);
+                prop_assert_eq!(got, Some(h.entry_type() == tar::EntryType::Directory));
+            }
+        }
+
+        #[test]
+        fn real_headers_of_every_kind(flag in any::<u8>(), name in "[a-z./]{1,40}", size in 0u64..1 << 40) {
+            let mut h = tar::Header::new_gnu();
+            let _ = h.set_path(&name);
+            h.set_size(size);
+            h.set_entry_type(tar::EntryType::new(flag));
+            h.set_cksum();
+            prop_assert_eq!(tar_is_dir(h.as_bytes()), Some(flag == b'5'));
+        }
+    }
+}
