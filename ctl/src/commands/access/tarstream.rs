@@ -359,3 +359,229 @@ mod tests {
         assert!(rx.blocking_recv().unwrap().is_err());
     }
 }
+
+/// Arbitrary archives from a sliver (entries named with `..`, absolute paths, symbolic and hard
+/// links pointing out, corrupted or cut bytes) unpacked by `extract`: it never panics and never
+/// writes outside the target, whether the target is an existing directory or a new name.
+#[cfg(test)]
+mod prop_tests {
+    use std::collections::BTreeMap;
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Stands for the absolute path of the directory outside the target, in names and links.
+    const OUTSIDE: &str = "@OUT";
+
+    #[derive(Debug, Clone)]
+    enum Kind {
+        File(Vec<u8>),
+        Dir,
+        Symlink(String),
+        Hardlink(String),
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        let part = prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("..".to_string()),
+            Just(".".to_string()),
+            Just(OUTSIDE.to_string()),
+            "[a-z]{1,3}",
+        ];
+        (any::<bool>(), vec(part, 1..4)).prop_map(|(abs, parts)| {
+            let p = parts.join("/");
+            if abs {
+                format!("/{p}")
+            } else {
+                p
+            }
+        })
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            vec(any::<u8>(), 0..64).prop_map(Kind::File),
+            Just(Kind::Dir),
+            prop_oneof![Just("/".to_string()), Just("..".to_string()), path()]
+                .prop_map(Kind::Symlink),
+            path().prop_map(Kind::Hardlink),
+        ]
+    }
+
+    /// Raw header bytes: the tar crate's setters refuse `..`, a hostile sender does not.
+    fn put(field: &mut [u8], s: &str) {
+        let b = s.as_bytes();
+        let n = b.len().min(field.len());
+        field.fill(0);
+        field[..n].copy_from_slice(&b[..n]);
+    }
+
+    fn archive(entries: &[(String, Kind)], outside: &Path) -> Vec<u8> {
+        let out = outside.to_str().unwrap();
+        let mut bytes = Vec::new();
+        for (name, kind) in entries {
+            let mut h = tar::Header::new_gnu();
+            let data: &[u8] = match kind {
+                Kind::File(d) => d,
+                _ => &[],
+            };
+            h.set_size(data.len() as u64);
+            let (t, mode) = match kind {
+                Kind::File(_) => (tar::EntryType::Regular, 0o644),
+                Kind::Dir => (tar::EntryType::Directory, 0o755),
+                Kind::Symlink(_) => (tar::EntryType::Symlink, 0o777),
+                Kind::Hardlink(_) => (tar::EntryType::Link, 0o644),
+            };
+            h.set_entry_type(t);
+            h.set_mode(mode);
+            let gnu = h.as_gnu_mut().unwrap();
+            put(&mut gnu.name, &name.replace(OUTSIDE, out));
+            if let Kind::Symlink(l) | Kind::Hardlink(l) = kind {
+                put(&mut gnu.linkname, &l.replace(OUTSIDE, out));
+            }
+            h.set_cksum();
+            bytes.extend_from_slice(h.as_bytes());
+            bytes.extend_from_slice(data);
+            bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+        }
+        bytes.extend_from_slice(&[0; 1024]);
+        bytes
+    }
+
+    /// Every path under `dir` (links not followed) with the file's bytes or the link's target.
+    fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let m = fs::symlink_metadata(&p).unwrap();
+                let what = if m.is_dir() {
+                    todo.push(p.clone());
+                    "dir".to_string()
+                } else if m.file_type().is_symlink() {
+                    format!("-> {}", fs::read_link(&p).unwrap().display())
+                } else {
+                    format!("{:?}", fs::read(&p).unwrap())
+                };
+                out.insert(p, what);
+            }
+        }
+        out
+    }
+
+    /// Unpacks the archive `build` makes (given the path of a directory it must leave alone)
+    /// into a fresh target, an existing directory or a new name; checks that nothing changed
+    /// but the target.
+    fn check(
+        into_existing: bool,
+        build: impl FnOnce(&Path) -> Vec<u8>,
+    ) -> Result<(), TestCaseError> {
+        let root = tempfile::tempdir().unwrap();
+        let outside = root.path().join("outside");
+        fs::create_dir_all(outside.join("d")).unwrap();
+        fs::write(outside.join("f"), "sentinel").unwrap();
+        fs::write(outside.join("d/g"), "sentinel").unwrap();
+        let before = snapshot(&outside);
+        let dest = root.path().join("dest");
+        if into_existing {
+            fs::create_dir(&dest).unwrap();
+        }
+        let bytes = build(&outside);
+        // Fed in small chunks, as a copy arrives.
+        let (tx, rx) = channel();
+        let feeder = std::thread::spawn(move || {
+            for c in bytes.chunks(700) {
+                if tx.blocking_send(Ok(c.to_vec())).is_err() {
+                    break;
+                }
+            }
+        });
+        let _ = extract(ChunkReader::new(rx), &dest);
+        feeder.join().unwrap();
+        prop_assert_eq!(snapshot(&outside), before, "the directory outside changed");
+        let mut top: Vec<_> = fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        top.sort();
+        prop_assert!(
+            top == ["dest", "outside"] || (!into_existing && top == ["outside"]),
+            "left next to the target: {:?}",
+            top
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn hostile_entries_stay_inside_the_target(
+            entries in vec((path(), kind()), 1..8),
+            into_existing in any::<bool>(),
+        ) {
+            check(into_existing, |outside| archive(&entries, outside))?;
+        }
+
+        #[test]
+        fn garbage_and_cut_archives_never_panic(
+            entries in vec((path(), kind()), 0..4),
+            flips in vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+            cut in any::<prop::sample::Index>(),
+            noise in vec(any::<u8>(), 0..2048),
+            into_existing in any::<bool>(),
+        ) {
+            check(into_existing, |outside| {
+                let mut bytes = archive(&entries, outside);
+                for (i, b) in flips {
+                    let i = i.index(bytes.len());
+                    bytes[i] = b;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1));
+                bytes
+            })?;
+            check(into_existing, |_| noise)?;
+        }
+    }
+
+    /// The classic escapes, each on its own, so a regression names the one that got out.
+    #[test]
+    fn known_escapes_are_refused() {
+        let file = |n: &str| (n.to_string(), Kind::File(b"pwned".to_vec()));
+        let cases: Vec<Vec<(String, Kind)>> = vec![
+            vec![file("../f")],
+            vec![file("a/../../f")],
+            vec![file(&format!("{OUTSIDE}/f"))],
+            vec![("l".into(), Kind::Symlink(OUTSIDE.into())), file("l/f")],
+            vec![
+                ("l".into(), Kind::Symlink("..".into())),
+                file("l/outside/f"),
+            ],
+            vec![
+                ("l".into(), Kind::Symlink(OUTSIDE.into())),
+                ("l/d".into(), Kind::Dir),
+                file("l/d/g"),
+            ],
+            vec![
+                ("h".into(), Kind::Hardlink(format!("{OUTSIDE}/f"))),
+                file("h"),
+            ],
+            vec![
+                ("h".into(), Kind::Hardlink("../outside/f".into())),
+                file("h"),
+            ],
+        ];
+        for entries in cases {
+            for into_existing in [true, false] {
+                if let Err(e) = check(into_existing, |o| archive(&entries, o)) {
+                    panic!("{entries:?} (into an existing directory: {into_existing}): {e}");
+                }
+            }
+        }
+    }
+}
