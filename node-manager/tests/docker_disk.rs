@@ -3,6 +3,9 @@
 //! storage driver can, else measured by the node manager — and each sliver's log is bounded
 //! by its own configuration, not the host's daemon.json. Skips where no engine is reachable.
 
+mod common;
+use common::{cleanup, Guard};
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -29,43 +32,6 @@ async fn engine(node: &str) -> Option<DockerRuntime> {
     }
     cleanup(&rt).await;
     Some(rt)
-}
-
-/// Removes the node's containers, networks (and so its firewall rules) when dropped, also
-/// when an assertion failed: a failed run leaves nothing on the shared engine and host.
-struct Guard(DockerRuntime);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let rt = self.0.clone();
-        // A runtime of its own on a thread of its own: this may run inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(tokio) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            tokio.block_on(async {
-                for c in rt.list().await.unwrap_or_default() {
-                    let _ = rt.remove(&c.container_id).await;
-                }
-                for n in rt.list_networks().await.unwrap_or_default() {
-                    let _ = rt.remove_network(&n).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-async fn cleanup(rt: &DockerRuntime) {
-    for c in rt.list().await.unwrap() {
-        rt.remove(&c.container_id).await.unwrap();
-    }
-    for n in rt.list_networks().await.unwrap() {
-        rt.remove_network(&n).await.unwrap();
-    }
 }
 
 #[tokio::test]

@@ -4,6 +4,9 @@
 //! manager's firewall bookkeeping (one rule per chain, pruned after a crash) keep working.
 //! Needs root, iptables and the Docker engine; skips with a message otherwise.
 
+mod common;
+use common::{cleanup, Guard};
+
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -38,43 +41,6 @@ async fn engine(node: &str) -> Option<DockerRuntime> {
     }
     cleanup(&rt).await;
     Some(rt)
-}
-
-/// Removes the node's containers, networks (and so its firewall rules) when dropped, also
-/// when an assertion failed: a failed run leaves nothing on the shared engine and host.
-struct Guard(DockerRuntime);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let rt = self.0.clone();
-        // A runtime of its own on a thread of its own: this may run inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(tokio) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            tokio.block_on(async {
-                for c in rt.list().await.unwrap_or_default() {
-                    let _ = rt.remove(&c.container_id).await;
-                }
-                for n in rt.list_networks().await.unwrap_or_default() {
-                    let _ = rt.remove_network(&n).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-async fn cleanup(rt: &DockerRuntime) {
-    for c in rt.list().await.unwrap() {
-        rt.remove(&c.container_id).await.unwrap();
-    }
-    for n in rt.list_networks().await.unwrap() {
-        rt.remove_network(&n).await.unwrap();
-    }
 }
 
 fn spec(id: &str, slice: &str, command: &str) -> SliverSpec {
