@@ -4,6 +4,7 @@
 mod access;
 mod admin;
 mod nodes;
+mod place;
 mod reaper;
 mod slices;
 mod soft;
