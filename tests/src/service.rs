@@ -271,6 +271,12 @@ impl Service {
             .to_string();
     }
 
+    /// The process id of the running service, if one runs (benchmarks read its CPU and
+    /// memory from /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The service's log file.
     pub fn log_path(&self) -> PathBuf {
         self.dir.parent().unwrap().join("service.log")
