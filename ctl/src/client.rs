@@ -61,6 +61,11 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
     let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(|_| anyhow::anyhow!("invalid server URL {url:?}"))?
         .connect_timeout(Duration::from_secs(5))
+        // Small replies must not wait for delayed ACKs (Nagle). tonic 0.14 already defaults to
+        // nodelay (`Endpoint::new` sets `tcp_nodelay: true` and its HttpConnector applies it to
+        // every dialed stream; no custom connector here); said explicitly so no default change
+        // can bring back 40 ms stalls.
+        .tcp_nodelay(true)
         // Bulk copies need HTTP/2 windows larger than the 64 KiB default to keep a long or
         // busy path full; fixed 4 MiB stream windows keep it full.
         .initial_stream_window_size(4 << 20)

@@ -31,6 +31,11 @@ pub async fn channel(
             source,
         })?
         .connect_timeout(CONNECT_TIMEOUT)
+        // Small replies must not wait for delayed ACKs (Nagle). tonic 0.14 already defaults to
+        // nodelay (`Endpoint::new` sets `tcp_nodelay: true` and its HttpConnector applies it to
+        // every dialed stream; no custom connector here); said explicitly so no default change
+        // can bring back 40 ms stalls.
+        .tcp_nodelay(true)
         .tcp_keepalive(Some(Duration::from_secs(30)))
         // HTTP/2 pings notice a dead service or a dropped NAT mapping on an idle stream.
         .http2_keep_alive_interval(Duration::from_secs(15))
