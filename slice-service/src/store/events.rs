@@ -42,23 +42,64 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
-/// Reads events.
-pub async fn list_events(c: &mut Conn, f: &EventFilter) -> Result<Vec<Event>> {
-    let rows = sqlx::query(
-        "SELECT id, time, actor, object, action, detail, slice_id FROM events
-         WHERE id > $1 AND ($2 = '' OR object = $2) AND ($3 = '' OR slice_id = $3) AND ($4 = '' OR actor = $4)
-           AND ($5 = 0 OR id < $5)
-         ORDER BY id DESC LIMIT $6",
-    )
-    .bind(f.after_id)
-    .bind(f.object.clone().unwrap_or_default())
-    .bind(f.slice_id.clone().unwrap_or_default())
-    .bind(f.actor.clone().unwrap_or_default())
-    .bind(f.before_id)
-    .bind(f.limit)
-    .fetch_all(c)
-    .await?;
-    let mut out: Vec<Event> = rows
+/// The columns every event read returns.
+const EVENT_COLS: &str = "id, time, actor, object, action, detail, slice_id";
+
+/// Which way a read walks the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Walk {
+    /// Newest first, ids strictly between the bounds (`list_events`).
+    Back,
+    /// Oldest first, ids above the lower bound up to the upper one included (`events_forward`).
+    Forward,
+}
+
+/// The query reading events that match `f`, and its arguments: `$1` the lower id bound, `$2`
+/// the upper one, then one equality per set field (object, slice id, actor), then the limit.
+/// Only set fields become conditions, so each read is one range of one index (`events_object`,
+/// `events_slice_id`, `events_actor`, or the primary key), never a scan of the log with the
+/// filter evaluated per row. `feed::matches` decides the same in memory.
+pub(crate) fn events_query(f: &EventFilter, walk: Walk) -> (String, Vec<String>) {
+    let mut sql = format!("SELECT {EVENT_COLS} FROM events WHERE id > $1 AND ");
+    sql.push_str(match walk {
+        Walk::Back => "id < $2",
+        Walk::Forward => "id <= $2",
+    });
+    let mut args = Vec::new();
+    for (column, value) in [
+        ("object", &f.object),
+        ("slice_id", &f.slice_id),
+        ("actor", &f.actor),
+    ] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            args.push(v.to_string());
+            sql.push_str(&format!(" AND {column} = ${}", args.len() + 2));
+        }
+    }
+    sql.push_str(match walk {
+        Walk::Back => " ORDER BY id DESC",
+        Walk::Forward => " ORDER BY id",
+    });
+    sql.push_str(&format!(" LIMIT ${}", args.len() + 3));
+    (sql, args)
+}
+
+/// Runs an `events_query` with its id bounds (`upper` 0: none) and limit.
+pub(super) async fn read_events(
+    c: &mut Conn,
+    f: &EventFilter,
+    walk: Walk,
+    upper: i64,
+) -> Result<Vec<Event>> {
+    let (text, args) = events_query(f, walk);
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(text))
+        .bind(f.after_id)
+        .bind(if upper <= 0 { i64::MAX } else { upper });
+    for a in args {
+        q = q.bind(a);
+    }
+    let rows = q.bind(f.limit).fetch_all(c).await?;
+    let out = rows
         .iter()
         .map(|r| {
             Ok(Event {
@@ -72,6 +113,12 @@ pub async fn list_events(c: &mut Conn, f: &EventFilter) -> Result<Vec<Event>> {
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
+    Ok(out)
+}
+
+/// Reads events: the newest `f.limit` matching ones, returned oldest first.
+pub async fn list_events(c: &mut Conn, f: &EventFilter) -> Result<Vec<Event>> {
+    let mut out = read_events(c, f, Walk::Back, f.before_id).await?;
     out.reverse();
     Ok(out)
 }

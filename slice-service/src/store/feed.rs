@@ -1,10 +1,10 @@
 //! Reading the event log forwards, for live watchers (`core::watch`): in id order from a
 //! point, in pages, and the same filter applied in memory to events the feed broadcasts.
-//! It must never drop an event `list_events` would return for the same filter: `matches`
-//! mirrors that query's WHERE clause, and a change to one is a change to the other.
+//! It must never drop an event `list_events` would return for the same filter: both read
+//! through `events::events_query`, and `matches` mirrors its WHERE clause: a change to one is
+//! a change to the other.
 
-use sqlx::Row;
-
+use super::events::Walk;
 use super::{Conn, EventFilter};
 use crate::error::Result;
 use crate::model::Event;
@@ -12,34 +12,7 @@ use crate::model::Event;
 /// Events matching `f` with `f.after_id < id <= upto` (`upto` 0: no bound), oldest first,
 /// at most `f.limit`.
 pub async fn events_forward(c: &mut Conn, f: &EventFilter, upto: i64) -> Result<Vec<Event>> {
-    let rows = sqlx::query(
-        "SELECT id, time, actor, object, action, detail, slice_id FROM events
-         WHERE id > $1 AND ($2 = '' OR object = $2) AND ($3 = '' OR slice_id = $3) AND ($4 = '' OR actor = $4)
-           AND ($5 = 0 OR id <= $5)
-         ORDER BY id LIMIT $6",
-    )
-    .bind(f.after_id)
-    .bind(f.object.clone().unwrap_or_default())
-    .bind(f.slice_id.clone().unwrap_or_default())
-    .bind(f.actor.clone().unwrap_or_default())
-    .bind(upto)
-    .bind(f.limit)
-    .fetch_all(c)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Event {
-                id: r.try_get("id")?,
-                time: r.try_get("time")?,
-                actor: r.try_get("actor")?,
-                object: r.try_get("object")?,
-                action: r.try_get("action")?,
-                detail: r.try_get("detail")?,
-                slice_id: r.try_get("slice_id")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(Into::into)
+    super::events::read_events(c, f, Walk::Forward, upto).await
 }
 
 impl EventFilter {
