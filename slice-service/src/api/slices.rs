@@ -6,6 +6,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::{convert as cv, Api};
+use crate::store::SliceKey;
 
 type R<T> = Result<Response<T>, Status>;
 
@@ -34,11 +35,12 @@ impl SliceService for Api {
     async fn list_slices(&self, req: Request<pb::ListSlicesRequest>) -> R<pb::ListSlicesResponse> {
         let p = self.principal(&req).await?;
         let r = req.get_ref();
-        let views = self
+        let from = page_key(&r.page_token)?;
+        let page = self
             .core
-            .list_slices(&p, r.include_deleted, &r.site)
+            .list_slices(&p, r.include_deleted, &r.site, from, SLICE_PAGE_ROWS)
             .await?;
-        let (slices, next_page_token) = page_by_size(&views, &r.page_token)?;
+        let (slices, next_page_token) = page_by_size(&page.views, page.next.as_ref());
         Ok(Response::new(pb::ListSlicesResponse {
             slices,
             next_page_token,
@@ -147,28 +149,105 @@ impl SliceService for Api {
 /// Largest encoded size of one ListSlices page: well under the 4 MiB clients decode by default.
 const SLICE_PAGE_BYTES: usize = 1 << 20;
 
-/// The slices from `token` (an offset this function gave, or empty for the first) that fit in
-/// `SLICE_PAGE_BYTES` (at least one), and the token of the rest (empty when none is left).
+/// Slices read for one ListSlices page; fewer are sent when they do not fit in
+/// `SLICE_PAGE_BYTES`.
+const SLICE_PAGE_ROWS: usize = 100;
+
+/// Longest page token this service gives: a slice name and id (both bounded) in hex.
+const PAGE_TOKEN_MAX: usize = 1024;
+
+/// The page token of a listing position: where the next page starts (that slice included).
+fn key_token(k: &SliceKey) -> String {
+    format!(
+        "{}.{}.{}",
+        hex::encode(&k.name),
+        k.created_at,
+        hex::encode(&k.id)
+    )
+}
+
+/// The position a page token names; empty is the first page. Anything this service did not
+/// give is InvalidArgument naming page_token.
+fn page_key(token: &str) -> Result<Option<SliceKey>, crate::error::Error> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        let shown = if token.len() <= 64 {
+            format!("{token:?} ")
+        } else {
+            String::new()
+        };
+        crate::error::Error::invalid(format!("page_token {shown}is not one this service gave"))
+    };
+    if token.len() > PAGE_TOKEN_MAX {
+        return Err(bad());
+    }
+    let text = |h: &str| hex::decode(h).ok().and_then(|b| String::from_utf8(b).ok());
+    let mut parts = token.split('.');
+    let (Some(name), Some(at), Some(id), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    match (text(name), at.parse::<i64>(), text(id)) {
+        (Some(name), Ok(created_at), Some(id)) if !name.is_empty() && !id.is_empty() => {
+            Ok(Some(SliceKey {
+                name,
+                created_at,
+                id,
+            }))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// The views that fit in `SLICE_PAGE_BYTES` (at least one), and the token of the rest: the
+/// first view left out, else `next` (the first slice after them), else empty (the last page).
 fn page_by_size(
     views: &[crate::core::SliceView],
-    token: &str,
-) -> Result<(Vec<pb::Slice>, String), crate::error::Error> {
+    next: Option<&SliceKey>,
+) -> (Vec<pb::Slice>, String) {
     use prost::Message;
-    let skip: usize = match token {
-        "" => 0,
-        t => t.parse().map_err(|_| {
-            crate::error::Error::invalid(format!("page_token {t:?} is not one this service gave"))
-        })?,
-    };
     let (mut out, mut size) = (Vec::new(), 0usize);
-    for (i, v) in views.iter().enumerate().skip(skip) {
+    for v in views {
         let s = cv::slice(v);
         let len = s.encoded_len() + 8;
         if !out.is_empty() && size + len > SLICE_PAGE_BYTES {
-            return Ok((out, i.to_string()));
+            return (out, key_token(&SliceKey::of(&v.slice)));
         }
         size += len;
         out.push(s);
     }
-    Ok((out, String::new()))
+    (out, next.map(key_token).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_others_are_refused_naming_the_field() {
+        let k = SliceKey {
+            name: "exp.1".into(),
+            created_at: -5,
+            id: "0a1b".into(),
+        };
+        assert_eq!(page_key(&key_token(&k)).unwrap(), Some(k));
+        assert_eq!(page_key("").unwrap(), None);
+        for bad in [
+            "5",
+            "a.b.c",
+            "61.1.62.63",
+            "61..62",
+            ".1.62",
+            "61.1.",
+            "zz.1.62",
+            "ff.1.62",
+            &"6".repeat(2000),
+        ] {
+            let e = page_key(bad).unwrap_err().to_string();
+            assert!(e.contains("page_token"), "{bad}: {e}");
+        }
+    }
 }

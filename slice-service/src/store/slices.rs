@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::{from_json, to_json, Conn};
 use crate::error::{Error, Result};
-use crate::model::{Slice, SliceLife, Sliver};
+use crate::model::{AdminState, Node, Slice, SliceLife, Sliver};
 use crate::state::SliverState;
 use slicebed_units::Resources;
 
@@ -85,12 +85,15 @@ pub async fn insert_slice(c: &mut Conn, s: &Slice) -> Result<()> {
     Ok(())
 }
 
+/// The members of one slice, by name (primary key).
+pub(crate) const MEMBERS_OF_SLICE: &str =
+    "SELECT user_name FROM slice_members WHERE slice_id = $1 ORDER BY user_name";
+
 async fn with_members(c: &mut Conn, mut s: Slice) -> Result<Slice> {
-    let rows =
-        sqlx::query("SELECT user_name FROM slice_members WHERE slice_id = $1 ORDER BY user_name")
-            .bind(&s.id)
-            .fetch_all(c)
-            .await?;
+    let rows = sqlx::query(MEMBERS_OF_SLICE)
+        .bind(&s.id)
+        .fetch_all(c)
+        .await?;
     s.members = rows
         .iter()
         .map(|r| r.try_get("user_name"))
@@ -100,7 +103,7 @@ async fn with_members(c: &mut Conn, mut s: Slice) -> Result<Slice> {
 
 /// The live slice of that name.
 pub async fn live_slice(c: &mut Conn, name: &str) -> Result<Option<Slice>> {
-    one_slice(c, "name = $1 AND life = 'live'", name).await
+    one_slice(c, LIVE_BY_NAME, name).await
 }
 
 /// The live slice of that name, or the most recently ended one.
@@ -109,25 +112,19 @@ pub async fn latest_slice(c: &mut Conn, name: &str) -> Result<Option<Slice>> {
     one_slice(c, order, name).await
 }
 
-/// Every slice that ever had that name: the live one first, then the newest ended ones.
-pub async fn slices_named(c: &mut Conn, name: &str) -> Result<Vec<Slice>> {
-    let rows = sqlx::query(sql!(
-        "SELECT {SLICE_COLS} FROM slices WHERE name = $1
-         ORDER BY (CASE WHEN life = 'live' THEN 1 ELSE 0 END) DESC, created_at DESC"
-    ))
-    .bind(name)
-    .fetch_all(&mut *c)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(with_members(c, slice_from(r)?).await?);
-    }
-    Ok(out)
+/// The condition of `live_slice` (the partial unique index `slices_live_name`).
+pub(crate) const LIVE_BY_NAME: &str = "name = $1 AND life = 'live'";
+/// The condition of `slice_by_id` (primary key).
+pub(crate) const BY_ID: &str = "id = $1";
+
+/// The query of `one_slice` with `condition`.
+pub(crate) fn one_slice_query(condition: &str) -> String {
+    format!("SELECT {SLICE_COLS} FROM slices WHERE {condition}")
 }
 
 /// At most one slice matching `condition` (with one `$1` bound to `arg`), with its members.
 async fn one_slice(c: &mut Conn, condition: &str, arg: &str) -> Result<Option<Slice>> {
-    let row = sqlx::query(sql!("SELECT {SLICE_COLS} FROM slices WHERE {condition}"))
+    let row = sqlx::query(sqlx::AssertSqlSafe(one_slice_query(condition)))
         .bind(arg)
         .fetch_optional(&mut *c)
         .await?;
@@ -137,17 +134,233 @@ async fn one_slice(c: &mut Conn, condition: &str, arg: &str) -> Result<Option<Sl
     }
 }
 
-/// Slices, live only unless `include_ended`, by name.
-pub async fn list_slices(c: &mut Conn, include_ended: bool) -> Result<Vec<Slice>> {
-    let rows = sqlx::query(sql!(
-        "SELECT {SLICE_COLS} FROM slices WHERE ($1 = 1 OR life = 'live') ORDER BY name, created_at"
-    ))
-    .bind(include_ended as i64)
-    .fetch_all(&mut *c)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(with_members(c, slice_from(r)?).await?);
+/// Who reads, as far as which slices they may see; mirrors `core::slices::can_view`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer<'a> {
+    /// Admins see every slice.
+    All,
+    /// Everyone else sees the slices they own or are a member of, and a PI those of their site.
+    User {
+        name: &'a str,
+        pi_site: Option<&'a str>,
+    },
+}
+
+/// A query argument, bound in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Binds `args` in order.
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    args: &[Arg],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for a in args {
+        q = match a {
+            Arg::Text(t) => q.bind(t.clone()),
+            Arg::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+/// `$from, $from+1, ...`: `n` placeholders for an IN list.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The visibility condition on a row of `slices` (`who` qualifies its columns), with the
+/// user's name as `$u` and a PI's site as `$u + 1`.
+fn visible_to(viewer: Viewer<'_>, u: usize) -> String {
+    match viewer {
+        Viewer::All => String::new(),
+        Viewer::User { pi_site, .. } => {
+            let site = if pi_site.is_some() {
+                format!(" OR site = ${}", u + 1)
+            } else {
+                String::new()
+            };
+            format!(
+                " AND (owner = ${u}{site} OR EXISTS (SELECT 1 FROM slice_members m \
+                 WHERE m.slice_id = slices.id AND m.user_name = ${u}))"
+            )
+        }
+    }
+}
+
+fn viewer_args(viewer: Viewer<'_>) -> Vec<Arg> {
+    match viewer {
+        Viewer::All => Vec::new(),
+        Viewer::User { name, pi_site } => std::iter::once(name)
+            .chain(pi_site)
+            .map(|s| Arg::Text(s.to_string()))
+            .collect(),
+    }
+}
+
+/// The query of `visible_slice` and its arguments: the slices of one name (by `slices_name`,
+/// a name's whole history and nothing else) that `viewer` may see, the live one first, then
+/// the newest ended ones; the first.
+pub(crate) fn visible_slice_query(name: &str, viewer: Viewer<'_>) -> (String, Vec<Arg>) {
+    let cond = visible_to(viewer, 2);
+    let sql = format!(
+        "SELECT {SLICE_COLS} FROM slices WHERE name = $1{cond}
+         ORDER BY (CASE WHEN life = 'live' THEN 1 ELSE 0 END) DESC, created_at DESC, id DESC LIMIT 1"
+    );
+    let mut args = vec![Arg::Text(name.to_string())];
+    args.extend(viewer_args(viewer));
+    (sql, args)
+}
+
+/// The slice of that name `viewer` may see: the live one if they may see it, else the newest
+/// ended one they may see. Names are reused, so each slice that ever had the name is judged
+/// on its own.
+pub async fn visible_slice(c: &mut Conn, name: &str, viewer: Viewer<'_>) -> Result<Option<Slice>> {
+    let (text, args) = visible_slice_query(name, viewer);
+    let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(text)), &args)
+        .fetch_optional(&mut *c)
+        .await?;
+    match row {
+        Some(r) => Ok(Some(with_members(c, slice_from(&r)?).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Where a listing of slices stands: slices are listed by name, then creation, then id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceKey {
+    pub name: String,
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl SliceKey {
+    /// The key of a slice.
+    pub fn of(s: &Slice) -> Self {
+        SliceKey {
+            name: s.name.clone(),
+            created_at: s.created_at,
+            id: s.id.clone(),
+        }
+    }
+
+    /// Before every slice.
+    pub fn first() -> Self {
+        SliceKey {
+            name: String::new(),
+            created_at: i64::MIN,
+            id: String::new(),
+        }
+    }
+}
+
+/// Which slices to list.
+#[derive(Debug, Clone)]
+pub struct SliceList<'a> {
+    pub viewer: Viewer<'a>,
+    /// Deleted and expired slices too.
+    pub include_ended: bool,
+    /// Only slices of this site.
+    pub site: Option<&'a str>,
+    /// From this key on, included.
+    pub from: SliceKey,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// The query of `list_visible_slices` and its arguments. Each form reads only what the
+/// viewer may see: an admin's walks `slices_live_name` or `slices_name` (or `slices_site`) in
+/// key order from the page's key and stops at the limit; a user's collects the ids they own
+/// (`slices_owner`), are a member of (`slice_members_user`) and, for a PI, their site's
+/// (`slices_site`), then sorts those.
+pub(crate) fn list_slices_query(l: &SliceList<'_>) -> (String, Vec<Arg>) {
+    let live = if l.include_ended {
+        ""
+    } else {
+        " AND life = 'live'"
+    };
+    let mut args = vec![
+        Arg::Text(l.from.name.clone()),
+        Arg::Int(l.from.created_at),
+        Arg::Text(l.from.id.clone()),
+    ];
+    let mut sql = format!(
+        "SELECT {SLICE_COLS} FROM slices WHERE (name, created_at, id) >= ($1, $2, $3){live}"
+    );
+    if let Some(site) = l.site {
+        args.push(Arg::Text(site.to_string()));
+        sql.push_str(&format!(" AND site = ${}", args.len()));
+    }
+    if let Viewer::User { name, pi_site } = l.viewer {
+        args.push(Arg::Text(name.to_string()));
+        let u = args.len();
+        sql.push_str(&format!(
+            " AND id IN (SELECT id FROM slices WHERE owner = ${u}{live} \
+             UNION SELECT slice_id FROM slice_members WHERE user_name = ${u}"
+        ));
+        if let Some(site) = pi_site {
+            args.push(Arg::Text(site.to_string()));
+            sql.push_str(&format!(
+                " UNION SELECT id FROM slices WHERE site = ${}{live}",
+                args.len()
+            ));
+        }
+        sql.push(')');
+    }
+    args.push(Arg::Int(l.limit));
+    sql.push_str(&format!(
+        " ORDER BY name, created_at, id LIMIT ${}",
+        args.len()
+    ));
+    (sql, args)
+}
+
+/// The slices `l.viewer` may see, in key order from `l.from`, at most `l.limit`, with their
+/// members (one query for all of them).
+pub async fn list_visible_slices(c: &mut Conn, l: &SliceList<'_>) -> Result<Vec<Slice>> {
+    let (text, args) = list_slices_query(l);
+    let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(text)), &args)
+        .fetch_all(&mut *c)
+        .await?;
+    let mut out = rows.iter().map(slice_from).collect::<Result<Vec<_>>>()?;
+    let ids: Vec<String> = out.iter().map(|s| s.id.clone()).collect();
+    let mut members = members_of(c, &ids).await?;
+    for s in &mut out {
+        s.members = members.remove(&s.id).unwrap_or_default();
+    }
+    Ok(out)
+}
+
+/// Largest IN list one query binds; longer lists are read in chunks.
+const IN_CHUNK: usize = 500;
+
+/// `members_query(n)`: the members of `n` slices by id, by slice then name (primary key).
+pub(crate) fn members_query(n: usize) -> String {
+    format!(
+        "SELECT slice_id, user_name FROM slice_members WHERE slice_id IN ({}) ORDER BY slice_id, user_name",
+        placeholders(1, n)
+    )
+}
+
+/// The members of each of these slices, by name.
+async fn members_of(c: &mut Conn, ids: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(members_query(chunk.len())));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.entry(r.try_get("slice_id")?)
+                .or_default()
+                .push(r.try_get("user_name")?);
+        }
     }
     Ok(out)
 }
@@ -173,14 +386,20 @@ pub async fn set_lease(c: &mut Conn, id: &str, expires: i64) -> Result<()> {
     Ok(())
 }
 
+/// The query of `expired_slices`: by the partial index `slices_live_lease`, so it costs the
+/// slices due, not the slices ever created.
+pub(crate) fn expired_slices_query() -> String {
+    format!(
+        "SELECT {SLICE_COLS} FROM slices WHERE life = 'live' AND lease_expires_at <= $1 ORDER BY lease_expires_at"
+    )
+}
+
 /// Live slices whose lease ended at or before `now`.
 pub async fn expired_slices(c: &mut Conn, now: i64) -> Result<Vec<Slice>> {
-    let rows = sqlx::query(sql!(
-        "SELECT {SLICE_COLS} FROM slices WHERE life = 'live' AND lease_expires_at <= $1 ORDER BY lease_expires_at"
-    ))
-    .bind(now)
-    .fetch_all(c)
-    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(expired_slices_query()))
+        .bind(now)
+        .fetch_all(c)
+        .await?;
     rows.iter().map(slice_from).collect()
 }
 
@@ -252,37 +471,122 @@ pub async fn insert_sliver(c: &mut Conn, v: &Sliver) -> Result<()> {
     Ok(())
 }
 
+/// The query of `slivers_of_slice` (`slivers_slice`).
+pub(crate) fn slivers_of_slice_query() -> String {
+    format!(
+        "SELECT {SLIVER_COLS} FROM slivers v JOIN slices s ON s.id = v.slice_id WHERE v.slice_id = $1 ORDER BY v.idx"
+    )
+}
+
 /// A slice's slivers by index.
 pub async fn slivers_of_slice(c: &mut Conn, slice_id: &str) -> Result<Vec<Sliver>> {
-    let rows = sqlx::query(sql!(
-        "SELECT {SLIVER_COLS} FROM slivers v JOIN slices s ON s.id = v.slice_id WHERE v.slice_id = $1 ORDER BY v.idx"
-    ))
-    .bind(slice_id)
-    .fetch_all(c)
-    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(slivers_of_slice_query()))
+        .bind(slice_id)
+        .fetch_all(c)
+        .await?;
     rows.iter().map(sliver_from).collect()
+}
+
+/// `slivers_of_slices_query(n)`: the slivers of `n` slices by id (`slivers_slice`), by slice
+/// then index.
+pub(crate) fn slivers_of_slices_query(n: usize) -> String {
+    format!(
+        "SELECT {SLIVER_COLS} FROM slivers v JOIN slices s ON s.id = v.slice_id \
+         WHERE v.slice_id IN ({}) ORDER BY v.slice_id, v.idx",
+        placeholders(1, n)
+    )
+}
+
+/// The slivers of these slices, by slice id then index: one query per `IN_CHUNK` slices.
+pub async fn slivers_of_slices(c: &mut Conn, ids: &[String]) -> Result<Vec<Sliver>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(slivers_of_slices_query(chunk.len())));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.push(sliver_from(&r)?);
+        }
+    }
+    Ok(out)
+}
+
+/// `nodes_named_query(n)`: `n` nodes by name (primary key).
+pub(crate) fn nodes_named_query(n: usize) -> String {
+    format!(
+        "SELECT name, site, address, cpu_millis, memory_bytes, disk_bytes, port_first, port_last, \
+         labels, admin_state, agent_version, last_heartbeat, created_at, drain_deadline \
+         FROM nodes WHERE name IN ({})",
+        placeholders(1, n)
+    )
+}
+
+/// The nodes of these names that exist (the nodes of a page of slivers, in one query per
+/// `IN_CHUNK` names).
+pub async fn nodes_named(c: &mut Conn, names: &[String]) -> Result<Vec<Node>> {
+    let mut out = Vec::new();
+    for chunk in names.chunks(IN_CHUNK) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(nodes_named_query(chunk.len())));
+        for n in chunk {
+            q = q.bind(n.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            let labels: String = r.try_get("labels")?;
+            let state: String = r.try_get("admin_state")?;
+            out.push(Node {
+                name: r.try_get("name")?,
+                site: r.try_get("site")?,
+                address: r.try_get("address")?,
+                capacity: Resources::new(
+                    r.try_get("cpu_millis")?,
+                    r.try_get("memory_bytes")?,
+                    r.try_get("disk_bytes")?,
+                ),
+                port_first: r.try_get::<i64, _>("port_first")? as u32,
+                port_last: r.try_get::<i64, _>("port_last")? as u32,
+                labels: from_json(&labels)?,
+                admin_state: AdminState::parse(&state),
+                agent_version: r.try_get("agent_version")?,
+                last_heartbeat: r.try_get("last_heartbeat")?,
+                created_at: r.try_get("created_at")?,
+                drain_deadline: r.try_get("drain_deadline")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The query of `slivers_on_node` (`slivers_node`).
+pub(crate) fn slivers_on_node_query() -> String {
+    format!(
+        "SELECT {SLIVER_COLS} FROM slivers v JOIN slices s ON s.id = v.slice_id
+         WHERE v.node = $1 AND v.state <> 'deleted' ORDER BY s.name, v.idx"
+    )
 }
 
 /// A node's slivers that are not yet deleted.
 pub async fn slivers_on_node(c: &mut Conn, node: &str) -> Result<Vec<Sliver>> {
-    let rows = sqlx::query(sql!(
-        "SELECT {SLIVER_COLS} FROM slivers v JOIN slices s ON s.id = v.slice_id
-         WHERE v.node = $1 AND v.state <> 'deleted' ORDER BY s.name, v.idx"
-    ))
-    .bind(node)
-    .fetch_all(c)
-    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(slivers_on_node_query()))
+        .bind(node)
+        .fetch_all(c)
+        .await?;
     rows.iter().map(sliver_from).collect()
+}
+
+/// The query of `get_sliver` (primary key).
+pub(crate) fn sliver_query() -> String {
+    format!(
+        "SELECT {SLIVER_COLS} FROM slivers v JOIN slices s ON s.id = v.slice_id WHERE v.id = $1"
+    )
 }
 
 /// One sliver.
 pub async fn get_sliver(c: &mut Conn, id: &str) -> Result<Option<Sliver>> {
-    let row = sqlx::query(sql!(
-        "SELECT {SLIVER_COLS} FROM slivers v JOIN slices s ON s.id = v.slice_id WHERE v.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(c)
-    .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sliver_query()))
+        .bind(id)
+        .fetch_optional(c)
+        .await?;
     row.as_ref().map(sliver_from).transpose()
 }
 
@@ -332,17 +636,22 @@ pub async fn node_usage(c: &mut Conn) -> Result<BTreeMap<String, NodeUsage>> {
 
 /// A slice by id, whatever its life.
 pub async fn slice_by_id(c: &mut Conn, id: &str) -> Result<Option<Slice>> {
-    one_slice(c, "id = $1", id).await
+    one_slice(c, BY_ID, id).await
+}
+
+/// The query of `slices_to_warn` (`slices_live_lease`, like `expired_slices`).
+pub(crate) fn slices_to_warn_query() -> String {
+    format!(
+        "SELECT {SLICE_COLS} FROM slices WHERE life = 'live' AND lease_warned = 0 AND lease_expires_at <= $1"
+    )
 }
 
 /// Live slices whose lease ends before `horizon` and that have not been warned yet.
 pub async fn slices_to_warn(c: &mut Conn, horizon: i64) -> Result<Vec<Slice>> {
-    let rows = sqlx::query(sql!(
-        "SELECT {SLICE_COLS} FROM slices WHERE life = 'live' AND lease_warned = 0 AND lease_expires_at <= $1"
-    ))
-    .bind(horizon)
-    .fetch_all(c)
-    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(slices_to_warn_query()))
+        .bind(horizon)
+        .fetch_all(c)
+        .await?;
     rows.iter().map(slice_from).collect()
 }
 
@@ -363,3 +672,9 @@ pub async fn live_slivers_on_node(c: &mut Conn, node: &str) -> Result<Vec<Sliver
         .filter(|v| v.state.is_live())
         .collect())
 }
+
+/// Query plans of the store's hot queries (this module's, the event log's and the tokens'),
+/// on SQLite and PostgreSQL.
+#[cfg(test)]
+#[path = "plans.rs"]
+mod plans;

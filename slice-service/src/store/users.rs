@@ -103,9 +103,14 @@ pub async fn insert_token(c: &mut Conn, t: &Token, hash: &str) -> Result<()> {
     Ok(())
 }
 
+/// The query of `token_by_hash` (the unique index on `hash`): every authenticated call runs it.
+pub(crate) fn token_by_hash_query() -> String {
+    format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = $1")
+}
+
 /// Finds a token by the hash of its secret.
 pub async fn token_by_hash(c: &mut Conn, hash: &str) -> Result<Option<Token>> {
-    let row = sqlx::query(sql!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = $1"))
+    let row = sqlx::query(sqlx::AssertSqlSafe(token_by_hash_query()))
         .bind(hash)
         .fetch_optional(c)
         .await?;
@@ -121,15 +126,20 @@ pub async fn token_by_id(c: &mut Conn, id: &str) -> Result<Option<Token>> {
     Ok(row.as_ref().map(token_from).transpose()?)
 }
 
+/// The query of `list_tokens` (`tokens_subject`).
+pub(crate) fn list_tokens_query() -> String {
+    format!(
+        "SELECT {TOKEN_COLS} FROM tokens WHERE kind = $1 AND subject = $2 ORDER BY created_at DESC, id"
+    )
+}
+
 /// Tokens of one kind and subject, newest first.
 pub async fn list_tokens(c: &mut Conn, kind: TokenKind, subject: &str) -> Result<Vec<Token>> {
-    let rows = sqlx::query(sql!(
-        "SELECT {TOKEN_COLS} FROM tokens WHERE kind = $1 AND subject = $2 ORDER BY created_at DESC, id"
-    ))
-    .bind(kind.as_str())
-    .bind(subject)
-    .fetch_all(c)
-    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(list_tokens_query()))
+        .bind(kind.as_str())
+        .bind(subject)
+        .fetch_all(c)
+        .await?;
     Ok(rows.iter().map(token_from).collect::<Result<_, _>>()?)
 }
 
@@ -141,6 +151,9 @@ pub async fn revoke_token(c: &mut Conn, id: &str) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// The tokens created with one (`tokens_parent`).
+pub(crate) const CHILD_TOKENS: &str = "SELECT id FROM tokens WHERE parent_id = $1";
 
 /// Revokes a token and every token created with it, their children included; returns how
 /// many were live before. One query per generation: token trees are shallow.
@@ -156,7 +169,7 @@ pub async fn revoke_token_tree(c: &mut Conn, id: &str) -> Result<u64> {
                 .execute(&mut *c)
                 .await?
                 .rows_affected();
-            let rows = sqlx::query("SELECT id FROM tokens WHERE parent_id = $1")
+            let rows = sqlx::query(CHILD_TOKENS)
                 .bind(id)
                 .fetch_all(&mut *c)
                 .await?;
