@@ -54,6 +54,18 @@ pub struct FileConfig {
     /// Caps that keep one client from slowing the others.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Operator metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Operator metrics (`docs/operations.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (Prometheus text) over plain HTTP on this address; off unless
+    /// given. Port 0 picks a free port and writes it to `<data_dir>/metrics.addr`.
+    pub listen: Option<String>,
 }
 
 /// Caps on streams and connections, and the database's read connections.
@@ -195,6 +207,8 @@ pub struct Flags {
     pub ca_cert: Option<PathBuf>,
     /// `--ca-key`.
     pub ca_key: Option<PathBuf>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
 }
 
 /// The effective configuration.
@@ -225,6 +239,8 @@ pub struct Config {
     /// admins (30 days).
     pub admin_token_ttl: Duration,
     pub limits: Limits,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<String>,
 }
 
 impl Config {
@@ -328,6 +344,7 @@ impl Config {
             token_ttl,
             admin_token_ttl,
             limits: file.limits.effective()?,
+            metrics_listen: flags.metrics_listen.or(file.metrics.listen),
         })
     }
 }
@@ -389,6 +406,29 @@ mod tests {
         assert_eq!(c.limits, d.limits);
         assert_eq!(c.tls, d.tls);
         assert_eq!(c.node_cert_ttl, d.node_cert_ttl);
+        assert_eq!(c.metrics_listen, d.metrics_listen);
+    }
+
+    #[test]
+    fn metrics_are_off_unless_asked_and_the_flag_wins() {
+        let flags = Flags {
+            data_dir: Some("/d".into()),
+            ..Default::default()
+        };
+        assert_eq!(Config::for_data_dir("/d").metrics_listen, None);
+        let f = file("[metrics]\nlisten = \"127.0.0.1:9464\"\n");
+        let c = Config::merge(flags.clone(), f.clone()).unwrap();
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+        let c = Config::merge(
+            Flags {
+                metrics_listen: Some("127.0.0.1:0".into()),
+                ..flags
+            },
+            f,
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:0"));
+        assert!(toml::from_str::<FileConfig>("[metrics]\nport = 1\n").is_err());
     }
 
     #[test]

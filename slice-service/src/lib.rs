@@ -13,6 +13,7 @@ pub mod error;
 pub mod hub;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod pki;
@@ -104,7 +105,22 @@ pub async fn run(
         idle_timeout: cfg.limits.idle_timeout,
     };
     let (incoming, track_calls) = listener::incoming(listener, conn_limits);
-    let mut server = Server::builder().layer(track_calls);
+    // Operator metrics: calls counted by a layer; state gauges computed at each scrape.
+    let metrics = metrics::Metrics::new();
+    let metrics_task = match &cfg.metrics_listen {
+        Some(at) => {
+            let src = metrics::Sources {
+                core: core.clone(),
+                streams: api.stream_limits(),
+                connections: Some(track_calls.clone()),
+            };
+            Some(metrics::start(at, &cfg.data_dir, metrics.clone(), src).await?)
+        }
+        None => None,
+    };
+    let mut server = Server::builder()
+        .layer(track_calls)
+        .layer(metrics.grpc_layer());
     // The node CA, and TLS asking for (optional) client certificates (pki.rs).
     let ca = std::sync::Arc::new(pki::Ca::open(&cfg, core.now_ms())?);
     let _ = core.ca.set(ca.clone());
@@ -154,6 +170,10 @@ pub async fn run(
         }
     };
     reapers.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+        let _ = std::fs::remove_file(cfg.data_dir.join("metrics.addr"));
+    }
     let _ = std::fs::remove_file(&addr_file);
     db.close().await;
     tracing::info!("slice-service stopped");

@@ -86,6 +86,20 @@ impl StreamLimits {
         }
     }
 
+    /// The caps.
+    pub fn caps(&self) -> StreamCaps {
+        self.caps
+    }
+
+    /// Calls of `kind` held now: in all, and by the user holding the most (for metrics; no
+    /// user is named).
+    pub fn held(&self, kind: StreamKind) -> (usize, usize) {
+        let g = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter()
+            .filter(|((_, k), _)| *k == kind)
+            .fold((0, 0), |(all, most), (_, n)| (all + n, most.max(*n)))
+    }
+
     /// Takes a slot of `kind` for `user`, or ResourceExhausted at the cap.
     pub fn reserve(&self, user: &str, kind: StreamKind) -> Result<Slot> {
         let cap = self.caps.of(kind);
@@ -109,6 +123,25 @@ impl StreamLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_counts_all_and_the_busiest_user() {
+        let l = StreamLimits::new(StreamCaps {
+            watch: 4,
+            exec: 4,
+            logs: 4,
+            copy: 4,
+        });
+        let _a = [
+            l.reserve("alice", StreamKind::Exec).unwrap(),
+            l.reserve("alice", StreamKind::Exec).unwrap(),
+            l.reserve("bob", StreamKind::Exec).unwrap(),
+            l.reserve("bob", StreamKind::Logs).unwrap(),
+        ];
+        assert_eq!(l.held(StreamKind::Exec), (3, 2));
+        assert_eq!(l.held(StreamKind::Logs), (1, 1));
+        assert_eq!(l.held(StreamKind::Copy), (0, 0));
+    }
 
     #[test]
     fn each_kind_is_capped_per_user_and_released_on_drop() {

@@ -279,6 +279,13 @@ impl<S> tower_layer::Layer<S> for TrackCalls {
     }
 }
 
+impl TrackCalls {
+    /// Connections open now (for metrics).
+    pub fn open_connections(&self) -> usize {
+        lock(&self.0).len()
+    }
+}
+
 /// See `TrackCalls`.
 #[derive(Debug, Clone)]
 pub struct Tracked<S>(S, Registry);

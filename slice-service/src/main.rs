@@ -43,6 +43,10 @@ struct Args {
     /// The CA's private key (PEM); must be mode 0600.
     #[arg(long)]
     ca_key: Option<PathBuf>,
+    /// Serve Prometheus metrics (GET /metrics, plain HTTP) on this address; off by default.
+    /// Port 0 picks a free port (written to <data-dir>/metrics.addr).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -84,6 +88,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
         insecure: args.insecure,
         ca_cert: args.ca_cert,
         ca_key: args.ca_key,
+        metrics_listen: args.metrics_listen,
     };
     let cfg = slice_service::Config::merge(flags, file)?;
     let listen = cfg.listen.clone();

@@ -37,6 +37,11 @@ impl Api {
         }
     }
 
+    /// The long-lived calls each user holds (shared with the handlers; for metrics).
+    pub fn stream_limits(&self) -> crate::limits::StreamLimits {
+        self.limits.clone()
+    }
+
     async fn principal<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
         self.principal_of(req.metadata()).await
     }

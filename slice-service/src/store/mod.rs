@@ -20,6 +20,7 @@ mod identity;
 mod nodes;
 mod sites;
 mod slices;
+mod stats;
 mod users;
 
 pub use events::*;
@@ -28,6 +29,7 @@ pub use identity::*;
 pub use nodes::*;
 pub use sites::*;
 pub use slices::*;
+pub use stats::*;
 pub use users::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
