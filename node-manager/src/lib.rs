@@ -18,6 +18,7 @@ pub mod error;
 pub mod host;
 pub mod identity;
 pub mod image;
+pub mod metrics;
 pub mod node_files;
 pub mod plan;
 pub mod quantity;

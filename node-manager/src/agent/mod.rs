@@ -43,6 +43,8 @@ pub struct AgentConfig {
     pub state_dir: Option<PathBuf>,
     /// Reclaim automatically while the 1-minute load average is above this.
     pub reclaim_load: Option<f64>,
+    /// Where reconcile passes are counted, if anywhere.
+    pub metrics: Option<crate::metrics::NodeMetrics>,
 }
 
 /// An error with its causes on one line.
@@ -87,6 +89,7 @@ pub async fn run<R: Runtime + Clone>(
         None => None,
     };
     let mut shared = worker::Shared::with(cfg.resync, Arc::new(SystemClock), hold_rx);
+    shared.metrics = cfg.metrics.clone();
     if let Some(dir) = &cfg.state_dir {
         shared = shared.kept_in(DesiredStore::new(dir, &cfg.node.node));
     }

@@ -62,6 +62,8 @@ pub struct Shared {
     pub engine: EngineWatch,
     /// Where the last desired set is kept across restarts, if anywhere.
     pub store: Option<DesiredStore>,
+    /// Where reconcile passes are counted, if anywhere.
+    pub metrics: Option<crate::metrics::NodeMetrics>,
 }
 
 impl Shared {
@@ -83,6 +85,7 @@ impl Shared {
             resync,
             engine: EngineWatch::default(),
             store: None,
+            metrics: None,
         }
     }
 
@@ -248,7 +251,12 @@ async fn run_from<R: Runtime>(
             now: shared.clock.now(),
             hold: hold.borrow_and_update().clone(),
         };
-        match rec.pass_at(desired.as_ref(), &cond).await {
+        let started = std::time::Instant::now();
+        let pass = rec.pass_at(desired.as_ref(), &cond).await;
+        if let Some(m) = &shared.metrics {
+            m.reconcile_pass(started.elapsed(), pass.is_ok());
+        }
+        match pass {
             Ok(rs) => {
                 if let Some(away) = shared.engine.back(shared.clock.now()) {
                     tracing::info!(

@@ -32,6 +32,10 @@ pub struct Args {
     /// pools (about 31 networks per engine unless its daemon.json says otherwise).
     #[arg(long, env = "SLICEBED_NETWORK_POOL", value_name = "CIDR|engine", default_value = DEFAULT_POOL, value_parser = network_pool)]
     network_pool: NetworkPool,
+    /// Serve Prometheus metrics (GET /metrics, plain HTTP, not authenticated) on this address;
+    /// off by default. Port 0 picks a free port (written to <state-dir>/metrics.addr).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 /// How the node manager reaches and uses the engine, beyond its address.
@@ -124,6 +128,15 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             tracing::warn!(image = DEFAULT_TAG, error = %e, "base image unavailable; slivers using it will fail")
         }
     }
+    // Engine calls are timed by a wrapper; passes by the agent (node_manager::metrics).
+    let metrics = node_manager::metrics::NodeMetrics::new(&node.node);
+    let _metrics_task = match &a.metrics_listen {
+        Some(at) => Some(AbortOnDrop(
+            node_manager::metrics::start(at, &a.state_dir, metrics.clone()).await?,
+        )),
+        None => None,
+    };
+    let runtime = node_manager::metrics::Instrumented::new(runtime, metrics.clone());
     let cfg = AgentConfig {
         address,
         node,
@@ -131,11 +144,21 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         resync: DEFAULT_RESYNC,
         state_dir: Some(a.state_dir.clone()),
         reclaim_load: a.reclaim_load,
+        metrics: Some(metrics),
     };
     tracing::info!(node = %cfg.node.node, version = node_manager::AGENT_VERSION, "node manager starting");
     let access = Access::from_runtime(&runtime);
     agent::run(cfg, runtime, Some(access), shutdown_signal()).await?;
     Ok(())
+}
+
+/// Aborts the metrics listener when `run` returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]
