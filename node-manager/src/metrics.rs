@@ -467,4 +467,29 @@ mod tests {
             assert!(t.contains(want), "{want} missing from:\n{t}");
         }
     }
+
+    #[test]
+    fn the_operations_guide_uses_only_names_the_node_manager_exports() {
+        let t = NodeMetrics::new("n1").render(false);
+        let doc = include_str!("../../docs/operations.md");
+        let mut used = 0;
+        for (i, _) in doc.match_indices(PREFIX) {
+            let name: String = doc[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name.ends_with('_') {
+                continue;
+            }
+            used += 1;
+            assert!(
+                t.contains(&format!("# TYPE {name} "))
+                    || ["_bucket", "_sum", "_count"].iter().any(|s| name
+                        .strip_suffix(s)
+                        .is_some_and(|base| t.contains(&format!("# TYPE {base} histogram")))),
+                "docs/operations.md names {name}, which is not exported:\n{t}"
+            );
+        }
+        assert!(used > 0);
+    }
 }

@@ -321,6 +321,18 @@ impl<B: http_body::Body> http_body::Body for MeteredBody<B> {
     }
 }
 
+/// For tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// One answered call of `SliceService/GetSlice`, counted with code OK.
+    pub fn one_call(m: &GrpcMetrics) {
+        let mut c = Call::new(m.clone(), "/slicebed.v1.SliceService/GetSlice");
+        c.finish("OK");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -336,6 +336,34 @@ impl StateGauges {
             "Scrapes whose database counts failed (the state gauges then keep their last values)",
             g.scrape_errors.clone(),
         );
+        // Every state shows, as 0, before the first scrape finds one.
+        for life in SLICE_LIVES {
+            let _ = g.slices.get_or_create(&LifeLabels { life });
+        }
+        for s in SLIVER_STATES {
+            let _ = g.slivers.get_or_create(&StateLabels { state: s.as_str() });
+        }
+        for s in NODE_STATES {
+            let _ = g.nodes.get_or_create(&StateLabels {
+                state: node_state_name(s),
+            });
+        }
+        for (kind, name) in STREAM_KINDS {
+            let l = KindLabels { kind: name };
+            let _ = g.user_streams_max.get_or_create(&l);
+            let _ = g.user_streams_cap.get_or_create(&l);
+            if kind != StreamKind::Watch {
+                let _ = g.session_relays.get_or_create(&l);
+            }
+        }
+        for pool in ["write", "read"] {
+            let _ = g.pool_max.get_or_create(&PoolLabels { pool });
+            for state in ["busy", "idle"] {
+                let _ = g
+                    .pool_connections
+                    .get_or_create(&PoolStateLabels { pool, state });
+            }
+        }
         g
     }
 }
@@ -563,5 +591,59 @@ mod tests {
             t.contains("slicebed_placements_total{outcome=\"placed\"} 0"),
             "{t}"
         );
+    }
+
+    /// Every `slicebed_*` name in `text` (but the node manager's).
+    fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for (i, _) in text.match_indices("slicebed_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.starts_with("slicebed_node_manager") && !name.ends_with('_') {
+                out.insert(name);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_dashboard_and_the_operations_guide_use_only_names_the_service_exports() {
+        let m = Metrics::new();
+        // One call, so the call families have a series.
+        grpc::tests_support::one_call(&m.grpc);
+        let mut t = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut t, &m.registry).unwrap();
+        let mut exported = std::collections::BTreeSet::new();
+        for line in t.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                exported.insert(name.to_string());
+                if kind == "histogram" {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        exported.insert(format!("{name}{suffix}"));
+                    }
+                }
+            }
+        }
+        for (what, text) in [
+            (
+                "deploy/grafana/slicebed.json",
+                include_str!("../../../deploy/grafana/slicebed.json"),
+            ),
+            (
+                "docs/operations.md",
+                include_str!("../../../docs/operations.md"),
+            ),
+        ] {
+            let used = names_in(text);
+            assert!(used.len() > 10, "{what}: {used:?}");
+            let unknown: Vec<_> = used.difference(&exported).collect();
+            assert!(
+                unknown.is_empty(),
+                "{what} uses {unknown:?}; exported: {exported:?}"
+            );
+        }
     }
 }
