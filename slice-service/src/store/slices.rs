@@ -175,8 +175,8 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// The visibility condition on a row of `slices` (`who` qualifies its columns), with the
-/// user's name as `$u` and a PI's site as `$u + 1`.
+/// The visibility condition on a row of `slices` (empty for admins), with the user's name as
+/// `$u` and a PI's site as `$u + 1`.
 fn visible_to(viewer: Viewer<'_>, u: usize) -> String {
     match viewer {
         Viewer::All => String::new(),
