@@ -151,6 +151,29 @@ fn dims(r: Resources) -> [i64; 3] {
     [r.cpu_millis, r.memory_bytes, r.disk_bytes]
 }
 
+/// The fullest dimension's share of capacity: the load `place` orders nodes by (the fleet
+/// index keeps nodes sorted by it).
+pub fn dominant_share(used: Resources, capacity: Resources) -> f64 {
+    let (used, cap) = (dims(used), dims(capacity));
+    (0..3)
+        .map(|d| match (used[d], cap[d]) {
+            (u, c) if c > 0 => u as f64 / c as f64,
+            (u, _) if u > 0 => f64::INFINITY,
+            _ => 0.0,
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Whether one sliver of `req` fits on `c` as it stands (availability aside): the site, the
+/// labels, the resources and the ports. The fleet index uses it to pick the few nodes it hands
+/// to `place`.
+pub fn fits_one(c: &Candidate, req: &Request) -> bool {
+    !matches!(
+        Slot::new(c).reject(req),
+        Some(Reject::WrongSite | Reject::MissingLabels(_) | Reject::Lacks(_) | Reject::NoPorts)
+    )
+}
+
 /// A candidate plus what this request has tentatively put on it so far.
 struct Slot<'a> {
     c: &'a Candidate,
@@ -229,14 +252,7 @@ impl<'a> Slot<'a> {
     /// Dominant share: the fullest dimension decides, so a node with spare CPU but no memory
     /// counts as full rather than half-empty.
     fn load(&self) -> f64 {
-        let (used, cap) = (dims(self.used()), dims(self.c.capacity));
-        (0..3)
-            .map(|d| match (used[d], cap[d]) {
-                (u, c) if c > 0 => u as f64 / c as f64,
-                (u, _) if u > 0 => f64::INFINITY,
-                _ => 0.0,
-            })
-            .fold(0.0, f64::max)
+        dominant_share(self.used(), self.c.capacity)
     }
 
     /// How many more slivers fit here, at most `cap` (a zero-size request would be unbounded).

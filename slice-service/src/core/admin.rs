@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::auth::{self, Principal};
 use crate::error::{Error, Result};
-use crate::model::{now_ms, AdminState, NewEvent, Role, Site, Token, TokenKind, User};
+use crate::model::{now_ms, AdminState, NewEvent, Node, Role, Site, Token, TokenKind, User};
 use crate::names;
 use crate::state::SliverState;
 use crate::store;
@@ -58,6 +58,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
+        self.refresh_sites().await?;
         Ok(s)
     }
 
@@ -95,6 +96,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
+        self.refresh_sites().await?;
         Ok(())
     }
 
@@ -392,35 +394,38 @@ impl Core {
         Ok((secret, t))
     }
 
-    /// Nodes with their state and allocation.
+    /// Nodes with their state and allocation (what their slivers hold, from the fleet index).
     pub async fn list_nodes(&self, p: &Principal, site: Option<&str>) -> Result<Vec<NodeView>> {
         p.user()?;
-        let mut c = self.db.conn().await?;
-        let nodes = store::list_nodes(&mut c, site.filter(|s| !s.is_empty())).await?;
-        let usage = store::node_usage(&mut c).await?;
-        Ok(nodes
-            .into_iter()
-            .map(|n| {
-                let u = usage.get(&n.name).cloned().unwrap_or_default();
-                NodeView {
-                    state: self.node_state(&n),
-                    usage: self.hub.usage(&n.name),
-                    allocated: u.allocated,
-                    slivers: u.slivers,
-                    engine_down: self.hub.engine_down(&n.name),
-                    node: n,
-                }
-            })
-            .collect())
+        self.load_fleet().await?;
+        let nodes =
+            store::list_nodes(&mut *self.db.conn().await?, site.filter(|s| !s.is_empty())).await?;
+        Ok(nodes.into_iter().map(|n| self.node_view(n)).collect())
+    }
+
+    fn node_view(&self, n: Node) -> NodeView {
+        let (allocated, slivers) = self
+            .with_fleet(|f| f.node(&n.name).map(|h| (h.allocated, h.slivers)))
+            .flatten()
+            .unwrap_or_default();
+        NodeView {
+            state: self.node_state(&n),
+            usage: self.hub.usage(&n.name),
+            allocated,
+            slivers,
+            engine_down: self.hub.engine_down(&n.name),
+            node: n,
+        }
     }
 
     /// One node.
     pub async fn get_node(&self, p: &Principal, name: &str) -> Result<NodeView> {
-        self.list_nodes(p, None)
+        p.user()?;
+        self.load_fleet().await?;
+        let n = store::get_node(&mut *self.db.conn().await?, name)
             .await?
-            .into_iter()
-            .find(|v| v.node.name == name)
-            .ok_or_else(|| Error::not_found("node", name))
+            .ok_or_else(|| Error::not_found("node", name))?;
+        Ok(self.node_view(n))
     }
 
     /// Sets a node's administrative state (admins, or PIs of its site).
@@ -451,8 +456,10 @@ impl Core {
         let deadline_ms = deadline
             .map(|d| super::later(self.now_ms(), "deadline", d))
             .transpose()?;
+        let mut changed = false;
         if n.admin_state != s || n.drain_deadline != deadline_ms {
             store::set_admin_state(&mut tx, name, s, deadline_ms).await?;
+            changed = true;
             let detail = match deadline {
                 Some(d) => format!("remaining slivers are removed in {}s", d.as_secs()),
                 None => String::new(),
@@ -464,6 +471,9 @@ impl Core {
             .await?;
         }
         tx.commit().await?;
+        if changed {
+            self.refresh_node(name).await?;
+        }
         self.get_node(p, name).await
     }
 
@@ -495,6 +505,7 @@ impl Core {
         {
             v.move_to(SliverState::Deleted, now)?;
             store::update_sliver_state(&mut tx, &v).await?;
+            store::release(&mut tx, &v).await?;
         }
         store::revoke_subject_tokens(&mut tx, TokenKind::Node, name).await?;
         store::delete_node(&mut tx, name).await?;
@@ -506,6 +517,7 @@ impl Core {
         tx.commit().await?;
         auth::note_revocation();
         self.hub.forget(name);
+        self.refresh_node(name).await?;
         Ok(())
     }
 
@@ -518,6 +530,7 @@ impl Core {
 
     /// Creates the bootstrap admin if the database has no users; returns its secret.
     pub async fn bootstrap(&self) -> Result<Option<String>> {
+        self.load_fleet().await?;
         let mut tx = self.db.begin().await?;
         if store::count_users(&mut tx).await? > 0 {
             return Ok(None);

@@ -3,6 +3,8 @@
 
 mod access;
 mod admin;
+mod fleet;
+mod index;
 mod nodes;
 mod place;
 mod reaper;
@@ -41,13 +43,15 @@ pub struct Core {
     pub hub: Hub,
     /// Where every time the core reads comes from (the hub shares it).
     pub clock: SharedClock,
-    /// Serialises placement: capacity is read and committed under it, in one transaction, so
-    /// concurrent creates can never overcommit a node. One service instance owns placement.
+    /// Serialises placement: the fleet index is read, the plan committed and the index updated
+    /// under it. The database's guards (`store::hold`) keep another writer from overcommitting.
     place_lock: Mutex<()>,
     /// Slivers whose re-placement failed, so the failure is logged once, not every sweep.
     blocked: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The one feed of appended events that every `WatchEvents` stream reads.
     feed: watch::Feed,
+    /// The fleet in memory, for placement and the sweeps (`fleet.rs`, kept by `index.rs`).
+    fleet: tokio::sync::OnceCell<std::sync::Mutex<fleet::Fleet>>,
     /// The CA that signs node certificates (set once by `run`; unset in core tests).
     pub ca: std::sync::OnceLock<Arc<crate::pki::Ca>>,
 }
@@ -69,6 +73,7 @@ impl Core {
             place_lock: Mutex::new(()),
             blocked: Default::default(),
             feed: Default::default(),
+            fleet: Default::default(),
             ca: Default::default(),
         })
     }

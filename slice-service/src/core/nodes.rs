@@ -184,6 +184,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
+        self.refresh_node(&node.name).await?;
         Ok((node, cert))
     }
 
@@ -320,6 +321,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
+        self.refresh_node(name).await?;
         self.get_node(p, name).await
     }
 
@@ -378,11 +380,13 @@ impl Core {
         let seen: HashSet<&str> = observed.iter().map(|o| o.sliver_id.as_str()).collect();
         let mut desired = Vec::new();
         let mut slices: HashMap<String, Slice> = HashMap::new();
+        let mut released = Vec::new();
         for v in store::slivers_on_node(&mut tx, node).await? {
             if v.state == SliverState::Stopping && !blind && !seen.contains(v.id.as_str()) {
                 // The node has no container for it: the removal is complete.
                 self.set_sliver_state(&mut tx, node, v, SliverState::Deleted, "", None)
-                    .await?;
+                    .await?
+                    .map(|v| released.push(v));
                 continue;
             }
             if !v.state.is_live() {
@@ -399,9 +403,11 @@ impl Core {
             }
         }
         for o in observed {
-            self.apply_status_in(&mut tx, node, o).await?;
+            released.extend(self.apply_status_in(&mut tx, node, o).await?);
         }
         tx.commit().await?;
+        self.released(&released);
+        self.refresh_node(node).await?;
         self.engine_reported(node, engine).await?;
         Ok((n, desired))
     }
@@ -443,15 +449,29 @@ impl Core {
     /// Applies one observed status from `node`.
     pub async fn apply_status(&self, node: &str, o: ObservedStatus) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        self.apply_status_in(&mut tx, node, o).await?;
+        let released = self.apply_status_in(&mut tx, node, o).await?;
         tx.commit().await?;
+        self.released(released.as_slice());
         Ok(())
     }
 
-    async fn apply_status_in(&self, tx: &mut Conn, node: &str, o: ObservedStatus) -> Result<()> {
+    /// Committed deletions give back what the slivers held in the fleet index.
+    pub(super) fn released(&self, slivers: &[Sliver]) {
+        if !slivers.is_empty() {
+            self.with_fleet(|f| slivers.iter().for_each(|v| f.release(v)));
+        }
+    }
+
+    /// Applies one observed status inside `tx`; returns the sliver if it is now deleted.
+    async fn apply_status_in(
+        &self,
+        tx: &mut Conn,
+        node: &str,
+        o: ObservedStatus,
+    ) -> Result<Option<Sliver>> {
         let Some(v) = store::get_sliver(tx, &o.sliver_id).await? else {
             tracing::debug!(node, sliver = %o.sliver_id, "status for an unknown sliver ignored");
-            return Ok(());
+            return Ok(None);
         };
         if v.node != node {
             // A node credential speaks only for its own node.
@@ -466,12 +486,12 @@ impl Core {
                 ),
             )
             .await?;
-            return Ok(());
+            return Ok(None);
         }
         // A live sliver's container vanishing is repaired by the node itself; only a stopping
         // sliver may end deleted on a node's word.
         if o.state == SliverState::Deleted && v.state.is_live() {
-            return Ok(());
+            return Ok(None);
         }
         self.set_sliver_state(tx, node, v, o.state, &o.message, o.exit_code)
             .await
@@ -485,19 +505,19 @@ impl Core {
         to: SliverState,
         message: &str,
         exit_code: Option<i32>,
-    ) -> Result<()> {
+    ) -> Result<Option<Sliver>> {
         // A node's words are shown to researchers: escaped and bounded before they are kept.
         let message = &crate::untrusted::bounded(message, crate::untrusted::DETAIL_MAX);
         if v.state == to
             && v.last_error == *message
             && (exit_code.is_none() || v.exit_code == exit_code)
         {
-            return Ok(());
+            return Ok(None);
         }
         let from = v.state;
         if v.move_to(to, self.now_ms()).is_err() {
             tracing::debug!(sliver = %v.id, from = from.as_str(), to = to.as_str(), "stale report ignored");
-            return Ok(());
+            return Ok(None);
         }
         let next = v.state;
         let changed = next != from;
@@ -508,6 +528,10 @@ impl Core {
             v.exit_code = exit_code;
         }
         store::update_sliver_state(tx, &v).await?;
+        let released = next == SliverState::Deleted && from != SliverState::Deleted;
+        if released {
+            store::release(tx, &v).await?;
+        }
         if changed || !message.is_empty() {
             store::append_event(
                 tx,
@@ -521,7 +545,7 @@ impl Core {
             )
             .await?;
         }
-        Ok(())
+        Ok(released.then_some(v))
     }
 
     /// A second control channel for a connected node was refused: written as an event.
@@ -556,6 +580,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
+        self.refresh_node(node).await?;
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
-//! Placement: a new slice's slivers are chosen from the fleet and committed with the slice,
-//! all or nothing.
+//! Placement: a new slice's slivers are chosen from the fleet index and committed with the
+//! slice, all or nothing, under conditions the database checks.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -7,16 +7,27 @@ use std::time::Duration;
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::hub::NodeCommand;
-use crate::model::{AssignedPort, NewEvent, NodeState, Slice, SliceLife, Sliver};
-use crate::scheduler::{self, Candidate, Count, Unavailable};
+use crate::model::{AssignedPort, NewEvent, Node, NodeState, Slice, SliceLife, Sliver, User};
+use crate::scheduler::{self, Candidate, Count, Placement, Request, Unavailable};
 use crate::state::SliverState;
-use crate::store::{self, Conn};
+use crate::store;
 
+use super::fleet::Fleet;
 use super::spec::days;
-use super::{Core, SliceSpec, SliceView};
+use super::{Core, SliceSpec, SliceView, SliverView};
 
 /// Grace period before slivers of a lost node are re-placed, unless the slice says otherwise.
 const DEFAULT_REPLACE_AFTER: Duration = Duration::from_secs(300);
+
+/// How often a placement is tried again when the database refuses what the index offered.
+const CONFLICT_RETRIES: usize = 3;
+
+/// A slice and its slivers ready to be written.
+struct Planned {
+    slice: Slice,
+    slivers: Vec<Sliver>,
+    warnings: Vec<String>,
+}
 
 impl Core {
     /// Places and records a slice; capacity is committed in the same transaction.
@@ -27,54 +38,103 @@ impl Core {
     ) -> Result<(SliceView, Vec<String>)> {
         let who = p.user()?.clone();
         spec.validate(self.cfg.lease_max)?;
-        let lease = spec
-            .lease
-            .unwrap_or(self.cfg.lease_default)
-            .min(self.cfg.lease_max);
-        let now = self.now_ms();
-
-        let _guard = self.place_lock.lock().await;
-        let mut tx = self.db.begin().await?;
-        for m in &spec.members {
-            store::get_user(&mut tx, m)
-                .await?
-                .ok_or_else(|| Error::not_found("user (member)", m.clone()))?;
-        }
-        let sites = store::list_sites(&mut tx).await?;
-        let unknown: Vec<&str> = spec
-            .placement
-            .sites
-            .iter()
-            .filter(|s| !sites.iter().any(|x| &x.name == *s))
-            .map(String::as_str)
-            .collect();
-        if !unknown.is_empty() {
-            return Err(Error::invalid(format!(
-                "unknown site(s): {}",
-                unknown.join(", ")
-            )));
-        }
-        let home = who.site.clone().unwrap_or_default();
-        let quota = sites
-            .iter()
-            .find(|s| s.name == home)
-            .map(|s| (s.max_slices, s.max_slivers));
-        let (held_slices, held_slivers) = if home.is_empty() {
-            (0, 0)
-        } else {
-            store::site_usage(&mut tx, &home).await?
-        };
-        if let Some((max_slices, _)) = quota {
-            if max_slices > 0 && held_slices >= max_slices {
-                return Err(Error::Exhausted(format!(
-                    "site {home} already holds {held_slices} of its {max_slices} live slices"
-                )));
+        // Members are checked before the placement lock: reads never queue behind placement.
+        {
+            let mut c = self.db.conn().await?;
+            for m in &spec.members {
+                store::get_user(&mut c, m)
+                    .await?
+                    .ok_or_else(|| Error::not_found("user (member)", m.clone()))?;
             }
         }
+        self.load_fleet().await?;
+        let _guard = self.place_lock.lock().await;
+        let mut attempt = 0;
+        let planned = loop {
+            let planned = self.plan_slice(&who, &spec)?;
+            match self.commit_slice(p, &planned).await? {
+                None => break planned,
+                Some(stale) => {
+                    // The index was behind the database (another writer): read those nodes
+                    // again and place anew.
+                    attempt += 1;
+                    tracing::warn!(node = %stale, attempt, "placement refused by the database; retrying");
+                    self.refresh_node_locked(&stale).await?;
+                    if attempt == CONFLICT_RETRIES {
+                        return Err(Error::Unavailable(
+                            "placement kept conflicting with another writer; try again".into(),
+                        ));
+                    }
+                }
+            }
+        };
+        self.with_fleet(|f| {
+            for v in &planned.slivers {
+                f.hold(v);
+            }
+            f.slice_added(
+                &planned.slice.id,
+                &planned.slice.site,
+                planned.slivers.len() as i64,
+            );
+        });
+        drop(_guard);
 
-        let candidates = self.candidates(&mut tx, &sites).await?;
+        let Planned {
+            slice,
+            slivers,
+            warnings,
+        } = planned;
+        for v in &slivers {
+            self.hub.send(
+                &v.node,
+                NodeCommand::Upsert(Box::new((slice.clone(), v.clone()))),
+            );
+        }
+        // The answer comes from what was just written and the index, not from a re-read.
+        let views = self.sliver_views(slivers);
+        Ok((
+            SliceView {
+                slice,
+                slivers: views,
+            },
+            warnings,
+        ))
+    }
+
+    /// Sliver views with their node's address and whether it can be trusted, from the index.
+    fn sliver_views(&self, slivers: Vec<Sliver>) -> Vec<SliverView> {
+        let nodes: Vec<Option<Node>> = self
+            .with_fleet(|f| {
+                (slivers.iter())
+                    .map(|v| f.node(&v.node).map(|h| h.node.clone()))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![None; slivers.len()]);
+        slivers
+            .into_iter()
+            .zip(nodes)
+            .map(|(v, n)| {
+                let (addr, blind) = match n {
+                    Some(n) => {
+                        let blind = self.node_blind(&n);
+                        (n.address, blind)
+                    }
+                    None => (String::new(), false),
+                };
+                SliverView {
+                    unknown: blind && v.state.is_live(),
+                    node_address: addr,
+                    sliver: v,
+                }
+            })
+            .collect()
+    }
+
+    /// Decides where the slice goes, from the index alone (no I/O).
+    fn plan_slice(&self, who: &User, spec: &SliceSpec) -> Result<Planned> {
         let pl = &spec.placement;
-        let request = scheduler::Request {
+        let request = Request {
             count: if pl.per_site > 0 {
                 Count::PerSite(pl.per_site)
             } else {
@@ -87,17 +147,41 @@ impl Core {
             strategy: pl.strategy,
             best_effort: pl.best_effort,
         };
-        let placed =
-            scheduler::place(&candidates, &request).map_err(|u| Error::Exhausted(u.reason))?;
+        let home = who.site.clone().unwrap_or_default();
+        let placed = self
+            .with_fleet(|f| -> Result<Vec<Placement>> {
+                let unknown: Vec<&str> = (pl.sites.iter())
+                    .filter(|s| f.site(s).is_none())
+                    .map(String::as_str)
+                    .collect();
+                if !unknown.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "unknown site(s): {}",
+                        unknown.join(", ")
+                    )));
+                }
+                let quota = f.site(&home).map(|s| (s.max_slices, s.max_slivers));
+                let (held_slices, held_slivers) = f.site_usage(&home);
+                if let Some((max_slices, _)) = quota {
+                    if max_slices > 0 && held_slices >= max_slices {
+                        return Err(Error::Exhausted(format!(
+                            "site {home} already holds {held_slices} of its {max_slices} live slices"
+                        )));
+                    }
+                }
+                let placed = self.place_in(f, &request)?;
+                if let Some((_, max_slivers)) = quota {
+                    if max_slivers > 0 && held_slivers + placed.len() as i64 > max_slivers {
+                        return Err(Error::Exhausted(format!(
+                            "site {home} holds {held_slivers} live slivers; {} more would pass its quota of {max_slivers}",
+                            placed.len()
+                        )));
+                    }
+                }
+                Ok(placed)
+            })
+            .ok_or_else(|| Error::Unavailable("the fleet index is not loaded".into()))??;
 
-        if let Some((_, max_slivers)) = quota {
-            if max_slivers > 0 && held_slivers + placed.len() as i64 > max_slivers {
-                return Err(Error::Exhausted(format!(
-                    "site {home} holds {held_slivers} live slivers; {} more would pass its quota of {max_slivers}",
-                    placed.len()
-                )));
-            }
-        }
         let mut warnings = Vec::new();
         let asked = match request.count {
             Count::Total(n) => Some(n as usize),
@@ -110,7 +194,11 @@ impl Core {
                 placed.len()
             ));
         }
-
+        let now = self.now_ms();
+        let lease = spec
+            .lease
+            .unwrap_or(self.cfg.lease_default)
+            .min(self.cfg.lease_max);
         let slice = Slice {
             id: uuid::Uuid::new_v4().to_string(),
             name: spec.name.clone(),
@@ -137,38 +225,57 @@ impl Core {
             )
             .map_err(|_| Error::invalid("replace-after is too long"))?,
         };
-        store::insert_slice(&mut tx, &slice).await?;
+        let slivers = placed
+            .iter()
+            .enumerate()
+            .map(|(i, pm)| {
+                let ports = (spec.ports.iter())
+                    .zip(&pm.host_ports)
+                    .map(|(np, hp)| AssignedPort {
+                        name: np.name.clone(),
+                        container_port: np.container_port,
+                        host_port: *hp,
+                    })
+                    .collect();
+                let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+                Sliver {
+                    id: format!("{}-{i}-{suffix}", slice.name),
+                    slice_id: slice.id.clone(),
+                    slice: slice.name.clone(),
+                    index: i as u32,
+                    node: pm.node.clone(),
+                    site: pm.site.clone(),
+                    state: SliverState::Pending,
+                    resources: spec.resources,
+                    ports,
+                    last_error: String::new(),
+                    exit_code: None,
+                    generation: 1,
+                    created_at: now,
+                    updated_at: now,
+                }
+            })
+            .collect();
+        Ok(Planned {
+            slice,
+            slivers,
+            warnings,
+        })
+    }
+
+    /// Writes a planned slice in one transaction. `Some(node)` when the database refused what
+    /// the plan holds on `node` (nothing is written then).
+    async fn commit_slice(&self, p: &Principal, planned: &Planned) -> Result<Option<String>> {
+        let Planned { slice, slivers, .. } = planned;
+        let mut tx = self.db.begin().await?;
+        store::insert_slice(&mut tx, slice).await?;
         let actor = p.actor();
-        let mut slivers = Vec::with_capacity(placed.len());
-        for (i, pm) in placed.iter().enumerate() {
-            let ports = spec
-                .ports
-                .iter()
-                .zip(&pm.host_ports)
-                .map(|(np, hp)| AssignedPort {
-                    name: np.name.clone(),
-                    container_port: np.container_port,
-                    host_port: *hp,
-                })
-                .collect();
-            let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
-            let v = Sliver {
-                id: format!("{}-{i}-{suffix}", slice.name),
-                slice_id: slice.id.clone(),
-                slice: slice.name.clone(),
-                index: i as u32,
-                node: pm.node.clone(),
-                site: pm.site.clone(),
-                state: SliverState::Pending,
-                resources: spec.resources,
-                ports,
-                last_error: String::new(),
-                exit_code: None,
-                generation: 1,
-                created_at: now,
-                updated_at: now,
-            };
-            store::insert_sliver(&mut tx, &v).await?;
+        for v in slivers {
+            store::insert_sliver(&mut tx, v).await?;
+            if !store::hold(&mut tx, v).await? {
+                tx.rollback().await?;
+                return Ok(Some(v.node.clone()));
+            }
             store::append_event(
                 &mut tx,
                 &NewEvent::new(
@@ -180,9 +287,10 @@ impl Core {
                 .in_slice(&slice.name, &slice.id),
             )
             .await?;
-            slivers.push(v);
         }
-        let site_list: BTreeSet<&str> = placed.iter().map(|p| p.site.as_str()).collect();
+        let site_list: BTreeSet<&str> = slivers.iter().map(|v| v.site.as_str()).collect();
+        let lease =
+            Duration::from_millis((slice.lease_expires_at - slice.created_at).max(0) as u64);
         store::append_event(
             &mut tx,
             &NewEvent::new(
@@ -200,54 +308,49 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
-        drop(_guard);
-
-        for v in slivers {
-            self.hub.send(
-                &v.node.clone(),
-                NodeCommand::Upsert(Box::new((slice.clone(), v))),
-            );
-        }
-        let mut c = self.db.conn().await?;
-        Ok((self.view(&mut c, slice).await?, warnings))
+        Ok(None)
     }
 
-    /// Every node as the scheduler sees it: capacity, what live slivers hold, availability.
-    /// Read inside the placement transaction, under the placement lock.
-    pub(super) async fn candidates(
-        &self,
-        tx: &mut Conn,
-        sites: &[crate::model::Site],
-    ) -> Result<Vec<Candidate>> {
-        let nodes = store::list_nodes(&mut *tx, None).await?;
-        let usage = store::node_usage(&mut *tx).await?;
-        Ok(nodes
-            .iter()
-            .map(|n| {
-                let u = usage.get(&n.name).cloned().unwrap_or_default();
-                let site_enabled = sites.iter().any(|s| s.name == n.site && s.enabled);
-                let unavailable = match self.node_state(n) {
-                    _ if !site_enabled => Some(Unavailable::SiteDisabled),
-                    NodeState::Ready => None,
-                    NodeState::Unreachable => Some(Unavailable::Unreachable),
-                    NodeState::EngineDown => Some(Unavailable::EngineDown),
-                    NodeState::Draining => Some(Unavailable::Draining),
-                    NodeState::Disabled => Some(Unavailable::Disabled),
-                    NodeState::Enrolling => Some(Unavailable::Enrolling),
-                };
-                Candidate {
-                    node: n.name.clone(),
-                    site: n.site.clone(),
-                    capacity: n.capacity,
-                    allocated: u.allocated,
-                    port_first: n.port_first,
-                    port_last: n.port_last,
-                    used_ports: u.ports,
-                    labels: n.labels.clone(),
-                    unavailable,
-                    slivers: u.slivers,
-                }
-            })
-            .collect())
+    /// Places `req` on the index: on the few nodes that matter, and on the whole fleet when
+    /// that fails (so the refusal explains every node) or falls short of a best-effort ask.
+    pub(super) fn place_in(&self, f: &Fleet, req: &Request) -> Result<Vec<Placement>> {
+        let state = |n: &Node| self.unavailable(n);
+        let (few, whole) = f.candidates_for(req, state);
+        match scheduler::place(&few, req) {
+            Ok(p) if whole || !req.best_effort || p.len() == wanted(req, &few) => Ok(p),
+            Err(u) if whole => Err(Error::Exhausted(u.reason)),
+            _ => scheduler::place(&f.all_candidates(state), req)
+                .map_err(|u| Error::Exhausted(u.reason)),
+        }
+    }
+
+    /// Why a node cannot take new slivers now (its site aside), from the core's liveness view.
+    fn unavailable(&self, n: &Node) -> Option<Unavailable> {
+        match self.node_state(n) {
+            NodeState::Ready => None,
+            NodeState::Unreachable => Some(Unavailable::Unreachable),
+            NodeState::EngineDown => Some(Unavailable::EngineDown),
+            NodeState::Draining => Some(Unavailable::Draining),
+            NodeState::Disabled => Some(Unavailable::Disabled),
+            NodeState::Enrolling => Some(Unavailable::Enrolling),
+        }
+    }
+
+    /// Every node as the scheduler sees it (replacement and explanations).
+    pub(super) fn all_candidates(&self) -> Vec<Candidate> {
+        self.with_fleet(|f| f.all_candidates(|n| self.unavailable(n)))
+            .unwrap_or_default()
+    }
+}
+
+/// How many slivers a request asks for on these candidates (per-site asks count their sites).
+fn wanted(req: &Request, c: &[Candidate]) -> usize {
+    match req.count {
+        Count::Total(n) => n as usize,
+        Count::PerSite(k) if !req.sites.is_empty() => k as usize * req.sites.len(),
+        Count::PerSite(k) => {
+            let sites: BTreeSet<&str> = c.iter().map(|c| c.site.as_str()).collect();
+            k as usize * sites.len()
+        }
     }
 }

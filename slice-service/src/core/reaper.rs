@@ -25,6 +25,7 @@ impl Core {
                 .end_slice(&mut tx, s, SliceLife::Expired, "system")
                 .await?;
             tx.commit().await?;
+            self.with_fleet(|f| f.slice_ended(&s.id));
             tracing::info!(slice = %s.name, "lease expired");
             for v in stopped {
                 self.hub.send(&v.node, NodeCommand::Remove(v.id));

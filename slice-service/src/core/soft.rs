@@ -73,14 +73,26 @@ impl Core {
 
     /// Re-places "replace" slivers of lost nodes after their grace period and of draining nodes
     /// at once, and removes what a passed drain deadline ends.
+    ///
+    /// Which nodes to look at comes from the fleet index and the hub, in memory: the database
+    /// is read only for nodes that are draining or lost and still hold slivers.
     pub async fn handle_lost_and_draining(&self) -> Result<()> {
-        let nodes = store::list_nodes(&mut *self.db.conn().await?, None).await?;
+        self.load_fleet().await?;
+        let nodes: Vec<Node> = self
+            .with_fleet(|f| {
+                f.nodes()
+                    .filter(|h| h.slivers > 0 || h.node.admin_state == AdminState::Draining)
+                    .filter(|h| {
+                        h.node.admin_state == AdminState::Draining
+                            || self.lost_for(&h.node).is_some()
+                    })
+                    .map(|h| h.node.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         for n in nodes {
             let draining = n.admin_state == AdminState::Draining;
             let lost = self.lost_for(&n);
-            if !draining && lost.is_none() {
-                continue;
-            }
             let slivers = store::live_slivers_on_node(&mut *self.db.conn().await?, &n.name).await?;
             for v in &slivers {
                 let Some(slice) =
@@ -116,10 +128,8 @@ impl Core {
             Some(cur) if cur.state.is_live() && cur.node == old.node => cur,
             _ => return Ok(()),
         };
-        let sites = store::list_sites(&mut tx).await?;
         let candidates: Vec<_> = self
-            .candidates(&mut tx, &sites)
-            .await?
+            .all_candidates()
             .into_iter()
             .filter(|c| c.node != old.node)
             .collect();
@@ -185,6 +195,11 @@ impl Core {
         retired.move_to(SliverState::Stopping, now)?;
         store::update_sliver_state(&mut tx, &retired).await?;
         store::insert_sliver(&mut tx, &new).await?;
+        if !store::hold(&mut tx, &new).await? {
+            // The index was behind the database: read the node again; the next sweep retries.
+            tx.rollback().await?;
+            return self.refresh_node_locked(&new.node).await;
+        }
         store::append_event(
             &mut tx,
             &NewEvent::new(
@@ -211,6 +226,10 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
+        self.with_fleet(|f| {
+            f.hold(&new);
+            f.sliver_added(&slice.id);
+        });
         self.blocked
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -21,6 +21,7 @@ mod nodes;
 mod sites;
 mod slices;
 mod stats;
+mod usage;
 mod users;
 
 pub use events::*;
@@ -30,6 +31,7 @@ pub use nodes::*;
 pub use sites::*;
 pub use slices::*;
 pub use stats::*;
+pub use usage::*;
 pub use users::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

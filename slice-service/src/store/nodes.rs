@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::{AdminState, Node};
 use slicebed_units::Resources;
 
-fn node_from(r: &AnyRow) -> Result<Node> {
+pub(super) fn node_from(r: &AnyRow) -> Result<Node> {
     let labels: String = r.try_get("labels")?;
     let state: String = r.try_get("admin_state")?;
     Ok(Node {

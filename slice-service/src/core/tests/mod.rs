@@ -6,6 +6,7 @@
 //! time anything or touch the network: time moves only through `TestBed::advance`.
 
 mod create;
+mod fleet;
 mod identity;
 mod lifecycle;
 mod loss;
