@@ -58,7 +58,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
-        self.refresh_sites().await?;
+        self.refresh_site(&s.name).await?;
         Ok(s)
     }
 
@@ -96,7 +96,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
-        self.refresh_sites().await?;
+        self.refresh_site(name).await?;
         Ok(())
     }
 

@@ -52,13 +52,13 @@ impl Core {
         Ok(())
     }
 
-    /// Reads the sites again after one was created, changed or deleted.
-    pub(crate) async fn refresh_sites(&self) -> Result<()> {
+    /// Reads a site again after it was created, changed or deleted.
+    pub(crate) async fn refresh_site(&self, name: &str) -> Result<()> {
         if self.fleet.get().is_none() {
             return Ok(());
         }
-        let sites = store::list_sites(&mut *self.db.conn().await?).await?;
-        self.with_fleet(|f| f.set_sites(sites));
+        let site = store::get_site(&mut *self.db.conn().await?, name).await?;
+        self.with_fleet(|f| f.put_site(name, site));
         Ok(())
     }
 }

@@ -52,6 +52,8 @@ pub struct Core {
     feed: watch::Feed,
     /// The fleet in memory, for placement and the sweeps (`fleet.rs`, kept by `index.rs`).
     fleet: tokio::sync::OnceCell<std::sync::Mutex<fleet::Fleet>>,
+    /// Creates waiting to be placed and committed as a group (`place.rs`).
+    creates: std::sync::Mutex<Vec<place::Job>>,
     /// The CA that signs node certificates (set once by `run`; unset in core tests).
     pub ca: std::sync::OnceLock<Arc<crate::pki::Ca>>,
 }
@@ -74,6 +76,7 @@ impl Core {
             blocked: Default::default(),
             feed: Default::default(),
             fleet: Default::default(),
+            creates: Default::default(),
             ca: Default::default(),
         })
     }

@@ -2,7 +2,10 @@
 //! slice, all or nothing, under conditions the database checks.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use crate::auth::Principal;
 use crate::error::{Error, Result};
@@ -23,16 +26,33 @@ const DEFAULT_REPLACE_AFTER: Duration = Duration::from_secs(300);
 const CONFLICT_RETRIES: usize = 3;
 
 /// A slice and its slivers ready to be written.
-struct Planned {
+#[derive(Debug)]
+pub(super) struct Planned {
     slice: Slice,
     slivers: Vec<Sliver>,
     warnings: Vec<String>,
 }
 
+/// A create waiting for the placer (`Core::creates`).
+#[derive(Debug)]
+pub(super) struct Job {
+    who: User,
+    actor: String,
+    spec: SliceSpec,
+    done: oneshot::Sender<Result<Planned>>,
+}
+
 impl Core {
     /// Places and records a slice; capacity is committed in the same transaction.
+    ///
+    /// Creates are committed in groups: each queues its request and starts a placer task; the
+    /// first placer to take the placement lock plans everything queued, one request after the
+    /// other on the fleet index (so each sees what the earlier ones took), and commits them in
+    /// one transaction. A request refused in planning gets its own explanation and the others
+    /// go on; if the database refuses the group, each is placed again on its own. The placer
+    /// runs as its own task, so a caller that goes away never leaves a group half done.
     pub async fn create_slice(
-        &self,
+        self: &Arc<Self>,
         p: &Principal,
         mut spec: SliceSpec,
     ) -> Result<(SliceView, Vec<String>)> {
@@ -48,15 +68,109 @@ impl Core {
             }
         }
         self.load_fleet().await?;
-        let _guard = self.place_lock.lock().await;
+        let (done, answer) = oneshot::channel();
+        self.creates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Job {
+                who,
+                actor: p.actor(),
+                spec,
+                done,
+            });
+        let core = self.clone();
+        tokio::spawn(async move {
+            let _guard = core.place_lock.lock().await;
+            let batch =
+                std::mem::take(&mut *core.creates.lock().unwrap_or_else(|p| p.into_inner()));
+            if !batch.is_empty() {
+                core.place_batch(batch).await;
+            }
+        });
+        let Planned {
+            slice,
+            slivers,
+            warnings,
+        } = answer
+            .await
+            .map_err(|_| Error::Unavailable("placement was interrupted; try again".into()))??;
+        // The answer comes from what was just written and the index, not from a re-read.
+        let views = self.sliver_views(slivers);
+        Ok((
+            SliceView {
+                slice,
+                slivers: views,
+            },
+            warnings,
+        ))
+    }
+
+    /// Plans and commits a group of creates (under the placement lock); answers each.
+    async fn place_batch(&self, batch: Vec<Job>) {
+        let mut planned: Vec<(Job, Planned)> = Vec::with_capacity(batch.len());
+        for job in batch {
+            let plan = if self
+                .with_fleet(|f| f.name_taken(&job.spec.name))
+                .unwrap_or(false)
+            {
+                Err(Error::AlreadyExists {
+                    kind: "slice",
+                    name: job.spec.name.clone(),
+                })
+            } else {
+                self.plan_slice(&job.who, &job.spec)
+            };
+            match plan {
+                Ok(p) => {
+                    // Held at once, so the next request of the group sees it taken.
+                    self.with_fleet(|f| take(f, &p));
+                    planned.push((job, p));
+                }
+                Err(e) => {
+                    let _ = job.done.send(Err(e));
+                }
+            }
+        }
+        if planned.is_empty() {
+            return;
+        }
+        let committed = self.commit_group(&planned).await;
+        if matches!(committed, Ok(true)) {
+            for (job, p) in planned {
+                self.push_slivers(&p);
+                let _ = job.done.send(Ok(p));
+            }
+            return;
+        }
+        self.with_fleet(|f| planned.iter().for_each(|(_, p)| give_back(f, p)));
+        if let (Err(e), 1) = (&committed, planned.len()) {
+            tracing::debug!(error = %e, "create failed");
+        }
+        // One at a time: each gets its own outcome, and refusals are retried.
+        for (job, _) in planned {
+            let outcome = self.place_one(&job).await;
+            if let Ok(p) = &outcome {
+                self.push_slivers(p);
+            }
+            let _ = job.done.send(outcome);
+        }
+    }
+
+    /// Plans and commits one create on its own, placing again when the database refuses what
+    /// a stale index offered (another writer).
+    async fn place_one(&self, job: &Job) -> Result<Planned> {
         let mut attempt = 0;
-        let planned = loop {
-            let planned = self.plan_slice(&who, &spec)?;
-            match self.commit_slice(p, &planned).await? {
-                None => break planned,
+        loop {
+            let planned = self.plan_slice(&job.who, &job.spec)?;
+            let mut tx = self.db.begin().await?;
+            match self.write_slice(&mut tx, &job.actor, &planned).await? {
+                None => {
+                    tx.commit().await?;
+                    self.with_fleet(|f| take(f, &planned));
+                    return Ok(planned);
+                }
                 Some(stale) => {
-                    // The index was behind the database (another writer): read those nodes
-                    // again and place anew.
+                    tx.rollback().await?;
                     attempt += 1;
                     tracing::warn!(node = %stale, attempt, "placement refused by the database; retrying");
                     self.refresh_node_locked(&stale).await?;
@@ -67,39 +181,31 @@ impl Core {
                     }
                 }
             }
-        };
-        self.with_fleet(|f| {
-            for v in &planned.slivers {
-                f.hold(v);
-            }
-            f.slice_added(
-                &planned.slice.id,
-                &planned.slice.site,
-                planned.slivers.len() as i64,
-            );
-        });
-        drop(_guard);
+        }
+    }
 
-        let Planned {
-            slice,
-            slivers,
-            warnings,
-        } = planned;
-        for v in &slivers {
+    /// Commits a group in one transaction: `Ok(true)` when all of it is written, `Ok(false)`
+    /// when the database refused a hold (nothing is written then).
+    async fn commit_group(&self, group: &[(Job, Planned)]) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        for (job, p) in group {
+            if self.write_slice(&mut tx, &job.actor, p).await?.is_some() {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Tells the nodes of a committed slice to run its slivers.
+    fn push_slivers(&self, p: &Planned) {
+        for v in &p.slivers {
             self.hub.send(
                 &v.node,
-                NodeCommand::Upsert(Box::new((slice.clone(), v.clone()))),
+                NodeCommand::Upsert(Box::new((p.slice.clone(), v.clone()))),
             );
         }
-        // The answer comes from what was just written and the index, not from a re-read.
-        let views = self.sliver_views(slivers);
-        Ok((
-            SliceView {
-                slice,
-                slivers: views,
-            },
-            warnings,
-        ))
     }
 
     /// Sliver views with their node's address and whether it can be trusted, from the index.
@@ -263,23 +369,25 @@ impl Core {
         })
     }
 
-    /// Writes a planned slice in one transaction. `Some(node)` when the database refused what
-    /// the plan holds on `node` (nothing is written then).
-    async fn commit_slice(&self, p: &Principal, planned: &Planned) -> Result<Option<String>> {
+    /// Writes a planned slice inside `tx`. `Some(node)` when the database refused what the
+    /// plan holds on `node`: the caller must roll back.
+    async fn write_slice(
+        &self,
+        tx: &mut store::Tx,
+        actor: &str,
+        planned: &Planned,
+    ) -> Result<Option<String>> {
         let Planned { slice, slivers, .. } = planned;
-        let mut tx = self.db.begin().await?;
-        store::insert_slice(&mut tx, slice).await?;
-        let actor = p.actor();
+        store::insert_slice(tx, slice).await?;
         for v in slivers {
-            store::insert_sliver(&mut tx, v).await?;
-            if !store::hold(&mut tx, v).await? {
-                tx.rollback().await?;
+            store::insert_sliver(tx, v).await?;
+            if !store::hold(tx, v).await? {
                 return Ok(Some(v.node.clone()));
             }
             store::append_event(
-                &mut tx,
+                tx,
                 &NewEvent::new(
-                    &actor,
+                    actor,
                     format!("sliver/{}", v.id),
                     "placed",
                     format!("on node {} ({})", v.node, v.site),
@@ -292,9 +400,9 @@ impl Core {
         let lease =
             Duration::from_millis((slice.lease_expires_at - slice.created_at).max(0) as u64);
         store::append_event(
-            &mut tx,
+            tx,
             &NewEvent::new(
-                &actor,
+                actor,
                 format!("slice/{}", slice.name),
                 "created",
                 format!(
@@ -307,7 +415,6 @@ impl Core {
             .in_slice(&slice.name, &slice.id),
         )
         .await?;
-        tx.commit().await?;
         Ok(None)
     }
 
@@ -341,6 +448,27 @@ impl Core {
         self.with_fleet(|f| f.all_candidates(|n| self.unavailable(n)))
             .unwrap_or_default()
     }
+}
+
+/// Holds a planned slice's slivers in the index and counts it for its site.
+fn take(f: &mut Fleet, p: &Planned) {
+    for v in &p.slivers {
+        f.hold(v);
+    }
+    f.slice_added(
+        &p.slice.id,
+        &p.slice.name,
+        &p.slice.site,
+        p.slivers.len() as i64,
+    );
+}
+
+/// Undoes `take` for a slice that was not committed.
+fn give_back(f: &mut Fleet, p: &Planned) {
+    for v in &p.slivers {
+        f.release(v);
+    }
+    f.slice_ended(&p.slice.id);
 }
 
 /// How many slivers a request asks for on these candidates (per-site asks count their sites).

@@ -243,6 +243,7 @@ impl Core {
             .end_slice(&mut tx, &s, SliceLife::Deleted, &p.actor())
             .await?;
         tx.commit().await?;
+        self.with_fleet(|f| f.slice_ended(&s.id));
         for v in stopped {
             self.hub.send(&v.node, NodeCommand::Remove(v.id));
         }

@@ -145,15 +145,22 @@ pub async fn holding(c: &mut Conn, name: &str) -> Result<Option<NodeHolding>> {
 
 /// Live slices with their site and how many of their slivers are not deleted: what site quotas
 /// count. Read once, when the service starts.
-pub async fn live_slice_tally(c: &mut Conn) -> Result<Vec<(String, String, i64)>> {
+pub async fn live_slice_tally(c: &mut Conn) -> Result<Vec<(String, String, String, i64)>> {
     let rows = sqlx::query(
-        "SELECT s.id, s.site, COUNT(v.id) AS n FROM slices s
+        "SELECT s.id, s.name, s.site, COUNT(v.id) AS n FROM slices s
          LEFT JOIN slivers v ON v.slice_id = s.id AND v.state <> 'deleted'
-         WHERE s.life = 'live' GROUP BY s.id, s.site",
+         WHERE s.life = 'live' GROUP BY s.id, s.name, s.site",
     )
     .fetch_all(&mut *c)
     .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("site")?, r.try_get("n")?)))
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("name")?,
+                r.try_get("site")?,
+                r.try_get("n")?,
+            ))
+        })
         .collect()
 }

@@ -174,3 +174,25 @@ async fn a_large_fleet_spreads_over_sites_and_least_loaded_nodes() {
         .unwrap_err();
     assert!(err.to_string().contains("3 lack cpu"), "{err}");
 }
+
+#[tokio::test]
+async fn a_deleted_slice_no_longer_counts_against_its_site_quota() {
+    let mut bed = TestBed::new().await;
+    bed.site_with_quota("mit", 1, 0).await;
+    bed.node("n1", "mit", 4000, 8 << 30).await;
+    let alice = bed.user("alice", "mit").await;
+    bed.core
+        .create_slice(&alice, sized("a", 1, 100))
+        .await
+        .unwrap();
+    assert!(bed
+        .core
+        .create_slice(&alice, sized("b", 1, 100))
+        .await
+        .is_err());
+    bed.core.delete_slice(&alice, "a").await.unwrap();
+    bed.core
+        .create_slice(&alice, sized("b", 1, 100))
+        .await
+        .unwrap();
+}
