@@ -107,6 +107,7 @@ pub async fn run(
     let (incoming, track_calls) = listener::incoming(listener, conn_limits);
     // Operator metrics: calls counted by a layer; state gauges computed at each scrape.
     let metrics = metrics::Metrics::new();
+    let _ = core.placement_metrics.set(metrics.placement());
     let metrics_task = match &cfg.metrics_listen {
         Some(at) => {
             let src = metrics::Sources {

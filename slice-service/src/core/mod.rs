@@ -54,6 +54,8 @@ pub struct Core {
     fleet: tokio::sync::OnceCell<std::sync::Mutex<fleet::Fleet>>,
     /// Creates waiting to be placed and committed as a group (`place.rs`).
     creates: std::sync::Mutex<Vec<place::Job>>,
+    /// Where placements are counted (set once by `run`; unset in core tests).
+    pub placement_metrics: std::sync::OnceLock<crate::metrics::PlacementMetrics>,
     /// The CA that signs node certificates (set once by `run`; unset in core tests).
     pub ca: std::sync::OnceLock<Arc<crate::pki::Ca>>,
 }
@@ -77,6 +79,7 @@ impl Core {
             feed: Default::default(),
             fleet: Default::default(),
             creates: Default::default(),
+            placement_metrics: Default::default(),
             ca: Default::default(),
         })
     }

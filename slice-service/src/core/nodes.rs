@@ -384,9 +384,10 @@ impl Core {
         for v in store::slivers_on_node(&mut tx, node).await? {
             if v.state == SliverState::Stopping && !blind && !seen.contains(v.id.as_str()) {
                 // The node has no container for it: the removal is complete.
-                self.set_sliver_state(&mut tx, node, v, SliverState::Deleted, "", None)
-                    .await?
-                    .map(|v| released.push(v));
+                released.extend(
+                    self.set_sliver_state(&mut tx, node, v, SliverState::Deleted, "", None)
+                        .await?,
+                );
                 continue;
             }
             if !v.state.is_live() {

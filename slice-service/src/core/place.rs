@@ -54,6 +54,19 @@ impl Core {
     pub async fn create_slice(
         self: &Arc<Self>,
         p: &Principal,
+        spec: SliceSpec,
+    ) -> Result<(SliceView, Vec<String>)> {
+        let started = std::time::Instant::now();
+        let r = self.create_slice_placed(p, spec).await;
+        if let Some(m) = self.placement_metrics.get() {
+            m.placement(started.elapsed(), crate::metrics::PlacementOutcome::of(&r));
+        }
+        r
+    }
+
+    async fn create_slice_placed(
+        self: &Arc<Self>,
+        p: &Principal,
         mut spec: SliceSpec,
     ) -> Result<(SliceView, Vec<String>)> {
         let who = p.user()?.clone();

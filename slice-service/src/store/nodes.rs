@@ -140,3 +140,27 @@ pub async fn delete_node(c: &mut Conn, name: &str) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// `nodes_named_query(n)`: `n` nodes by name (primary key).
+pub(crate) fn nodes_named_query(n: usize) -> String {
+    format!(
+        "SELECT {COLS} FROM nodes WHERE name IN ({})",
+        super::slices::placeholders(1, n)
+    )
+}
+
+/// The nodes of these names that exist (the nodes of a page of slivers), in one query per
+/// `IN_CHUNK` names.
+pub async fn nodes_named(c: &mut Conn, names: &[String]) -> Result<Vec<Node>> {
+    let mut out = Vec::new();
+    for chunk in names.chunks(super::slices::IN_CHUNK) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(nodes_named_query(chunk.len())));
+        for n in chunk {
+            q = q.bind(n.clone());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.push(node_from(&r)?);
+        }
+    }
+    Ok(out)
+}

@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use super::*;
 use crate::store::events::{events_query, Walk};
-use crate::store::{list_tokens_query, token_by_hash_query};
+use crate::store::{list_tokens_query, nodes_named_query, token_by_hash_query};
 use crate::store::{Conn, Db, EventFilter, CHILD_TOKENS};
 
 /// One hot query: what it is, its text and arguments, and the indexes its SQLite plan must use

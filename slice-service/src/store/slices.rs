@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::{from_json, to_json, Conn};
 use crate::error::{Error, Result};
-use crate::model::{AdminState, Node, Slice, SliceLife, Sliver};
+use crate::model::{Slice, SliceLife, Sliver};
 use crate::state::SliverState;
 use slicebed_units::Resources;
 
@@ -168,7 +168,7 @@ fn bind_all<'q>(
 }
 
 /// `$from, $from+1, ...`: `n` placeholders for an IN list.
-fn placeholders(from: usize, n: usize) -> String {
+pub(super) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
@@ -338,7 +338,7 @@ pub async fn list_visible_slices(c: &mut Conn, l: &SliceList<'_>) -> Result<Vec<
 }
 
 /// Largest IN list one query binds; longer lists are read in chunks.
-const IN_CHUNK: usize = 500;
+pub(super) const IN_CHUNK: usize = 500;
 
 /// `members_query(n)`: the members of `n` slices by id, by slice then name (primary key).
 pub(crate) fn members_query(n: usize) -> String {
@@ -507,51 +507,6 @@ pub async fn slivers_of_slices(c: &mut Conn, ids: &[String]) -> Result<Vec<Slive
         }
         for r in q.fetch_all(&mut *c).await? {
             out.push(sliver_from(&r)?);
-        }
-    }
-    Ok(out)
-}
-
-/// `nodes_named_query(n)`: `n` nodes by name (primary key).
-pub(crate) fn nodes_named_query(n: usize) -> String {
-    format!(
-        "SELECT name, site, address, cpu_millis, memory_bytes, disk_bytes, port_first, port_last, \
-         labels, admin_state, agent_version, last_heartbeat, created_at, drain_deadline \
-         FROM nodes WHERE name IN ({})",
-        placeholders(1, n)
-    )
-}
-
-/// The nodes of these names that exist (the nodes of a page of slivers, in one query per
-/// `IN_CHUNK` names).
-pub async fn nodes_named(c: &mut Conn, names: &[String]) -> Result<Vec<Node>> {
-    let mut out = Vec::new();
-    for chunk in names.chunks(IN_CHUNK) {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(nodes_named_query(chunk.len())));
-        for n in chunk {
-            q = q.bind(n.clone());
-        }
-        for r in q.fetch_all(&mut *c).await? {
-            let labels: String = r.try_get("labels")?;
-            let state: String = r.try_get("admin_state")?;
-            out.push(Node {
-                name: r.try_get("name")?,
-                site: r.try_get("site")?,
-                address: r.try_get("address")?,
-                capacity: Resources::new(
-                    r.try_get("cpu_millis")?,
-                    r.try_get("memory_bytes")?,
-                    r.try_get("disk_bytes")?,
-                ),
-                port_first: r.try_get::<i64, _>("port_first")? as u32,
-                port_last: r.try_get::<i64, _>("port_last")? as u32,
-                labels: from_json(&labels)?,
-                admin_state: AdminState::parse(&state),
-                agent_version: r.try_get("agent_version")?,
-                last_heartbeat: r.try_get("last_heartbeat")?,
-                created_at: r.try_get("created_at")?,
-                drain_deadline: r.try_get("drain_deadline")?,
-            });
         }
     }
     Ok(out)
