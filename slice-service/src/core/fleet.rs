@@ -130,6 +130,34 @@ impl Fleet {
         self.key(&name);
     }
 
+    /// A node's own fields changed (a report, a heartbeat time); what it holds stays. A node
+    /// the index does not know yet is added holding nothing (a new enrolment).
+    pub fn update_node(&mut self, node: Node) {
+        let name = node.name.clone();
+        let h = match self.nodes.get(&name) {
+            Some(old) => NodeHolding {
+                node,
+                allocated: old.allocated,
+                slivers: old.slivers,
+                ports: old.ports.clone(),
+            },
+            None => NodeHolding {
+                node,
+                allocated: Default::default(),
+                slivers: 0,
+                ports: Default::default(),
+            },
+        };
+        self.put_node(h);
+    }
+
+    /// When a node was last heard of, as stored (it tells enrolling nodes from silent ones).
+    pub fn set_last_heartbeat(&mut self, name: &str, at: i64) {
+        if let Some(h) = self.nodes.get_mut(name) {
+            h.node.last_heartbeat = Some(at);
+        }
+    }
+
     pub fn remove_node(&mut self, name: &str) {
         self.unkey(name);
         self.nodes.remove(name);

@@ -39,6 +39,12 @@ impl Core {
         self.refresh_node_locked(name).await
     }
 
+    /// A node's own fields as just committed (not what it holds, which only placements and
+    /// deletions change): no need to read it again, nor to wait for the placement lock.
+    pub(crate) fn node_written(&self, n: crate::model::Node) {
+        self.with_fleet(|f| f.update_node(n));
+    }
+
     /// The same, for a caller that holds the placement lock.
     pub(super) async fn refresh_node_locked(&self, name: &str) -> Result<()> {
         if self.fleet.get().is_none() {

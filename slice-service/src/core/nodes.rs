@@ -184,7 +184,11 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
-        self.refresh_node(&node.name).await?;
+        // A re-enrolled node keeps what its slivers hold: read it again; a new one holds nothing.
+        match action {
+            "enrolled" => self.node_written(node.clone()),
+            _ => self.refresh_node(&node.name).await?,
+        }
         Ok((node, cert))
     }
 
@@ -408,7 +412,7 @@ impl Core {
         }
         tx.commit().await?;
         self.released(&released);
-        self.refresh_node(node).await?;
+        self.node_written(n.clone());
         self.engine_reported(node, engine).await?;
         Ok((n, desired))
     }
@@ -568,8 +572,9 @@ impl Core {
 
     /// A node's control channel closed.
     pub async fn node_disconnected(&self, node: &str) -> Result<()> {
+        let now = self.now_ms();
         let mut tx = self.db.begin().await?;
-        store::set_last_heartbeat(&mut tx, node, self.now_ms()).await?;
+        store::set_last_heartbeat(&mut tx, node, now).await?;
         store::append_event(
             &mut tx,
             &NewEvent::new(
@@ -581,7 +586,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
-        self.refresh_node(node).await?;
+        self.with_fleet(|f| f.set_last_heartbeat(node, now));
         Ok(())
     }
 }

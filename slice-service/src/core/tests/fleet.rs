@@ -196,3 +196,57 @@ async fn a_deleted_slice_no_longer_counts_against_its_site_quota() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_in_groups_never_overcommit_and_each_gets_its_own_answer() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    bed.node("n1", "mit", 4000, 8 << 30).await;
+    bed.node("n2", "mit", 4000, 8 << 30).await;
+    let alice = bed.user("alice", "mit").await;
+    // 8 slivers of 1000m fit; 40 creates race for them, and two of each name.
+    let creates = (0..40).map(|i| {
+        let (core, alice) = (bed.core.clone(), alice.clone());
+        tokio::spawn(async move {
+            core.create_slice(&alice, sized(&format!("s{}", i / 2), 1, 1000))
+                .await
+        })
+    });
+    let mut placed = 0;
+    let (mut full, mut taken) = (0, 0);
+    for h in creates.collect::<Vec<_>>() {
+        match h.await.unwrap() {
+            Ok((view, _)) => {
+                assert_eq!(view.slivers.len(), 1);
+                placed += 1;
+            }
+            Err(Error::Exhausted(why)) => {
+                assert!(why.contains("cpu"), "{why}");
+                full += 1;
+            }
+            Err(Error::AlreadyExists { kind, .. }) => {
+                assert_eq!(kind, "slice");
+                taken += 1;
+            }
+            Err(e) => panic!("unexpected refusal: {e:?}"),
+        }
+    }
+    assert_eq!(
+        placed, 8,
+        "every sliver that fits is placed ({full} full, {taken} taken)"
+    );
+    assert_eq!(placed + full + taken, 40);
+    assert_eq!(
+        cpu_held(&bed, "n1").await + cpu_held(&bed, "n2").await,
+        8000
+    );
+    // Every placed slice is stored whole and its node was told.
+    let mut told = bed.sent("n1").len() + bed.sent("n2").len();
+    for i in 0..20 {
+        if let Some(s) = bed.slice(&format!("s{i}")).await {
+            assert_eq!(bed.slivers(&s.name).await.len(), 1);
+            told -= 1;
+        }
+    }
+    assert_eq!(told, 0, "one upsert per placed sliver");
+}
