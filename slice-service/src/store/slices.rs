@@ -1,6 +1,6 @@
 //! Slices, their members and their slivers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -403,19 +403,6 @@ pub async fn expired_slices(c: &mut Conn, now: i64) -> Result<Vec<Slice>> {
     rows.iter().map(slice_from).collect()
 }
 
-/// Live slices and live slivers held by a site's users.
-pub async fn site_usage(c: &mut Conn, site: &str) -> Result<(i64, i64)> {
-    let r = sqlx::query(
-        "SELECT (SELECT COUNT(*) FROM slices WHERE site = $1 AND life = 'live') AS s,
-                (SELECT COUNT(*) FROM slivers v JOIN slices s ON s.id = v.slice_id
-                   WHERE s.site = $1 AND s.life = 'live') AS v",
-    )
-    .bind(site)
-    .fetch_one(c)
-    .await?;
-    Ok((r.try_get("s")?, r.try_get("v")?))
-}
-
 const SLIVER_COLS: &str = "v.id, v.slice_id, s.name AS slice_name, v.idx, v.node, v.site, v.state, v.cpu_millis, \
     v.memory_bytes, v.disk_bytes, v.ports, v.last_error, v.exit_code, v.generation, v.created_at, v.updated_at";
 
@@ -556,37 +543,6 @@ pub async fn update_sliver_state(c: &mut Conn, v: &Sliver) -> Result<()> {
         .execute(c)
         .await?;
     Ok(())
-}
-
-/// What live slivers hold on each node: reserved resources, sliver count and host ports.
-#[derive(Debug, Default, Clone)]
-pub struct NodeUsage {
-    pub allocated: Resources,
-    pub slivers: u32,
-    pub ports: BTreeSet<u32>,
-}
-
-/// Usage of every node that holds slivers; read inside the placement transaction.
-pub async fn node_usage(c: &mut Conn) -> Result<BTreeMap<String, NodeUsage>> {
-    let rows = sqlx::query(
-        "SELECT node, cpu_millis, memory_bytes, disk_bytes, ports FROM slivers WHERE state <> 'deleted'",
-    )
-    .fetch_all(c)
-    .await?;
-    let mut out: BTreeMap<String, NodeUsage> = BTreeMap::new();
-    for r in &rows {
-        let u = out.entry(r.try_get("node")?).or_default();
-        let res = Resources::new(
-            r.try_get("cpu_millis")?,
-            r.try_get("memory_bytes")?,
-            r.try_get("disk_bytes")?,
-        );
-        u.allocated = u.allocated.plus(res);
-        u.slivers += 1;
-        let ports: Vec<crate::model::AssignedPort> = from_json(&r.try_get::<String, _>("ports")?)?;
-        u.ports.extend(ports.iter().map(|p| p.host_port));
-    }
-    Ok(out)
 }
 
 /// A slice by id, whatever its life.
