@@ -101,17 +101,27 @@ async fn kill9_of_the_service_during_creates_leaves_each_slice_whole_or_absent()
         svc.restart_in_place().await;
     }
     let a = Clients::admin(&svc).await;
-    let slices = a
-        .slices
-        .clone()
-        .list_slices(pb::ListSlicesRequest {
-            include_deleted: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .slices;
+    // Every page: an answer holds at most 100 slices.
+    let mut slices = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let r = a
+            .slices
+            .clone()
+            .list_slices(pb::ListSlicesRequest {
+                include_deleted: true,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        slices.extend(r.slices);
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        page_token = r.next_page_token;
+    }
     for s in &slices {
         assert_eq!(
             s.slivers.len(),
@@ -313,10 +323,11 @@ async fn a_partitioned_node_keeps_its_slivers_enforces_leases_alone_and_rejoins(
         .unwrap();
     let mut short = small("shortlease", 1);
     short.lease = Some(prost_types::Duration {
-        seconds: 6,
+        seconds: 12,
         nanos: 0,
     });
     a.slices.clone().create_slice(short).await.unwrap();
+    let lease_ends = Instant::now() + Duration::from_secs(12);
     wait_running(&a, "longlived").await;
     wait_running(&a, "shortlease").await;
     let before = present(&nm.name).await;
@@ -324,6 +335,13 @@ async fn a_partitioned_node_keeps_its_slivers_enforces_leases_alone_and_rejoins(
 
     proxy.cut();
     let cut_at = Instant::now();
+    // The lease must end during the cut for the node to be the one enforcing it; on a loaded
+    // machine starting two containers can take most of it.
+    assert!(
+        lease_ends > cut_at + Duration::from_secs(3),
+        "the slivers took too long to start to test the cut ({:?} of the lease left)",
+        lease_ends.saturating_duration_since(cut_at)
+    );
     wait_for("node unreachable", Duration::from_secs(10), || {
         let a = a.clone();
         async move { (nodes(&a).await[0].state == pb::NodeState::Unreachable as i32).then_some(()) }
