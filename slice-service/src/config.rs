@@ -57,6 +57,18 @@ pub struct FileConfig {
     /// Operator metrics.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The web status page.
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The web status page (`docs/operations.md`, "The status page").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve the status page (plain HTTP) on this address; off unless given. Port 0 picks a
+    /// free port and writes it to `<data_dir>/web.addr`. Off loopback it needs `insecure`.
+    pub listen: Option<String>,
 }
 
 /// Operator metrics (`docs/operations.md`).
@@ -209,6 +221,8 @@ pub struct Flags {
     pub ca_key: Option<PathBuf>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<String>,
+    /// `--web-listen`.
+    pub web_listen: Option<String>,
 }
 
 /// The effective configuration.
@@ -241,6 +255,8 @@ pub struct Config {
     pub limits: Limits,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_listen: Option<String>,
+    /// Where the status page is served, if anywhere.
+    pub web_listen: Option<String>,
 }
 
 impl Config {
@@ -345,6 +361,7 @@ impl Config {
             admin_token_ttl,
             limits: file.limits.effective()?,
             metrics_listen: flags.metrics_listen.or(file.metrics.listen),
+            web_listen: flags.web_listen.or(file.web.listen),
         })
     }
 }
@@ -407,6 +424,7 @@ mod tests {
         assert_eq!(c.tls, d.tls);
         assert_eq!(c.node_cert_ttl, d.node_cert_ttl);
         assert_eq!(c.metrics_listen, d.metrics_listen);
+        assert_eq!(c.web_listen, d.web_listen);
     }
 
     #[test]
@@ -429,6 +447,25 @@ mod tests {
         .unwrap();
         assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:0"));
         assert!(toml::from_str::<FileConfig>("[metrics]\nport = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_status_page_is_off_unless_asked_and_the_flag_wins() {
+        let flags = Flags {
+            data_dir: Some("/d".into()),
+            ..Default::default()
+        };
+        assert_eq!(Config::for_data_dir("/d").web_listen, None);
+        let f = file("[web]\nlisten = \"127.0.0.1:8080\"\n");
+        let c = Config::merge(flags.clone(), f.clone()).unwrap();
+        assert_eq!(c.web_listen.as_deref(), Some("127.0.0.1:8080"));
+        let flags = Flags {
+            web_listen: Some("127.0.0.1:0".into()),
+            ..flags
+        };
+        let c = Config::merge(flags, f).unwrap();
+        assert_eq!(c.web_listen.as_deref(), Some("127.0.0.1:0"));
+        assert!(toml::from_str::<FileConfig>("[web]\nport = 80\n").is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod state;
 pub mod store;
 pub mod untrusted;
+pub mod web;
 
 use std::future::Future;
 use std::io::Write;
@@ -119,6 +120,21 @@ pub async fn run(
         }
         None => None,
     };
+    // The web status page on its own listener, under the same connection caps.
+    let web_task = match &cfg.web_listen {
+        Some(at) => Some(
+            web::start(
+                at,
+                cfg.insecure,
+                &cfg.data_dir,
+                core.clone(),
+                api.stream_limits(),
+                conn_limits,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let mut server = Server::builder()
         .layer(track_calls)
         .layer(metrics.grpc_layer());
@@ -174,6 +190,10 @@ pub async fn run(
     if let Some(t) = metrics_task {
         t.abort();
         let _ = std::fs::remove_file(cfg.data_dir.join("metrics.addr"));
+    }
+    if let Some(t) = web_task {
+        t.abort();
+        let _ = std::fs::remove_file(cfg.data_dir.join(web::ADDR_FILE));
     }
     let _ = std::fs::remove_file(&addr_file);
     db.close().await;

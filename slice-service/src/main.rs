@@ -47,6 +47,10 @@ struct Args {
     /// Port 0 picks a free port (written to <data-dir>/metrics.addr).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Serve the web status page (plain HTTP) on this address; off by default. Port 0 picks a
+    /// free port (written to <data-dir>/web.addr); off loopback it needs --insecure.
+    #[arg(long, value_name = "ADDR")]
+    web_listen: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -89,6 +93,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
         ca_cert: args.ca_cert,
         ca_key: args.ca_key,
         metrics_listen: args.metrics_listen,
+        web_listen: args.web_listen,
     };
     let cfg = slice_service::Config::merge(flags, file)?;
     let listen = cfg.listen.clone();

@@ -1,0 +1,162 @@
+//! The caller's slices (`GET /api/mine`): one HTML fragment with each slice the caller may
+//! see, its slivers, where they run, their state, message and ports.
+//!
+//! What is listed is exactly what `ListSlices` would give the same caller: it is read through
+//! `Core::list_slices`, whose visibility rule (owner or member; a PI their site's; an admin
+//! all) is the API's. Every value from users and nodes goes through `html::Text`.
+
+use std::fmt::Write;
+
+use super::html::Text;
+use crate::auth::Principal;
+use crate::core::{Core, SliceStatus, SliceView, SliverView};
+use crate::error::Result;
+
+/// Slices shown on the page; `slicectl slice list` shows the rest.
+pub const SHOWN: usize = 50;
+
+/// The fragment for `p`.
+pub async fn render(core: &Core, p: &Principal) -> Result<String> {
+    let who = p.user()?;
+    let page = core.list_slices(p, false, "", None, SHOWN).await?;
+    let names: Vec<&str> = page.views.iter().map(|v| v.slice.name.as_str()).collect();
+    let mut out = format!(
+        "<div class=\"who\" data-user=\"{user}\" data-slices=\"{slices}\">Signed in as \
+         <strong>{user}</strong> ({role}{site}). <button id=\"forget\" type=\"button\">\
+         Forget token</button></div>",
+        user = Text(&who.name),
+        slices = Text(&names.join(" ")),
+        role = who.role.as_str(),
+        site = match &who.site {
+            Some(s) => format!(" of site {}", Text(s)),
+            None => String::new(),
+        },
+    );
+    if page.views.is_empty() {
+        out.push_str("<p class=\"none\">No live slices you can see.</p>");
+    }
+    for v in &page.views {
+        out.push_str(&slice(v));
+    }
+    if page.next.is_some() {
+        let _ = write!(
+            out,
+            "<p class=\"more\">The first {SHOWN} slices are shown; <code>slicectl slice \
+             list</code> shows them all.</p>"
+        );
+    }
+    Ok(out)
+}
+
+fn status_name(s: SliceStatus) -> &'static str {
+    match s {
+        SliceStatus::Provisioning => "provisioning",
+        SliceStatus::Ready => "ready",
+        SliceStatus::Degraded => "degraded",
+        SliceStatus::Deleted => "deleted",
+        SliceStatus::Expired => "expired",
+    }
+}
+
+/// Epoch milliseconds as `2026-12-01 16:40 UTC`.
+pub fn when(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        Err(_) => "?".into(),
+    }
+}
+
+fn slice(v: &SliceView) -> String {
+    let s = &v.slice;
+    let status = status_name(v.status());
+    let members = if s.members.is_empty() {
+        String::new()
+    } else {
+        format!(", members {}", Text(&s.members.join(", ")))
+    };
+    let mut out = format!(
+        "<article class=\"slice\" data-slice=\"{name}\" data-status=\"{status}\"><h3>\
+         <span class=\"slice-name\">{name}</span> <span class=\"status {status}\">{status}\
+         </span></h3><p class=\"meta\">Owner {owner}{members}; image <code>{image}</code>; \
+         lease ends {lease}</p>",
+        name = Text(&s.name),
+        owner = Text(&s.owner),
+        image = Text(&s.image),
+        lease = when(s.lease_expires_at),
+    );
+    if !s.description.is_empty() {
+        let _ = write!(out, "<p class=\"description\">{}</p>", Text(&s.description));
+    }
+    out.push_str(
+        "<table class=\"slivers\"><thead><tr><th>#</th><th>Node</th><th>Site</th>\
+         <th>State</th><th>Message</th><th>Ports</th></tr></thead><tbody>",
+    );
+    for sv in &v.slivers {
+        out.push_str(&sliver(sv));
+    }
+    out.push_str("</tbody></table></article>");
+    out
+}
+
+fn sliver(v: &SliverView) -> String {
+    let sv = &v.sliver;
+    // A node that cannot be heard from may be wrong about its slivers: say so.
+    let state = if v.unknown {
+        "unknown"
+    } else {
+        sv.state.as_str()
+    };
+    let mut message = sv.last_error.clone();
+    if let Some(code) = sv.exit_code {
+        if !message.is_empty() {
+            message.push_str("; ");
+        }
+        let _ = write!(message, "exit code {code}");
+    }
+    let ports: Vec<String> = sv
+        .ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}:{}",
+                Text(&p.name),
+                Text(&v.node_address),
+                p.host_port
+            )
+        })
+        .collect();
+    format!(
+        "<tr data-sliver=\"{id}\" data-state=\"{state}\"><td>{index}</td><td>{node}</td>\
+         <td>{site}</td><td><span class=\"state {state}\">{state}</span></td>\
+         <td class=\"message\">{message}</td><td>{ports}</td></tr>",
+        id = Text(&sv.id),
+        index = sv.index,
+        node = Text(&sv.node),
+        site = Text(&sv.site),
+        message = Text(&message),
+        ports = ports.join("<br>"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_in_utc() {
+        assert_eq!(when(0), "1970-01-01 00:00 UTC");
+        assert_eq!(when(1_796_143_200_000), "2026-12-01 16:40 UTC");
+    }
+
+    #[test]
+    fn status_names_are_the_apis() {
+        assert_eq!(status_name(SliceStatus::Degraded), "degraded");
+    }
+}
