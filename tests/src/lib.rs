@@ -4,6 +4,7 @@
 //! The database is chosen by `SLICEBED_TEST_POSTGRES` (a `postgres://` URL of a server where
 //! the user may create databases); unset means SQLite. Every service gets a fresh database.
 
+pub mod cdp;
 pub mod client;
 pub mod engine;
 pub mod nm;

@@ -115,10 +115,14 @@ fn sliver(v: &SliverView) -> String {
     };
     let mut message = sv.last_error.clone();
     if let Some(code) = sv.exit_code {
-        if !message.is_empty() {
-            message.push_str("; ");
+        // Nodes often say it already.
+        let said = format!("exit code {code}");
+        if !message.contains(&said) {
+            if !message.is_empty() {
+                message.push_str("; ");
+            }
+            message.push_str(&said);
         }
-        let _ = write!(message, "exit code {code}");
     }
     let ports: Vec<String> = sv
         .ports
