@@ -73,6 +73,8 @@ pub enum Command {
     Resources,
     /// Read the event log
     Events(commands::events::EventsArgs),
+    /// What slices, their slivers or nodes use right now (CPU, memory, network, disk)
+    Top(commands::top::TopArgs),
     /// Manage nodes and enroll new ones
     #[command(subcommand)]
     Node(commands::node::NodeCmd),

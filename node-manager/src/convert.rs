@@ -128,6 +128,23 @@ pub fn status_from(r: SliverReport) -> pb::SliverStatus {
     }
 }
 
+/// A sliver's measured usage as the heartbeat's `SliverSample`, taken at `at`.
+pub fn sample_to_pb(
+    sliver_id: String,
+    u: crate::usage::SliverUsage,
+    at: SystemTime,
+) -> pb::SliverSample {
+    pb::SliverSample {
+        sliver_id,
+        cpu_millis: u.cpu_millis,
+        memory_bytes: u.memory_bytes,
+        disk_bytes: u.disk_bytes,
+        net_rx_bytes_per_second: u.net_rx_bps,
+        net_tx_bytes_per_second: u.net_tx_bps,
+        sampled_at: Some(at.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ pub mod reconciler;
 pub mod reports;
 pub mod runtime;
 pub mod subnets;
+pub mod usage;
 
 pub use error::{Error, Result};
 

@@ -281,6 +281,10 @@ impl<R: Runtime> Runtime for Instrumented<R> {
         self.timed("disk_usage", self.inner.disk_usage()).await
     }
 
+    async fn stats(&self) -> Result<Vec<crate::runtime::ContainerStats>> {
+        self.timed("stats", self.inner.stats()).await
+    }
+
     async fn remove(&self, container_id: &str) -> Result<()> {
         self.timed("remove", self.inner.remove(container_id)).await
     }

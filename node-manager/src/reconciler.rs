@@ -56,6 +56,8 @@ pub struct Reconciler<R> {
     disk_checked: Option<Instant>,
     /// Containers over their disk limit at the last measure, with the reason to report.
     over_disk: HashMap<String, String>,
+    /// Bytes each container wrote at the last measure, by container id (for usage reports).
+    written: HashMap<String, i64>,
 }
 
 /// Why a sliver keeps running on a reclaimed node whose backend cannot pause (added to the
@@ -116,7 +118,13 @@ impl<R: Runtime> Reconciler<R> {
             disk_interval: DISK_CHECK_INTERVAL,
             disk_checked: None,
             over_disk: HashMap::new(),
+            written: HashMap::new(),
         }
+    }
+
+    /// Bytes each container wrote at the last disk measure, by container id.
+    pub fn disk_written(&self) -> &HashMap<String, i64> {
+        &self.written
     }
 
     /// Measures disk use every `interval` instead of [`DISK_CHECK_INTERVAL`].
@@ -334,6 +342,10 @@ impl<R: Runtime> Reconciler<R> {
                 return;
             }
         };
+        self.written = measured
+            .iter()
+            .map(|m| (m.container_id.clone(), m.bytes))
+            .collect();
         let mut over = HashMap::new();
         for o in &observed {
             let limit = o.limits.disk_bytes;

@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod state;
 pub mod store;
 pub mod untrusted;
+pub mod usage;
 pub mod web;
 
 use std::future::Future;

@@ -190,6 +190,7 @@ impl TestNode {
                     usage: None,
                     running: 0,
                     engine: hb_engine.lock().unwrap().clone(),
+                    slivers: Vec::new(),
                 };
                 if hb_tx
                     .send(pb::NodeMessage {
@@ -233,6 +234,7 @@ impl TestNode {
             usage: None,
             running: 0,
             engine: status,
+            slivers: Vec::new(),
         };
         self.tx
             .send(pb::NodeMessage {

@@ -112,6 +112,9 @@ const MATRIX: &[(&str, [Want; 9])] = &[
     ("SliceService/ListResources",    [A,  A,  A,  A,  A,  A,  U,  D,  U]),
     ("SliceService/WhoAmI",           [A,  A,  A,  A,  A,  A,  U,  D,  U]),
     ("SliceService/WatchEvents",      [A,  A,  H,  A,  A,  H,  U,  D,  U]),
+    ("SliceService/ListSliceUsage",   [A,  A,  A,  A,  A,  A,  U,  D,  U]),
+    ("SliceService/GetSliceUsage",    [A,  A,  H,  A,  A,  H,  U,  D,  U]),
+    ("SliceService/ListNodeUsage",    [A,  A,  A,  A,  A,  A,  U,  D,  U]),
     ("AdminService/CreateSite",       [A,  D,  D,  D,  D,  D,  U,  D,  U]),
     ("AdminService/ListSites",        [A,  A,  A,  A,  A,  A,  U,  D,  U]),
     ("AdminService/GetSite",          [A,  A,  A,  A,  A,  A,  U,  D,  U]),
@@ -388,6 +391,27 @@ async fn call(w: &World, rpc: &str, caller: Caller, mut c: Conn) -> Result<(), S
         }
         "SliceService/ListResources" => {
             c.slices.list_resources(pb::ListResourcesRequest {}).await?;
+        }
+        "SliceService/ListSliceUsage" => {
+            c.slices
+                .list_slice_usage(pb::ListSliceUsageRequest::default())
+                .await?;
+        }
+        "SliceService/GetSliceUsage" => {
+            c.slices
+                .get_slice_usage(pb::GetSliceUsageRequest {
+                    name: "alices".into(),
+                    history: Some(prost_types::Duration {
+                        seconds: 3600,
+                        nanos: 0,
+                    }),
+                })
+                .await?;
+        }
+        "SliceService/ListNodeUsage" => {
+            c.slices
+                .list_node_usage(pb::ListNodeUsageRequest::default())
+                .await?;
         }
         "SliceService/WhoAmI" => {
             c.slices.who_am_i(pb::WhoAmIRequest {}).await?;

@@ -13,6 +13,7 @@ pub mod site;
 pub mod slice;
 pub mod slice_show;
 pub mod token;
+pub mod top;
 pub mod user;
 pub mod whoami;
 
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Endpoints(args) => access::endpoints::run(args, &ctx).await,
         Command::Resources => resources::run(&ctx).await,
         Command::Events(args) => events::run(args, &ctx).await,
+        Command::Top(args) => top::run(args, &ctx).await,
         Command::Node(cmd) => node::run(cmd, &ctx).await,
         Command::Site(cmd) => site::run(cmd, &ctx).await,
         Command::User(cmd) => user::run(cmd, &ctx).await,

@@ -106,6 +106,21 @@ impl SliceService for Fake {
     async fn watch_events(&self, _: Request<pb::WatchEventsRequest>) -> R<Self::WatchEventsStream> {
         unimplemented()
     }
+    async fn list_slice_usage(
+        &self,
+        _: Request<pb::ListSliceUsageRequest>,
+    ) -> R<pb::ListSliceUsageResponse> {
+        unimplemented()
+    }
+    async fn get_slice_usage(&self, _: Request<pb::GetSliceUsageRequest>) -> R<pb::SliceUsage> {
+        unimplemented()
+    }
+    async fn list_node_usage(
+        &self,
+        _: Request<pb::ListNodeUsageRequest>,
+    ) -> R<pb::ListNodeUsageResponse> {
+        unimplemented()
+    }
 }
 
 #[tonic::async_trait]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use slicebed_proto::v1 as pb;
 use slicebed_proto::v1::{node_message, service_message};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{interval, timeout, MissedTickBehavior};
+use tokio::time::{interval_at, timeout, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::worker::{self, Command};
@@ -21,6 +21,7 @@ use crate::domain::{ReportedState, SliverReport};
 use crate::error::{Error, Result};
 use crate::reconciler::{Reconciler, Usage};
 use crate::runtime::Runtime;
+use crate::usage::Samples;
 
 /// How long the service may take to answer `Hello` with `Welcome`.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,15 +117,30 @@ async fn dispatch<R: Runtime + Clone>(
         .map_err(|_| Error::Protocol("reconcile worker stopped".into()))
 }
 
+/// A heartbeat: the node's totals, the engine's health, and the slivers' figures of the
+/// sampler's latest pass unless it is older than two intervals (the engine stopped answering).
 fn heartbeat_msg(
     usage: &watch::Receiver<Usage>,
+    samples: &watch::Receiver<Samples>,
+    every: Duration,
     engine: Option<pb::EngineStatus>,
 ) -> pb::NodeMessage {
     let u = *usage.borrow();
+    let slivers = match &*samples.borrow() {
+        Some((at, figures)) if at.elapsed() <= every * 2 => {
+            let when = SystemTime::now() - at.elapsed();
+            figures
+                .iter()
+                .map(|(id, u)| crate::convert::sample_to_pb(id.clone(), *u, when))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     let hb = pb::Heartbeat {
         usage: Some(crate::convert::resources_to_pb(u.resources)),
         running: u.running,
         engine,
+        slivers,
     };
     pb::NodeMessage {
         msg: Some(node_message::Msg::Heartbeat(hb)),
@@ -244,7 +260,17 @@ pub async fn run<R: Runtime + Clone>(
         usage_tx,
         shared.clone(),
     )));
-    let mut heartbeat = interval(every);
+    // Usage is sampled in a task of its own, each pass ending just before a heartbeat.
+    let beats_from = tokio::time::Instant::now();
+    let (samples_tx, samples_rx) = watch::channel(None);
+    let _sampler = AbortOnDrop(tokio::spawn(crate::usage::run(
+        runtime.clone(),
+        shared.disk.clone(),
+        beats_from,
+        every,
+        samples_tx,
+    )));
+    let mut heartbeat = interval_at(beats_from, every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut renew_asked = None;
     maybe_renew(cfg, &mut renew_asked, &out_tx).await?;
@@ -279,13 +305,13 @@ pub async fn run<R: Runtime + Clone>(
             }
             _ = heartbeat.tick() => {
                 let engine = engine_status(&engine_rx.borrow_and_update());
-                out_tx.send(heartbeat_msg(&usage_rx, engine)).await.map_err(|_| closed())?;
+                out_tx.send(heartbeat_msg(&usage_rx, &samples_rx, every, engine)).await.map_err(|_| closed())?;
                 maybe_renew(cfg, &mut renew_asked, &out_tx).await?;
             }
             // The engine went away or came back: tell the service now, not at the next beat.
             Ok(()) = engine_rx.changed() => {
                 let engine = engine_status(&engine_rx.borrow_and_update());
-                out_tx.send(heartbeat_msg(&usage_rx, engine)).await.map_err(|_| closed())?;
+                out_tx.send(heartbeat_msg(&usage_rx, &samples_rx, every, engine)).await.map_err(|_| closed())?;
             }
         }
     }

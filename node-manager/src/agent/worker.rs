@@ -64,6 +64,8 @@ pub struct Shared {
     pub store: Option<DesiredStore>,
     /// Where reconcile passes are counted, if anywhere.
     pub metrics: Option<crate::metrics::NodeMetrics>,
+    /// What each container wrote at the reconciler's last disk measure (for usage reports).
+    pub disk: crate::usage::DiskSizes,
 }
 
 impl Shared {
@@ -86,6 +88,7 @@ impl Shared {
             engine: EngineWatch::default(),
             store: None,
             metrics: None,
+            disk: Default::default(),
         }
     }
 
@@ -281,6 +284,7 @@ async fn run_from<R: Runtime>(
             }
         }
         usage.send_replace(rec.usage());
+        shared.disk.set(rec.disk_written().clone());
     }
 }
 

@@ -93,6 +93,24 @@ pub struct DiskUse {
     pub bytes: i64,
 }
 
+/// Cumulative counters of one running sliver container, read by [`Runtime::stats`]. Rates
+/// are the sampler's business (`crate::usage`): it keeps the previous pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// Container id.
+    pub container_id: String,
+    /// Sliver id from the container's labels.
+    pub sliver_id: String,
+    /// CPU time used since the container started, in nanoseconds.
+    pub cpu_nanos: u64,
+    /// Memory in use without the page cache the kernel can reclaim (the working set).
+    pub memory_bytes: i64,
+    /// Network bytes received since the container started, over all its interfaces.
+    pub net_rx_bytes: u64,
+    /// Network bytes sent since the container started.
+    pub net_tx_bytes: u64,
+}
+
 /// Something happened to one of this node's containers; the sliver id if known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeChange {
@@ -142,6 +160,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// What each of this node's containers, stopped ones too, wrote to its own file system
     /// (see [`Capabilities::disk_usage`]). May take a while: callers ask on an interval.
     fn disk_usage(&self) -> impl Future<Output = Result<Vec<DiskUse>>> + Send;
+
+    /// The counters of every running sliver container of this node, in one pass over them (a
+    /// request per container at most, a few at a time, each bounded in time; one the engine
+    /// does not answer for in time is left out). An error only when the engine cannot list.
+    fn stats(&self) -> impl Future<Output = Result<Vec<ContainerStats>>> + Send;
 
     /// Stops and removes a container, paused or not (absent is fine).
     fn remove(&self, container_id: &str) -> impl Future<Output = Result<()>> + Send;

@@ -10,6 +10,7 @@ mod paging;
 pub mod sessions;
 mod slices;
 mod status;
+mod usage;
 
 use std::sync::Arc;
 

@@ -330,6 +330,12 @@ async fn handle(core: &Core, node: &str, m: pb::NodeMessage) -> Flow {
             if let Err(e) = core.engine_reported(node, engine_down(hb.engine)).await {
                 tracing::error!(node, error = %e, "recording engine health failed");
             }
+            if let Err(e) = core
+                .record_usage(node, super::usage::samples_in(hb.slivers))
+                .await
+            {
+                tracing::error!(node, error = %e, "recording sliver usage failed");
+            }
         }
         Some(NodeMsg::Status(s)) => {
             core.hub.touch(node, None);

@@ -144,6 +144,25 @@ impl SliceService for Api {
             token_expires_at: cv::ts_opt(token.expires_at),
         }))
     }
+
+    // Usage: handled in usage.rs.
+    async fn list_slice_usage(
+        &self,
+        req: Request<pb::ListSliceUsageRequest>,
+    ) -> R<pb::ListSliceUsageResponse> {
+        self.list_slice_usage_call(req).await
+    }
+
+    async fn get_slice_usage(&self, req: Request<pb::GetSliceUsageRequest>) -> R<pb::SliceUsage> {
+        self.get_slice_usage_call(req).await
+    }
+
+    async fn list_node_usage(
+        &self,
+        req: Request<pb::ListNodeUsageRequest>,
+    ) -> R<pb::ListNodeUsageResponse> {
+        self.list_node_usage_call(req).await
+    }
 }
 
 /// Largest encoded size of one ListSlices page: well under the 4 MiB clients decode by default.
@@ -151,13 +170,13 @@ const SLICE_PAGE_BYTES: usize = 1 << 20;
 
 /// Slices read for one ListSlices page; fewer are sent when they do not fit in
 /// `SLICE_PAGE_BYTES`.
-const SLICE_PAGE_ROWS: usize = 100;
+pub(super) const SLICE_PAGE_ROWS: usize = 100;
 
 /// Longest page token this service gives: a slice name and id (both bounded) in hex.
 const PAGE_TOKEN_MAX: usize = 1024;
 
 /// The page token of a listing position: where the next page starts (that slice included).
-fn key_token(k: &SliceKey) -> String {
+pub(super) fn key_token(k: &SliceKey) -> String {
     format!(
         "{}.{}.{}",
         hex::encode(&k.name),
@@ -168,7 +187,7 @@ fn key_token(k: &SliceKey) -> String {
 
 /// The position a page token names; empty is the first page. Anything this service did not
 /// give is InvalidArgument naming page_token.
-fn page_key(token: &str) -> Result<Option<SliceKey>, crate::error::Error> {
+pub(super) fn page_key(token: &str) -> Result<Option<SliceKey>, crate::error::Error> {
     if token.is_empty() {
         return Ok(None);
     }

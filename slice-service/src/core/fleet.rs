@@ -238,6 +238,11 @@ impl Fleet {
         }
     }
 
+    /// Whether the slice with this id is live (its usage history is kept only while it is).
+    pub fn slice_is_live(&self, id: &str) -> bool {
+        self.live.contains_key(id)
+    }
+
     /// Whether a live slice has this name.
     pub fn name_taken(&self, name: &str) -> bool {
         self.names.contains(name)

@@ -13,6 +13,7 @@ mod soft;
 mod spec;
 #[cfg(test)]
 mod tests;
+mod usage;
 mod views;
 mod watch;
 
@@ -21,6 +22,7 @@ pub use nodes::{NodeHello, ObservedStatus};
 pub use reaper::spawn_reapers;
 pub use slices::{EventPage, Renewed, EVENT_PAGE_BYTES};
 pub use spec::SliceSpec;
+pub use usage::{NodeUsage, SliceUsage, SliverUsage, UsageState, MAX_SAMPLES};
 pub use views::*;
 
 use std::sync::Arc;
@@ -58,6 +60,8 @@ pub struct Core {
     pub placement_metrics: std::sync::OnceLock<crate::metrics::PlacementMetrics>,
     /// The CA that signs node certificates (set once by `run`; unset in core tests).
     pub ca: std::sync::OnceLock<Arc<crate::pki::Ca>>,
+    /// Measured usage of slivers and nodes (`usage.rs`).
+    pub(crate) usage: UsageState,
 }
 
 impl Core {
@@ -81,6 +85,7 @@ impl Core {
             creates: Default::default(),
             placement_metrics: Default::default(),
             ca: Default::default(),
+            usage: Default::default(),
         })
     }
 

@@ -82,6 +82,9 @@ pub fn spawn_reapers(core: Arc<Core>) -> tokio::task::JoinHandle<()> {
             if let Err(e) = core.handle_lost_and_draining().await {
                 tracing::error!(error = %e, "node loss and drain sweep failed");
             }
+            if let Err(e) = core.usage_sweep().await {
+                tracing::error!(error = %e, "usage history sweep failed");
+            }
         }
     })
 }

@@ -22,6 +22,7 @@ mod sites;
 mod slices;
 mod stats;
 mod usage;
+mod usage_history;
 mod users;
 
 pub use events::*;
@@ -32,6 +33,7 @@ pub use sites::*;
 pub use slices::*;
 pub use stats::*;
 pub use usage::*;
+pub use usage_history::*;
 pub use users::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

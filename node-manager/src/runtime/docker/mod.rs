@@ -7,7 +7,7 @@
 //! Files: `connect` (client, API version negotiation, error mapping), `containers`,
 //! `container_config` (a spec as the engine's configuration), `observe` (an inspected
 //! container as an [`ObservedSliver`]), `networks`, `firewall` (per-slice iptables rules that
-//! keep slivers off the host and other slices' ports), `disk` (the engine's cap on a
+//! keep slivers off the host and other slices' ports), `stats` (one sampling pass of CPU, memory and network counters), `disk` (the engine's cap on a
 //! container's writable layer where its driver has one, else measuring it), `exec` and `kill` (ending an exec's host
 //! process tree), `logs`, `copy`, `image`.
 
@@ -23,6 +23,7 @@ mod kill;
 mod logs;
 mod networks;
 mod observe;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -264,6 +265,10 @@ impl Runtime for DockerRuntime {
 
     async fn disk_usage(&self) -> Result<Vec<DiskUse>> {
         self.container_disk_usage().await
+    }
+
+    async fn stats(&self) -> Result<Vec<super::ContainerStats>> {
+        self.container_stats().await
     }
 
     async fn remove(&self, container_id: &str) -> Result<()> {

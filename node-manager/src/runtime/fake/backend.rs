@@ -9,8 +9,8 @@ use futures::StreamExt;
 use super::{access, Behaviour, FakeRuntime};
 use crate::domain::{ContainerPhase, ObservedSliver, SliverSpec};
 use crate::runtime::{
-    Capabilities, DiskUse, ExecProcess, ExecSpec, ImageImport, LogsSpec, Output, Result, Runtime,
-    RuntimeChange, RuntimeError, TermSize,
+    Capabilities, ContainerStats, DiskUse, ExecProcess, ExecSpec, ImageImport, LogsSpec, Output,
+    Result, Runtime, RuntimeChange, RuntimeError, TermSize,
 };
 
 fn apply(c: &mut ObservedSliver, b: &Behaviour) {
@@ -164,6 +164,25 @@ impl Runtime for FakeRuntime {
                     container_id: c.container_id.clone(),
                     bytes: *s.written.get(&c.container_id)?,
                 })
+            })
+            .collect())
+    }
+
+    async fn stats(&self) -> Result<Vec<ContainerStats>> {
+        let s = self.answer("stats")?;
+        Ok(self
+            .mine(&s)
+            .filter(|c| c.phase == ContainerPhase::Running)
+            .map(|c| {
+                let k = s.counters.get(&c.sliver_id).copied().unwrap_or_default();
+                ContainerStats {
+                    container_id: c.container_id.clone(),
+                    sliver_id: c.sliver_id.clone(),
+                    cpu_nanos: k.cpu_nanos,
+                    memory_bytes: k.memory_bytes,
+                    net_rx_bytes: k.rx,
+                    net_tx_bytes: k.tx,
+                }
             })
             .collect())
     }

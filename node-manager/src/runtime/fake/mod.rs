@@ -18,6 +18,19 @@ pub use access::{Entry, ExecBehaviour};
 use super::{Capabilities, Output, Result, RuntimeError};
 use crate::domain::ObservedSliver;
 
+/// A fake container's cumulative counters, as [`FakeRuntime::set_counters`] plays them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// CPU time since start, nanoseconds.
+    pub cpu_nanos: u64,
+    /// Working set, bytes.
+    pub memory_bytes: i64,
+    /// Bytes received since start.
+    pub rx: u64,
+    /// Bytes sent since start.
+    pub tx: u64,
+}
+
 /// What a container of a given image does when started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Behaviour {
@@ -42,6 +55,8 @@ struct State {
     capabilities: Capabilities,
     /// Bytes written per container id (what `disk_usage` reports).
     written: HashMap<String, i64>,
+    /// Counters per sliver id (what `stats` reports for its running container).
+    counters: HashMap<String, Counters>,
     exec_scripts: HashMap<String, ExecBehaviour>,
     execs: BTreeMap<String, access::FakeExec>,
     /// Log lines per sliver id.
@@ -65,6 +80,7 @@ impl Default for State {
             down: false,
             capabilities: Capabilities::ALL,
             written: HashMap::new(),
+            counters: HashMap::new(),
             exec_scripts: HashMap::new(),
             execs: BTreeMap::new(),
             logs: HashMap::new(),
@@ -135,6 +151,12 @@ impl FakeRuntime {
         for id in ids {
             s.written.insert(id, bytes);
         }
+    }
+
+    /// Plays sliver `sliver_id`'s counters (CPU nanoseconds, working set, bytes received
+    /// and sent since start), reported by `stats` while its container runs.
+    pub fn set_counters(&self, sliver_id: &str, c: Counters) {
+        self.lock().counters.insert(sliver_id.to_string(), c);
     }
 
     /// Sets the log of sliver `sliver_id`, one chunk per line.

@@ -13,6 +13,7 @@ mod loss;
 mod reap;
 mod security;
 mod status;
+mod usage;
 mod watch;
 
 use std::collections::BTreeMap;

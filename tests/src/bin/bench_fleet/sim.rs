@@ -300,7 +300,7 @@ async fn session(
             }
             _ = sleep_until(next_beat) => {
                 let running = node.running.lock().unwrap().len() as u32;
-                send(Msg::Heartbeat(pb::Heartbeat { usage: None, running, engine: None })).await?;
+                send(Msg::Heartbeat(pb::Heartbeat { usage: None, running, engine: None, slivers: Vec::new() })).await?;
                 c.heartbeats.fetch_add(1, Relaxed);
                 next_beat += every;
             }

@@ -1,0 +1,164 @@
+//! Per-sliver usage for heartbeats: one sampling pass of the runtime's counters per heartbeat
+//! interval ([`Runtime::stats`]), turned into rates against the previous pass, with the disk
+//! use the reconciler last measured (it measures every 30 s for disk limits; it is never
+//! measured a second time here).
+//!
+//! The sampler runs in a task of its own and hands its latest figures over a watch channel, so
+//! a slow engine never holds up a heartbeat; each pass is also cut off after half an interval.
+//! It knows no proto and no engine types: `convert` and the runtime translate.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
+
+use crate::runtime::{ContainerStats, Runtime};
+
+/// What one sliver used over the last interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SliverUsage {
+    /// Thousandths of a core, averaged over the interval.
+    pub cpu_millis: i64,
+    /// Working set, bytes.
+    pub memory_bytes: i64,
+    /// Bytes written to its own file system at the last disk measurement (0 if none yet).
+    pub disk_bytes: i64,
+    /// Bytes received per second.
+    pub net_rx_bps: i64,
+    /// Bytes sent per second.
+    pub net_tx_bps: i64,
+}
+
+/// The figures of the latest pass: when it ended, and (sliver id, usage) pairs.
+pub type Samples = Option<(Instant, Vec<(String, SliverUsage)>)>;
+
+/// Bytes each container wrote, by container id, as the reconciler last measured; shared with
+/// the sampler.
+#[derive(Debug, Clone, Default)]
+pub struct DiskSizes(Arc<Mutex<HashMap<String, i64>>>);
+
+impl DiskSizes {
+    /// Replaces the figures with a new measurement.
+    pub fn set(&self, sizes: HashMap<String, i64>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = sizes;
+    }
+
+    fn get(&self, container_id: &str) -> i64 {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(container_id).copied().unwrap_or(0)
+    }
+}
+
+/// `delta` per second over `elapsed`, or 0 when the counter went back (a new container).
+fn per_second(delta: u64, elapsed: Duration) -> i64 {
+    let nanos = elapsed.as_nanos().max(1);
+    i64::try_from(u128::from(delta) * 1_000_000_000 / nanos).unwrap_or(i64::MAX)
+}
+
+/// The usage between two readings of the same container `elapsed` apart; `None` when they
+/// are not comparable (another container, counters that went back, no time between them).
+pub fn rates(
+    prev: &ContainerStats,
+    cur: &ContainerStats,
+    elapsed: Duration,
+) -> Option<SliverUsage> {
+    if prev.container_id != cur.container_id
+        || elapsed.is_zero()
+        || cur.cpu_nanos < prev.cpu_nanos
+        || cur.net_rx_bytes < prev.net_rx_bytes
+        || cur.net_tx_bytes < prev.net_tx_bytes
+    {
+        return None;
+    }
+    // CPU nanoseconds per second are millicores times a million.
+    Some(SliverUsage {
+        cpu_millis: per_second(cur.cpu_nanos - prev.cpu_nanos, elapsed) / 1_000_000,
+        memory_bytes: cur.memory_bytes.max(0),
+        disk_bytes: 0,
+        net_rx_bps: per_second(cur.net_rx_bytes - prev.net_rx_bytes, elapsed),
+        net_tx_bps: per_second(cur.net_tx_bytes - prev.net_tx_bytes, elapsed),
+    })
+}
+
+/// Keeps the previous pass to compute rates from the next.
+pub struct Sampler<R> {
+    runtime: R,
+    disk: DiskSizes,
+    prev: HashMap<String, (ContainerStats, Instant)>,
+}
+
+impl<R: Runtime> Sampler<R> {
+    /// A sampler with no previous pass.
+    pub fn new(runtime: R, disk: DiskSizes) -> Self {
+        Self {
+            runtime,
+            disk,
+            prev: HashMap::new(),
+        }
+    }
+
+    /// One pass: the usage of every running sliver seen in the previous pass too. Slivers seen
+    /// for the first time (or in a new container) only set the baseline.
+    pub async fn pass(&mut self) -> crate::runtime::Result<Vec<(String, SliverUsage)>> {
+        let now_stats = self.runtime.stats().await?;
+        let at = Instant::now();
+        let mut out = Vec::with_capacity(now_stats.len());
+        let mut next = HashMap::with_capacity(now_stats.len());
+        for s in now_stats {
+            if let Some((p, then)) = self.prev.get(&s.sliver_id) {
+                if let Some(mut u) = rates(p, &s, at.duration_since(*then)) {
+                    u.disk_bytes = self.disk.get(&s.container_id);
+                    out.push((s.sliver_id.clone(), u));
+                }
+            }
+            next.insert(s.sliver_id.clone(), (s, at));
+        }
+        self.prev = next;
+        Ok(out)
+    }
+}
+
+/// How long before each heartbeat a pass starts, so the heartbeat carries fresh figures.
+pub fn lead(every: Duration) -> Duration {
+    (every / 4).min(Duration::from_secs(2))
+}
+
+/// Samples every `every`, each pass ending `lead(every)` before a heartbeat of a session whose
+/// heartbeats started at `start`; publishes each pass in `out` (an empty pass when the engine
+/// does not answer). Runs until aborted.
+pub async fn run<R: Runtime>(
+    runtime: R,
+    disk: DiskSizes,
+    start: Instant,
+    every: Duration,
+    out: watch::Sender<Samples>,
+) {
+    let mut sampler = Sampler::new(runtime, disk);
+    // A first pass at once sets the baseline.
+    let _ = timeout(every / 2, sampler.pass()).await;
+    let mut tick = interval_at(start + every - lead(every), every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let figures = match timeout(every / 2, sampler.pass()).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "usage sampling failed");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!(
+                    budget_ms = (every / 2).as_millis() as u64,
+                    "usage sampling pass took too long; skipped"
+                );
+                continue;
+            }
+        };
+        out.send_replace(Some((Instant::now(), figures)));
+    }
+}
+
+#[cfg(test)]
+mod tests;

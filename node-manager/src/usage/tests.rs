@@ -1,0 +1,131 @@
+use super::*;
+use crate::domain::{ContainerPhase, ObservedSliver, Resources};
+use crate::runtime::fake::{Counters, FakeRuntime};
+
+fn stats(container: &str, cpu: u64, rx: u64, tx: u64) -> ContainerStats {
+    ContainerStats {
+        container_id: container.into(),
+        sliver_id: "v".into(),
+        cpu_nanos: cpu,
+        memory_bytes: 64 << 20,
+        net_rx_bytes: rx,
+        net_tx_bytes: tx,
+    }
+}
+
+#[test]
+fn rates_are_counter_deltas_over_the_time_between_passes() {
+    let a = stats("c1", 1_000_000_000, 1000, 0);
+    // 1.5 s of CPU in 2 s: three quarters of a core; 4 KiB in 2 s.
+    let b = stats("c1", 2_500_000_000, 1000 + 4096, 10);
+    let u = rates(&a, &b, Duration::from_secs(2)).unwrap();
+    assert_eq!(u.cpu_millis, 750);
+    assert_eq!((u.net_rx_bps, u.net_tx_bps), (2048, 5));
+    assert_eq!(u.memory_bytes, 64 << 20);
+    // Two busy cores over 500 ms.
+    let c = stats("c1", 2_500_000_000 + 1_000_000_000, 5096, 10);
+    assert_eq!(
+        rates(&b, &c, Duration::from_millis(500))
+            .unwrap()
+            .cpu_millis,
+        2000
+    );
+}
+
+#[test]
+fn readings_that_cannot_be_compared_give_no_rate() {
+    let a = stats("c1", 5_000, 10, 10);
+    assert_eq!(
+        rates(&a, &stats("c2", 9_000, 20, 20), Duration::from_secs(1)),
+        None
+    );
+    assert_eq!(
+        rates(&a, &stats("c1", 4_000, 20, 20), Duration::from_secs(1)),
+        None
+    );
+    assert_eq!(
+        rates(&a, &stats("c1", 9_000, 5, 20), Duration::from_secs(1)),
+        None
+    );
+    assert_eq!(rates(&a, &stats("c1", 9_000, 20, 20), Duration::ZERO), None);
+    // An idle sliver is zero, not absent.
+    let idle = rates(&a, &a.clone(), Duration::from_secs(1)).unwrap();
+    assert_eq!((idle.cpu_millis, idle.net_rx_bps), (0, 0));
+}
+
+fn running(rt: &FakeRuntime, container: &str, sliver: &str) {
+    rt.insert(ObservedSliver {
+        container_id: container.into(),
+        sliver_id: sliver.into(),
+        slice: "web".into(),
+        generation: 1,
+        phase: ContainerPhase::Running,
+        exit_code: None,
+        oom_killed: false,
+        restarts: 0,
+        limits: Resources::default(),
+        error: None,
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_reports_slivers_seen_in_the_previous_one_with_their_disk_use() {
+    let rt = FakeRuntime::new("n1");
+    running(&rt, "c1", "busy");
+    running(&rt, "c2", "idle");
+    let disk = DiskSizes::default();
+    disk.set(HashMap::from([("c1".to_string(), 4096)]));
+    let mut s = Sampler::new(rt.clone(), disk);
+    let at = |cpu: u64| Counters {
+        cpu_nanos: cpu,
+        memory_bytes: 1 << 20,
+        rx: 0,
+        tx: 0,
+    };
+    rt.set_counters("busy", at(0));
+    assert!(
+        s.pass().await.unwrap().is_empty(),
+        "the first pass is only a baseline"
+    );
+    tokio::time::advance(Duration::from_secs(10)).await;
+    rt.set_counters("busy", at(10_000_000_000));
+    let mut got = s.pass().await.unwrap();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].0, "busy");
+    assert_eq!(got[0].1.cpu_millis, 1000);
+    assert_eq!(got[0].1.disk_bytes, 4096);
+    assert_eq!((got[1].0.as_str(), got[1].1.cpu_millis), ("idle", 0));
+    // A sliver whose container stopped drops out; one seen for the first time waits a pass.
+    rt.update("c2", |c| c.phase = ContainerPhase::EXITED);
+    running(&rt, "c3", "new");
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let got = s.pass().await.unwrap();
+    assert_eq!(
+        got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(),
+        vec!["busy"]
+    );
+    assert_eq!(got[0].1.cpu_millis, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_task_publishes_a_pass_before_each_heartbeat_and_nothing_when_the_engine_is_away() {
+    let rt = FakeRuntime::new("n1");
+    running(&rt, "c1", "busy");
+    let (tx, mut rx) = watch::channel(None);
+    let start = Instant::now();
+    let every = Duration::from_secs(8);
+    let task = tokio::spawn(run(rt.clone(), DiskSizes::default(), start, every, tx));
+    rx.changed().await.unwrap();
+    let (at, figures) = rx.borrow_and_update().clone().unwrap();
+    assert_eq!(
+        at.duration_since(start),
+        every - lead(every),
+        "a pass ends before the beat"
+    );
+    assert_eq!(figures.len(), 1);
+    rt.set_down(true);
+    rx.changed().await.unwrap();
+    assert!(rx.borrow_and_update().as_ref().unwrap().1.is_empty());
+    task.abort();
+}
