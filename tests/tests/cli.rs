@@ -349,6 +349,16 @@ async fn dev_up_runs_a_three_site_testbed_and_dev_down_removes_it() {
             "sliver on port {port} answers: {body}"
         );
     }
+    // The status page dev up prints shows the three demo sites on its map.
+    let page = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Status page: http://127.0.0.1:"))
+        .and_then(|rest| rest.trim_end_matches('/').parse::<u32>().ok())
+        .and_then(common::testbed::http_get)
+        .unwrap_or_else(|| panic!("dev up prints a status page that answers: {out}"));
+    for site in ["mit", "eth", "kaist"] {
+        assert!(page.contains(&format!("data-site=\"{site}\"")), "{page}");
+    }
     drop(guard);
     let leftovers = Command::new("docker")
         .args(["ps", "-aq", "--filter", "label=slicebed.slice=demo"])

@@ -76,9 +76,12 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
         "127.0.0.1:0".into(),
         "--data-dir".into(),
         path_arg(&service_dir),
+        // The status page on a free loopback port too (web.addr says which).
+        "--web-listen".into(),
+        "127.0.0.1:0".into(),
     ];
     started.spawn("slice-service", &service_bin, &args, &log)?;
-    let (addr, admin_token) = wait_for_service(&mut started, &service_dir, &log).await?;
+    let (addr, admin_token, web) = wait_for_service(&mut started, &service_dir, &log).await?;
     // The service serves TLS with a certificate from its own CA (`--tls auto`, its default),
     // which also signs the nodes' client certificates: everyone here trusts that CA.
     let server = format!("https://{addr}");
@@ -86,6 +89,8 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
     started.pids.server = Some(server.clone());
     started.pids.save(dir)?;
     step(&format!("slice-service listens on {server}"));
+    let status_page = format!("http://{web}/");
+    step(&format!("The status page is at {status_page}"));
     let settings = Settings {
         server: server.clone(),
         token: Some(admin_token.clone()),
@@ -133,29 +138,38 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
     step("Creating the demo slice (one web server per site)");
     let demo = slice::create(&mut c, ctx, &demo_args(sites, timeout_secs)).await?;
     if !ctx.json() {
-        output::out(&next_steps(&server, dir, &demo, &dir_flag))?;
+        output::out(&next_steps(&server, &status_page, dir, &demo, &dir_flag))?;
     }
     Ok(())
 }
 
-/// Waits for `service.addr` and `admin.token`; fails early if the service dies.
+/// Waits for `service.addr`, `web.addr` and `admin.token`: (service address, admin token,
+/// status page address). Fails early if the service dies.
 async fn wait_for_service(
     started: &mut Started,
     service_dir: &Path,
     log: &Path,
-) -> Result<(String, String)> {
+) -> Result<(String, String, String)> {
     let deadline = Instant::now() + Duration::from_secs(30);
+    // A half-written file does not parse as an address yet; keep waiting.
+    let addr_in = |file: &str| {
+        let text = fs::read_to_string(service_dir.join(file)).unwrap_or_default();
+        let text = text.trim();
+        text.parse::<std::net::SocketAddr>()
+            .is_ok()
+            .then(|| text.to_string())
+    };
     loop {
         started.check_alive()?;
-        let addr = fs::read_to_string(service_dir.join("service.addr")).unwrap_or_default();
         let token = fs::read_to_string(service_dir.join("admin.token")).unwrap_or_default();
-        // A half-written file does not parse as an address yet; keep waiting.
-        if addr.trim().parse::<std::net::SocketAddr>().is_ok() && !token.trim().is_empty() {
-            return Ok((addr.trim().to_string(), token.trim().to_string()));
+        if let (Some(addr), Some(web)) = (addr_in("service.addr"), addr_in("web.addr")) {
+            if !token.trim().is_empty() {
+                return Ok((addr, token.trim().to_string(), web));
+            }
         }
         if Instant::now() > deadline {
             return Err(with_log(
-                "slice-service did not write service.addr and admin.token within 30s",
+                "slice-service did not write service.addr, web.addr and admin.token within 30s",
                 log,
             ));
         }
@@ -335,7 +349,13 @@ fn demo_args(sites: &[DemoSite], timeout_secs: u64) -> slice::CreateArgs {
     }
 }
 
-fn next_steps(server: &str, dir: &Path, demo: &pb::Slice, dir_flag: &str) -> String {
+fn next_steps(
+    server: &str,
+    status_page: &str,
+    dir: &Path,
+    demo: &pb::Slice,
+    dir_flag: &str,
+) -> String {
     let mut steps: Vec<(String, &str)> = Vec::new();
     if let Some(v) = demo.slivers.first() {
         if let Some(p) = v.ports.iter().find(|p| p.name == "http") {
@@ -365,7 +385,10 @@ fn next_steps(server: &str, dir: &Path, demo: &pb::Slice, dir_flag: &str) -> Str
         .collect();
     format!(
         "\nThe local testbed is up: slice-service at {server}, logs and state in {}.\n\
-         Context {CONTEXT:?} (admin) is now current. Next steps:\n\n{lines}",
-        dir.display()
+         Context {CONTEXT:?} (admin) is now current.\n\n\
+         Status page: {status_page}\n  (the map, nodes and load; paste the admin token from {} \
+         to see the demo slice live)\n\nNext steps:\n\n{lines}",
+        dir.display(),
+        dir.join("service").join("admin.token").display(),
     )
 }
