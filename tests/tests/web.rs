@@ -7,7 +7,7 @@
 //! delivers the slice's end. In headless Chromium (Debian's `chromium`, driven over the
 //! DevTools protocol): the map shows the three sites, the page without a token shows no slice,
 //! a token shows the slice running, and the page updates when a killed container ends its
-//! sliver. A screenshot is saved and its path printed.
+//! sliver and when a node goes silent. A screenshot is saved and its path printed.
 
 mod common;
 
@@ -313,7 +313,7 @@ async fn the_page_shows_three_sites_on_the_map_and_a_slice_that_changes_state_in
         ("eth", "ETH Zurich", "Zurich", 47.38, 8.55),
         ("kaist", "KAIST", "Daejeon", 36.37, 127.36),
     ];
-    let mut nodes = Vec::new();
+    let mut nodes: Vec<NodeManager> = Vec::new();
     for (name, display, city, lat, lon) in sites {
         admin
             .admin
@@ -458,5 +458,25 @@ async fn the_page_shows_three_sites_on_the_map_and_a_slice_that_changes_state_in
         .filter(|p| !p.contains("ERR_ABORTED"))
         .collect();
     assert!(problems.is_empty(), "{problems:?}");
-    drop(nodes);
+
+    // A node goes silent: the public overview, re-read by the page, turns its site red.
+    let kaist = nodes
+        .iter_mut()
+        .find(|n| n.name.starts_with("kaist"))
+        .expect("the kaist node");
+    kaist.kill9();
+    let dot = "document.querySelector('#map g.site[data-site=\"kaist\"]').getAttribute('class') \
+               + ' ' + document.querySelector('#sites tr[data-site=\"kaist\"] .state').textContent";
+    let start = std::time::Instant::now();
+    loop {
+        let now = b.eval(dot).await;
+        if now == json!("site down unreachable") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "30 s after its node was killed, kaist shows as {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

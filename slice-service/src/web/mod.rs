@@ -13,7 +13,7 @@
 mod assets;
 mod auth;
 mod events;
-pub mod html;
+mod html;
 mod map;
 mod mine;
 mod overview;
