@@ -1,0 +1,156 @@
+//! Per-sliver usage end to end: a real service (heartbeats every 500 ms), a real node manager
+//! on the local Docker engine, and `slicectl top` as a researcher runs it. A sliver spinning a
+//! CPU loop shows substantial CPU within a few heartbeats while an idle one shows next to none;
+//! node totals add them up; a user who is not a member sees neither.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::testbed::*;
+use common::*;
+use slicebed_proto::v1 as pb;
+use slicebed_tests::nm::unique;
+use slicebed_tests::{bin, wait_for, Service};
+
+/// The heartbeat interval `Service::start` configures.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
+fn ctl(svc: &Service, token: &str, args: &[&str]) -> Output {
+    Command::new(bin("slicectl"))
+        .args(["--server", svc.url_str(), "--token", token])
+        .args(args)
+        .env("XDG_CONFIG_HOME", "/nonexistent-slicebed-test")
+        .env("SLICECTL_CA_CERT", &slicebed_tests::service::test_ca().0)
+        .output()
+        .expect("run slicectl")
+}
+
+/// `slicectl -o json ARGS` as `token`, parsed; panics with its output if it fails.
+fn json(svc: &Service, token: &str, args: &[&str]) -> serde_json::Value {
+    let out = ctl(svc, token, &[&["-o", "json"], args].concat());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "slicectl {args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A one-sliver slice of `cpu_millis` running `script`.
+fn slice(name: &str, cpu_millis: i64, script: &str) -> pb::CreateSliceRequest {
+    pb::CreateSliceRequest {
+        name: name.into(),
+        image: "slicebed/base:latest".into(),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        resources: Some(pb::Resources {
+            cpu_millis,
+            memory_bytes: 64 * MI,
+            disk_bytes: GI,
+        }),
+        placement: Some(pb::PlacementRequest {
+            slivers: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn cpu_of(top: &serde_json::Value) -> Option<i64> {
+    top["sliver_usage"][0]["usage"]["cpu_millis"].as_i64()
+}
+
+#[tokio::test]
+async fn a_cpu_loop_shows_in_top_within_a_few_heartbeats_and_only_to_its_members() {
+    let bed = testbed(&["mit"]).await;
+    let alice = make_user(&bed.admin, "alice", "mit").await;
+    let mallory = make_user(&bed.admin, "mallory", "mit").await;
+    let (hot, idle) = (unique("hot"), unique("idle"));
+    let as_alice = slicebed_tests::Clients::new(&bed.svc, Some(&alice)).await;
+    for req in [
+        slice(&hot, 1000, "while :; do :; done"),
+        slice(&idle, 200, "exec sleep 100000"),
+    ] {
+        as_alice
+            .slices
+            .clone()
+            .create_slice(req)
+            .await
+            .expect("create");
+    }
+    wait_running(&as_alice, &hot).await;
+    wait_running(&as_alice, &idle).await;
+    let running_at = Instant::now();
+
+    // The loop's sliver: substantial CPU, against its limit of one core.
+    let top = wait_for(
+        "the CPU loop in `slicectl top`",
+        Duration::from_secs(20),
+        || async {
+            let top = json(&bed.svc, &alice, &["top", &hot]);
+            (cpu_of(&top)? >= 300).then_some(top)
+        },
+    )
+    .await;
+    let took = running_at.elapsed();
+    eprintln!(
+        "CPU loop seen after {took:?} ({:.1} heartbeats): {}",
+        took.as_secs_f64() / HEARTBEAT.as_secs_f64(),
+        top["sliver_usage"][0]
+    );
+    let v = &top["sliver_usage"][0];
+    assert_eq!(v["limits"]["cpu_millis"], 1000);
+    assert!(cpu_of(&top).unwrap() <= 1200, "{v}");
+    assert!(v["usage"]["memory_bytes"].as_i64().unwrap() > 0, "{v}");
+    assert_eq!(
+        (top["slivers"].as_i64(), top["reporting"].as_i64()),
+        (Some(1), Some(1))
+    );
+
+    // The idle one: measured, next to nothing.
+    let quiet = wait_for(
+        "the idle sliver measured",
+        Duration::from_secs(20),
+        || async {
+            let top = json(&bed.svc, &alice, &["top", &idle]);
+            cpu_of(&top).map(|_| top)
+        },
+    )
+    .await;
+    assert!(cpu_of(&quiet).unwrap() < 50, "{}", quiet["sliver_usage"][0]);
+
+    // Her slices, and the node's total, which holds the loop.
+    let mine = json(&bed.svc, &alice, &["top"]);
+    let names: Vec<&str> = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&hot.as_str()) && names.contains(&idle.as_str()),
+        "{mine}"
+    );
+    let nodes = json(&bed.svc, &mallory, &["top", "--nodes"]);
+    let node = &nodes.as_array().unwrap()[0];
+    assert!(
+        node["usage"]["cpu_millis"].as_i64().unwrap() >= 300,
+        "{node}"
+    );
+    assert_eq!(node["reporting"], 2, "{node}");
+    let text = String::from_utf8_lossy(&ctl(&bed.svc, &alice, &["top", &hot]).stdout).to_string();
+    assert!(
+        text.contains("/1 ") || text.contains("/1\n"),
+        "used/limit CPU shown: {text}"
+    );
+
+    // Not a member: the slice does not exist for her, as with `slice show`.
+    let out = ctl(&bed.svc, &mallory, &["top", &hot]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&hot) && err.contains("not found"), "{err}");
+    let hers = json(&bed.svc, &mallory, &["top"]);
+    assert_eq!(hers, serde_json::json!([]));
+}
