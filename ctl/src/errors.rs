@@ -1,6 +1,8 @@
 //! Turning failures into the one line a person reads: gRPC statuses become "not found: ...",
 //! a dead server becomes "cannot reach slice-service at URL (is it running?)", usage errors lose
 //! clap's multi-line help. Never a Rust debug dump, never a panic message with a backtrace.
+//! An error the service answered ends with its request id, `(request id 3f9c2a0b1d4e5f67)`,
+//! which an operator finds in the service's log.
 
 use std::{process::ExitCode, sync::OnceLock};
 
@@ -55,7 +57,11 @@ pub fn describe(err: &anyhow::Error) -> String {
     let mut parts = Vec::new();
     for cause in err.chain() {
         if let Some(status) = cause.downcast_ref::<Status>() {
-            parts.push(status_line(status));
+            let mut line = status_line(status);
+            if let Some(id) = request_id(status) {
+                line.push_str(&format!(" (request id {id})"));
+            }
+            parts.push(line);
             break;
         }
         let text = cause.to_string();
@@ -65,6 +71,18 @@ pub fn describe(err: &anyhow::Error) -> String {
         }
     }
     one_line(&parts.join(": "))
+}
+
+/// The id the service gave the call that ended in `status` (its `x-request-id` header or
+/// trailer), if it sent one that is safe to print: at most 64 of `A-Z a-z 0-9 . _ -`.
+pub fn request_id(status: &Status) -> Option<&str> {
+    let id = status.metadata().get("x-request-id")?.to_str().ok()?;
+    let safe = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    safe.then_some(id)
 }
 
 /// "permission denied: ...", "not found: slice \"x\"" and so on.
@@ -226,6 +244,32 @@ mod tests {
         assert_eq!(describe(&e), "creating site: already exists: site \"mit\"");
         let e = anyhow::anyhow!("bad\n  thing");
         assert_eq!(describe(&e), "bad thing");
+    }
+
+    fn with_id(mut s: Status, id: &str) -> Status {
+        s.metadata_mut().insert("x-request-id", id.parse().unwrap());
+        s
+    }
+
+    #[test]
+    fn answered_errors_end_with_their_request_id() {
+        let s = with_id(
+            Status::not_found("slice \"x\" not found"),
+            "3f9c2a0b1d4e5f67",
+        );
+        let e = anyhow::Error::new(s).context("showing slice");
+        assert_eq!(
+            describe(&e),
+            "showing slice: slice \"x\" not found (request id 3f9c2a0b1d4e5f67)"
+        );
+        // No id (the service was never reached, or an old one): nothing added.
+        let e = anyhow::Error::new(Status::not_found("slice \"x\" not found"));
+        assert_eq!(describe(&e), "slice \"x\" not found");
+        // An id that could do something to a terminal or a shell is not printed.
+        for bad in ["has space", "semi;colon", &"a".repeat(65)] {
+            let e = anyhow::Error::new(with_id(Status::internal("x"), bad));
+            assert!(!describe(&e).contains("request id"), "{bad}");
+        }
     }
 
     #[test]

@@ -60,6 +60,18 @@ pub struct FileConfig {
     /// The web status page.
     #[serde(default)]
     pub web: WebConfig,
+    /// Request tracing.
+    #[serde(default)]
+    pub tracing: TracingConfig,
+}
+
+/// Request tracing (`docs/operations.md`, "Request ids and tracing").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Export a span per call to this OTLP/gRPC collector (`http://HOST:4317`); off unless
+    /// given.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The web status page (`docs/operations.md`, "The status page").
@@ -223,6 +235,8 @@ pub struct Flags {
     pub metrics_listen: Option<String>,
     /// `--web-listen`.
     pub web_listen: Option<String>,
+    /// `--otlp-endpoint`.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The effective configuration.
@@ -257,6 +271,8 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     /// Where the status page is served, if anywhere.
     pub web_listen: Option<String>,
+    /// The OTLP collector spans are exported to, if any (checked to be an http(s) URL).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Config {
@@ -309,6 +325,14 @@ impl Config {
             .nodes
             .cert_ttl
             .unwrap_or(Duration::from_secs(7 * 86_400));
+        let otlp_endpoint = match (flags.otlp_endpoint, file.tracing.otlp_endpoint) {
+            (Some(url), _) => Some(("--otlp-endpoint", url)),
+            (None, Some(url)) => Some(("tracing.otlp_endpoint", url)),
+            (None, None) => None,
+        };
+        if let Some((source, url)) = &otlp_endpoint {
+            crate::trace::otlp::check_endpoint(source, url)?;
+        }
         let tls_cert = flags.tls_cert.or(file.tls_cert);
         let tls_key = flags.tls_key.or(file.tls_key);
         let tls = match (&tls_cert, &tls_key) {
@@ -362,6 +386,7 @@ impl Config {
             limits: file.limits.effective()?,
             metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             web_listen: flags.web_listen.or(file.web.listen),
+            otlp_endpoint: otlp_endpoint.map(|(_, url)| url),
         })
     }
 }
@@ -425,6 +450,33 @@ mod tests {
         assert_eq!(c.node_cert_ttl, d.node_cert_ttl);
         assert_eq!(c.metrics_listen, d.metrics_listen);
         assert_eq!(c.web_listen, d.web_listen);
+        assert_eq!(c.otlp_endpoint, d.otlp_endpoint);
+    }
+
+    #[test]
+    fn otlp_export_is_off_unless_asked_the_flag_wins_and_bad_urls_name_their_setting() {
+        let flags = Flags {
+            data_dir: Some("/d".into()),
+            ..Default::default()
+        };
+        assert_eq!(Config::for_data_dir("/d").otlp_endpoint, None);
+        let f = file("[tracing]\notlp_endpoint = \"http://127.0.0.1:4317\"\n");
+        let c = Config::merge(flags.clone(), f.clone()).unwrap();
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+        let with_flag = |url: &str| Flags {
+            otlp_endpoint: Some(url.into()),
+            ..flags.clone()
+        };
+        let c = Config::merge(with_flag("http://otel:4317"), f.clone()).unwrap();
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://otel:4317"));
+        let e = Config::merge(with_flag("otel:4317"), f)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--otlp-endpoint \"otel:4317\""), "{e}");
+        let f = file("[tracing]\notlp_endpoint = \"udp://x\"\n");
+        let e = Config::merge(flags, f).unwrap_err().to_string();
+        assert!(e.starts_with("tracing.otlp_endpoint \"udp://x\""), "{e}");
+        assert!(toml::from_str::<FileConfig>("[tracing]\nendpoint = \"x\"\n").is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod pki;
 pub mod scheduler;
 pub mod state;
 pub mod store;
+pub mod trace;
 pub mod untrusted;
 pub mod usage;
 pub mod web;
@@ -138,7 +139,9 @@ pub async fn run(
     };
     let mut server = Server::builder()
         .layer(track_calls)
-        .layer(metrics.grpc_layer());
+        .layer(metrics.grpc_layer())
+        // A span and a request id per call, the id returned on every answer (trace/).
+        .layer(trace::TraceLayer::new(cfg.otlp_endpoint.is_some()));
     // The node CA, and TLS asking for (optional) client certificates (pki.rs).
     let ca = std::sync::Arc::new(pki::Ca::open(&cfg, core.now_ms())?);
     let _ = core.ca.set(ca.clone());

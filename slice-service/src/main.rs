@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use slice_service::trace::otlp;
 
 /// Slicebed's central slice-creation service.
 #[derive(Parser, Debug)]
@@ -51,6 +52,10 @@ struct Args {
     /// free port (written to <data-dir>/web.addr); off loopback it needs --insecure.
     #[arg(long, value_name = "ADDR")]
     web_listen: Option<String>,
+    /// Export a span per gRPC call to this OpenTelemetry collector (OTLP over gRPC, e.g.
+    /// http://127.0.0.1:4317); off by default.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -59,25 +64,57 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn")
-    });
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    if args.log_json {
-        fmt.json().init();
-    } else {
-        fmt.with_ansi(ansi).init();
+    let log_json = args.log_json;
+    // The configuration first: it says whether spans are exported, which the logging set-up
+    // needs to know. Nothing before this point logs.
+    let cfg = match config(args) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let exporter = match cfg.otlp_endpoint.as_deref().map(otlp::Exporter::start) {
+        None => None,
+        Some(Ok(x)) => Some(x),
+        Some(Err(e)) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    init_logging(log_json, exporter.as_ref());
+    let result = start(cfg).await;
+    if let Some(x) = exporter {
+        x.shutdown().await;
     }
-    if let Err(e) = start(args).await {
+    if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-async fn start(args: Args) -> anyhow::Result<()> {
+/// Log lines to stderr (text, or JSON lines), filtered by RUST_LOG; spans also to the OTLP
+/// exporter when there is one.
+fn init_logging(json: bool, exporter: Option<&otlp::Exporter>) {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn")
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json().boxed()
+    } else {
+        fmt.with_ansi(ansi).boxed()
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(exporter.map(|x| x.layer()))
+        .with(filter)
+        .init();
+}
+
+fn config(args: Args) -> anyhow::Result<slice_service::Config> {
     let file = match &args.config {
         Some(p) => slice_service::config::read_file(p)?,
         None => Default::default(),
@@ -94,8 +131,12 @@ async fn start(args: Args) -> anyhow::Result<()> {
         ca_key: args.ca_key,
         metrics_listen: args.metrics_listen,
         web_listen: args.web_listen,
+        otlp_endpoint: args.otlp_endpoint,
     };
-    let cfg = slice_service::Config::merge(flags, file)?;
+    slice_service::Config::merge(flags, file)
+}
+
+async fn start(cfg: slice_service::Config) -> anyhow::Result<()> {
     let listen = cfg.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

@@ -51,6 +51,8 @@ impl Api {
     async fn principal_of(&self, md: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
         let secret = auth::bearer(md)?;
         let mut c = self.core.db.conn().await?;
-        Ok(auth::authenticate(&mut c, secret).await?)
+        let p = auth::authenticate(&mut c, secret).await?;
+        crate::trace::record_principal(&p.actor());
+        Ok(p)
     }
 }
