@@ -146,6 +146,18 @@ async fn a_cpu_loop_shows_in_top_within_a_few_heartbeats_and_only_to_its_members
         "used/limit CPU shown: {text}"
     );
 
+    // `slice show` carries the same figures against the limits.
+    let shown = json(&bed.svc, &alice, &["slice", "show", &hot]);
+    assert_eq!(shown["name"], hot.as_str());
+    let cpu = shown["usage"]["sliver_usage"][0]["usage"]["cpu_millis"].as_i64();
+    assert!(cpu.is_some_and(|c| c > 0), "{}", shown["usage"]);
+    let out = ctl(&bed.svc, &alice, &["slice", "show", &hot]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Usage (measured by the nodes") && text.contains("64Mi"),
+        "{text}"
+    );
+
     // Not a member: the slice does not exist for her, as with `slice show`.
     let out = ctl(&bed.svc, &mallory, &["top", &hot]);
     assert!(!out.status.success());

@@ -340,14 +340,7 @@ pub async fn run(cmd: SliceCmd, ctx: &Ctx) -> Result<()> {
             }
             output::out(&slice_table(&slices, now_secs()).to_string())
         }
-        SliceCmd::Show { name } => {
-            let slice = c
-                .slices
-                .get_slice(GetSliceRequest { name })
-                .await?
-                .into_inner();
-            slice_show::print(ctx, &slice)
-        }
+        SliceCmd::Show { name } => slice_show::show(ctx, &mut c, name).await,
         SliceCmd::Wait { name, timeout } => {
             let slice = wait::until_ready(
                 &mut c,

@@ -1,11 +1,15 @@
 //! How a slice looks to people: its fields, then one row per sliver. Shared by `slice show`,
-//! `slice create --wait` and `dev up`, so they always agree.
+//! `slice create --wait` and `dev up`, so they always agree. `slice show` adds what each
+//! sliver uses against its limits (`slicectl top SLICE` shows the same, and keeps at it).
 
 use anyhow::Result;
+use serde::Serialize;
 use slicebed_proto::v1 as pb;
 
 use crate::{
+    client::Clients,
     commands::node::amount,
+    commands::top::{sliver_usage_table, SliceTop},
     ctx::Ctx,
     output::{
         self, enum_name,
@@ -22,6 +26,54 @@ pub fn print(ctx: &Ctx, slice: &pb::Slice) -> Result<()> {
         return output::json(&SliceView::from(slice));
     }
     output::out(&render(slice, now_secs()))
+}
+
+/// `slice show -o json`: the slice, and under `usage` what its slivers use (null when the
+/// service does not measure usage).
+#[derive(Serialize)]
+struct ShownSlice {
+    #[serde(flatten)]
+    slice: SliceView,
+    usage: Option<SliceTop>,
+}
+
+/// `slice show NAME`: the slice, then its slivers' current usage against their limits.
+pub async fn show(ctx: &Ctx, c: &mut Clients, name: String) -> Result<()> {
+    let slice = c
+        .slices
+        .get_slice(pb::GetSliceRequest { name: name.clone() })
+        .await?
+        .into_inner();
+    // Usage is an extra: a service without it (older, or the slice just ended) still shows
+    // the slice.
+    let usage = match c
+        .slices
+        .get_slice_usage(pb::GetSliceUsageRequest {
+            name,
+            history: None,
+        })
+        .await
+    {
+        Ok(u) => Some(u.into_inner()),
+        Err(s) if matches!(s.code(), tonic::Code::Unimplemented | tonic::Code::NotFound) => None,
+        Err(s) => return Err(s.into()),
+    };
+    if ctx.json() {
+        return output::json(&ShownSlice {
+            slice: SliceView::from(&slice),
+            usage: usage.as_ref().map(SliceTop::from),
+        });
+    }
+    let mut text = render(&slice, now_secs());
+    if let Some(u) = usage.filter(|u| !u.sliver_usage.is_empty()) {
+        text.push_str(
+            "
+Usage (measured by the nodes; - where nothing was measured lately):
+",
+        );
+        text.push_str(&sliver_usage_table(&u.sliver_usage).to_string());
+    }
+    output::out(&text)
 }
 
 /// The whole `slice show` text.

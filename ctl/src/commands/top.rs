@@ -15,7 +15,7 @@ use crate::{
     client::Clients, commands::user::duration, ctx::Ctx, output, quantity::parse_duration,
 };
 
-pub use render::{sliver_usage_table, UsageView};
+pub use render::{sliver_usage_table, SliceTop, UsageView};
 
 /// `slicectl top [SLICE] [--nodes]`.
 #[derive(Debug, Args)]
