@@ -14,6 +14,7 @@ mod spec;
 #[cfg(test)]
 mod tests;
 mod usage;
+mod usage_read;
 mod views;
 mod watch;
 
@@ -22,7 +23,8 @@ pub use nodes::{NodeHello, ObservedStatus};
 pub use reaper::spawn_reapers;
 pub use slices::{EventPage, Renewed, EVENT_PAGE_BYTES};
 pub use spec::SliceSpec;
-pub use usage::{NodeUsage, SliceUsage, SliverUsage, UsageState, MAX_SAMPLES};
+pub use usage::{UsageState, MAX_SAMPLES};
+pub use usage_read::{NodeUsage, SliceUsage, SliverUsage};
 pub use views::*;
 
 use std::sync::Arc;

@@ -243,6 +243,32 @@ fn cases() -> Vec<Case> {
         vec![t("t1")],
         &["tokens_parent"],
     ));
+    // Usage history (issue 15): read by subject and time, pruned by age and by ended slice,
+    // and where heartbeats' slivers are placed.
+    out.push(case(
+        "usage history of slivers",
+        crate::store::usage_history::read_query(2),
+        vec![t("sliver"), Arg::Int(0), t("v1"), t("v2")],
+        &["sqlite_autoindex_usage_buckets_1"],
+    ));
+    out.push(case(
+        "usage history pruned by age",
+        crate::store::usage_history::PRUNE_BEFORE,
+        vec![Arg::Int(0)],
+        &["usage_buckets_start"],
+    ));
+    out.push(case(
+        "usage history of ended slices",
+        crate::store::usage_history::prune_slices_query(2),
+        vec![t("s1"), t("s2")],
+        &["usage_buckets_slice"],
+    ));
+    out.push(case(
+        "placement of reported slivers",
+        crate::store::usage_history::owners_query(2),
+        vec![t("v1"), t("v2")],
+        &["sqlite_autoindex_slivers_1"],
+    ));
     out
 }
 

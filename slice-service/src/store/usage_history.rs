@@ -113,9 +113,28 @@ pub async fn usage_buckets(
     Ok(out)
 }
 
+/// The query of `prune_usage_before` (`usage_buckets_start`).
+pub(crate) const PRUNE_BEFORE: &str = "DELETE FROM usage_buckets WHERE start_at < $1";
+
+/// The query of `prune_usage_of_slices` for `n` slices (`usage_buckets_slice`).
+pub(crate) fn prune_slices_query(n: usize) -> String {
+    format!(
+        "DELETE FROM usage_buckets WHERE slice_id IN ({})",
+        placeholders(1, n)
+    )
+}
+
+/// The query of `sliver_owners` for `n` slivers (primary key).
+pub(crate) fn owners_query(n: usize) -> String {
+    format!(
+        "SELECT id, node, slice_id FROM slivers WHERE id IN ({}) AND state <> 'deleted'",
+        placeholders(1, n)
+    )
+}
+
 /// Deletes buckets that started before `before`; returns how many.
 pub async fn prune_usage_before(c: &mut Conn, before: Millis) -> Result<u64> {
-    Ok(sqlx::query("DELETE FROM usage_buckets WHERE start_at < $1")
+    Ok(sqlx::query(PRUNE_BEFORE)
         .bind(before)
         .execute(c)
         .await?
@@ -126,10 +145,7 @@ pub async fn prune_usage_before(c: &mut Conn, before: Millis) -> Result<u64> {
 pub async fn prune_usage_of_slices(c: &mut Conn, slice_ids: &[String]) -> Result<u64> {
     let mut n = 0;
     for chunk in slice_ids.chunks(IN_CHUNK) {
-        let text = format!(
-            "DELETE FROM usage_buckets WHERE slice_id IN ({})",
-            placeholders(1, chunk.len())
-        );
+        let text = prune_slices_query(chunk.len());
         let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
         for id in chunk {
             q = q.bind(id.clone());
@@ -153,10 +169,7 @@ pub async fn usage_slice_ids(c: &mut Conn) -> Result<Vec<String>> {
 pub async fn sliver_owners(c: &mut Conn, ids: &[String]) -> Result<Vec<(String, Owner)>> {
     let mut out = Vec::new();
     for chunk in ids.chunks(IN_CHUNK) {
-        let text = format!(
-            "SELECT id, node, slice_id FROM slivers WHERE id IN ({}) AND state <> 'deleted'",
-            placeholders(1, chunk.len())
-        );
+        let text = owners_query(chunk.len());
         let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
         for id in chunk {
             q = q.bind(id.clone());
