@@ -18,6 +18,11 @@ use super::Core;
 
 /// Most measurements read from one heartbeat; the rest are ignored (a node runs far fewer).
 pub const MAX_SAMPLES: usize = 4096;
+/// Most slivers looked up in the database per heartbeat: a node that keeps naming slivers
+/// nobody placed costs one bounded query per heartbeat, and its figures for the rest wait.
+pub const MAX_LOOKUPS: usize = 256;
+/// Longest sliver id believed (service ids are far shorter); longer ones are ignored.
+const MAX_ID: usize = 128;
 /// How often closed buckets are written.
 const FLUSH_EVERY: Duration = Duration::from_secs(15);
 /// How often the book forgets and the database drops old and ended history.
@@ -57,10 +62,12 @@ impl Core {
     /// written as an event once. Reads the database only for slivers not seen before.
     pub async fn record_usage(&self, node: &str, mut samples: Vec<(String, Usage)>) -> Result<()> {
         samples.truncate(MAX_SAMPLES);
+        samples.retain(|(id, _)| id.len() <= MAX_ID);
         let now = self.now_ms();
-        let unknown = self
+        let mut unknown = self
             .book()
             .unknown(samples.iter().map(|(id, _)| id.as_str()));
+        unknown.truncate(MAX_LOOKUPS);
         if !unknown.is_empty() {
             let found: HashMap<String, _> =
                 store::sliver_owners(&mut *self.db.conn().await?, &unknown)

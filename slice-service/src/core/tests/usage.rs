@@ -176,3 +176,35 @@ async fn history_is_kept_in_buckets_and_dropped_with_its_slice() {
         .unwrap();
     assert!(nodes[0].history.len() >= 12);
 }
+
+#[tokio::test]
+async fn a_node_naming_slivers_nobody_placed_gets_nothing_recorded_and_bounded_lookups() {
+    let (bed, alice, vs) = two_nodes().await;
+    let v = &vs[0];
+    let mut junk: Vec<(String, Usage)> = (0..2000).map(|i| (format!("nope-{i}"), cpu(1))).collect();
+    junk.push(("x".repeat(10_000), cpu(1)));
+    junk.push((v.id.clone(), cpu(42)));
+    // More unknown ids than one heartbeat looks up, and one far too long: each heartbeat reads
+    // a bounded batch, the rest wait; the node's own sliver is still believed.
+    bed.core.record_usage(&v.node, junk.clone()).await.unwrap();
+    for _ in 0..10 {
+        bed.core.record_usage(&v.node, junk.clone()).await.unwrap();
+    }
+    let u = bed.core.slice_usage(&alice, "demo", None).await.unwrap();
+    let s = u
+        .sliver_usage
+        .iter()
+        .find(|s| s.view.sliver.id == v.id)
+        .unwrap();
+    assert_eq!(
+        s.current.map(|c| c.1),
+        Some(cpu(42)),
+        "learned within a few heartbeats"
+    );
+    let n = bed
+        .core
+        .nodes_usage(&alice, Some(&v.node), None)
+        .await
+        .unwrap();
+    assert_eq!(n[0].current.map(|c| (c.1, c.2)), Some((cpu(42), 1)));
+}
