@@ -316,3 +316,40 @@ pub async fn run<R: Runtime + Clone>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(m: pb::NodeMessage) -> pb::Heartbeat {
+        match m.msg {
+            Some(node_message::Msg::Heartbeat(h)) => h,
+            other => panic!("not a heartbeat: {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_carry_the_latest_pass_unless_it_is_stale() {
+        let (_usage_tx, usage) = watch::channel(Usage::default());
+        let every = Duration::from_secs(10);
+        let busy = crate::usage::SliverUsage {
+            cpu_millis: 900,
+            memory_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let pass = Some((tokio::time::Instant::now(), vec![("v1".to_string(), busy)]));
+        let (_samples_tx, samples) = watch::channel(pass);
+        let h = beat(heartbeat_msg(&usage, &samples, every, None));
+        assert_eq!(h.slivers.len(), 1);
+        assert_eq!(
+            (h.slivers[0].sliver_id.as_str(), h.slivers[0].cpu_millis),
+            ("v1", 900)
+        );
+        assert!(h.slivers[0].sampled_at.is_some());
+        // The engine stopped answering two intervals ago: old figures are not sent as news.
+        tokio::time::advance(every * 2 + Duration::from_millis(1)).await;
+        assert!(beat(heartbeat_msg(&usage, &samples, every, None))
+            .slivers
+            .is_empty());
+    }
+}
