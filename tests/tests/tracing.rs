@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use slicebed_proto::v1 as pb;
 use slicebed_proto::v1::slice_service_client::SliceServiceClient;
 use slicebed_tests::client::Bearer;
-use slicebed_tests::{bin, wait_for, Clients, Service};
+use slicebed_tests::{bin, node, wait_for, Clients, Service, TestNode};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -101,6 +101,58 @@ async fn a_failing_command_prints_the_id_that_the_service_log_holds() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("request id"));
+}
+
+#[tokio::test]
+async fn a_handlers_own_log_line_carries_the_id_and_the_node_it_speaks_for() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    common::make_site(&a, "mit").await;
+    let tok = a
+        .admin
+        .clone()
+        .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+            site: "mit".into(),
+            ttl: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let req = node::enroll_request("n1", 4000, common::GI, (30000, 30999));
+    let cred = node::enroll(&svc, &tok, req).await.expect("enroll");
+    let _n1 = TestNode::connect(&svc, "n1", &cred, 4000, common::GI)
+        .await
+        .expect("connect");
+    // A second control channel is refused, and the handler logs why before it answers.
+    let st = TestNode::connect_once(&svc, "n1", &cred, 4000, common::GI)
+        .await
+        .err()
+        .expect("a second channel is refused");
+    assert_eq!(st.code(), tonic::Code::FailedPrecondition, "{st:?}");
+    let id = st
+        .metadata()
+        .get(HEADER)
+        .expect("x-request-id on the refusal")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let needle = format!("request_id={id}");
+    let line = wait_for(
+        "the handler's warning in the service log",
+        Duration::from_secs(10),
+        || {
+            let log = std::fs::read_to_string(svc.log_path()).unwrap_or_default();
+            let line = log
+                .lines()
+                .find(|l| l.contains(&needle) && l.contains("second control channel refused"))
+                .map(str::to_string);
+            async move { line }
+        },
+    )
+    .await;
+    assert!(line.contains("method=Control"), "{line}");
+    assert!(line.contains("principal=node/n1"), "{line}");
 }
 
 /// A WhoAmI call carrying `id` as its x-request-id, if given; returns the id answered.

@@ -102,7 +102,9 @@ async fn peer(
         .into());
     };
     let p = crate::pki::read_peer(leaf).map_err(Error::Unauthenticated)?;
-    Ok((core.node_by_cert(&p).await?, p))
+    let node = core.node_by_cert(&p).await?;
+    crate::trace::record_principal(&format!("node/{}", node.name));
+    Ok((node, p))
 }
 
 fn peer_addr(ext: &tonic::Extensions) -> String {
