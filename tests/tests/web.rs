@@ -22,7 +22,9 @@ use slicebed_tests::nm::{unique, NodeManager};
 use slicebed_tests::{wait_for, Clients, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const WEB: &str = "[nodes]\nheartbeat_interval = \"500ms\"\nmissed_heartbeats = 3\n\
+/// Heartbeats every 2 s: a silent node shows within 4 s, and a node's usage sampling pass
+/// (cut off at half an interval) has time to finish on a busy machine.
+const WEB: &str = "[nodes]\nheartbeat_interval = \"2s\"\nmissed_heartbeats = 2\n\
                    [web]\nlisten = \"127.0.0.1:0\"\n";
 
 /// The status page's address, from `<data-dir>/web.addr`.
@@ -202,6 +204,26 @@ async fn without_a_token_the_page_shows_no_slice_and_other_tokens_see_nothing_of
         r.body
     );
     assert!(!r.body.contains("<script") && !r.body.contains("</td><script"));
+    // Usage charts from what the node measured, once it has measured twice.
+    let points = wait_for(
+        "two usage measurements",
+        Duration::from_secs(20),
+        || async {
+            let r = get(&addr, "/api/mine", Some(&alice)).await;
+            let row = r.body.split(&format!("data-sliver=\"{sliver}\"")).nth(1)?;
+            let row = row.split("</tr>").next()?;
+            let n: usize = row
+                .split("class=\"spark cpu\" data-points=\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .parse()
+                .ok()?;
+            (n >= 2 && row.contains("class=\"spark memory\"")).then_some(n)
+        },
+    )
+    .await;
+    assert!(points >= 2);
 
     // A revoked token is refused as the API refuses it.
     let extra = Clients::new(&svc, Some(&alice))
@@ -395,6 +417,19 @@ async fn the_page_shows_three_sites_on_the_map_and_a_slice_that_changes_state_in
             b.problems()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each running sliver gets CPU and memory charts once its node has measured it twice.
+    let charted = "[...document.querySelectorAll('#mine-content tr[data-state=\"running\"] \
+                   svg.spark.cpu')].filter(s => Number(s.dataset.points) >= 2).length";
+    let start = std::time::Instant::now();
+    while b.eval(charted).await != json!(3) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no usage charts within 30 s: {}",
+            b.eval("document.getElementById('mine-content').innerHTML")
+                .await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let url = b.eval("location.href").await;
     assert!(!url.as_str().unwrap().contains("sbu_"), "{url}");

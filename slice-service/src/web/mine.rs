@@ -1,16 +1,28 @@
 //! The caller's slices (`GET /api/mine`): one HTML fragment with each slice the caller may
-//! see, its slivers, where they run, their state, message and ports.
+//! see, its slivers, where they run, their state, message and ports, and charts of what each
+//! used over the last half hour (`sparkline`).
 //!
 //! What is listed is exactly what `ListSlices` would give the same caller: it is read through
 //! `Core::list_slices`, whose visibility rule (owner or member; a PI their site's; an admin
 //! all) is the API's. Every value from users and nodes goes through `html::Text`.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::html::Text;
+use super::sparkline;
 use crate::auth::Principal;
 use crate::core::{Core, SliceStatus, SliceView, SliverView};
 use crate::error::Result;
+use crate::model::Millis;
+use crate::state::SliverState;
+use crate::usage::{SeriesKind, UsagePoint};
+
+/// Usage histories by sliver id, and now.
+struct Usage {
+    history: HashMap<String, Vec<UsagePoint>>,
+    now: Millis,
+}
 
 /// Slices shown on the page; `slicectl slice list` shows the rest.
 pub const SHOWN: usize = 50;
@@ -20,6 +32,20 @@ pub async fn render(core: &Core, p: &Principal) -> Result<String> {
     let who = p.user()?;
     let page = core.list_slices(p, false, "", None, SHOWN).await?;
     let names: Vec<&str> = page.views.iter().map(|v| v.slice.name.as_str()).collect();
+    // Only slivers of slices the caller may see; the window is held in memory (no query).
+    let ids: Vec<String> = page
+        .views
+        .iter()
+        .flat_map(|v| &v.slivers)
+        .filter(|s| s.sliver.state != SliverState::Deleted)
+        .map(|s| s.sliver.id.clone())
+        .collect();
+    let usage = Usage {
+        history: core
+            .usage_history(SeriesKind::Sliver, &ids, sparkline::WINDOW)
+            .await?,
+        now: core.now_ms(),
+    };
     let mut out = format!(
         "<div class=\"who\" data-user=\"{user}\" data-slices=\"{slices}\">Signed in as \
          <strong>{user}</strong> ({role}{site}). <button id=\"forget\" type=\"button\">\
@@ -36,7 +62,7 @@ pub async fn render(core: &Core, p: &Principal) -> Result<String> {
         out.push_str("<p class=\"none\">No live slices you can see.</p>");
     }
     for v in &page.views {
-        out.push_str(&slice(v));
+        out.push_str(&slice(v, &usage));
     }
     if page.next.is_some() {
         let _ = write!(
@@ -73,7 +99,7 @@ pub fn when(ms: i64) -> String {
     }
 }
 
-fn slice(v: &SliceView) -> String {
+fn slice(v: &SliceView, usage: &Usage) -> String {
     let s = &v.slice;
     let status = status_name(v.status());
     let members = if s.members.is_empty() {
@@ -94,18 +120,21 @@ fn slice(v: &SliceView) -> String {
     if !s.description.is_empty() {
         let _ = write!(out, "<p class=\"description\">{}</p>", Text(&s.description));
     }
-    out.push_str(
+    let _ = write!(
+        out,
         "<table class=\"slivers\"><thead><tr><th>#</th><th>Node</th><th>Site</th>\
-         <th>State</th><th>Message</th><th>Ports</th></tr></thead><tbody>",
+         <th>State</th><th>Message</th><th>Ports</th><th>Usage, last {} min</th></tr>\
+         </thead><tbody>",
+        sparkline::WINDOW.as_secs() / 60
     );
     for sv in &v.slivers {
-        out.push_str(&sliver(sv));
+        out.push_str(&sliver(sv, usage));
     }
     out.push_str("</tbody></table></article>");
     out
 }
 
-fn sliver(v: &SliverView) -> String {
+fn sliver(v: &SliverView, usage: &Usage) -> String {
     let sv = &v.sliver;
     // A node that cannot be heard from may be wrong about its slivers: say so.
     let state = if v.unknown {
@@ -139,13 +168,19 @@ fn sliver(v: &SliverView) -> String {
     format!(
         "<tr data-sliver=\"{id}\" data-state=\"{state}\"><td>{index}</td><td>{node}</td>\
          <td>{site}</td><td><span class=\"state {state}\">{state}</span></td>\
-         <td class=\"message\">{message}</td><td>{ports}</td></tr>",
+         <td class=\"message\">{message}</td><td>{ports}</td><td>{used}</td></tr>",
         id = Text(&sv.id),
         index = sv.index,
         node = Text(&sv.node),
         site = Text(&sv.site),
         message = Text(&message),
         ports = ports.join("<br>"),
+        used = if sv.state == SliverState::Deleted {
+            String::new()
+        } else {
+            let points = usage.history.get(&sv.id).map(Vec::as_slice);
+            sparkline::cell(points.unwrap_or_default(), sv.resources, usage.now)
+        },
     )
 }
 

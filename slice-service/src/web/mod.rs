@@ -21,6 +21,7 @@ mod pages;
 mod reply;
 mod router;
 mod serve;
+mod sparkline;
 
 use std::path::Path;
 use std::sync::Arc;
