@@ -18,10 +18,12 @@ use crate::model::Millis;
 use crate::state::SliverState;
 use crate::usage::{SeriesKind, UsagePoint};
 
-/// Usage histories by sliver id, and now.
+/// Usage histories by sliver id, now, and since when a measurement is current (the node TTL,
+/// as the usage API has it).
 struct Usage {
     history: HashMap<String, Vec<UsagePoint>>,
     now: Millis,
+    current_since: Millis,
 }
 
 /// Slices shown on the page; `slicectl slice list` shows the rest.
@@ -45,6 +47,7 @@ pub async fn render(core: &Core, p: &Principal) -> Result<String> {
             .usage_history(SeriesKind::Sliver, &ids, sparkline::WINDOW)
             .await?,
         now: core.now_ms(),
+        current_since: core.now_ms() - core.cfg.node_ttl.as_millis() as i64,
     };
     let mut out = format!(
         "<div class=\"who\" data-user=\"{user}\" data-slices=\"{slices}\">Signed in as \
@@ -179,7 +182,13 @@ fn sliver(v: &SliverView, usage: &Usage) -> String {
             String::new()
         } else {
             let points = usage.history.get(&sv.id).map(Vec::as_slice);
-            sparkline::cell(points.unwrap_or_default(), sv.resources, usage.now)
+            // A silent node's last figures are not current, however recent they look.
+            let since = if v.unknown {
+                i64::MAX
+            } else {
+                usage.current_since
+            };
+            sparkline::cell(points.unwrap_or_default(), sv.resources, usage.now, since)
         },
     )
 }

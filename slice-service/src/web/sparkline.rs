@@ -62,12 +62,40 @@ fn chart(
     )
 }
 
-/// The usage cell of one sliver: its latest CPU and memory with a chart of each, or a note
-/// that there are no measurements yet.
-pub fn cell(points: &[UsagePoint], limits: Resources, now: Millis) -> String {
+/// The usage cell of one sliver: a chart of CPU and of memory, each with its latest figure
+/// when that was measured at `current_since` or later (else "no recent measurement": its node
+/// is silent), or a note that there are no measurements yet.
+pub fn cell(
+    points: &[UsagePoint],
+    limits: Resources,
+    now: Millis,
+    current_since: Millis,
+) -> String {
     let Some(last) = points.last() else {
         return "<span class=\"no-usage\">no measurements yet</span>".into();
     };
+    if last.at < current_since {
+        return format!(
+            "<div class=\"usage\">{}</div><div class=\"usage\">{}</div>\
+             <span class=\"no-usage\">no recent measurement</span>",
+            chart(
+                "cpu",
+                "CPU",
+                points,
+                now,
+                |u| u.cpu_millis,
+                limits.cpu_millis
+            ),
+            chart(
+                "memory",
+                "Memory",
+                points,
+                now,
+                |u| u.memory_bytes,
+                limits.memory_bytes
+            ),
+        );
+    }
     format!(
         "<div class=\"usage\">{} <span class=\"figure\">CPU {}</span></div>\
          <div class=\"usage\">{} <span class=\"figure\">{}</span></div>",
@@ -127,7 +155,7 @@ mod tests {
             disk_bytes: 0,
         };
         let points = [point(start - 1000, 0, 0), point(now, 200, 32 << 20)];
-        let c = cell(&points, limits, now);
+        let c = cell(&points, limits, now, now);
         // CPU from empty at the left edge (older points are pinned to it) to full at the right.
         assert!(c.contains("points=\"0.0,23.0 120.0,1.0\""), "{c}");
         // Memory at half its limit.
@@ -140,7 +168,7 @@ mod tests {
             point(now - 2000, 50, 0),
             point(now, 0, 0),
         ];
-        let c = cell(&young, limits, now);
+        let c = cell(&young, limits, now, now - 4000);
         assert!(
             c.contains("points=\"0.0,12.0 60.0,17.5 120.0,23.0\""),
             "{c}"
@@ -149,8 +177,20 @@ mod tests {
 
     #[test]
     fn nothing_is_drawn_without_measurements() {
-        let c = cell(&[], Resources::default(), 0);
+        let c = cell(&[], Resources::default(), 0, 0);
         assert!(!c.contains("<svg") && c.contains("no measurements yet"));
+        // Old measurements are charted, but no figure passes for a current one.
+        let c = cell(
+            &[point(0, 50, 1 << 20)],
+            Resources::default(),
+            60_000,
+            30_000,
+        );
+        assert!(
+            c.contains("<svg") && c.contains("no recent measurement"),
+            "{c}"
+        );
+        assert!(!c.contains("1 MiB"), "{c}");
         // Without a limit, the series' own peak is the top.
         let c = chart("cpu", "CPU", &[point(0, 50, 0)], 0, |u| u.cpu_millis, 0);
         assert!(c.contains(",1.0\""), "{c}");
