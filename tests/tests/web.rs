@@ -268,24 +268,9 @@ async fn without_a_token_the_page_shows_no_slice_and_other_tokens_see_nothing_of
     assert!(map.body.contains("Natural Earth"));
     assert_eq!(get(&addr, "/static/../Cargo.toml", None).await.status, 404);
 
-    // The live stream: the slice's end reaches its owner.
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let req = format!(
-        "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {alice}\r\n\r\n"
-    );
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    // The stream opens with a blank line once it watches; only then delete.
-    while !seen.contains("\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("the stream opens")
-            .unwrap();
-        assert!(n > 0, "the stream closed: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    // The live stream: the slice's end reaches its owner, and nothing of it another user.
+    let mut alices = Events::open(&addr, &alice).await;
+    let mut bobs = Events::open(&addr, &bob).await;
     Clients::new(&svc, Some(&alice))
         .await
         .slices
@@ -293,17 +278,60 @@ async fn without_a_token_the_page_shows_no_slice_and_other_tokens_see_nothing_of
         .delete_slice(pb::DeleteSliceRequest { name: name.clone() })
         .await
         .unwrap();
-    let want = format!("\"object\":\"slice/{name}\"");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !seen.contains(&want) {
-        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("no event about slice/{name} within 20 s: {seen}"))
-            .unwrap();
-        assert!(n > 0, "the stream closed: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    alices.until(&format!("\"object\":\"slice/{name}\"")).await;
+    assert!(
+        alices.seen.contains("\"action\":\"deleted\""),
+        "{}",
+        alices.seen
+    );
+    // Bob acts after the delete: once his stream shows that, it has passed the delete.
+    Clients::new(&svc, Some(&bob))
+        .await
+        .admin
+        .clone()
+        .create_token(pb::CreateTokenRequest::default())
+        .await
+        .unwrap();
+    bobs.until("\"actor\":\"user/bob\"").await;
+    assert!(!bobs.seen.contains(&name), "bob saw {name}: {}", bobs.seen);
+}
+
+/// A raw `/api/events` stream and what it has delivered so far.
+struct Events {
+    stream: tokio::net::TcpStream,
+    seen: String,
+}
+
+impl Events {
+    /// Opens the stream and waits for its first (blank) line: from then on it watches.
+    async fn open(addr: &str, token: &str) -> Self {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut e = Events {
+            stream,
+            seen: String::new(),
+        };
+        e.until("\r\n\r\n").await;
+        assert!(e.seen.starts_with("HTTP/1.1 200"), "{}", e.seen);
+        e
     }
-    assert!(seen.contains("\"action\":\"deleted\""), "{seen}");
+
+    /// Reads until `want` has arrived (at most 20 s).
+    async fn until(&mut self, want: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(want) {
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no {want:?} on the stream within 20 s: {}", self.seen))
+                .unwrap();
+            assert!(n > 0, "the stream closed: {}", self.seen);
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
 }
 
 /// Skips (or, in CI, fails) when Debian's chromium is not installed.
