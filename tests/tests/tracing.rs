@@ -227,6 +227,57 @@ async fn every_answer_carries_an_id_and_only_well_formed_client_ids_are_kept() {
     assert_eq!(res.metadata().get(HEADER).unwrap(), "watch-7");
 }
 
+#[tokio::test]
+async fn a_stream_that_fails_midway_names_its_id_in_the_error() {
+    let svc = Service::start().await;
+    let a = Clients::admin(&svc).await;
+    common::make_site(&a, "mit").await;
+    let token = common::make_user(&a, "alice", "mit").await;
+    let alice = Clients::new(&svc, Some(&token)).await;
+    let mut req = tonic::Request::new(pb::WatchEventsRequest {
+        object: "user/alice".into(),
+        after_id: 0,
+    });
+    req.metadata_mut()
+        .insert(HEADER, "alice-watch".parse().unwrap());
+    let mut watch = alice
+        .slices
+        .clone()
+        .watch_events(req)
+        .await
+        .expect("watch")
+        .into_inner();
+    let tokens = a
+        .admin
+        .clone()
+        .list_tokens(pb::ListTokensRequest {
+            user: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
+    a.admin
+        .clone()
+        .revoke_token(pb::RevokeTokenRequest {
+            id: tokens[0].id.clone(),
+        })
+        .await
+        .unwrap();
+    // The status comes in the trailers, after the stream had started: the id is there too.
+    let st = tokio::time::timeout(Duration::from_secs(30), watch.message())
+        .await
+        .expect("the watch ends when its token is revoked")
+        .expect_err("the watch ends with an error");
+    assert_eq!(st.code(), tonic::Code::Unauthenticated, "{st:?}");
+    let id = st
+        .metadata()
+        .get(HEADER)
+        .expect("x-request-id in the trailers of a stream that failed midway");
+    assert_eq!(id, "alice-watch");
+}
+
 /// What the collector was sent: (resource service.name, span name, request_id attribute).
 type Received = Arc<Mutex<Vec<(String, String, String)>>>;
 
