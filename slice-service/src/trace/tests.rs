@@ -80,6 +80,8 @@ impl tower_service::Service<http::Request<()>> for Server {
         Box::pin(async move {
             crate::trace::record_principal("user/alice");
             tracing::error!("handler says hello");
+            // What a handler's `?` does with a database failure (api/status.rs).
+            let _ = tonic::Status::from(crate::error::Error::Internal("db on fire".into()));
             let mut res = http::Response::new(Frames(frames.into()));
             if let Some(s) = head {
                 res.headers_mut().insert("grpc-status", s.parse().unwrap());
@@ -173,6 +175,12 @@ async fn a_trailers_only_error_carries_the_id_and_every_line_of_the_call_does_to
         hello.contains("service=slicebed.v1.SliceService method=GetSlice"),
         "{hello}"
     );
+    // The detail of an internal error, which clients never see, is logged under the id.
+    let internal = lines
+        .iter()
+        .find(|l| l.contains("internal error") && l.contains("db on fire"))
+        .expect(&log);
+    assert!(internal.contains(&format!("request_id={id}")), "{internal}");
     let end = lines
         .iter()
         .find(|l| l.contains("call refused"))
