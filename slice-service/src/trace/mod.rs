@@ -8,6 +8,7 @@
 //! Nothing here decides anything about a request: a failure to trace never fails a call, and
 //! with no `--otlp-endpoint` nothing leaves the process and no exporter thread runs.
 
+mod body;
 pub mod id;
 pub mod layer;
 pub mod otlp;
@@ -15,8 +16,9 @@ pub mod otlp;
 #[cfg(test)]
 mod tests;
 
+pub use body::TracedBody;
 pub use id::RequestId;
-pub use layer::{TraceLayer, TracedBody};
+pub use layer::TraceLayer;
 
 /// Records the caller of the current call in its span (`principal=user/alice`), once the
 /// handler has authenticated it. Outside a call it does nothing.

@@ -271,7 +271,7 @@ async fn an_abandoned_call_ends_canceled_and_unknown_paths_are_other() {
 
 #[test]
 fn outcomes_split_the_callers_errors_from_the_services() {
-    use layer::{outcome, Outcome};
+    use body::{outcome, Outcome};
     assert_eq!(outcome("OK"), Outcome::Ok);
     for c in [
         "NotFound",
