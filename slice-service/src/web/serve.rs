@@ -1,8 +1,9 @@
 //! Accepting the status page's connections under caps, so that nobody can hold its sockets
 //! for free: at most `max_connections` open (more are closed as soon as they are accepted, as
-//! on the gRPC listener), the request headers must arrive within `first_request_timeout`, and
-//! no connection lives longer than `MAX_LIFE` (a browser reconnects; the events stream resumes
-//! where it was). Connection tasks belong to the serving task, so aborting it closes them all.
+//! on the gRPC listener), a request's headers must arrive within `first_request_timeout` of
+//! the connection opening or of the previous answer (hyper arms that timer whenever it waits
+//! for a request, so idle kept-alive connections close too), and no connection lives longer
+//! than `MAX_LIFE` (a browser reconnects; the events stream resumes where it was). Connection tasks belong to the serving task, so aborting it closes them all.
 
 use std::convert::Infallible;
 use std::sync::Arc;
