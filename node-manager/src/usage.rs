@@ -4,7 +4,7 @@
 //! measured a second time here).
 //!
 //! The sampler runs in a task of its own and hands its latest figures over a watch channel, so
-//! a slow engine never holds up a heartbeat; each pass is also cut off after half an interval.
+//! a slow engine never holds up a heartbeat; each pass is also cut off after [`budget`].
 //! It knows no proto and no engine types: `convert` and the runtime translate.
 
 use std::collections::HashMap;
@@ -120,12 +120,19 @@ impl<R: Runtime> Sampler<R> {
     }
 }
 
-/// How long before each heartbeat a pass starts, so the heartbeat carries fresh figures.
-pub fn lead(every: Duration) -> Duration {
-    (every / 4).min(Duration::from_secs(2))
+/// Longest a pass may take: half an interval, but never less than the engine needs (Docker
+/// answers stats at its collector's next one-second tick).
+pub fn budget(every: Duration) -> Duration {
+    (every / 2).max(Duration::from_secs(3))
 }
 
-/// Samples every `every`, each pass ending `lead(every)` before a heartbeat of a session whose
+/// How long before each heartbeat a pass starts, so the heartbeat carries fresh figures: long
+/// enough for Docker's one-second stats tick, at most half an interval.
+pub fn lead(every: Duration) -> Duration {
+    (every / 2).min(Duration::from_millis(1500))
+}
+
+/// Samples every `every`, each pass starting `lead(every)` before a heartbeat of a session whose
 /// heartbeats started at `start`; publishes each pass in `out` (an empty pass when the engine
 /// does not answer). Runs until aborted.
 pub async fn run<R: Runtime>(
@@ -137,12 +144,12 @@ pub async fn run<R: Runtime>(
 ) {
     let mut sampler = Sampler::new(runtime, disk);
     // A first pass at once sets the baseline.
-    let _ = timeout(every / 2, sampler.pass()).await;
+    let _ = timeout(budget(every), sampler.pass()).await;
     let mut tick = interval_at(start + every - lead(every), every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let figures = match timeout(every / 2, sampler.pass()).await {
+        let figures = match timeout(budget(every), sampler.pass()).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "usage sampling failed");
@@ -150,7 +157,7 @@ pub async fn run<R: Runtime>(
             }
             Err(_) => {
                 tracing::warn!(
-                    budget_ms = (every / 2).as_millis() as u64,
+                    budget_ms = budget(every).as_millis() as u64,
                     "usage sampling pass took too long; skipped"
                 );
                 continue;
