@@ -14,6 +14,9 @@ use crate::model::Millis;
 
 /// Most closed buckets kept while the database does not take them; the oldest go first.
 pub const MAX_PENDING: usize = 500_000;
+/// Most recent points kept per sliver or node: 30 minutes at the default 10 s heartbeat
+/// (about 9 KB each; a shorter heartbeat keeps a shorter stretch, not more memory).
+pub const MAX_RECENT_POINTS: usize = 180;
 
 /// Where a sliver is placed, as the database says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +72,9 @@ impl Series {
         a.peak = a.peak.max(u);
         self.recent.push_back((at, u));
         let horizon = at - RECENT.as_millis() as i64;
-        while self.recent.front().is_some_and(|(t, _)| *t < horizon) {
+        while self.recent.len() > MAX_RECENT_POINTS
+            || self.recent.front().is_some_and(|(t, _)| *t < horizon)
+        {
             self.recent.pop_front();
         }
         closed

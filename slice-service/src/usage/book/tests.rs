@@ -138,3 +138,14 @@ fn negative_figures_are_read_as_zero_and_failed_writes_are_kept() {
     b.put_back(closed.clone());
     assert_eq!(b.take_closed(T0 + 5 * MIN), closed);
 }
+
+#[test]
+fn recent_points_are_bounded_whatever_the_heartbeat() {
+    let mut b = book();
+    for i in 0..1000 {
+        b.record("n1", T0 + i * 100, &[("a".into(), cpu(i))]);
+    }
+    let pts = b.recent(SeriesKind::Sliver, "a", 0);
+    assert_eq!(pts.len(), MAX_RECENT_POINTS);
+    assert_eq!(pts.last().map(|p| p.mean), Some(cpu(999)));
+}
