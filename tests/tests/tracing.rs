@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use slicebed_proto::v1 as pb;
 use slicebed_proto::v1::slice_service_client::SliceServiceClient;
 use slicebed_tests::client::Bearer;
@@ -278,8 +280,23 @@ async fn a_stream_that_fails_midway_names_its_id_in_the_error() {
     assert_eq!(id, "alice-watch");
 }
 
-/// What the collector was sent: (resource service.name, span name, request_id attribute).
-type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+/// One span the collector was sent.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// Resource attributes (service.name, service.version...), as text.
+    resource: BTreeMap<String, String>,
+    name: String,
+    /// Span attributes, as text.
+    attrs: BTreeMap<String, String>,
+}
+
+impl Seen {
+    fn attr(&self, key: &str) -> &str {
+        self.attrs.get(key).map_or("", String::as_str)
+    }
+}
+
+type Received = Arc<Mutex<Vec<Seen>>>;
 
 struct Collector(Received);
 
@@ -289,30 +306,28 @@ impl TraceService for Collector {
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let text = |v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>| match v
-            .as_ref()
-            .and_then(|v| v.value.as_ref())
-        {
-            Some(Value::StringValue(s)) => s.clone(),
-            _ => String::new(),
+        let text = |kvs: &[KeyValue]| -> BTreeMap<String, String> {
+            kvs.iter()
+                .map(|kv| {
+                    let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(Value::StringValue(s)) => s.clone(),
+                        Some(Value::IntValue(i)) => i.to_string(),
+                        Some(other) => format!("{other:?}"),
+                        None => String::new(),
+                    };
+                    (kv.key.clone(), v)
+                })
+                .collect()
         };
         let mut got = self.0.lock().unwrap();
         for rs in req.into_inner().resource_spans {
-            let service = rs
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .map(|kv| text(&kv.value))
-                .unwrap_or_default();
+            let resource = text(rs.resource.as_ref().map_or(&[], |r| &r.attributes[..]));
             for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
-                let id = span
-                    .attributes
-                    .iter()
-                    .find(|kv| kv.key == "request_id")
-                    .map(|kv| text(&kv.value))
-                    .unwrap_or_default();
-                got.push((service.clone(), span.name, id));
+                got.push(Seen {
+                    resource: resource.clone(),
+                    attrs: text(&span.attributes),
+                    name: span.name,
+                });
             }
         }
         Ok(tonic::Response::new(ExportTraceServiceResponse {
@@ -464,16 +479,24 @@ async fn spans_reach_an_otlp_collector_only_with_the_flag() {
     let got = got.lock().unwrap().clone();
     let find = |id: &str| {
         got.iter()
-            .find(|(_, _, i)| i == id)
+            .find(|s| s.attr("request_id") == id)
             .unwrap_or_else(|| panic!("no span with request_id {id}: {got:?}"))
     };
-    let (service, name, _) = find("loud-ok");
-    assert_eq!(service, "slice-service");
-    assert_eq!(name, "slicebed.v1.SliceService/WhoAmI");
-    let (_, name, _) = find("loud-missing");
-    assert_eq!(name, "slicebed.v1.SliceService/GetSlice");
+    let ok = find("loud-ok");
+    assert_eq!(ok.name, "slicebed.v1.SliceService/WhoAmI", "{ok:?}");
+    assert_eq!(ok.resource["service.name"], "slice-service", "{ok:?}");
+    assert!(!ok.resource["service.version"].is_empty(), "{ok:?}");
+    assert_eq!(ok.attr("code"), "OK", "{ok:?}");
+    assert_eq!(ok.attr("principal"), "user/admin", "{ok:?}");
+    let missing = find("loud-missing");
+    assert_eq!(
+        missing.name, "slicebed.v1.SliceService/GetSlice",
+        "{missing:?}"
+    );
+    assert_eq!(missing.attr("code"), "NotFound", "{missing:?}");
     assert!(
-        !got.iter().any(|(_, _, i)| i.starts_with("quiet")),
+        !got.iter()
+            .any(|s| s.attr("request_id").starts_with("quiet")),
         "{got:?}"
     );
 }

@@ -109,6 +109,7 @@ impl Api {
         let secret = auth::bearer(md)?.to_string();
         let mut c = self.core.db.conn().await?;
         let (p, t) = auth::authenticate_token(&mut c, &secret).await?;
+        crate::trace::record_principal(&p.actor());
         Ok((p, t, secret))
     }
 }
