@@ -2,9 +2,10 @@
 //! managers on the local Docker engine and a real slice.
 //!
 //! Over plain HTTP: the public page and its fragment show sites and nodes but no slice; the
-//! private endpoints refuse a missing, malformed, unknown or revoked token; another user sees
-//! nothing of the slice; hostile site and slice text is escaped; the live event stream
-//! delivers the slice's end. In headless Chromium (Debian's `chromium`, driven over the
+//! private endpoints refuse a missing, unknown or revoked token and an enrollment token; a PI
+//! and an admin see the slice as ListSlices shows it them, another user sees nothing of it;
+//! hostile site and slice text is escaped; usage charts appear once the node has measured;
+//! the live event stream delivers the slice's end to its owner and nothing of it to others. In headless Chromium (Debian's `chromium`, driven over the
 //! DevTools protocol): the map shows the three sites, the page without a token shows no slice,
 //! a token shows the slice running, and the page updates when a killed container ends its
 //! sliver and when a node goes silent. A screenshot is saved and its path printed.
@@ -224,6 +225,30 @@ async fn without_a_token_the_page_shows_no_slice_and_other_tokens_see_nothing_of
     )
     .await;
     assert!(points >= 2);
+
+    // The API's visibility rule: a PI sees their site's slices, an admin every slice.
+    let pat = make_user_as(&admin, "pat", pb::Role::Pi, "mit").await;
+    for (who, token) in [("pat", &pat), ("admin", &svc.admin_token)] {
+        let r = get(&addr, "/api/mine", Some(token)).await;
+        assert!(
+            r.body.contains(&format!("data-sliver=\"{sliver}\"")),
+            "{who}: {}",
+            r.body
+        );
+    }
+    // An enrollment token is not a user's: refused, and shows nothing.
+    let enroll = a
+        .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+            site: "mit".into(),
+            ttl: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let r = get(&addr, "/api/mine", Some(&enroll)).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(!r.body.contains(&name));
 
     // A revoked token is refused as the API refuses it.
     let extra = Clients::new(&svc, Some(&alice))
