@@ -1,0 +1,289 @@
+//! The simulated kubelet and controllers: a loop that binds unscheduled Pods, walks bound Pods
+//! through Pending → ContainerCreating → Running (or a scripted failure), enforces
+//! `activeDeadlineSeconds`, finishes graceful deletions and empties terminating Namespaces.
+//!
+//! It writes only through the store, so watches see every transition it makes; it never writes
+//! a Pod whose status did not change.
+
+pub mod namespaces;
+pub mod scheduler;
+pub mod sim;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::kinds;
+use crate::meta;
+use crate::state::Shared;
+use crate::store::Store;
+use sim::{Behaviour, PodSim, Sim, Stage};
+
+pub async fn run(shared: Arc<Shared>) {
+    loop {
+        tick(&shared);
+        tokio::time::sleep(shared.timings.tick).await;
+    }
+}
+
+fn tick(shared: &Shared) {
+    let mut store = shared.store.lock().expect("store lock");
+    let mut sim = shared.sim.lock().expect("sim lock");
+    let lines_before: usize = sim.logs.values().map(|b| b.lines.len()).sum();
+    namespaces::reconcile(&mut store);
+    let pods: Vec<Value> = store.list(kinds::pods(), None).cloned().collect();
+    for pod in &pods {
+        let key = (
+            meta::namespace(pod).to_string(),
+            meta::name(pod).to_string(),
+        );
+        let scripted = shared
+            .behaviours
+            .lock()
+            .expect("behaviours lock")
+            .get(&key)
+            .copied();
+        let behaviour = scripted
+            .or_else(|| {
+                pod["metadata"]["annotations"][sim::ANNOTATION]
+                    .as_str()
+                    .and_then(Behaviour::parse)
+            })
+            .unwrap_or(Behaviour::Run);
+        step(&mut store, &mut sim, shared, pod, behaviour);
+    }
+    let live: Vec<String> = store
+        .list(kinds::pods(), None)
+        .map(|p| p["metadata"]["uid"].as_str().unwrap_or("").to_string())
+        .collect();
+    let gone: Vec<String> = sim
+        .pods
+        .keys()
+        .filter(|u| !live.contains(u))
+        .cloned()
+        .collect();
+    for uid in gone {
+        if let Some(d) = &shared.docker {
+            d.forget(&uid);
+        }
+        sim.pods.remove(&uid);
+        sim.close_logs(&uid);
+    }
+    let lines_after: usize = sim.logs.values().map(|b| b.lines.len()).sum();
+    let closed = sim.logs.values().filter(|b| b.closed).count();
+    if lines_after != lines_before || closed > 0 {
+        let _ = shared.log_written.send(());
+    }
+}
+
+fn put_status(store: &mut Store, pod: &Value, status: Value) {
+    if pod["status"] != status {
+        let mut new = pod.clone();
+        new["status"] = status;
+        store.put(kinds::pods(), meta::namespace(pod), meta::name(pod), new);
+    }
+}
+
+fn unschedulable(store: &mut Store, pod: &Value, message: String) {
+    let status = json!({
+        "phase": "Pending",
+        "qosClass": pod["status"]["qosClass"],
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}],
+    });
+    put_status(store, pod, status);
+}
+
+fn step(store: &mut Store, sim: &mut Sim, shared: &Shared, pod: &Value, behaviour: Behaviour) {
+    let (ns, name) = (
+        meta::namespace(pod).to_string(),
+        meta::name(pod).to_string(),
+    );
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+    let t = &shared.timings;
+    if !pod["metadata"]["deletionTimestamp"].is_null() {
+        let grace = Duration::from_secs(
+            pod["metadata"]["deletionGracePeriodSeconds"]
+                .as_u64()
+                .unwrap_or(0),
+        );
+        let Some(p) = sim.pods.get_mut(&uid) else {
+            store.remove(kinds::pods(), &ns, &name);
+            return;
+        };
+        if !matches!(p.stage, Stage::Done { .. }) {
+            let started = match &p.stage {
+                Stage::Running { started } => started.clone(),
+                _ => String::new(),
+            };
+            p.stage = Stage::Done {
+                terminated: sim::terminated(0, "Completed", &started),
+                phase: "Succeeded",
+                reason: None,
+                message: None,
+            };
+            p.since = Instant::now();
+            let status = sim::status(&pod["spec"], pod, p);
+            sim.close_logs(&uid);
+            put_status(store, pod, status);
+        } else if p.since.elapsed() >= t.termination.min(grace) {
+            store.remove(kinds::pods(), &ns, &name);
+        }
+        return;
+    }
+    if node.is_empty() {
+        match scheduler::schedule(store, pod) {
+            Ok(n) => {
+                let mut new = pod.clone();
+                new["spec"]["nodeName"] = json!(n);
+                new["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"}]);
+                store.put(kinds::pods(), &ns, &name, new);
+            }
+            Err(message) => unschedulable(store, pod, message),
+        }
+        return;
+    }
+    let Some(node_obj) = store.get(kinds::nodes(), "", &node).cloned() else {
+        if !sim.pods.contains_key(&uid) {
+            unschedulable(store, pod, format!("node \"{node}\" not found"));
+        }
+        return;
+    };
+    if !sim.pods.contains_key(&uid) {
+        let host_ip = node_obj["status"]["addresses"][0]["address"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        sim.next_ip += 1;
+        let pod_ip = format!("10.244.{}.{}", sim.next_ip / 250, sim.next_ip % 250 + 2);
+        let now = Instant::now();
+        sim.pods.insert(
+            uid.clone(),
+            PodSim {
+                stage: Stage::Creating,
+                since: now,
+                started: now,
+                start_time: meta::now(),
+                restarts: 0,
+                pod_ip,
+                host_ip,
+                last_log: now,
+                ticks: 0,
+            },
+        );
+    }
+    let containers: Vec<String> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    let mut p = sim.pods[&uid].clone();
+    advance(&mut p, sim, pod, &uid, &containers, behaviour, t);
+    if let Some(ads) = pod["spec"]["activeDeadlineSeconds"].as_u64() {
+        if !matches!(p.stage, Stage::Done { .. }) && p.started.elapsed() >= Duration::from_secs(ads)
+        {
+            let started = match &p.stage {
+                Stage::Running { started } => started.clone(),
+                _ => String::new(),
+            };
+            p.stage = Stage::Done {
+                terminated: sim::terminated(137, "Error", &started),
+                phase: "Failed",
+                reason: Some("DeadlineExceeded"),
+                message: Some(
+                    "Pod was active on the node longer than the specified deadline".into(),
+                ),
+            };
+            sim.close_logs(&uid);
+        }
+    }
+    let status = sim::status(&pod["spec"], pod, &p);
+    sim.pods.insert(uid, p);
+    put_status(store, pod, status);
+}
+
+fn advance(
+    p: &mut PodSim,
+    sim: &mut Sim,
+    pod: &Value,
+    uid: &str,
+    containers: &[String],
+    b: Behaviour,
+    t: &crate::Timings,
+) {
+    let elapsed = p.since.elapsed();
+    let start = |p: &mut PodSim, sim: &mut Sim| {
+        p.stage = Stage::Running {
+            started: meta::now(),
+        };
+        p.since = Instant::now();
+        for c in containers {
+            let image = pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["name"] == json!(c))
+                .map(|x| x["image"].as_str().unwrap_or("").to_string())
+                .unwrap_or_default();
+            sim.log(
+                uid,
+                c,
+                format!("fake-kube: container {c} started from image {image}"),
+            );
+        }
+    };
+    match p.stage.clone() {
+        Stage::Creating if elapsed >= t.step => {
+            if b == Behaviour::ImagePullFail {
+                p.stage = Stage::PullBackOff;
+            } else {
+                start(p, sim);
+            }
+        }
+        Stage::BackOff { .. } if elapsed >= t.crash_backoff => start(p, sim),
+        Stage::Running { started } if b != Behaviour::Run && elapsed >= t.step => {
+            let (code, reason) = match b {
+                Behaviour::Oom => (137, "OOMKilled"),
+                Behaviour::Exit(0) => (0, "Completed"),
+                Behaviour::Exit(n) => (n, "Error"),
+                _ => (1, "Error"),
+            };
+            for c in containers {
+                sim.log(
+                    uid,
+                    c,
+                    format!("fake-kube: container {c} exited with code {code} ({reason})"),
+                );
+            }
+            let term = sim::terminated(code, reason, &started);
+            let restart = match pod["spec"]["restartPolicy"].as_str() {
+                Some("Never") => false,
+                Some("OnFailure") => code != 0,
+                _ => true,
+            };
+            p.since = Instant::now();
+            if restart {
+                p.restarts += 1;
+                p.stage = Stage::BackOff { last: term };
+            } else {
+                p.stage = Stage::Done {
+                    terminated: term,
+                    phase: if code == 0 { "Succeeded" } else { "Failed" },
+                    reason: None,
+                    message: None,
+                };
+                sim.close_logs(uid);
+            }
+        }
+        Stage::Running { .. } if p.last_log.elapsed() >= t.log_interval => {
+            p.last_log = Instant::now();
+            p.ticks += 1;
+            for c in containers {
+                sim.log(uid, c, format!("fake-kube: {c} tick {}", p.ticks));
+            }
+        }
+        _ => {}
+    }
+}
