@@ -6,8 +6,10 @@
 //! names only. It is read from the fleet index (memory) plus two small queries, and kept for
 //! `FRESH` so that page loads cost the database nothing more than one read per interval.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
 
 use slicebed_units::Resources;
 
@@ -175,19 +177,21 @@ fn add(sum: &mut Resources, r: Resources) {
     sum.disk_bytes += r.disk_bytes;
 }
 
-/// The last reading, reused for `FRESH`.
+/// The last reading, reused for `FRESH`. The lock is held while reading, so however many
+/// visitors arrive at once, the database is read at most once per `FRESH`.
 #[derive(Debug, Default)]
 pub struct Cached(Mutex<Option<(Instant, Arc<Overview>)>>);
 
 impl Cached {
     pub async fn get(&self, core: &Core) -> Result<Arc<Overview>> {
-        if let Some((at, o)) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let mut last = self.0.lock().await;
+        if let Some((at, o)) = last.as_ref() {
             if at.elapsed() < FRESH {
                 return Ok(o.clone());
             }
         }
         let o = Arc::new(read(core).await?);
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), o.clone()));
+        *last = Some((Instant::now(), o.clone()));
         Ok(o)
     }
 }
