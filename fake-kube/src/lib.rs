@@ -16,6 +16,7 @@ mod meta;
 mod node;
 mod ops;
 mod patch;
+mod quota;
 mod router;
 mod selector;
 mod state;

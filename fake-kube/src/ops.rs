@@ -77,6 +77,7 @@ pub fn create(store: &mut Store, kind: &'static Kind, ns: &str, mut obj: Value) 
     if store.get(kind, ns, &name).is_some() {
         return Err(ApiError::already_exists(kind, &name));
     }
+
     obj["kind"] = json!(kind.kind);
     obj["apiVersion"] = json!(kind.api_version());
     let m = obj["metadata"]
@@ -107,6 +108,10 @@ pub fn create(store: &mut Store, kind: &'static Kind, ns: &str, mut obj: Value) 
             obj["status"] = json!({"phase": "Active"});
         }
         _ => {}
+    }
+    if kind.plural == "pods" {
+        // Admission sees the defaulted Pod (requests copied from limits), as on a real server.
+        crate::quota::admit(store, ns, &obj)?;
     }
     Ok(store.put(kind, ns, &name, obj))
 }

@@ -284,3 +284,59 @@ async fn server_side_apply_creates_then_updates_and_selectors_filter_lists() {
         .unwrap_err();
     assert_eq!(code(e), 400);
 }
+
+#[tokio::test]
+async fn resource_quotas_refuse_pods_past_their_hard_limits_and_report_usage() {
+    let env = start(1).await;
+    let c = env.client.clone();
+    namespace(&c, "s1").await;
+    let pp = PostParams::default();
+    let rq: ResourceQuota = serde_json::from_value(json!({"metadata": {"name": "slice"},
+        "spec": {"hard": {"limits.cpu": "1", "limits.memory": "128Mi", "pods": "2"}}}))
+    .unwrap();
+    Api::<ResourceQuota>::namespaced(c.clone(), "s1")
+        .create(&pp, &rq)
+        .await
+        .unwrap();
+    let pods = Api::<Pod>::namespaced(c.clone(), "s1");
+    pods.create(&pp, &pod("a", Some("fake-node-1")))
+        .await
+        .unwrap();
+    pods.create(&pp, &pod("b", Some("fake-node-1")))
+        .await
+        .unwrap();
+    let e = pods
+        .create(&pp, &pod("c", Some("fake-node-1")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, kube::Error::Api(s) if s.code == 403 && s.message.contains("exceeded quota: slice")),
+        "{e:?}"
+    );
+    let mut unbounded = pod("d", Some("fake-node-1"));
+    unbounded.spec.as_mut().unwrap().containers[0].resources = None;
+    let e = pods.create(&pp, &unbounded).await.unwrap_err();
+    assert!(
+        matches!(&e, kube::Error::Api(s) if s.code == 403 && s.message.contains("must specify limits.cpu")),
+        "{e:?}"
+    );
+    let quotas = Api::<ResourceQuota>::namespaced(c.clone(), "s1");
+    common::wait_for(10, "the quota's usage", || async {
+        let used = quotas.get("slice").await.ok()?.status?.used?;
+        (used.get("pods")?.0 == "2" && used.get("limits.cpu")?.0 == "1000m").then_some(())
+    })
+    .await;
+    // Room comes back when a Pod goes.
+    pods.delete(
+        "a",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    pods.create(&pp, &pod("c", Some("fake-node-1")))
+        .await
+        .unwrap();
+}

@@ -32,6 +32,7 @@ fn tick(shared: &Shared) {
     let mut sim = shared.sim.lock().expect("sim lock");
     let lines_before: usize = sim.logs.values().map(|b| b.lines.len()).sum();
     namespaces::reconcile(&mut store);
+    crate::quota::reconcile(&mut store);
     let pods: Vec<Value> = store.list(kinds::pods(), None).cloned().collect();
     for pod in &pods {
         let key = (
