@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
@@ -51,6 +51,14 @@ impl DiskSizes {
     }
 }
 
+/// Each sliver's previous reading and when it was taken, kept for the agent's whole life (not
+/// per connection), so a reconnect costs no figures and a first reading is a first sight.
+#[derive(Debug, Clone, Default)]
+pub struct Baselines(Arc<Mutex<HashMap<String, (ContainerStats, Instant)>>>);
+
+/// Shortest run over which a first reading is turned into rates.
+const MIN_RUN: Duration = Duration::from_millis(200);
+
 /// `delta` per second over `elapsed`, or 0 when the counter went back (a new container).
 fn per_second(delta: u64, elapsed: Duration) -> i64 {
     let nanos = elapsed.as_nanos().max(1);
@@ -82,40 +90,57 @@ pub fn rates(
     })
 }
 
-/// Keeps the previous pass to compute rates from the next.
+/// A sliver's first reading as rates since its container started (its counters count from
+/// then), when the runtime says when that was and it is not too recent.
+pub fn since_start(cur: &ContainerStats, now: SystemTime) -> Option<SliverUsage> {
+    let run = now.duration_since(cur.started_at?).ok()?;
+    let zero = ContainerStats {
+        cpu_nanos: 0,
+        net_rx_bytes: 0,
+        net_tx_bytes: 0,
+        ..cur.clone()
+    };
+    (run >= MIN_RUN).then(|| rates(&zero, cur, run)).flatten()
+}
+
+/// Turns the runtime's counters into usage against the previous pass.
 pub struct Sampler<R> {
     runtime: R,
     disk: DiskSizes,
-    prev: HashMap<String, (ContainerStats, Instant)>,
+    prev: Baselines,
 }
 
 impl<R: Runtime> Sampler<R> {
-    /// A sampler with no previous pass.
-    pub fn new(runtime: R, disk: DiskSizes) -> Self {
+    /// A sampler continuing from `prev`.
+    pub fn new(runtime: R, disk: DiskSizes, prev: Baselines) -> Self {
         Self {
             runtime,
             disk,
-            prev: HashMap::new(),
+            prev,
         }
     }
 
-    /// One pass: the usage of every running sliver seen in the previous pass too. Slivers seen
-    /// for the first time (or in a new container) only set the baseline.
+    /// One pass: the usage of every running sliver, against its previous reading, or since its
+    /// container started for one seen for the first time. A sliver whose counters cannot be
+    /// compared (its container was replaced or restarted) only sets a new baseline.
     pub async fn pass(&mut self) -> crate::runtime::Result<Vec<(String, SliverUsage)>> {
         let now_stats = self.runtime.stats().await?;
-        let at = Instant::now();
+        let (at, wall) = (Instant::now(), SystemTime::now());
         let mut out = Vec::with_capacity(now_stats.len());
         let mut next = HashMap::with_capacity(now_stats.len());
+        let mut prev = self.prev.0.lock().unwrap_or_else(|p| p.into_inner());
         for s in now_stats {
-            if let Some((p, then)) = self.prev.get(&s.sliver_id) {
-                if let Some(mut u) = rates(p, &s, at.duration_since(*then)) {
-                    u.disk_bytes = self.disk.get(&s.container_id);
-                    out.push((s.sliver_id.clone(), u));
-                }
+            let usage = match prev.get(&s.sliver_id) {
+                Some((p, then)) => rates(p, &s, at.duration_since(*then)),
+                None => since_start(&s, wall),
+            };
+            if let Some(mut u) = usage {
+                u.disk_bytes = self.disk.get(&s.container_id);
+                out.push((s.sliver_id.clone(), u));
             }
             next.insert(s.sliver_id.clone(), (s, at));
         }
-        self.prev = next;
+        *prev = next;
         Ok(out)
     }
 }
@@ -138,13 +163,16 @@ pub fn lead(every: Duration) -> Duration {
 pub async fn run<R: Runtime>(
     runtime: R,
     disk: DiskSizes,
+    prev: Baselines,
     start: Instant,
     every: Duration,
     out: watch::Sender<Samples>,
 ) {
-    let mut sampler = Sampler::new(runtime, disk);
-    // A first pass at once sets the baseline.
-    let _ = timeout(budget(every), sampler.pass()).await;
+    let mut sampler = Sampler::new(runtime, disk, prev);
+    // A first pass at once: baselines for what is already known, figures for the rest.
+    if let Ok(Ok(v)) = timeout(budget(every), sampler.pass()).await {
+        out.send_replace(Some((Instant::now(), v)));
+    }
     let mut tick = interval_at(start + every - lead(every), every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {

@@ -1,7 +1,10 @@
-//! Per-sliver usage end to end: a real service (heartbeats every 500 ms), a real node manager
-//! on the local Docker engine, and `slicectl top` as a researcher runs it. A sliver spinning a
-//! CPU loop shows substantial CPU within a few heartbeats while an idle one shows next to none;
-//! node totals add them up; a user who is not a member sees neither.
+//! Per-sliver usage end to end: a real service (heartbeats every 2 s), a real node manager on
+//! the local Docker engine, and `slicectl top` as a researcher runs it. A sliver spinning a CPU
+//! loop shows substantial CPU within two heartbeats of running while an idle one shows next to
+//! none; node totals add them up; a user who is not a member sees neither.
+//!
+//! Two seconds rather than the suite's usual 500 ms: Docker answers stats at its collector's
+//! one-second tick, so a heartbeat shorter than that cannot carry a fresh figure each time.
 
 mod common;
 
@@ -11,11 +14,35 @@ use std::time::{Duration, Instant};
 use common::testbed::*;
 use common::*;
 use slicebed_proto::v1 as pb;
-use slicebed_tests::nm::unique;
+use slicebed_tests::nm::{unique, NodeManager};
 use slicebed_tests::{bin, wait_for, Service};
 
-/// The heartbeat interval `Service::start` configures.
-const HEARTBEAT: Duration = Duration::from_millis(500);
+/// The heartbeat interval of this test's service.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// What polling itself may add: a slicectl process per poll, on a busy machine.
+const SLACK: Duration = Duration::from_secs(2);
+/// CPU a busy loop shows even on a loaded machine (the build shares its cores), and the most
+/// an idle sliver may show.
+const BUSY: i64 = 100;
+const IDLE: i64 = 50;
+
+/// A service with `HEARTBEAT` and one node manager at site mit.
+async fn bed() -> Testbed {
+    let svc = Service::start_with(&format!(
+        "[nodes]\nheartbeat_interval = \"{}s\"\nmissed_heartbeats = 3\n",
+        HEARTBEAT.as_secs()
+    ))
+    .await;
+    let admin = slicebed_tests::Clients::admin(&svc).await;
+    make_site(&admin, "mit").await;
+    let nm = NodeManager::start(&svc, "mit", &unique("mit")).await;
+    wait_ready(&admin, 1).await;
+    Testbed {
+        svc,
+        admin,
+        nodes: vec![nm],
+    }
+}
 
 fn ctl(svc: &Service, token: &str, args: &[&str]) -> Output {
     Command::new(bin("slicectl"))
@@ -63,8 +90,8 @@ fn cpu_of(top: &serde_json::Value) -> Option<i64> {
 }
 
 #[tokio::test]
-async fn a_cpu_loop_shows_in_top_within_a_few_heartbeats_and_only_to_its_members() {
-    let bed = testbed(&["mit"]).await;
+async fn a_cpu_loop_shows_in_top_within_two_heartbeats_and_only_to_its_members() {
+    let bed = bed().await;
     let alice = make_user(&bed.admin, "alice", "mit").await;
     let mallory = make_user(&bed.admin, "mallory", "mit").await;
     let (hot, idle) = (unique("hot"), unique("idle"));
@@ -88,12 +115,12 @@ async fn a_cpu_loop_shows_in_top_within_a_few_heartbeats_and_only_to_its_members
     // slicectl process; the last one that missed says how late the figure really was.
     let missed = std::sync::Mutex::new(Duration::ZERO);
     let top = wait_for(
-        "the CPU loop in `slicectl top`",
-        Duration::from_secs(20),
+        "the CPU loop in `slicectl top` within two heartbeats (and some slack)",
+        HEARTBEAT * 2 + SLACK,
         || async {
             let asked = running_at.elapsed();
             let top = json(&bed.svc, &alice, &["top", &hot]);
-            let seen = cpu_of(&top).is_some_and(|c| c >= 300);
+            let seen = cpu_of(&top).is_some_and(|c| c >= BUSY);
             if !seen {
                 *missed.lock().unwrap() = asked;
             }
@@ -130,7 +157,7 @@ async fn a_cpu_loop_shows_in_top_within_a_few_heartbeats_and_only_to_its_members
         .iter()
         .filter_map(|p| p["mean"]["cpu_millis"].as_i64())
         .max();
-    assert!(busiest >= Some(300), "{past}");
+    assert!(busiest >= Some(BUSY), "{past}");
 
     // The idle one: measured, next to nothing.
     let quiet = wait_for(
@@ -142,7 +169,11 @@ async fn a_cpu_loop_shows_in_top_within_a_few_heartbeats_and_only_to_its_members
         },
     )
     .await;
-    assert!(cpu_of(&quiet).unwrap() < 50, "{}", quiet["sliver_usage"][0]);
+    assert!(
+        cpu_of(&quiet).unwrap() < IDLE,
+        "{}",
+        quiet["sliver_usage"][0]
+    );
 
     // Her slices, and the node's total, which holds the loop.
     let mine = json(&bed.svc, &alice, &["top"]);
@@ -159,7 +190,7 @@ async fn a_cpu_loop_shows_in_top_within_a_few_heartbeats_and_only_to_its_members
     let nodes = json(&bed.svc, &mallory, &["top", "--nodes"]);
     let node = &nodes.as_array().unwrap()[0];
     assert!(
-        node["usage"]["cpu_millis"].as_i64().unwrap() >= 300,
+        node["usage"]["cpu_millis"].as_i64().unwrap() >= BUSY,
         "{node}"
     );
     assert_eq!(node["reporting"], 2, "{node}");

@@ -266,6 +266,7 @@ pub async fn run<R: Runtime + Clone>(
     let _sampler = AbortOnDrop(tokio::spawn(crate::usage::run(
         runtime.clone(),
         shared.disk.clone(),
+        shared.baselines.clone(),
         beats_from,
         every,
         samples_tx,

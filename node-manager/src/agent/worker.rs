@@ -66,6 +66,8 @@ pub struct Shared {
     pub metrics: Option<crate::metrics::NodeMetrics>,
     /// What each container wrote at the reconciler's last disk measure (for usage reports).
     pub disk: crate::usage::DiskSizes,
+    /// Each sliver's last usage reading, across connections.
+    pub baselines: crate::usage::Baselines,
 }
 
 impl Shared {
@@ -89,6 +91,7 @@ impl Shared {
             store: None,
             metrics: None,
             disk: Default::default(),
+            baselines: Default::default(),
         }
     }
 

@@ -109,6 +109,9 @@ pub struct ContainerStats {
     pub net_rx_bytes: u64,
     /// Network bytes sent since the container started.
     pub net_tx_bytes: u64,
+    /// When the container's current run started (its counters count from then), if the
+    /// backend knows: a sliver's first reading then already gives rates.
+    pub started_at: Option<std::time::SystemTime>,
 }
 
 /// Something happened to one of this node's containers; the sliver id if known.

@@ -10,6 +10,7 @@ fn stats(container: &str, cpu: u64, rx: u64, tx: u64) -> ContainerStats {
         memory_bytes: 64 << 20,
         net_rx_bytes: rx,
         net_tx_bytes: tx,
+        started_at: None,
     }
 }
 
@@ -75,12 +76,11 @@ async fn a_pass_reports_slivers_seen_in_the_previous_one_with_their_disk_use() {
     running(&rt, "c2", "idle");
     let disk = DiskSizes::default();
     disk.set(HashMap::from([("c1".to_string(), 4096)]));
-    let mut s = Sampler::new(rt.clone(), disk);
+    let mut s = Sampler::new(rt.clone(), disk, Baselines::default());
     let at = |cpu: u64| Counters {
         cpu_nanos: cpu,
         memory_bytes: 1 << 20,
-        rx: 0,
-        tx: 0,
+        ..Default::default()
     };
     rt.set_counters("busy", at(0));
     assert!(
@@ -115,7 +115,18 @@ async fn the_task_publishes_a_pass_before_each_heartbeat_and_nothing_when_the_en
     let (tx, mut rx) = watch::channel(None);
     let start = Instant::now();
     let every = Duration::from_secs(8);
-    let task = tokio::spawn(run(rt.clone(), DiskSizes::default(), start, every, tx));
+    let task = tokio::spawn(run(
+        rt.clone(),
+        DiskSizes::default(),
+        Baselines::default(),
+        start,
+        every,
+        tx,
+    ));
+    // At once: a baseline (the fake does not say when its containers started).
+    rx.changed().await.unwrap();
+    let (at, figures) = rx.borrow_and_update().clone().unwrap();
+    assert_eq!((at, figures.len()), (start, 0));
     rx.changed().await.unwrap();
     let (at, figures) = rx.borrow_and_update().clone().unwrap();
     assert_eq!(
@@ -128,4 +139,57 @@ async fn the_task_publishes_a_pass_before_each_heartbeat_and_nothing_when_the_en
     rx.changed().await.unwrap();
     assert!(rx.borrow_and_update().as_ref().unwrap().1.is_empty());
     task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_reading_counts_from_the_containers_start_and_baselines_outlive_a_sampler() {
+    let rt = FakeRuntime::new("n1");
+    running(&rt, "c1", "busy");
+    // Two seconds old, one and a half of them busy, 4 KiB received.
+    let started = SystemTime::now() - Duration::from_secs(2);
+    rt.set_counters(
+        "busy",
+        Counters {
+            cpu_nanos: 1_500_000_000,
+            rx: 4096,
+            started_at: Some(started),
+            ..Default::default()
+        },
+    );
+    let prev = Baselines::default();
+    let got = Sampler::new(rt.clone(), DiskSizes::default(), prev.clone())
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let u = got[0].1;
+    assert!((700..=760).contains(&u.cpu_millis), "{u:?}");
+    assert!((1900..=2100).contains(&u.net_rx_bps), "{u:?}");
+    // A new connection's sampler goes on from the same baselines: one second more, all busy.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    rt.set_counters(
+        "busy",
+        Counters {
+            cpu_nanos: 2_500_000_000,
+            rx: 4096,
+            started_at: Some(started),
+            ..Default::default()
+        },
+    );
+    let got = Sampler::new(rt.clone(), DiskSizes::default(), prev)
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!((got[0].1.cpu_millis, got[0].1.net_rx_bps), (1000, 0));
+    // A container that started a moment ago gives no rate yet.
+    let now = SystemTime::now();
+    let fresh = ContainerStats {
+        started_at: Some(now),
+        ..stats("c9", 1, 0, 0)
+    };
+    assert_eq!(since_start(&fresh, now + Duration::from_millis(50)), None);
+    assert!(
+        since_start(&stats("c9", 1, 0, 0), now).is_none(),
+        "no start time known"
+    );
 }

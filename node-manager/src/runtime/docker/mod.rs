@@ -70,6 +70,8 @@ pub struct DockerRuntime {
     publish_ip: std::net::IpAddr,
     /// Whether the engine caps writable layers (`disk::UNKNOWN` until asked).
     storage_opt: Arc<std::sync::atomic::AtomicU8>,
+    /// When each running container started, read once per container (`stats`).
+    started: stats::StartTimes,
 }
 
 impl DockerRuntime {
@@ -86,6 +88,7 @@ impl DockerRuntime {
             allow_unisolated: false,
             publish_ip: container_config::ANY_ADDRESS,
             storage_opt: Arc::new(disk::UNKNOWN.into()),
+            started: Default::default(),
         }
     }
 

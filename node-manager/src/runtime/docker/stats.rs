@@ -5,7 +5,8 @@
 //! the sampler from two passes.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::ContainerStatsResponse;
 use bollard::query_parameters::{ListContainersOptions, StatsOptions};
@@ -22,6 +23,37 @@ use crate::runtime::{labels, ContainerStats, Result};
 const CONCURRENCY: usize = 32;
 /// Longest wait for one container's stats.
 const PER_CONTAINER: Duration = Duration::from_secs(2);
+
+/// When each running container of this node started, by container id: read once per
+/// container (one inspect when it is first seen running), forgotten once it no longer runs.
+pub(super) type StartTimes = Arc<Mutex<HashMap<String, Option<SystemTime>>>>;
+
+/// Days from 1970-01-01 to a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+}
+
+/// Docker's UTC times ("2026-12-01T17:09:28.098587812Z"); `None` for anything else, and for
+/// the zero time of a container that never started.
+pub(super) fn parse_utc(s: &str) -> Option<SystemTime> {
+    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
+    let num = |p: Option<&str>| p.and_then(|v| v.parse::<i64>().ok());
+    let mut d = date.split('-');
+    let (y, mo, day) = (num(d.next())?, num(d.next())?, num(d.next())?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.split(':');
+    let (h, mi, sec) = (num(t.next())?, num(t.next())?, num(t.next())?);
+    if y < 1970 || !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let nanos: u32 = format!("{frac:0<9}").parse().ok()?;
+    let secs = days_from_civil(y, mo, day) * 86_400 + h * 3600 + mi * 60 + sec;
+    Some(UNIX_EPOCH + Duration::new(u64::try_from(secs).ok()?, nanos))
+}
 
 /// Memory in use without the reclaimable page cache, as `docker stats` shows it (cgroup v2
 /// names it `inactive_file`, v1 `total_inactive_file`).
@@ -45,6 +77,7 @@ pub(super) fn counters(
     container_id: String,
     sliver_id: String,
     s: &ContainerStatsResponse,
+    started_at: Option<SystemTime>,
 ) -> ContainerStats {
     let cpu_nanos = s
         .cpu_stats
@@ -64,6 +97,7 @@ pub(super) fn counters(
         memory_bytes: working_set(s),
         net_rx_bytes: rx,
         net_tx_bytes: tx,
+        started_at,
     }
 }
 
@@ -92,15 +126,18 @@ impl DockerRuntime {
                 Some((c.id?, l.get(labels::SLIVER)?.clone()))
             })
             .collect();
+        let starts = self.start_times(&running).await;
         let out = futures::stream::iter(running)
-            .map(|(id, sliver)| async move {
+            .map(|(id, sliver)| {
+                let started_at = starts.get(&id).copied().flatten();
+                async move {
                 let opts = StatsOptions {
                     stream: false,
                     one_shot: true,
                 };
                 let mut answers = std::pin::pin!(self.docker.stats(&id, Some(opts)));
                 match tokio::time::timeout(PER_CONTAINER, answers.try_next()).await {
-                    Ok(Ok(Some(s))) => Some(counters(id, sliver, &s)),
+                    Ok(Ok(Some(s))) => Some(counters(id, sliver, &s, started_at)),
                     Ok(Ok(None)) => None,
                     Ok(Err(e)) => {
                         tracing::debug!(container = %id, error = %e, "no stats for container");
@@ -111,12 +148,47 @@ impl DockerRuntime {
                         None
                     }
                 }
-            })
+            }})
             .buffer_unordered(CONCURRENCY)
             .filter_map(std::future::ready)
             .collect()
             .await;
         Ok(out)
+    }
+
+    /// When each of these running containers started: read for those not seen running before
+    /// (one inspect each, many at a time), the others from memory.
+    async fn start_times(
+        &self,
+        running: &[(String, String)],
+    ) -> HashMap<String, Option<SystemTime>> {
+        let fresh: Vec<String> = {
+            let known = self.started.lock().unwrap_or_else(|p| p.into_inner());
+            running
+                .iter()
+                .filter(|(id, _)| !known.contains_key(id))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let found: Vec<(String, Option<SystemTime>)> = futures::stream::iter(fresh)
+            .map(|id| async move {
+                let inspected =
+                    tokio::time::timeout(PER_CONTAINER, self.docker.inspect_container(&id, None))
+                        .await;
+                let at = inspected
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .and_then(|c| c.state?.started_at)
+                    .and_then(|s| parse_utc(&s));
+                (id, at)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut known = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        known.retain(|id, _| running.iter().any(|(r, _)| r == id));
+        known.extend(found);
+        known.clone()
     }
 }
 
@@ -153,7 +225,7 @@ mod tests {
             ])),
             ..Default::default()
         };
-        let c = counters("c1".into(), "v1".into(), &s);
+        let c = counters("c1".into(), "v1".into(), &s, None);
         assert_eq!(c.cpu_nanos, 5_000_000_000);
         assert_eq!(c.memory_bytes, 70 << 20);
         assert_eq!((c.net_rx_bytes, c.net_tx_bytes), (1024, 15));
@@ -163,11 +235,42 @@ mod tests {
             "total_inactive_file".to_string(),
             50 << 20,
         )]));
-        assert_eq!(counters("c".into(), "v".into(), &v1).memory_bytes, 50 << 20);
-        let empty = counters("c".into(), "v".into(), &ContainerStatsResponse::default());
+        assert_eq!(
+            counters("c".into(), "v".into(), &v1, None).memory_bytes,
+            50 << 20
+        );
+        let empty = counters(
+            "c".into(),
+            "v".into(),
+            &ContainerStatsResponse::default(),
+            None,
+        );
         assert_eq!(
             (empty.cpu_nanos, empty.memory_bytes, empty.net_rx_bytes),
             (0, 0, 0)
         );
+    }
+
+    #[test]
+    fn docker_times_read_as_utc_and_the_zero_time_as_none() {
+        let at = parse_utc("2026-12-01T17:09:28.098587812Z").unwrap();
+        let d = at.duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!((d.as_secs(), d.subsec_nanos()), (1_796_144_968, 98_587_812));
+        let d = parse_utc("1970-01-02T00:00:01.5Z")
+            .unwrap()
+            .duration_since(UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(d, Duration::from_millis(86_401_500));
+        assert_eq!(
+            parse_utc("2000-02-29T00:00:00Z")
+                .unwrap()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            951_782_400
+        );
+        assert_eq!(parse_utc("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_utc("yesterday"), None);
+        assert_eq!(parse_utc("2026-12-01T17:09:28+01:00"), None);
     }
 }

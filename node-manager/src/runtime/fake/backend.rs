@@ -182,6 +182,7 @@ impl Runtime for FakeRuntime {
                     memory_bytes: k.memory_bytes,
                     net_rx_bytes: k.rx,
                     net_tx_bytes: k.tx,
+                    started_at: k.started_at,
                 }
             })
             .collect())

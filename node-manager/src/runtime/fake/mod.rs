@@ -29,6 +29,8 @@ pub struct Counters {
     pub rx: u64,
     /// Bytes sent since start.
     pub tx: u64,
+    /// When the container started, if the fake should say.
+    pub started_at: Option<std::time::SystemTime>,
 }
 
 /// What a container of a given image does when started.
