@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/slicebed/v1/admin.proto",
         "proto/slicebed/v1/node.proto",
         "proto/slicebed/v1/access.proto",
+        "proto/slicebed/v1/images.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

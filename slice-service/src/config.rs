@@ -63,6 +63,12 @@ pub struct FileConfig {
     /// Request tracing.
     #[serde(default)]
     pub tracing: TracingConfig,
+    /// The image store's limits (`docs/images.md`).
+    #[serde(default)]
+    pub images: crate::images::ImagesFileConfig,
+    /// The read-only OCI Distribution API (`docs/images.md`).
+    #[serde(default)]
+    pub registry: crate::images::RegistryFileConfig,
 }
 
 /// Request tracing (`docs/operations.md`, "Request ids and tracing").
@@ -237,6 +243,8 @@ pub struct Flags {
     pub web_listen: Option<String>,
     /// `--otlp-endpoint`.
     pub otlp_endpoint: Option<String>,
+    /// `--registry-listen`.
+    pub registry_listen: Option<String>,
 }
 
 /// The effective configuration.
@@ -273,6 +281,10 @@ pub struct Config {
     pub web_listen: Option<String>,
     /// The OTLP collector spans are exported to, if any (checked to be an http(s) URL).
     pub otlp_endpoint: Option<String>,
+    /// The image store's limits.
+    pub images: crate::images::ImageSettings,
+    /// Where the read-only OCI Distribution API is served, if anywhere.
+    pub registry_listen: Option<String>,
 }
 
 impl Config {
@@ -387,6 +399,8 @@ impl Config {
             metrics_listen: flags.metrics_listen.or(file.metrics.listen),
             web_listen: flags.web_listen.or(file.web.listen),
             otlp_endpoint: otlp_endpoint.map(|(_, url)| url),
+            images: file.images.effective(),
+            registry_listen: flags.registry_listen.or(file.registry.listen),
         })
     }
 }
@@ -405,6 +419,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     slicebed_units::parse_duration(t)
         .map(|s| Duration::from_secs(s.unsigned_abs()))
         .map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// `human` for other modules' config sections.
+pub(crate) fn human_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    human(d)
 }
 
 fn human<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod hub;
+pub mod images;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
@@ -32,6 +33,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use anyhow::Context;
 use slicebed_proto::v1::{
     access_service_server::AccessServiceServer, admin_service_server::AdminServiceServer,
+    image_service_server::ImageServiceServer,
     node_service_server::NodeServiceServer, slice_service_server::SliceServiceServer,
     FILE_DESCRIPTOR_SET,
 };
@@ -42,6 +44,9 @@ pub use config::Config;
 
 /// Largest message a client may send on the access API (chunks are documented as <= 1 MiB).
 const MAX_MESSAGE: usize = 2 << 20;
+
+/// Largest message on the image API: a 1 MiB chunk, or a manifest of up to 4 MiB.
+const MAX_IMAGE_MESSAGE: usize = 5 << 20;
 
 /// How long in-flight calls may run after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -81,12 +86,18 @@ pub async fn run(
             .context("renewing the kept admin token")?;
     }
 
+    // The image store holds the base image from the start (built from a static busybox).
+    core.ensure_base_image()
+        .await
+        .context("storing the base image")?;
+
     let addr = listener.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SliceServiceServer<api::Api>>().await;
     health.set_serving::<AdminServiceServer<api::Api>>().await;
     health.set_serving::<NodeServiceServer<api::Api>>().await;
     health.set_serving::<AccessServiceServer<api::Api>>().await;
+    health.set_serving::<ImageServiceServer<api::Api>>().await;
     // Reflection in both versions: grpcurl and current clients speak v1, while stock clients
     // such as Python's grpcio-reflection and older grpcurl still speak v1alpha.
     let reflection = || {
@@ -137,6 +148,14 @@ pub async fn run(
         ),
         None => None,
     };
+    // The image store read-only over the OCI Distribution API, on its own listener.
+    let registry_task = match &cfg.registry_listen {
+        Some(at) => Some(
+            images::registry::start(at, cfg.insecure, &cfg.data_dir, core.clone(), conn_limits)
+                .await?,
+        ),
+        None => None,
+    };
     let mut server = Server::builder()
         .layer(track_calls)
         .layer(metrics.grpc_layer())
@@ -155,6 +174,7 @@ pub async fn run(
         None => false,
     };
     let reapers = core::spawn_reapers(core.clone());
+    let image_gc = images::spawn_gc(core.clone());
     let addr_file = cfg.data_dir.join("service.addr");
     std::fs::write(&addr_file, addr.to_string())
         .with_context(|| format!("writing {}", addr_file.display()))?;
@@ -178,6 +198,7 @@ pub async fn run(
         .add_service(SliceServiceServer::new(api.clone()))
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(AccessServiceServer::new(api.clone()).max_decoding_message_size(MAX_MESSAGE))
+        .add_service(ImageServiceServer::new(api.clone()).max_decoding_message_size(MAX_IMAGE_MESSAGE))
         .add_service(NodeServiceServer::new(api))
         .serve_with_incoming_shutdown(incoming, shutdown);
     let result = tokio::select! {
@@ -191,6 +212,11 @@ pub async fn run(
         }
     };
     reapers.abort();
+    image_gc.abort();
+    if let Some(t) = registry_task {
+        t.abort();
+        let _ = std::fs::remove_file(cfg.data_dir.join(images::registry::ADDR_FILE));
+    }
     if let Some(t) = metrics_task {
         t.abort();
         let _ = std::fs::remove_file(cfg.data_dir.join("metrics.addr"));

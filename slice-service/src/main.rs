@@ -56,6 +56,11 @@ struct Args {
     /// http://127.0.0.1:4317); off by default.
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// Serve the image store read-only over the OCI Distribution API (/v2/, plain HTTP) on this
+    /// address; off by default. Port 0 picks a free port (written to <data-dir>/registry.addr);
+    /// off loopback it needs --insecure (put TLS in front: docs/images.md).
+    #[arg(long, value_name = "ADDR")]
+    registry_listen: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -132,6 +137,7 @@ fn config(args: Args) -> anyhow::Result<slice_service::Config> {
         metrics_listen: args.metrics_listen,
         web_listen: args.web_listen,
         otlp_endpoint: args.otlp_endpoint,
+        registry_listen: args.registry_listen,
     };
     slice_service::Config::merge(flags, file)
 }

@@ -21,7 +21,8 @@ use common::*;
 use slicebed_proto::v1 as pb;
 use slicebed_proto::v1::{
     access_service_client::AccessServiceClient, admin_service_client::AdminServiceClient,
-    node_service_client::NodeServiceClient, slice_service_client::SliceServiceClient,
+    image_service_client::ImageServiceClient, node_service_client::NodeServiceClient,
+    slice_service_client::SliceServiceClient,
 };
 use slicebed_tests::client::{channel, channel_as, Bearer};
 use slicebed_tests::node::{enroll, enroll_request, hello, NodeCredential};
@@ -141,6 +142,16 @@ const MATRIX: &[(&str, [Want; 9])] = &[
     ("NodeService/Enroll",            [D,  D,  D,  D,  D,  D,  U,  A,  U]),
     ("NodeService/Control",           [U,  U,  U,  U,  U,  U,  A,  U,  U]),
     ("NodeService/Session",           [U,  U,  U,  U,  U,  U,  A,  U,  U]),
+    ("NodeService/FetchBlob",         [U,  U,  U,  U,  U,  U,  A,  U,  U]),
+    // Images: `alice/tool` is alice's private image; the base image is public.
+    ("ImageService/BlobStatus",       [A,  A,  A,  A,  A,  A,  U,  D,  U]),
+    ("ImageService/PushBlob",         [A,  A,  A,  A,  A,  A,  U,  D,  U]),
+    ("ImageService/CommitImage",      [A,  A,  A,  A,  A,  A,  U,  D,  U]),
+    ("ImageService/ListImages",       [A,  A,  A,  A,  A,  A,  U,  D,  U]),
+    ("ImageService/GetImage",         [A,  H,  H,  A,  H,  H,  U,  D,  U]),
+    ("ImageService/TagImage",         [A,  H,  H,  A,  H,  H,  U,  D,  U]),
+    ("ImageService/DeleteImage",      [A,  H,  H,  A,  H,  H,  U,  D,  U]),
+    ("ImageService/SetImageVisibility", [A, H, H, A, H, H, U, D, U]),
 ];
 
 /// `Service/Method` of every RPC declared in `proto/proto/slicebed/v1/*.proto`.
@@ -193,6 +204,7 @@ struct Conn {
     admin: AdminServiceClient<Svc>,
     access: AccessServiceClient<Svc>,
     node: NodeServiceClient<Svc>,
+    images: ImageServiceClient<Svc>,
 }
 
 impl Conn {
@@ -202,7 +214,8 @@ impl Conn {
             slices: SliceServiceClient::with_interceptor(ch.clone(), b.clone()),
             admin: AdminServiceClient::with_interceptor(ch.clone(), b.clone()),
             access: AccessServiceClient::with_interceptor(ch.clone(), b.clone()),
-            node: NodeServiceClient::with_interceptor(ch.clone(), b),
+            node: NodeServiceClient::with_interceptor(ch.clone(), b.clone()),
+            images: ImageServiceClient::with_interceptor(ch.clone(), b),
         }
     }
 }
@@ -272,6 +285,11 @@ impl World {
         let as_node = channel_as(&svc, Some(&n2))
             .await
             .expect("connect with n2's certificate");
+        // alice's private image, made of the public base image's blobs.
+        let alice_images = Conn::new(&plain, Some(&token_of(&admin, "alice").await)).images;
+        commit_from_base(alice_images, "alice/tool:v1")
+            .await
+            .expect("alice commits alice/tool:v1");
         Self {
             svc,
             admin,
@@ -284,18 +302,12 @@ impl World {
 
     /// A fresh token of `user` ("" = the bootstrap admin itself), minted by the admin.
     async fn token_of(&self, user: &str) -> String {
-        self.admin
-            .admin
-            .clone()
-            .create_token(pb::CreateTokenRequest {
-                user: user.into(),
-                ttl: None,
-                description: "matrix".into(),
-            })
-            .await
-            .expect("admin mints a token")
-            .into_inner()
-            .token
+        token_of(&self.admin, user).await
+    }
+
+    /// A client of the image API with a fresh token of alice.
+    async fn alice_images(&self) -> ImageServiceClient<Svc> {
+        Conn::new(&self.plain, Some(&self.token_of("alice").await)).images
     }
 
     /// The clients of one cell, each with credentials of its own.
@@ -315,6 +327,56 @@ impl World {
         };
         Conn::new(&self.plain, Some(&self.token_of(user).await))
     }
+}
+
+/// A fresh token of `user` ("" = the bootstrap admin itself), minted by the admin.
+async fn token_of(admin: &Clients, user: &str) -> String {
+    admin
+        .admin
+        .clone()
+        .create_token(pb::CreateTokenRequest {
+            user: user.into(),
+            ttl: None,
+            description: "matrix".into(),
+        })
+        .await
+        .expect("admin mints a token")
+        .into_inner()
+        .token
+}
+
+/// The public base image, as its caller sees it.
+async fn base_image(images: &mut ImageServiceClient<Svc>) -> Result<pb::Image, Status> {
+    Ok(images
+        .get_image(pb::GetImageRequest {
+            reference: "slicebed/base:latest".into(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// Commits `reference` as an image of the base image's config and layers (usable by every
+/// user, as they are public: nothing to upload).
+async fn commit_from_base(
+    mut images: ImageServiceClient<Svc>,
+    reference: &str,
+) -> Result<pb::Image, Status> {
+    let base = base_image(&mut images).await?;
+    let digest = |s: &str| slicebed_image::Digest::parse(s).expect("a stored digest");
+    let layers: Vec<_> = base
+        .layers
+        .iter()
+        .map(|l| (digest(&l.digest), l.size))
+        .collect();
+    let manifest =
+        slicebed_image::Manifest::new((digest(&base.config_digest), base.config_size), &layers);
+    Ok(images
+        .commit_image(pb::CommitImageRequest {
+            reference: reference.into(),
+            manifest: manifest.to_bytes(),
+        })
+        .await?
+        .into_inner())
 }
 
 async fn enrollment_token(admin: &Clients) -> String {
@@ -630,6 +692,79 @@ async fn call(w: &World, rpc: &str, caller: Caller, mut c: Conn) -> Result<(), S
                     resp.into_inner().message().await?;
                 }
             }
+        }
+        "NodeService/FetchBlob" => {
+            // The public base image's first layer: any node may fetch it.
+            let mut images = w.alice_images().await;
+            let layer = base_image(&mut images).await.expect("base image").layers[0]
+                .digest
+                .clone();
+            let mut s = c
+                .node
+                .fetch_blob(pb::FetchBlobRequest {
+                    digest: layer,
+                    offset: 0,
+                })
+                .await?
+                .into_inner();
+            s.message().await?;
+        }
+        "ImageService/BlobStatus" => {
+            let d = slicebed_image::Digest::of(tag.as_bytes()).to_string();
+            c.images
+                .blob_status(pb::BlobStatusRequest { digests: vec![d] })
+                .await?;
+        }
+        "ImageService/PushBlob" => {
+            let data = format!("blob of {tag}").into_bytes();
+            let chunk = pb::BlobChunk {
+                digest: slicebed_image::Digest::of(&data).to_string(),
+                offset: 0,
+                size: data.len() as u64,
+                data,
+            };
+            c.images.push_blob(tokio_stream::iter(vec![chunk])).await?;
+        }
+        "ImageService/CommitImage" => {
+            commit_from_base(c.images, &format!("mine-{tag}/tool:v1")).await?;
+        }
+        "ImageService/ListImages" => {
+            c.images
+                .list_images(pb::ListImagesRequest::default())
+                .await?;
+        }
+        "ImageService/GetImage" => {
+            c.images
+                .get_image(pb::GetImageRequest {
+                    reference: "alice/tool:v1".into(),
+                })
+                .await?;
+        }
+        "ImageService/TagImage" => {
+            c.images
+                .tag_image(pb::TagImageRequest {
+                    source: "alice/tool:v1".into(),
+                    target: format!("alice/tool:t-{tag}"),
+                })
+                .await?;
+        }
+        "ImageService/DeleteImage" => {
+            let reference = format!("alice/del-{tag}:v1");
+            commit_from_base(w.alice_images().await, &reference)
+                .await
+                .expect("alice commits an image to delete");
+            c.images
+                .delete_image(pb::DeleteImageRequest { reference })
+                .await?;
+        }
+        "ImageService/SetImageVisibility" => {
+            // Private again: the cells after this one still find it private.
+            c.images
+                .set_image_visibility(pb::SetImageVisibilityRequest {
+                    name: "alice/tool".into(),
+                    visibility: pb::ImageVisibility::Private as i32,
+                })
+                .await?;
         }
         other => panic!("no call written for {other}"),
     }

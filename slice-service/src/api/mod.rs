@@ -4,7 +4,9 @@
 mod access;
 mod admin;
 mod convert;
+mod fetch;
 mod guard;
+pub mod images;
 mod node;
 mod paging;
 pub mod sessions;

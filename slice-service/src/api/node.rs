@@ -84,7 +84,7 @@ fn ca(core: &Core) -> Result<&crate::pki::Ca, Status> {
 }
 
 /// The node a request speaks for, from the client certificate of its TLS connection.
-async fn peer(
+pub(super) async fn peer(
     core: &Core,
     ext: &tonic::Extensions,
 ) -> Result<(crate::model::Node, crate::pki::PeerCert), Status> {
@@ -177,6 +177,12 @@ impl NodeService for Api {
             ReceiverStream::new(rx),
             cut_off,
         )) as SessionStream))
+    }
+
+    type FetchBlobStream = super::fetch::FetchStream;
+
+    async fn fetch_blob(&self, req: Request<pb::FetchBlobRequest>) -> R<Self::FetchBlobStream> {
+        super::fetch::fetch_blob(self, req).await
     }
 
     type ControlStream = ControlStream;

@@ -4,6 +4,10 @@
 mod access;
 mod admin;
 mod fleet;
+mod image_gc;
+mod image_push;
+mod image_registry;
+mod images;
 mod index;
 mod nodes;
 mod place;
@@ -19,6 +23,9 @@ mod views;
 mod watch;
 
 pub use access::ResolvedEndpoint;
+pub use image_gc::{Collected, SYSTEM_OWNER};
+pub use image_push::{BlobState, Push, MAX_STATUS_DIGESTS};
+pub use images::{ImageView, ResolvedImage};
 pub use nodes::{NodeHello, ObservedStatus};
 pub use reaper::spawn_reapers;
 pub use slices::{EventPage, Renewed, EVENT_PAGE_BYTES};
@@ -64,6 +71,8 @@ pub struct Core {
     pub ca: std::sync::OnceLock<Arc<crate::pki::Ca>>,
     /// Measured usage of slivers and nodes (`usage.rs`).
     pub(crate) usage: UsageState,
+    /// The image store's blob directory (`images/blobs.rs`), opened on first use.
+    pub(crate) blobs: std::sync::OnceLock<crate::images::BlobDir>,
 }
 
 impl Core {
@@ -88,6 +97,7 @@ impl Core {
             placement_metrics: Default::default(),
             ca: Default::default(),
             usage: Default::default(),
+            blobs: Default::default(),
         })
     }
 

@@ -14,9 +14,11 @@ macro_rules! sql {
     };
 }
 
+mod blobs;
 mod events;
 mod feed;
 mod identity;
+mod images;
 mod nodes;
 mod sites;
 mod slices;
@@ -25,9 +27,11 @@ mod usage;
 mod usage_history;
 mod users;
 
+pub use blobs::*;
 pub use events::*;
 pub use feed::*;
 pub use identity::*;
+pub use images::*;
 pub use nodes::*;
 pub use sites::*;
 pub use slices::*;

@@ -1,0 +1,325 @@
+//! The image store served read-only over the OCI Distribution API, so standard clients
+//! (docker, containerd, skopeo) and Kubernetes sites pull the same digests nodes run:
+//! `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<tag-or-digest>`, `GET|HEAD
+//! /v2/<name>/blobs/<digest>`. Plain HTTP on its own listener (loopback unless `insecure`; TLS
+//! by a reverse proxy in production). Credentials: a user token as `Bearer` or as the password
+//! of `Basic`; anonymous callers read public images only. It never writes anything.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::core::Core;
+use crate::error::Error;
+use crate::listener::ConnLimits;
+use crate::model::User;
+
+/// File the bound address is written to.
+pub const ADDR_FILE: &str = "registry.addr";
+
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Binds `addr` and serves the registry until the returned task is aborted.
+pub async fn start(
+    addr: &str,
+    insecure: bool,
+    data_dir: &Path,
+    core: Arc<Core>,
+    limits: ConnLimits,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("registry: listening on {addr}"))?;
+    let bound = listener.local_addr()?;
+    if !bound.ip().is_loopback() && !insecure {
+        anyhow::bail!(
+            "registry: {addr} is not a loopback address and the registry is plain HTTP (tokens \
+             would cross the network in clear): serve it on loopback behind a TLS reverse proxy, \
+             or pass --insecure if such a proxy is in front"
+        );
+    }
+    let file = data_dir.join(ADDR_FILE);
+    std::fs::write(&file, bound.to_string())
+        .with_context(|| format!("writing {}", file.display()))?;
+    tracing::info!(addr = %bound, "serving the image store read-only on http://{bound}/v2/");
+    Ok(tokio::spawn(serve(listener, core, limits)))
+}
+
+async fn serve(listener: TcpListener, core: Arc<Core>, limits: ConnLimits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let Ok((io, _)) = accepted else {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue; // over the cap: closed at once
+        };
+        let core = core.clone();
+        conns.spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let core = core.clone();
+                async move { Ok::<_, Infallible>(route(&core, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.first_request_timeout)
+                .serve_connection(TokioIo::new(io), svc)
+                .await;
+            drop(slot);
+        });
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn reply(status: StatusCode, ctype: &'static str, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    r
+}
+
+/// An OCI error answer; 401 asks for credentials (docker then sends its `docker login` ones).
+fn error(status: StatusCode, code: &str, msg: &str) -> Response<Body> {
+    let body = serde_json::json!({"errors": [{"code": code, "message": msg}]}).to_string();
+    let mut r = reply(status, "application/json", full(body));
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"slicebed\""),
+        );
+    }
+    r
+}
+
+fn from_domain(e: Error, anonymous: bool, code: &str) -> Response<Body> {
+    match e {
+        Error::NotFound { .. } if anonymous => error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+        ),
+        Error::NotFound { .. } => error(StatusCode::NOT_FOUND, code, &e.to_string()),
+        Error::Invalid(m) => error(StatusCode::BAD_REQUEST, "NAME_INVALID", &m),
+        Error::Unauthenticated(m) => error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &m),
+        Error::Denied(m) => error(StatusCode::FORBIDDEN, "DENIED", &m),
+        other => {
+            tracing::error!(error = %other, "registry: internal error");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "internal error (see the service log)",
+            )
+        }
+    }
+}
+
+/// The secret of an `Authorization` header: `Bearer T`, or `Basic` with T as the password.
+fn secret(req: &Request<hyper::body::Incoming>) -> Option<String> {
+    let v = req
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Some(t) = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+    {
+        return Some(t.trim().to_string());
+    }
+    let b = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
+    let decoded = String::from_utf8(base64_decode(b.trim())?).ok()?;
+    Some(decoded.split_once(':')?.1.to_string())
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let s = s.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for chunk in s.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= val(*c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+async fn route(core: &Core, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "this registry is read-only",
+            )
+        }
+    };
+    let secret = secret(&req);
+    let user = match core.registry_user(secret.as_deref()).await {
+        Ok(u) => u,
+        Err(e) => return from_domain(e, false, "UNAUTHORIZED"),
+    };
+    let path = req.uri().path().to_string();
+    if path == "/v2/" || path == "/v2" {
+        return reply(StatusCode::OK, "application/json", full("{}"));
+    }
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "not an OCI Distribution path",
+        );
+    };
+    if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
+        return manifest(core, user.as_ref(), name, reference, head).await;
+    }
+    if let Some((name, digest)) = rest.rsplit_once("/blobs/") {
+        return blob(core, user.as_ref(), name, digest, head).await;
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "not an OCI Distribution path",
+    )
+}
+
+async fn manifest(
+    core: &Core,
+    who: Option<&User>,
+    name: &str,
+    reference: &str,
+    head: bool,
+) -> Response<Body> {
+    match core.registry_manifest(who, name, reference).await {
+        Ok((d, bytes)) => {
+            let len = bytes.len();
+            let mut r = reply(
+                StatusCode::OK,
+                slicebed_image::MANIFEST_MEDIA_TYPE,
+                if head {
+                    full(Bytes::new())
+                } else {
+                    full(bytes)
+                },
+            );
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(
+                "docker-content-digest",
+                HeaderValue::from_str(d.as_str()).expect("a digest is a valid header"),
+            );
+            r
+        }
+        Err(e) => from_domain(e, who.is_none(), "MANIFEST_UNKNOWN"),
+    }
+}
+
+async fn blob(
+    core: &Core,
+    who: Option<&User>,
+    name: &str,
+    digest: &str,
+    head: bool,
+) -> Response<Body> {
+    let d = match core.registry_blob(who, name, digest).await {
+        Ok(d) => d,
+        Err(e) => return from_domain(e, who.is_none(), "BLOB_UNKNOWN"),
+    };
+    let opened = match core.blob_dir() {
+        Ok(dir) => dir.open_blob(&d).await,
+        Err(e) => Err(e),
+    };
+    let (file, size) = match opened {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "BLOB_UNKNOWN",
+                "blob not in the store",
+            )
+        }
+        Err(e) => return from_domain(e, false, "BLOB_UNKNOWN"),
+    };
+    let body = if head {
+        full(Bytes::new())
+    } else {
+        // Streamed in 1 MiB chunks, never read whole.
+        let chunks = futures::stream::unfold(file, |mut f| async move {
+            let mut buf = vec![0u8; slicebed_image::CHUNK_BYTES];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(Frame::data(Bytes::from(buf))), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        StreamBody::new(chunks).boxed_unsync()
+    };
+    let mut r = reply(StatusCode::OK, "application/octet-stream", body);
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    h.insert(
+        "docker-content-digest",
+        HeaderValue::from_str(d.as_str()).expect("a digest is a valid header"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_decode() {
+        // "u:sbu_x" in base64.
+        assert_eq!(base64_decode("dTpzYnVfeA==").unwrap(), b"u:sbu_x");
+        assert_eq!(base64_decode("YQ").unwrap(), b"a");
+        assert!(base64_decode("!!").is_none());
+    }
+}
