@@ -11,35 +11,6 @@ use kube::api::{Api, AttachParams, DeleteParams, PostParams};
 use slicebed_fake_kube::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const IMAGE: &str = "slicebed/base:latest";
-
-/// True when Docker answers and the base image is there (built from busybox-static if not).
-fn docker_ready() -> bool {
-    let ok = |c: &mut Command| c.output().is_ok_and(|o| o.status.success());
-    if !ok(Command::new("docker").arg("info")) {
-        assert!(
-            std::env::var_os("SLICEBED_REQUIRE_DOCKER").is_none(),
-            "SLICEBED_REQUIRE_DOCKER is set but Docker does not answer"
-        );
-        eprintln!("NOTICE: no Docker engine; skipping the exec tests");
-        return false;
-    }
-    if ok(Command::new("docker").args(["image", "inspect", IMAGE])) {
-        return true;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
-        .expect("busybox-static for the base image");
-    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n").unwrap();
-    assert!(
-        ok(Command::new("docker")
-            .args(["build", "-q", "-t", IMAGE])
-            .arg(dir.path())),
-        "building {IMAGE}"
-    );
-    true
-}
-
 async fn running_pod(env: &common::Env) -> Api<Pod> {
     common::namespace(&env.client, "s1").await;
     let pods = Api::<Pod>::namespaced(env.client.clone(), "s1");
@@ -65,7 +36,7 @@ async fn read_all(r: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
 
 #[tokio::test]
 async fn exec_runs_in_a_container_of_the_pods_image() {
-    if !docker_ready() {
+    if !common::docker_ready() {
         return;
     }
     let mut config = Config::with_nodes(1);
@@ -159,7 +130,7 @@ async fn exec_is_refused_when_not_enabled_or_the_container_is_not_running() {
     assert!(format!("{e:?}").contains("exec is not enabled"), "{e:?}");
     drop(env);
 
-    if !docker_ready() {
+    if !common::docker_ready() {
         return;
     }
     let mut config = Config::with_nodes(1);

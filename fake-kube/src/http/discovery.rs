@@ -12,8 +12,19 @@ fn resources(group: &str, version: &str) -> Value {
         .filter(|k| k.group == group && k.version == version)
     {
         let verbs = json!(["create", "delete", "get", "list", "patch", "update", "watch"]);
+        let short: &[&str] = match k.plural {
+            "namespaces" => &["ns"],
+            "nodes" => &["no"],
+            "pods" => &["po"],
+            "resourcequotas" => &["quota"],
+            "limitranges" => &["limits"],
+            "services" => &["svc"],
+            "events" => &["ev"],
+            "networkpolicies" => &["netpol"],
+            _ => &[],
+        };
         list.push(json!({"name": k.plural, "singularName": k.kind.to_lowercase(), "namespaced": k.namespaced,
-            "kind": k.kind, "verbs": verbs}));
+            "kind": k.kind, "verbs": verbs, "shortNames": short}));
         if k.has_status {
             list.push(json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced,
                 "kind": k.kind, "verbs": ["get", "patch", "update"]}));

@@ -93,6 +93,19 @@ pub async fn dispatch(shared: Arc<Shared>, c: Call) -> http::Response<Body> {
 fn run(shared: &Shared, c: &Call, selector: &Selector) -> Result<(u16, Value)> {
     let kind = c.kind;
     let ns = c.namespace.as_deref().unwrap_or("");
+    // JSON only: a protobuf (or CBOR) body gets 415, on which kubectl retries in JSON.
+    let media = c.content_type.split(';').next().unwrap_or("").trim();
+    if matches!(c.method, Method::POST | Method::PUT)
+        && !c.body.is_empty()
+        && !media.is_empty()
+        && media != "application/json"
+    {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json (got {media:?})"),
+        ));
+    }
     if kind.namespaced && c.namespace.is_none() && c.method != Method::GET {
         return Err(ApiError::new(
             405,

@@ -100,3 +100,32 @@ pub fn code(e: kube::Error) -> u16 {
         other => panic!("expected an API error, got {other:?}"),
     }
 }
+
+pub const BASE_IMAGE: &str = "slicebed/base:latest";
+
+/// True when Docker answers and the base image is there (built from busybox-static if not).
+pub fn docker_ready() -> bool {
+    let ok = |c: &mut std::process::Command| c.output().is_ok_and(|o| o.status.success());
+    if !ok(std::process::Command::new("docker").arg("info")) {
+        assert!(
+            std::env::var_os("SLICEBED_REQUIRE_DOCKER").is_none(),
+            "SLICEBED_REQUIRE_DOCKER is set but Docker does not answer"
+        );
+        eprintln!("NOTICE: no Docker engine; skipping the exec tests");
+        return false;
+    }
+    if ok(std::process::Command::new("docker").args(["image", "inspect", BASE_IMAGE])) {
+        return true;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+        .expect("busybox-static for the base image");
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n").unwrap();
+    assert!(
+        ok(std::process::Command::new("docker")
+            .args(["build", "-q", "-t", BASE_IMAGE])
+            .arg(dir.path())),
+        "building {BASE_IMAGE}"
+    );
+    true
+}
