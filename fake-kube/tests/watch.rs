@@ -150,3 +150,28 @@ async fn watches_send_bookmarks_and_refuse_versions_older_than_the_history() {
         other => panic!("expected a BOOKMARK, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_streaming_list_watcher_gets_its_initial_objects_from_the_watch() {
+    let env = common::start(2).await;
+    let nodes = Api::<Node>::all(env.client.clone());
+    // sendInitialEvents=true: the initial objects arrive as ADDED on the watch itself, ended by
+    // a bookmark annotated k8s.io/initial-events-end.
+    let mut s: Events = watcher(nodes, watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = vec![];
+    next_matching(&mut s, "the streamed initial list", |e| match e {
+        Ok(watcher::Event::InitApply(n)) => {
+            initial.push(name(n));
+            None
+        }
+        Ok(watcher::Event::InitDone) => Some(()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(initial, vec!["fake-node-1", "fake-node-2"]);
+    env.fake.add_node(&NodeConfig::new("later")).unwrap();
+    next_matching(&mut s, "the node added after", |e| {
+        matches!(e, Ok(watcher::Event::Apply(n)) if name(n) == "later").then_some(())
+    })
+    .await;
+}
