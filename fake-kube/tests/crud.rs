@@ -340,3 +340,43 @@ async fn resource_quotas_refuse_pods_past_their_hard_limits_and_report_usage() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn re_applying_a_pod_keeps_server_defaults_and_changes_only_what_changed() {
+    let env = start(1).await;
+    let c = env.client.clone();
+    namespace(&c, "s1").await;
+    let pods = Api::<Pod>::namespaced(c.clone(), "s1");
+    let ssa = PatchParams::apply("slicebed-node-manager");
+    let mut body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"nodeName": "fake-node-1", "containers": [{"name": "main", "image": "img:1",
+            "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}]}});
+    let first = pods.patch("p", &ssa, &Patch::Apply(&body)).await.unwrap();
+    let c0 = &first.spec.as_ref().unwrap().containers[0];
+    assert_eq!(c0.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert!(
+        c0.resources.as_ref().unwrap().requests.is_some(),
+        "requests defaulted from limits"
+    );
+    // The same apply again: the containers list merges by name onto the defaulted one, so
+    // nothing changes, as on a real server (a list replace would be a forbidden Pod update).
+    let again = pods.patch("p", &ssa, &Patch::Apply(&body)).await.unwrap();
+    // (The kubelet writes the Pod's status meanwhile, so the generation, which only spec
+    // changes move, is what shows that the apply itself changed nothing.)
+    assert_eq!(again.metadata.generation, Some(1));
+    body["spec"]["containers"][0]["image"] = json!("img:2");
+    let changed = pods.patch("p", &ssa, &Patch::Apply(&body)).await.unwrap();
+    let c0 = &changed.spec.as_ref().unwrap().containers[0];
+    assert_eq!(c0.image.as_deref(), Some("img:2"));
+    assert_eq!(c0.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    // Changing anything else in a Pod's spec is still refused.
+    body["spec"]["containers"][0]["resources"]["limits"]["cpu"] = json!("1");
+    assert_eq!(
+        code(
+            pods.patch("p", &ssa, &Patch::Apply(&body))
+                .await
+                .unwrap_err()
+        ),
+        422
+    );
+}

@@ -94,7 +94,12 @@ pub fn patch(
     let old = get(store, kind, ns, name)?;
     check_rv(kind, name, &old, &body)?;
     let mut new = old.clone();
-    patch::merge(&mut new, &body, ptype != PatchType::Apply);
+    let mode = match ptype {
+        PatchType::Merge => patch::Mode::Json,
+        PatchType::Strategic => patch::Mode::Strategic,
+        PatchType::Apply => patch::Mode::Apply,
+    };
+    patch::merge(&mut new, &body, mode);
     managed(
         &mut new,
         if ptype == PatchType::Apply {
