@@ -92,6 +92,32 @@ impl FakeKube {
         Ok(())
     }
 
+    /// Sets a node's Ready condition, as its kubelet posting status (true) or going silent
+    /// (false: `Unknown`, as the node lifecycle controller marks it). Pods on a node that is not
+    /// Ready stop changing, and the scheduler binds nothing new to it.
+    pub fn set_node_ready(&self, name: &str, ready: bool) -> anyhow::Result<()> {
+        let cond = if ready {
+            serde_json::json!({"type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status (simulated by slicebed-fake-kube)"})
+        } else {
+            serde_json::json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                "message": "Kubelet stopped posting node status."})
+        };
+        let patch = serde_json::json!({"status": {"conditions": [cond]}});
+        let mut store = self.shared.store.lock().expect("store lock");
+        ops::patch(
+            &mut store,
+            kinds::nodes(),
+            "",
+            name,
+            ops::PatchType::Merge,
+            patch,
+            Some("test"),
+            true,
+        )?;
+        Ok(())
+    }
+
     /// Forgets the change history and ends every open watch, so watchers that resume get 410
     /// Gone and must list again (as after an etcd compaction or an API server restart).
     pub fn expire_watches(&self) {

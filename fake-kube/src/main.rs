@@ -66,8 +66,13 @@ async fn main() -> anyhow::Result<()> {
         fake.url(),
         a.kubeconfig_out.display()
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    // Stop on SIGINT or SIGTERM, so the fake is dropped and removes its exec containers.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    drop(fake);
     Ok(())
 }

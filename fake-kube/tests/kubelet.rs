@@ -350,3 +350,79 @@ async fn logs_follow_the_container_until_it_exits() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn a_node_that_stops_being_ready_freezes_its_pods_and_takes_no_new_ones() {
+    let (env, pods) = setup(2).await;
+    let pp = PostParams::default();
+    pods.create(&pp, &pod("before", Some("fake-node-1")))
+        .await
+        .unwrap();
+    pods.create(&pp, &pod("witness", Some("fake-node-2")))
+        .await
+        .unwrap();
+    status_where(&pods, "before", "Running", |p| phase(p) == "Running").await;
+    status_where(&pods, "witness", "Running", |p| phase(p) == "Running").await;
+    env.fake.set_node_ready("fake-node-1", false).unwrap();
+    let node = Api::<Node>::all(env.client.clone())
+        .get("fake-node-1")
+        .await
+        .unwrap();
+    let ready = node
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "Unknown");
+
+    let mut after = pod("after", None);
+    after.spec.as_mut().unwrap().node_selector = Some(
+        [(
+            "kubernetes.io/hostname".to_string(),
+            "fake-node-1".to_string(),
+        )]
+        .into(),
+    );
+    pods.create(&pp, &after).await.unwrap();
+    let p = status_where(&pods, "after", "Unschedulable", |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| !c.is_empty())
+    })
+    .await;
+    let msg = p.status.unwrap().conditions.unwrap()[0]
+        .message
+        .clone()
+        .unwrap();
+    assert!(
+        msg.contains("1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }"),
+        "{msg}"
+    );
+
+    // The same scripted exit for a Pod on each node: the one on the healthy node shows it; the
+    // one on the silent node, processed by the same kubelet passes, does not change at all.
+    let rv = pods.get("before").await.unwrap().metadata.resource_version;
+    env.fake.set_behaviour("s1", "before", Behaviour::Exit(2));
+    env.fake.set_behaviour("s1", "witness", Behaviour::Exit(2));
+    let exited = |p: &Pod| {
+        container(p)
+            .last_state
+            .and_then(|s| s.terminated)
+            .is_some_and(|t| t.exit_code == 2)
+    };
+    status_where(&pods, "witness", "the witness's scripted exit", exited).await;
+    assert_eq!(
+        pods.get("before").await.unwrap().metadata.resource_version,
+        rv,
+        "a Pod on a silent node does not change"
+    );
+
+    // Back to Ready: the frozen Pod moves on and the waiting one is bound.
+    env.fake.set_node_ready("fake-node-1", true).unwrap();
+    status_where(&pods, "before", "the scripted exit", exited).await;
+    status_where(&pods, "after", "Running", |p| phase(p) == "Running").await;
+}

@@ -151,6 +151,10 @@ fn step(store: &mut Store, sim: &mut Sim, shared: &Shared, pod: &Value, behaviou
         }
         return;
     };
+    if !scheduler::ready(&node_obj) {
+        // The node's kubelet is gone: nothing on it moves until it comes back.
+        return;
+    }
     if !sim.pods.contains_key(&uid) {
         let host_ip = node_obj["status"]["addresses"][0]["address"]
             .as_str()

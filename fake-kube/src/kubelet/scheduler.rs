@@ -22,6 +22,15 @@ pub fn requests(pod: &Value, res: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether the node's Ready condition is True.
+pub fn ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
 fn terminal(pod: &Value) -> bool {
     matches!(
         pod["status"]["phase"].as_str(),
@@ -43,6 +52,9 @@ pub fn schedule(store: &Store, pod: &Value) -> Result<String, String> {
         let labels = &node["metadata"]["labels"];
         let reason = if node["spec"]["unschedulable"].as_bool() == Some(true) {
             Some("node(s) were unschedulable".to_string())
+        } else if !ready(node) {
+            // The node lifecycle controller taints a node whose kubelet went silent.
+            Some("node(s) had untolerated taint {node.kubernetes.io/unreachable: }".to_string())
         } else if !selector.iter().all(|(k, v)| &labels[k] == v) {
             Some("node(s) didn't match Pod's node affinity/selector".to_string())
         } else {
