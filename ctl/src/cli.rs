@@ -75,6 +75,9 @@ pub enum Command {
     Events(commands::events::EventsArgs),
     /// What slices, their slivers or nodes use right now (CPU, memory, network, disk)
     Top(commands::top::TopArgs),
+    /// Push your own images to the testbed's image store, list and remove them
+    #[command(subcommand)]
+    Image(commands::image::ImageCmd),
     /// Manage nodes and enroll new ones
     #[command(subcommand)]
     Node(commands::node::NodeCmd),

@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _, Result};
 use slicebed_proto::auth::Bearer;
 use slicebed_proto::v1::{
     access_service_client::AccessServiceClient, admin_service_client::AdminServiceClient,
-    slice_service_client::SliceServiceClient,
+    image_service_client::ImageServiceClient, slice_service_client::SliceServiceClient,
 };
 use tonic::{
     service::interceptor::InterceptedService,
@@ -31,6 +31,9 @@ pub struct Clients {
     /// WatchEvents, on the same untimed connection as `access`: an event stream stays open for
     /// as long as someone watches, which the 60 s request timeout of `slices` would cut short.
     pub watch: SliceServiceClient<Authed>,
+    /// The image store, on the untimed connection too: a push of a large image takes as long
+    /// as the link needs.
+    pub images: ImageServiceClient<Authed>,
     /// The URL connected to, for messages.
     pub server: String,
 }
@@ -94,7 +97,8 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
         slices: SliceServiceClient::with_interceptor(channel.clone(), auth.clone()),
         admin: AdminServiceClient::with_interceptor(channel, auth.clone()),
         access: AccessServiceClient::with_interceptor(streams.clone(), auth.clone()),
-        watch: SliceServiceClient::with_interceptor(streams, auth),
+        watch: SliceServiceClient::with_interceptor(streams.clone(), auth.clone()),
+        images: ImageServiceClient::with_interceptor(streams, auth),
         server: url,
     })
 }

@@ -5,6 +5,7 @@ pub mod completions;
 pub mod context;
 pub mod dev;
 pub mod events;
+pub mod image;
 pub mod login;
 pub mod node;
 pub mod node_drain;
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Resources => resources::run(&ctx).await,
         Command::Events(args) => events::run(args, &ctx).await,
         Command::Top(args) => top::run(args, &ctx).await,
+        Command::Image(cmd) => image::run(cmd, &ctx).await,
         Command::Node(cmd) => node::run(cmd, &ctx).await,
         Command::Site(cmd) => site::run(cmd, &ctx).await,
         Command::User(cmd) => user::run(cmd, &ctx).await,
