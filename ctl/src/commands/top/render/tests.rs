@@ -87,3 +87,59 @@ fn sparklines_scale_to_the_limit_or_the_highest_point() {
     assert_eq!(sparkline(&h, 2000), "▁▃▅");
     assert_eq!(sparkline(&[], 1000), "");
 }
+
+#[test]
+fn slices_and_nodes_read_as_used_against_limit_or_capacity() {
+    let s = pb::SliceUsage {
+        name: "demo".into(),
+        owner: "alice".into(),
+        state: pb::SliceState::Ready as i32,
+        total: Some(usage(1500, 96 << 20)),
+        limits: Some(pb::Resources {
+            cpu_millis: 3000,
+            memory_bytes: 192 << 20,
+            disk_bytes: 0,
+        }),
+        slivers: 3,
+        reporting: 2,
+        ..Default::default()
+    };
+    let text = slices_table(&[s]).to_string();
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row,
+        [
+            "demo",
+            "alice",
+            "ready",
+            "2/3",
+            "1.5/3",
+            "96Mi/192Mi",
+            "2Ki/s",
+            "0/s"
+        ]
+    );
+    let n = pb::NodeUsage {
+        name: "node-mit".into(),
+        site: "mit".into(),
+        state: pb::NodeState::Ready as i32,
+        capacity: Some(pb::Resources {
+            cpu_millis: 4000,
+            memory_bytes: 8 << 30,
+            disk_bytes: 0,
+        }),
+        total: Some(usage(250, 1 << 30)),
+        reporting: 4,
+        ..Default::default()
+    };
+    let text = node_table(&[n]).to_string();
+    assert!(
+        text.starts_with("SITE  NODE      STATE  SLIVERS  CPU"),
+        "{text}"
+    );
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row,
+        ["mit", "node-mit", "ready", "4", "0.25/4", "1Gi/8Gi", "2Ki/s", "0/s"]
+    );
+}
