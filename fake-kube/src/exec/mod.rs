@@ -8,21 +8,17 @@
 //! is allocated, and resize messages (channel 4) are ignored.
 
 pub mod docker;
+mod session;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message, Role};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::http::{error, Body};
@@ -161,7 +157,7 @@ pub async fn serve(
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-        run(ws, container, p).await;
+        session::run(ws, container, p).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -171,105 +167,4 @@ pub async fn serve(
         .header("sec-websocket-protocol", protocol)
         .body(Empty::new().map_err(|e| match e {}).boxed_unsync())
         .expect("static response parts are valid")
-}
-
-async fn pump(mut from: impl AsyncRead + Unpin, channel: u8, tx: mpsc::Sender<Message>) {
-    let mut buf = vec![0u8; 16 * 1024];
-    while let Ok(n) = from.read(&mut buf).await {
-        if n == 0 {
-            return;
-        }
-        let mut frame = Vec::with_capacity(n + 1);
-        frame.push(channel);
-        frame.extend_from_slice(&buf[..n]);
-        if tx.send(Message::Binary(Bytes::from(frame))).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn run<S>(ws: WebSocketStream<S>, container: String, p: Params)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sink, mut incoming) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
-                return;
-            }
-        }
-        // A normal-closure code: Go clients (kubectl) treat a close without one as an error.
-        let normal = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        };
-        let _ = sink.send(Message::Close(Some(normal))).await;
-        let _ = sink.close().await;
-    });
-    let mut cmd = tokio::process::Command::new("docker");
-    cmd.arg("exec");
-    if p.stdin {
-        cmd.arg("-i");
-    }
-    cmd.arg(&container).args(&p.command).kill_on_drop(true);
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            let st = json!({"metadata": {}, "status": "Failure", "reason": "InternalError", "message": format!("running docker exec: {e}")});
-            let _ = tx.send(status_frame(&st)).await;
-            drop(tx);
-            let _ = writer.await;
-            return;
-        }
-    };
-    let mut stdin = child.stdin.take().filter(|_| p.stdin);
-    let out = tokio::spawn(pump(child.stdout.take().expect("piped"), 1, tx.clone()));
-    let err = tokio::spawn(pump(child.stderr.take().expect("piped"), 2, tx.clone()));
-    let mut client_gone = false;
-    let status = loop {
-        tokio::select! {
-            s = child.wait() => break s,
-            m = incoming.next(), if !client_gone => match m {
-                Some(Ok(Message::Binary(d))) if d.first() == Some(&0) => {
-                    if let Some(w) = stdin.as_mut() {
-                        if w.write_all(&d[1..]).await.is_err() {
-                            stdin = None;
-                        }
-                    }
-                }
-                // v5: the client closed its stdin.
-                Some(Ok(Message::Binary(d))) if d.as_ref() == [255, 0] => stdin = None,
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                    client_gone = true;
-                    stdin = None;
-                    let _ = child.start_kill();
-                }
-                _ => {}
-            },
-        }
-    };
-    let _ = out.await;
-    let _ = err.await;
-    let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
-    let st = if code == 0 {
-        json!({"metadata": {}, "status": "Success"})
-    } else {
-        json!({"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
-            "message": format!("command terminated with non-zero exit code: error executing command {:?}, exit code {code}", p.command),
-            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
-    };
-    let _ = tx.send(status_frame(&st)).await;
-    drop(tx);
-    let _ = writer.await;
-}
-
-fn status_frame(st: &Value) -> Message {
-    let mut frame = vec![3u8];
-    frame.extend(serde_json::to_vec(st).unwrap_or_default());
-    Message::Binary(Bytes::from(frame))
 }

@@ -5,6 +5,7 @@
 //! It writes only through the store, so watches see every transition it makes; it never writes
 //! a Pod whose status did not change.
 
+mod containers;
 pub mod namespaces;
 pub mod scheduler;
 pub mod sim;
@@ -185,7 +186,7 @@ fn step(store: &mut Store, sim: &mut Sim, shared: &Shared, pod: &Value, behaviou
         .map(|c| c["name"].as_str().unwrap_or("").to_string())
         .collect();
     let mut p = sim.pods[&uid].clone();
-    advance(&mut p, sim, pod, &uid, &containers, behaviour, t);
+    containers::advance(&mut p, sim, pod, &uid, &containers, behaviour, t);
     if let Some(ads) = pod["spec"]["activeDeadlineSeconds"].as_u64() {
         if !matches!(p.stage, Stage::Done { .. }) && p.started.elapsed() >= Duration::from_secs(ads)
         {
@@ -207,88 +208,4 @@ fn step(store: &mut Store, sim: &mut Sim, shared: &Shared, pod: &Value, behaviou
     let status = sim::status(&pod["spec"], pod, &p);
     sim.pods.insert(uid, p);
     put_status(store, pod, status);
-}
-
-fn advance(
-    p: &mut PodSim,
-    sim: &mut Sim,
-    pod: &Value,
-    uid: &str,
-    containers: &[String],
-    b: Behaviour,
-    t: &crate::Timings,
-) {
-    let elapsed = p.since.elapsed();
-    let start = |p: &mut PodSim, sim: &mut Sim| {
-        p.stage = Stage::Running {
-            started: meta::now(),
-        };
-        p.since = Instant::now();
-        for c in containers {
-            let image = pod["spec"]["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|x| x["name"] == json!(c))
-                .map(|x| x["image"].as_str().unwrap_or("").to_string())
-                .unwrap_or_default();
-            sim.log(
-                uid,
-                c,
-                format!("fake-kube: container {c} started from image {image}"),
-            );
-        }
-    };
-    match p.stage.clone() {
-        Stage::Creating if elapsed >= t.step => {
-            if b == Behaviour::ImagePullFail {
-                p.stage = Stage::PullBackOff;
-            } else {
-                start(p, sim);
-            }
-        }
-        Stage::BackOff { .. } if elapsed >= t.crash_backoff => start(p, sim),
-        Stage::Running { started } if b != Behaviour::Run && elapsed >= t.step => {
-            let (code, reason) = match b {
-                Behaviour::Oom => (137, "OOMKilled"),
-                Behaviour::Exit(0) => (0, "Completed"),
-                Behaviour::Exit(n) => (n, "Error"),
-                _ => (1, "Error"),
-            };
-            for c in containers {
-                sim.log(
-                    uid,
-                    c,
-                    format!("fake-kube: container {c} exited with code {code} ({reason})"),
-                );
-            }
-            let term = sim::terminated(code, reason, &started);
-            let restart = match pod["spec"]["restartPolicy"].as_str() {
-                Some("Never") => false,
-                Some("OnFailure") => code != 0,
-                _ => true,
-            };
-            p.since = Instant::now();
-            if restart {
-                p.restarts += 1;
-                p.stage = Stage::BackOff { last: term };
-            } else {
-                p.stage = Stage::Done {
-                    terminated: term,
-                    phase: if code == 0 { "Succeeded" } else { "Failed" },
-                    reason: None,
-                    message: None,
-                };
-                sim.close_logs(uid);
-            }
-        }
-        Stage::Running { .. } if p.last_log.elapsed() >= t.log_interval => {
-            p.last_log = Instant::now();
-            p.ticks += 1;
-            for c in containers {
-                sim.log(uid, c, format!("fake-kube: {c} tick {}", p.ticks));
-            }
-        }
-        _ => {}
-    }
 }
