@@ -131,6 +131,14 @@ async fn push_list_show_tag_rm_and_a_second_push_sends_only_the_new_layer() {
         "v1 stays"
     );
 
+    // The project's base image is in the store from the start, for everyone.
+    let base = s.json(&s.alice, &["image", "show", BASE]);
+    assert_eq!(
+        (base["owner"].as_str(), base["visibility"].as_str()),
+        (Some("system"), Some("public")),
+        "{base}"
+    );
+
     let bad = one_line_error(&s.run(&s.alice, &["image", "push", "Exp:v1"]));
     assert!(
         bad.contains("\"Exp\"") && bad.contains("lowercase"),
