@@ -106,15 +106,22 @@ fn reply(status: StatusCode, ctype: &'static str, body: Body) -> Response<Body> 
     r
 }
 
-/// An OCI error answer; 401 asks for credentials (docker then sends its `docker login` ones).
+/// The bearer token `/token` gives callers without credentials.
+const ANONYMOUS_TOKEN: &str = "anonymous";
+
+/// An OCI error answer.
 fn error(status: StatusCode, code: &str, msg: &str) -> Response<Body> {
     let body = serde_json::json!({"errors": [{"code": code, "message": msg}]}).to_string();
-    let mut r = reply(status, "application/json", full(body));
-    if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"slicebed\""),
-        );
+    reply(status, "application/json", full(body))
+}
+
+/// Adds to a 401 the challenge that sends clients to `/token` on the host they called.
+fn challenge(mut r: Response<Body>, host: &str) -> Response<Body> {
+    if r.status() == StatusCode::UNAUTHORIZED {
+        let v = format!("Bearer realm=\"http://{host}/token\",service=\"slicebed\"");
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
     }
     r
 }
@@ -153,7 +160,7 @@ fn secret(req: &Request<hyper::body::Incoming>) -> Option<String> {
         .strip_prefix("Bearer ")
         .or_else(|| v.strip_prefix("bearer "))
     {
-        return Some(t.trim().to_string());
+        return Some(t.trim().to_string()).filter(|t| t != ANONYMOUS_TOKEN);
     }
     let b = v
         .strip_prefix("Basic ")
@@ -187,6 +194,17 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 async fn route(core: &Core, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost")
+        .to_string();
+    challenge(answer(core, req).await, &host)
+}
+
+async fn answer(core: &Core, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -198,13 +216,35 @@ async fn route(core: &Core, req: Request<hyper::body::Incoming>) -> Response<Bod
             )
         }
     };
+    let anonymous_bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().ends_with(ANONYMOUS_TOKEN));
     let secret = secret(&req);
     let user = match core.registry_user(secret.as_deref()).await {
         Ok(u) => u,
         Err(e) => return from_domain(e, false, "UNAUTHORIZED"),
     };
     let path = req.uri().path().to_string();
+    if path == "/token" {
+        // The caller's own token back (checked above), or the anonymous one.
+        let token = secret
+            .filter(|_| user.is_some())
+            .unwrap_or_else(|| ANONYMOUS_TOKEN.into());
+        let body = serde_json::json!({"token": token, "access_token": token}).to_string();
+        return reply(StatusCode::OK, "application/json", full(body));
+    }
     if path == "/v2/" || path == "/v2" {
+        // A caller without a token is sent to /token first, so docker sends its `docker
+        // login` credentials there, or pulls public images with the anonymous token.
+        if user.is_none() && !anonymous_bearer {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "get a token at /token (user token as the password, or none for public images)",
+            );
+        }
         return reply(StatusCode::OK, "application/json", full("{}"));
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
@@ -288,15 +328,17 @@ async fn blob(
         full(Bytes::new())
     } else {
         // Streamed in 1 MiB chunks, never read whole.
-        let chunks = futures::stream::unfold(file, |mut f| async move {
+        // A read error ends the body (the client sees a short blob and refuses it by digest).
+        let chunks = futures::stream::unfold(Some(file), |f| async move {
+            let mut f = f?;
             let mut buf = vec![0u8; slicebed_image::CHUNK_BYTES];
             match f.read(&mut buf).await {
                 Ok(0) => None,
                 Ok(n) => {
                     buf.truncate(n);
-                    Some((Ok(Frame::data(Bytes::from(buf))), f))
+                    Some((Ok(Frame::data(Bytes::from(buf))), Some(f)))
                 }
-                Err(e) => Some((Err(e), f)),
+                Err(e) => Some((Err(e), None)),
             }
         });
         StreamBody::new(chunks).boxed_unsync()
