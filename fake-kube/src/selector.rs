@@ -25,6 +25,12 @@ pub struct Selector {
 }
 
 const FIELDS: &[&str] = &[
+    "involvedObject.name",
+    "involvedObject.kind",
+    "involvedObject.uid",
+    "involvedObject.namespace",
+    "reason",
+    "type",
     "metadata.name",
     "metadata.namespace",
     "spec.nodeName",

@@ -6,7 +6,7 @@ mod common;
 
 use common::{namespace, pod, wait_for};
 use futures::{AsyncBufReadExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ContainerStatus, Namespace, Node, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Namespace, Node, Pod, ResourceQuota};
 use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -136,6 +136,21 @@ async fn scripted_failures_show_the_statuses_a_kubelet_reports() {
     assert!(
         msg.contains("example.org/nope:1"),
         "the message names the image: {msg}"
+    );
+    // The kubelet's Events say the same, as `kubectl describe` would show them.
+    let events = Api::<Event>::namespaced(env.client.clone(), "s1");
+    let lp = kube::api::ListParams::default().fields("involvedObject.name=pull,type=Warning");
+    let reasons: Vec<String> = events
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.contains(&"Failed".to_string()) && reasons.contains(&"BackOff".to_string()),
+        "{reasons:?}"
     );
 
     let terminated = |p: &Pod| container(p).state.and_then(|s| s.terminated);

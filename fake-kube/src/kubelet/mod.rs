@@ -6,6 +6,7 @@
 //! a Pod whose status did not change.
 
 mod containers;
+mod events;
 pub mod namespaces;
 pub mod scheduler;
 pub mod sim;
@@ -79,12 +80,15 @@ fn tick(shared: &Shared) {
     }
 }
 
-fn put_status(store: &mut Store, pod: &Value, status: Value) {
-    if pod["status"] != status {
+/// Writes the Pod's status if it changed; whether it did.
+fn put_status(store: &mut Store, pod: &Value, status: Value) -> bool {
+    let changed = pod["status"] != status;
+    if changed {
         let mut new = pod.clone();
         new["status"] = status;
         store.put(kinds::pods(), meta::namespace(pod), meta::name(pod), new);
     }
+    changed
 }
 
 fn unschedulable(store: &mut Store, pod: &Value, message: String) {
@@ -93,7 +97,16 @@ fn unschedulable(store: &mut Store, pod: &Value, message: String) {
         "qosClass": pod["status"]["qosClass"],
         "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}],
     });
-    put_status(store, pod, status);
+    if put_status(store, pod, status) {
+        events::record(
+            store,
+            pod,
+            true,
+            "FailedScheduling",
+            message,
+            "default-scheduler",
+        );
+    }
 }
 
 fn step(store: &mut Store, sim: &mut Sim, shared: &Shared, pod: &Value, behaviour: Behaviour) {
@@ -129,6 +142,20 @@ fn step(store: &mut Store, sim: &mut Sim, shared: &Shared, pod: &Value, behaviou
             let status = sim::status(&pod["spec"], pod, p);
             sim.close_logs(&uid);
             put_status(store, pod, status);
+            let names: Vec<&str> = pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            events::record(
+                store,
+                pod,
+                false,
+                "Killing",
+                format!("Stopping container {}", names.join(", ")),
+                "kubelet",
+            );
         } else if p.since.elapsed() >= t.termination.min(grace) {
             store.remove(kinds::pods(), &ns, &name);
         }
@@ -140,7 +167,9 @@ fn step(store: &mut Store, sim: &mut Sim, shared: &Shared, pod: &Value, behaviou
                 let mut new = pod.clone();
                 new["spec"]["nodeName"] = json!(n);
                 new["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"}]);
-                store.put(kinds::pods(), &ns, &name, new);
+                let bound = store.put(kinds::pods(), &ns, &name, new);
+                let msg = format!("Successfully assigned {ns}/{name} to {n}");
+                events::record(store, &bound, false, "Scheduled", msg, "default-scheduler");
             }
             Err(message) => unschedulable(store, pod, message),
         }
@@ -186,6 +215,7 @@ fn step(store: &mut Store, sim: &mut Sim, shared: &Shared, pod: &Value, behaviou
         .map(|c| c["name"].as_str().unwrap_or("").to_string())
         .collect();
     let mut p = sim.pods[&uid].clone();
+    let before = p.stage.clone();
     containers::advance(&mut p, sim, pod, &uid, &containers, behaviour, t);
     if let Some(ads) = pod["spec"]["activeDeadlineSeconds"].as_u64() {
         if !matches!(p.stage, Stage::Done { .. }) && p.started.elapsed() >= Duration::from_secs(ads)
@@ -206,6 +236,7 @@ fn step(store: &mut Store, sim: &mut Sim, shared: &Shared, pod: &Value, behaviou
         }
     }
     let status = sim::status(&pod["spec"], pod, &p);
+    events::transition(store, pod, &before, &p.stage);
     sim.pods.insert(uid, p);
     put_status(store, pod, status);
 }
