@@ -112,7 +112,7 @@ impl Display {
                     if bar.is_finished() {
                         continue;
                     }
-                    let msg = format!("{:<width$}  {}", who(v), sliver_state(v.state()));
+                    let msg = format!("{:<width$}  {}", who(v), progress(v));
                     let mark = match v.state() {
                         pb::SliverState::Running => Some("{prefix:.green} {msg}"),
                         pb::SliverState::Failed => Some("{prefix:.red} {msg}"),
@@ -137,7 +137,7 @@ impl Display {
             Display::Lines { last } => {
                 for v in &s.slivers {
                     if last.insert(v.index, v.state()) != Some(v.state()) {
-                        eprintln!("sliver {:<width$}  {}", who(v), sliver_state(v.state()));
+                        eprintln!("sliver {:<width$}  {}", who(v), progress(v));
                     }
                 }
             }
@@ -151,6 +151,17 @@ impl Display {
                 b.abandon();
             }
         }
+    }
+}
+
+/// A sliver's state, with what its node is doing while it creates it (pulling its image from
+/// the store, with bytes so far).
+fn progress(v: &pb::Sliver) -> String {
+    let state = sliver_state(v.state());
+    if v.state() == pb::SliverState::Creating && !v.last_error.is_empty() {
+        format!("{state}  {}", v.last_error)
+    } else {
+        state.to_string()
     }
 }
 

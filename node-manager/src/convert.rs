@@ -104,6 +104,7 @@ pub fn spec_from(d: pb::DesiredSliver) -> Result<SliverSpec, String> {
         lease_expires_at: d
             .lease_expires_at
             .and_then(|t| SystemTime::try_from(t).ok()),
+        image_digest: d.image_digest,
     })
 }
 

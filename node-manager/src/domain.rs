@@ -68,6 +68,11 @@ pub struct SliverSpec {
     /// off from the service. `None`: no end known. Not part of the container (a renewal
     /// changes it without a new generation), so it never causes a replacement.
     pub lease_expires_at: Option<SystemTime>,
+    /// The digest the slice pinned its image to ("sha256:<hex>"); empty for a slice from
+    /// before pinning, which runs the local `image`. When set, the node runs only the image
+    /// it fetched from the store and verified ([`crate::fetch`]), never a local tag.
+    #[serde(default)]
+    pub image_digest: String,
 }
 
 impl SliverSpec {

@@ -15,6 +15,7 @@ pub mod elf;
 pub mod engine_health;
 pub mod enroll;
 pub mod error;
+pub mod fetch;
 pub mod host;
 pub mod identity;
 pub mod image;

@@ -58,6 +58,8 @@ pub struct Reconciler<R> {
     over_disk: HashMap<String, String>,
     /// Bytes each container wrote at the last measure, by container id (for usage reports).
     written: HashMap<String, i64>,
+    /// Fetches pinned images from the store; `None`: a pinned sliver cannot be run here.
+    images: Option<crate::fetch::Images>,
 }
 
 /// Why a sliver keeps running on a reclaimed node whose backend cannot pause (added to the
@@ -119,7 +121,14 @@ impl<R: Runtime> Reconciler<R> {
             disk_checked: None,
             over_disk: HashMap::new(),
             written: HashMap::new(),
+            images: None,
         }
+    }
+
+    /// Fetches the images of pinned slivers with `images`.
+    pub fn with_images(mut self, images: Option<crate::fetch::Images>) -> Self {
+        self.images = images;
+        self
     }
 
     /// Bytes each container wrote at the last disk measure, by container id.
@@ -240,8 +249,17 @@ impl<R: Runtime> Reconciler<R> {
                     _ => {}
                 }
             }
+            let specs = self.pinned_images(specs, reports).await;
             let created = !specs.is_empty();
             self.create_all(specs, reports).await;
+            if let Some(images) = self.images.as_ref().filter(|i| i.over_budget()) {
+                let in_use = desired
+                    .values()
+                    .filter(|s| !s.image_digest.is_empty())
+                    .map(|s| s.image_digest.clone())
+                    .collect();
+                images.evict(&self.runtime, &in_use).await;
+            }
             // Held: what was just created (or started) runs only until it is frozen here.
             if cond.hold.is_some() && created && caps.pause {
                 let observed = self.runtime.list().await?;
@@ -526,22 +544,107 @@ impl<R: Runtime> Reconciler<R> {
                     ),
                     other => other.to_string(),
                 };
-                tracing::warn!(sliver = %spec.sliver_id, error = %message, "cannot create sliver");
-                reports.extend(self.tracker.note(failed(&spec.sliver_id, message)));
-                let failures = self.retries.get(&spec.sliver_id).map_or(0, |r| r.failures) + 1;
-                let delay = RETRY_BASE
-                    .saturating_mul(1 << (failures - 1).min(16))
-                    .min(RETRY_MAX);
-                self.retries.insert(
-                    spec.sliver_id.clone(),
-                    Retry {
-                        generation: spec.generation,
-                        failures,
-                        not_before: now + delay,
-                    },
-                );
+                self.fail(&spec, message, now, reports);
             }
         }
+    }
+
+    /// Reports `spec` failed and backs off before trying it again.
+    fn fail(
+        &mut self,
+        spec: &SliverSpec,
+        message: String,
+        now: Instant,
+        reports: &mut Vec<SliverReport>,
+    ) {
+        tracing::warn!(sliver = %spec.sliver_id, error = %message, "cannot create sliver");
+        reports.extend(self.tracker.note(failed(&spec.sliver_id, message)));
+        let failures = self.retries.get(&spec.sliver_id).map_or(0, |r| r.failures) + 1;
+        let delay = RETRY_BASE
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(RETRY_MAX);
+        self.retries.insert(
+            spec.sliver_id.clone(),
+            Retry {
+                generation: spec.generation,
+                failures,
+                not_before: now + delay,
+            },
+        );
+    }
+
+    /// The specs that can be created now: unpinned ones as they are, pinned ones whose image
+    /// is in the engine with their image set to its digest's local tag. A pinned image the
+    /// engine lacks is fetched (once per digest, shared by its slivers) while its slivers
+    /// report `creating` with the fetch's progress; one that cannot be had fails them.
+    async fn pinned_images(
+        &mut self,
+        specs: Vec<SliverSpec>,
+        reports: &mut Vec<SliverReport>,
+    ) -> Vec<SliverSpec> {
+        let now = Instant::now();
+        let specs: Vec<SliverSpec> = specs
+            .into_iter()
+            .filter(|s| {
+                self.retries
+                    .get(&s.sliver_id)
+                    .is_none_or(|r| r.not_before <= now)
+            })
+            .collect();
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut ready: HashMap<String, Option<crate::fetch::Ready>> = HashMap::new();
+        let mut out = Vec::new();
+        for mut spec in specs {
+            if spec.image_digest.is_empty() {
+                out.push(spec);
+                continue;
+            }
+            let Some(images) = self.images.clone() else {
+                let message = format!(
+                    "image {} ({}) is pinned, but this node manager cannot fetch images",
+                    spec.image, spec.image_digest
+                );
+                self.fail(&spec, message, now, reports);
+                continue;
+            };
+            if !ready.contains_key(&spec.image_digest) {
+                let r = match images
+                    .prepare(&self.runtime, &spec.image, &spec.image_digest, now_ms)
+                    .await
+                {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::warn!(image = %spec.image_digest, error = %e, "cannot check or load image");
+                        None
+                    }
+                };
+                ready.insert(spec.image_digest.clone(), r);
+            }
+            match ready[&spec.image_digest].clone() {
+                Some(crate::fetch::Ready::Yes(reference)) => {
+                    spec.image = reference;
+                    out.push(spec);
+                }
+                Some(crate::fetch::Ready::Pulling(message)) => {
+                    reports.extend(self.tracker.note(SliverReport {
+                        sliver_id: spec.sliver_id.clone(),
+                        state: ReportedState::Creating,
+                        message,
+                        exit_code: None,
+                        container_id: String::new(),
+                        restarts: 0,
+                    }));
+                }
+                Some(crate::fetch::Ready::Failed(message)) => {
+                    self.fail(&spec, message, now, reports)
+                }
+                // The engine did not answer: the next pass tries again.
+                None => {}
+            }
+        }
+        out
     }
 }
 

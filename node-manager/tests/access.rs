@@ -54,6 +54,7 @@ impl Node {
             restart: RestartPolicy::Never,
             generation: 1,
             lease_expires_at: None,
+            image_digest: String::new(),
         };
         rt.ensure_network("acc").await.unwrap();
         let container = rt.create_and_start(&spec).await.unwrap();

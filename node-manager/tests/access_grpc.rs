@@ -36,6 +36,13 @@ impl NodeService for Service {
     ) -> Result<Response<pb::EnrollResponse>, Status> {
         Err(Status::unimplemented("enroll"))
     }
+    type FetchBlobStream = Out<pb::BlobChunk>;
+    async fn fetch_blob(
+        &self,
+        _: Request<pb::FetchBlobRequest>,
+    ) -> Result<Response<Self::FetchBlobStream>, Status> {
+        Err(Status::unimplemented("fetch_blob"))
+    }
     type ControlStream = Out<pb::ServiceMessage>;
     async fn control(
         &self,
@@ -107,6 +114,7 @@ async fn serves_exec_over_grpc_and_kills_when_the_stream_drops() {
         restart: node_manager::domain::RestartPolicy::Never,
         generation: 1,
         lease_expires_at: None,
+        image_digest: String::new(),
     };
     rt.ensure_network("grpc").await.unwrap();
     let container = rt.create_and_start(&spec).await.unwrap();

@@ -61,6 +61,7 @@ fn spec(id: &str, lease_end: SystemTime) -> SliverSpec {
         restart: RestartPolicy::Never,
         generation: 1,
         lease_expires_at: Some(lease_end),
+        image_digest: String::new(),
     }
 }
 

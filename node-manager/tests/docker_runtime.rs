@@ -57,6 +57,7 @@ fn spec(id: &str, slice: &str, command: &str) -> SliverSpec {
         restart: RestartPolicy::Never,
         generation: 1,
         lease_expires_at: None,
+        image_digest: String::new(),
     }
 }
 

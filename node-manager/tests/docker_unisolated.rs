@@ -44,6 +44,7 @@ async fn without_iptables_slivers_are_refused_unless_allowed() {
         restart: RestartPolicy::Never,
         generation: 1,
         lease_expires_at: None,
+        image_digest: String::new(),
     };
     let refused = rt.ensure_network("open").await.unwrap_err().to_string();
     assert!(

@@ -307,6 +307,9 @@ pub struct Slice {
     /// Site whose quota it counts against; empty for the siteless bootstrap admin.
     pub site: String,
     pub image: String,
+    /// The digest `image` resolved to in the image store at creation ("sha256:<hex>"): what
+    /// every sliver runs. Empty for slices from before pinning.
+    pub image_digest: String,
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub resources: Resources,

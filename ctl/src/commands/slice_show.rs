@@ -173,6 +173,9 @@ fn fields(s: &pb::Slice, now: i64) -> Fields {
         f.add("Description", &s.description);
     }
     f.add("Image", &s.image);
+    if !s.image_digest.is_empty() {
+        f.add("Digest", &s.image_digest);
+    }
     if !s.command.is_empty() {
         f.add("Command", shell_words(&s.command));
     }

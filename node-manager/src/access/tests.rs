@@ -48,6 +48,7 @@ async fn node() -> (FakeRuntime, String) {
         restart: RestartPolicy::Never,
         generation: 1,
         lease_expires_at: None,
+        image_digest: String::new(),
     };
     rt.ensure_network("web").await.unwrap();
     let id = rt.create_and_start(&spec).await.unwrap();

@@ -45,6 +45,9 @@ pub struct AgentConfig {
     pub reclaim_load: Option<f64>,
     /// Where reconcile passes are counted, if anywhere.
     pub metrics: Option<crate::metrics::NodeMetrics>,
+    /// Disk budget of the image cache (images fetched from the store, under
+    /// `<state-dir>/images`; without a state dir pinned slivers cannot run).
+    pub image_cache_budget: u64,
 }
 
 /// An error with its causes on one line.
@@ -92,6 +95,9 @@ pub async fn run<R: Runtime + Clone>(
     shared.metrics = cfg.metrics.clone();
     if let Some(dir) = &cfg.state_dir {
         shared = shared.kept_in(DesiredStore::new(dir, &cfg.node.node));
+        let images = crate::fetch::Images::new(dir.join("images"), cfg.image_cache_budget);
+        images.set_metrics(cfg.metrics.clone());
+        shared.images = Some(images);
     }
     let _probe = AbortOnDrop(tokio::spawn(probe::run(
         runtime.clone(),

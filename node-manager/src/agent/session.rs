@@ -175,7 +175,13 @@ pub async fn run<R: Runtime + Clone>(
     // Session streams ride the same connection as the control channel.
     let sessions = Launcher::new(client.clone(), access.cloned());
 
-    let mut reconciler = Reconciler::new(runtime.clone());
+    let mut reconciler = Reconciler::new(runtime.clone()).with_images(shared.images.clone());
+    // Image fetches ride this connection too, under the node's own certificate.
+    if let Some(images) = &shared.images {
+        images.set_source(Some(std::sync::Arc::new(crate::fetch::GrpcSource::new(
+            client.clone(),
+        ))));
+    }
     // An engine that does not answer does not keep the node off the channel: it connects,
     // says so, and the service shows the node's slivers as unknown until the engine is back.
     let observed = match reconciler.snapshot().await {

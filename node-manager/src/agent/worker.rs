@@ -68,6 +68,8 @@ pub struct Shared {
     pub disk: crate::usage::DiskSizes,
     /// Each sliver's last usage reading, across connections.
     pub baselines: crate::usage::Baselines,
+    /// Fetches pinned images from the store, if this node manager can.
+    pub images: Option<crate::fetch::Images>,
 }
 
 impl Shared {
@@ -92,6 +94,7 @@ impl Shared {
             metrics: None,
             disk: Default::default(),
             baselines: Default::default(),
+            images: None,
         }
     }
 
@@ -189,7 +192,7 @@ pub async fn offline<R: Runtime>(runtime: R, shared: Shared) {
     let (_keep_open, commands) = mpsc::channel(1);
     let (reports, mut drain) = mpsc::channel(64);
     let (usage, _) = watch::channel(Usage::default());
-    let rec = Reconciler::new(runtime);
+    let rec = Reconciler::new(runtime).with_images(shared.images.clone());
     tokio::join!(
         run_from(Some(desired), rec, commands, reports, usage, shared),
         async { while drain.recv().await.is_some() {} },
@@ -210,6 +213,7 @@ async fn run_from<R: Runtime>(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut hold = shared.hold.clone();
     let mut hold_open = true;
+    let images = shared.images.clone();
     loop {
         // When the next lease ends, on tokio's clock (the wall clock only says how far off).
         let now = shared.clock.now();
@@ -239,6 +243,8 @@ async fn run_from<R: Runtime>(
                 resubscribe_at = None;
             }
             _ = sleep(ENGINE_RETRY), if shared.engine.is_down() => {}
+            // An image fetch made progress or ended: report it, or create its slivers.
+            _ = async { images.as_ref().expect("checked").changed().await }, if images.is_some() => {}
             _ = tick.tick() => {}
         }
         sleep(DEBOUNCE).await;
@@ -315,6 +321,7 @@ mod tests {
             restart: crate::domain::RestartPolicy::Never,
             generation: 1,
             lease_expires_at: Some(end),
+            image_digest: String::new(),
         }
     }
 

@@ -36,6 +36,10 @@ pub struct Args {
     /// off by default. Port 0 picks a free port (written to <state-dir>/metrics.addr).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Disk budget of the node's image cache (images fetched from the store, e.g. 10Gi):
+    /// past it, the least recently used images no desired sliver needs are removed.
+    #[arg(long, value_name = "SIZE", default_value = "10Gi", value_parser = cache_budget)]
+    image_cache_budget: u64,
 }
 
 /// How the node manager reaches and uses the engine, beyond its address.
@@ -77,6 +81,13 @@ fn network_pool(s: &str) -> Result<NetworkPool, String> {
         return Ok(NetworkPool(None));
     }
     s.parse().map(|p| NetworkPool(Some(p)))
+}
+
+fn cache_budget(s: &str) -> Result<u64, String> {
+    slicebed_units::parse_size(s)
+        .ok()
+        .and_then(|b| u64::try_from(b).ok())
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 10Gi, 500Mi)"))
 }
 
 fn positive_load(s: &str) -> Result<f64, String> {
@@ -145,6 +156,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         state_dir: Some(a.state_dir.clone()),
         reclaim_load: a.reclaim_load,
         metrics: Some(metrics),
+        image_cache_budget: a.image_cache_budget,
     };
     tracing::info!(node = %cfg.node.node, version = node_manager::AGENT_VERSION, "node manager starting");
     let access = Access::from_runtime(&runtime);

@@ -20,6 +20,7 @@ fn spec(id: &str, slice: &str, generation: u64) -> SliverSpec {
         restart: RestartPolicy::OnFailure,
         generation,
         lease_expires_at: None,
+        image_digest: String::new(),
     }
 }
 

@@ -21,6 +21,7 @@ fn spec(id: &str, slice: &str, image: &str, generation: u64) -> SliverSpec {
         restart: RestartPolicy::Never,
         generation,
         lease_expires_at: None,
+        image_digest: String::new(),
     }
 }
 

@@ -233,4 +233,14 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Removes an image by id unless a container still uses it.
     fn remove_image(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Loads an image archive in the `docker save` layout (`manifest.json`, the config and
+    /// the layer tars) streamed from `archive`, which names `reference` among its tags.
+    /// Succeeds only once `reference` is present; a read error of the stream aborts the load.
+    /// The caller has verified every byte: a backend never fetches anything itself.
+    fn load_image(
+        &self,
+        reference: &str,
+        archive: BoxStream<'static, std::io::Result<Bytes>>,
+    ) -> impl Future<Output = Result<()>> + Send;
 }

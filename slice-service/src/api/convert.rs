@@ -319,6 +319,7 @@ pub fn slice_spec_in(r: pb::CreateSliceRequest) -> Result<crate::core::SliceSpec
         name: r.name,
         description: r.description,
         image: r.image,
+        image_digest: String::new(),
         command: r.command,
         env: r.env.into_iter().collect(),
         resources: res_in(r.resources),
@@ -376,6 +377,7 @@ pub fn slice(v: &SliceView) -> pb::Slice {
         replace_after: Some(pb_duration(Duration::from_millis(
             s.replace_after_ms.max(0) as u64,
         ))),
+        image_digest: s.image_digest.clone(),
     }
 }
 
@@ -393,6 +395,7 @@ pub fn desired(s: &model::Slice, v: &model::Sliver) -> pb::DesiredSliver {
         restart_policy: restart(s.restart_policy) as i32,
         generation: v.generation as u64,
         lease_expires_at: ts(s.lease_expires_at),
+        image_digest: s.image_digest.clone(),
     }
 }
 

@@ -10,6 +10,7 @@ mod image_registry;
 mod images;
 mod index;
 mod nodes;
+mod pin;
 mod place;
 mod reaper;
 mod slices;

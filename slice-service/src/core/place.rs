@@ -71,6 +71,8 @@ impl Core {
     ) -> Result<(SliceView, Vec<String>)> {
         let who = p.user()?.clone();
         spec.validate(self.cfg.lease_max)?;
+        // Pinned once, here: every sliver ever placed for this slice runs this digest.
+        spec.image_digest = self.pin_image(p, &spec.image).await?;
         // Members are checked before the placement lock: reads never queue behind placement.
         {
             let mut c = self.db.conn().await?;
@@ -326,6 +328,7 @@ impl Core {
             description: spec.description.clone(),
             site: home,
             image: spec.image.clone(),
+            image_digest: spec.image_digest.clone(),
             command: spec.command.clone(),
             env: spec.env.clone(),
             resources: spec.resources,

@@ -29,6 +29,9 @@ pub struct SliceSpec {
     pub name: String,
     pub description: String,
     pub image: String,
+    /// What `image` resolved to in the image store (set by the core at creation, never taken
+    /// from the request).
+    pub image_digest: String,
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub resources: Resources,

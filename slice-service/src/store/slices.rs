@@ -14,7 +14,7 @@ use slicebed_units::Resources;
 const SLICE_COLS: &str =
     "id, name, owner, description, site, image, command, env, cpu_millis, memory_bytes, \
     disk_bytes, ports, placement, restart_policy, created_at, lease_expires_at, life, \
-    node_loss, replace_after_ms";
+    node_loss, replace_after_ms, image_digest";
 
 fn slice_from(r: &AnyRow) -> Result<Slice> {
     Ok(Slice {
@@ -25,6 +25,7 @@ fn slice_from(r: &AnyRow) -> Result<Slice> {
         description: r.try_get("description")?,
         site: r.try_get("site")?,
         image: r.try_get("image")?,
+        image_digest: r.try_get("image_digest")?,
         command: from_json(&r.try_get::<String, _>("command")?)?,
         env: from_json(&r.try_get::<String, _>("env")?)?,
         resources: Resources::new(
@@ -52,7 +53,7 @@ pub async fn insert_slice(c: &mut Conn, s: &Slice) -> Result<()> {
         });
     }
     sqlx::query(sql!(
-        "INSERT INTO slices ({SLICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        "INSERT INTO slices ({SLICE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
     ))
     .bind(&s.id)
     .bind(&s.name)
@@ -73,6 +74,7 @@ pub async fn insert_slice(c: &mut Conn, s: &Slice) -> Result<()> {
     .bind(s.life.as_str())
     .bind(s.node_loss.as_str())
     .bind(s.replace_after_ms)
+    .bind(&s.image_digest)
     .execute(&mut *c)
     .await?;
     for m in &s.members {

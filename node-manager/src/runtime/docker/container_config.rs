@@ -136,6 +136,7 @@ mod tests {
             restart: RestartPolicy::Always,
             generation: 3,
             lease_expires_at: None,
+            image_digest: String::new(),
         }
     }
 

@@ -1,7 +1,10 @@
-//! Images on the engine: presence, import of a root file system (never a pull: no registry
-//! is reachable from a testbed node), and removal of a replaced image.
+//! Images on the engine: presence, import of a root file system, load of an archive the
+//! node fetched and verified itself (never a pull: no registry is reachable from a testbed
+//! node), and removal of a replaced or evicted image.
 
-use bollard::query_parameters::{CreateImageOptions, RemoveImageOptions};
+use bollard::query_parameters::{CreateImageOptions, ImportImageOptions, RemoveImageOptions};
+use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::TryStreamExt;
 
 use super::connect::{engine, is_not_found};
@@ -54,6 +57,31 @@ impl DockerRuntime {
             .try_for_each(|_| async { Ok(()) })
             .await
             .map_err(|e| engine(format!("import {}", image.reference), e))
+    }
+
+    pub(super) async fn load(
+        &self,
+        reference: &str,
+        archive: BoxStream<'static, std::io::Result<Bytes>>,
+    ) -> Result<()> {
+        let op = || format!("load image {reference}");
+        let opts = ImportImageOptions {
+            quiet: true,
+            ..Default::default()
+        };
+        self.docker
+            .import_image_stream(opts, archive, None)
+            .try_for_each(|_| async { Ok(()) })
+            .await
+            .map_err(|e| engine(op(), e))?;
+        // The archive's manifest names the tag; an engine that loaded something else failed.
+        match self.image_id_of(reference).await? {
+            Some(_) => Ok(()),
+            None => Err(crate::runtime::RuntimeError::Engine {
+                op: op(),
+                message: "the engine loaded the archive but does not show its tag".into(),
+            }),
+        }
     }
 
     pub(super) async fn remove_image_id(&self, id: &str) -> Result<()> {

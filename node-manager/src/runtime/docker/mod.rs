@@ -345,4 +345,12 @@ impl Runtime for DockerRuntime {
     async fn remove_image(&self, id: &str) -> Result<()> {
         self.remove_image_id(id).await
     }
+
+    async fn load_image(
+        &self,
+        reference: &str,
+        archive: BoxStream<'static, std::io::Result<Bytes>>,
+    ) -> Result<()> {
+        self.load(reference, archive).await
+    }
 }

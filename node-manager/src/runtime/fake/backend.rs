@@ -275,6 +275,27 @@ impl Runtime for FakeRuntime {
     async fn remove_image(&self, id: &str) -> Result<()> {
         let mut s = self.answer("remove_image")?;
         s.calls.push(format!("image- {id}"));
+        let reference = id.strip_prefix("sha256:").unwrap_or(id).to_string();
+        s.images.remove(&reference);
+        Ok(())
+    }
+
+    async fn load_image(
+        &self,
+        reference: &str,
+        archive: BoxStream<'static, std::io::Result<Bytes>>,
+    ) -> Result<()> {
+        use futures::TryStreamExt;
+        let bytes: usize = archive
+            .try_fold(0, |n, b| async move { Ok(n + b.len()) })
+            .await
+            .map_err(|e| RuntimeError::Engine {
+                op: format!("load image {reference}"),
+                message: e.to_string(),
+            })?;
+        let mut s = self.answer("load_image")?;
+        s.calls.push(format!("load {reference} {bytes}"));
+        s.images.insert(reference.to_string(), Behaviour::Run);
         Ok(())
     }
 }

@@ -203,6 +203,11 @@ impl FakeRuntime {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether image `reference` is present.
+    pub fn has_image(&self, reference: &str) -> bool {
+        self.lock().images.contains_key(reference)
+    }
+
     /// Operations performed so far, e.g. `create s1`, `remove c1`, `network+ web`.
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
