@@ -855,7 +855,8 @@ async fn revoked_credentials_reach_no_rpc() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
-/// A node's certificate after `RevokeNode` opens neither the control channel nor a session.
+/// A node's certificate after `RevokeNode` opens neither the control channel, a session nor a
+/// blob fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_node_certificate_reaches_no_node_rpc() {
     let svc = Service::start().await;
@@ -874,7 +875,11 @@ async fn a_revoked_node_certificate_reaches_no_node_rpc() {
     let ch = channel_as(&svc, Some(&cred))
         .await
         .expect("tls still connects");
-    for rpc in ["NodeService/Control", "NodeService/Session"] {
+    for rpc in [
+        "NodeService/Control",
+        "NodeService/Session",
+        "NodeService/FetchBlob",
+    ] {
         // `call` needs a world only for rows that make objects; these two do not.
         let got = probe_node_rpc(rpc, Conn::new(&ch, None)).await;
         assert_eq!(
@@ -886,7 +891,16 @@ async fn a_revoked_node_certificate_reaches_no_node_rpc() {
 }
 
 async fn probe_node_rpc(rpc: &str, mut c: Conn) -> Result<(), Status> {
-    if rpc == "NodeService/Control" {
+    if rpc == "NodeService/FetchBlob" {
+        // Any well-formed digest: authentication comes before the lookup.
+        let digest = slicebed_image::Digest::of(b"x").to_string();
+        c.node
+            .fetch_blob(pb::FetchBlobRequest { digest, offset: 0 })
+            .await?
+            .into_inner()
+            .message()
+            .await?;
+    } else if rpc == "NodeService/Control" {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tx.send(pb::NodeMessage {
             msg: Some(pb::node_message::Msg::Hello(hello(1000, GI))),

@@ -8,6 +8,7 @@
 mod create;
 mod fleet;
 mod identity;
+mod images;
 mod lifecycle;
 mod loss;
 mod reap;
