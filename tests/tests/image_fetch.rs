@@ -187,6 +187,38 @@ async fn a_pushed_image_runs_on_three_sites_as_exactly_the_pinned_digest() {
         s.image_digest, digest,
         "the slice shows the digest it pinned"
     );
+    // slicectl shows it too, in its table and in -o json.
+    let show = |json: bool| {
+        let cfg = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--server",
+            tb.svc.url_str(),
+            "--token",
+            tb.svc.admin_token.as_str(),
+        ];
+        if json {
+            args.extend(["-o", "json"]);
+        }
+        args.extend(["slice", "show", "hello"]);
+        let out = std::process::Command::new(slicebed_tests::bin("slicectl"))
+            .args(&args)
+            .env("XDG_CONFIG_HOME", cfg.path())
+            .env("SLICECTL_CA_CERT", &slicebed_tests::service::test_ca().0)
+            .env_remove("SLICECTL_SERVER")
+            .env_remove("SLICECTL_TOKEN")
+            .output()
+            .expect("run slicectl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = show(false);
+    assert!(text.contains("Digest") && text.contains(&digest), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&show(true)).unwrap();
+    assert_eq!(v["image_digest"], serde_json::json!(digest), "{v}");
     let hex = digest.strip_prefix("sha256:").unwrap();
     for (image_id, reference) in images_run(&tb.admin, "hello").await {
         assert_eq!(image_id, config, "the engine runs the pushed config");

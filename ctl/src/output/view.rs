@@ -261,6 +261,8 @@ pub struct SliceView {
     pub description: String,
     pub site: String,
     pub image: String,
+    /// The digest the slice pinned `image` to in the image store; empty for older slices.
+    pub image_digest: String,
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub resources: ResourcesView,
@@ -286,6 +288,7 @@ impl From<&pb::Slice> for SliceView {
             description: s.description.clone(),
             site: s.site.clone(),
             image: s.image.clone(),
+            image_digest: s.image_digest.clone(),
             command: s.command.clone(),
             env: s.env.clone().into_iter().collect(),
             resources: s.resources.as_ref().into(),
