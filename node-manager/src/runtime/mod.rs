@@ -11,6 +11,7 @@
 pub mod docker;
 pub mod fake;
 mod io;
+pub mod kubernetes;
 pub mod labels;
 
 use std::future::Future;
