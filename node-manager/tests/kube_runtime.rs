@@ -392,3 +392,27 @@ async fn exec_and_copy_run_in_the_pod_when_the_fake_has_docker() {
         .unwrap_err();
     assert!(err.message().contains("not a directory"), "{err}");
 }
+
+#[tokio::test]
+async fn a_missing_node_or_kubeconfig_is_refused_naming_the_flag() {
+    let e = env(false).await;
+    let err = KubeRuntime::connect(Some(&e.kubeconfig), "sb".into(), "no-such-node".into())
+        .await
+        .err()
+        .expect("an unknown node is refused");
+    assert!(
+        err.to_string().contains("--kube-node \"no-such-node\""),
+        "{err}"
+    );
+    let missing = e._dir.path().join("absent");
+    let err = KubeRuntime::connect(Some(&missing), "sb".into(), "fake-node-1".into())
+        .await
+        .err()
+        .expect("an unreadable kubeconfig is refused");
+    assert!(err.to_string().starts_with("--kubeconfig "), "{err}");
+    let (_, facts) = KubeRuntime::connect(Some(&e.kubeconfig), "sb".into(), "fake-node-1".into())
+        .await
+        .unwrap();
+    assert!(facts.allocatable.cpu_millis > 0 && facts.allocatable.memory_bytes > 0);
+    assert!(facts.address.is_some_and(|a| a.is_loopback()));
+}

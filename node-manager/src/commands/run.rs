@@ -8,6 +8,8 @@ use node_manager::agent::{self, AgentConfig, DEFAULT_RESYNC};
 use node_manager::image::{self, Outcome, DEFAULT_TAG};
 use node_manager::node_files;
 use node_manager::runtime::docker::{DockerRuntime, EngineTls};
+use node_manager::runtime::kubernetes::KubeRuntime;
+use node_manager::runtime::Runtime;
 use node_manager::subnets::{Pool, DEFAULT_POOL};
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +42,33 @@ pub struct Args {
     /// past it, the least recently used images no desired sliver needs are removed.
     #[arg(long, value_name = "SIZE", default_value = "10Gi", value_parser = cache_budget)]
     image_cache_budget: u64,
+    #[command(flatten)]
+    kube: KubeFlags,
+}
+
+/// Which backend runs the slivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// The Docker engine (--docker-host).
+    Docker,
+    /// One node of a Kubernetes cluster (--kubeconfig, --kube-node): slivers run as Pods.
+    Kubernetes,
+}
+
+/// The Kubernetes backend: which cluster, and which of its nodes this agent speaks for.
+#[derive(Debug, clap::Args)]
+struct KubeFlags {
+    /// Backend that runs the slivers.
+    #[arg(long, value_enum, default_value = "docker")]
+    runtime: Backend,
+    /// Kubeconfig reaching the cluster (--runtime kubernetes); without it, the Pod's own
+    /// service account when the agent runs in the cluster.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The Kubernetes node this agent speaks for (--runtime kubernetes): its allocatable cpu
+    /// and memory become the node's capacity, its InternalIP the address of published ports.
+    #[arg(long, value_name = "NAME", required_if_eq("runtime", "kubernetes"))]
+    kube_node: Option<String>,
 }
 
 /// How the node manager reaches and uses the engine, beyond its address.
@@ -114,7 +143,23 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    let (node, identity) = node_files::load(&a.state_dir).context("cannot load the enrollment")?;
+    let (mut node, identity) =
+        node_files::load(&a.state_dir).context("cannot load the enrollment")?;
+    if a.kube.runtime == Backend::Kubernetes {
+        let kube_node = a.kube.kube_node.clone().unwrap_or_default();
+        let (runtime, facts) =
+            KubeRuntime::connect(a.kube.kubeconfig.as_deref(), node.node.clone(), kube_node)
+                .await?;
+        // The cluster's figures, not the enrollment's: what the kubelet will actually admit.
+        node.capacity.cpu_millis = facts.allocatable.cpu_millis;
+        node.capacity.memory_bytes = facts.allocatable.memory_bytes;
+        let address = a
+            .address
+            .clone()
+            .or(facts.address.map(|ip| ip.to_string()))
+            .unwrap_or_else(|| node.address.clone());
+        return serve(a, node, identity, address, runtime).await;
+    }
     let address = a.address.clone().unwrap_or_else(|| node.address.clone());
     let tls = a.engine.tls();
     let runtime =
@@ -139,6 +184,17 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             tracing::warn!(image = DEFAULT_TAG, error = %e, "base image unavailable; slivers using it will fail")
         }
     }
+    serve(a, node, identity, address, runtime).await
+}
+
+/// Runs the agent over `runtime` until a signal.
+async fn serve<R: Runtime + Clone>(
+    a: Args,
+    node: node_files::NodeConfig,
+    identity: node_manager::identity::NodeIdentity,
+    address: String,
+    runtime: R,
+) -> anyhow::Result<()> {
     // Engine calls are timed by a wrapper; passes by the agent (node_manager::metrics).
     let metrics = node_manager::metrics::NodeMetrics::new(&node.node);
     let _metrics_task = match &a.metrics_listen {
@@ -209,5 +265,32 @@ mod tests {
             .expect("a CA alone is refused");
         assert!(e.to_string().contains("--docker-tls-cert"), "{e}");
         assert_eq!(Cli::try_parse_from(["run"]).unwrap().engine.tls(), None);
+    }
+
+    #[derive(clap::Parser)]
+    struct KubeCli {
+        #[command(flatten)]
+        kube: KubeFlags,
+    }
+
+    #[test]
+    fn kubernetes_needs_the_node_it_speaks_for() {
+        let e = KubeCli::try_parse_from(["run", "--runtime", "kubernetes"])
+            .err()
+            .expect("no --kube-node is refused");
+        assert!(e.to_string().contains("--kube-node"), "{e}");
+        let c = KubeCli::try_parse_from(["run"]).unwrap();
+        assert_eq!(c.kube.runtime, Backend::Docker);
+        let c = KubeCli::try_parse_from([
+            "run",
+            "--runtime",
+            "kubernetes",
+            "--kubeconfig",
+            "/k",
+            "--kube-node",
+            "n1",
+        ])
+        .unwrap();
+        assert_eq!(c.kube.kube_node.as_deref(), Some("n1"));
     }
 }
