@@ -127,9 +127,11 @@ impl Runtime for KubeRuntime {
         slice::create(&self.client, &self.kube_node, spec, self.host_ip).await
     }
 
+    /// A Pod's containers are started by the kubelet: nothing to do for a live Pod; an
+    /// ended one cannot be started again (the reconciler replaces it).
     async fn start(&self, container_id: &str) -> Result<()> {
         match self.inspect(container_id).await? {
-            Some(o) if o.phase == crate::domain::ContainerPhase::Running => Ok(()),
+            Some(o) if o.phase != crate::domain::ContainerPhase::EXITED => Ok(()),
             _ => Err(unsupported(
                 &format!("start {container_id}"),
                 "an ended Pod cannot be started again; the sliver is recreated",

@@ -93,7 +93,10 @@ pub fn observe(pod: &Pod) -> Option<ObservedSliver> {
                     error = unschedulable(pod);
                 }
                 if error.is_some() {
-                    ContainerPhase::Broken
+                    // Reported as failed with the reason, but kept: the kubelet and the
+                    // scheduler retry by themselves (a pushed image, a freed node), and a
+                    // replacement would only start the same wait again.
+                    ContainerPhase::EXITED
                 } else {
                     ContainerPhase::Created
                 }
