@@ -97,6 +97,30 @@ impl Blobs {
         std::fs::metadata(self.partial(digest)).map_or(0, |m| m.len())
     }
 
+    /// Deletes partial blobs untouched for `age` (a fetch abandoned long ago: its slice went
+    /// away while the node manager was down) and verified blobs left by a load that never
+    /// happened; returns how many. A fetch resumed within `age` keeps its bytes.
+    pub fn sweep(&self, age: std::time::Duration) -> usize {
+        let mut removed = 0;
+        for sub in ["partial", "sha256"] {
+            let Ok(entries) = std::fs::read_dir(self.dir.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|elapsed| elapsed >= age);
+                if old && std::fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Deletes a verified blob (after its image is in the engine).
     pub fn remove(&self, digest: &str) {
         let _ = std::fs::remove_file(self.path(digest));

@@ -30,6 +30,10 @@ pub use source::{BlobSource, GrpcSource};
 /// Default disk budget of the image cache.
 pub const DEFAULT_BUDGET: u64 = 10 << 30;
 
+/// Blobs of a fetch untouched this long are removed when the node manager starts: a resume
+/// after a restart within it continues; older ones belong to slivers long gone.
+pub const STALE_BLOBS: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// The engine tag of a store image: its manifest digest, so one tag is one content.
 pub fn local_ref(digest: &str) -> String {
     format!(
@@ -108,6 +112,13 @@ impl Images {
     /// A fetcher keeping its blobs and cache index under `dir`, with a disk `budget`.
     pub fn new(dir: PathBuf, budget: u64) -> Self {
         let cache = Cache::open(dir.join("cache.json"));
+        let swept = Blobs::new(dir.clone()).sweep(STALE_BLOBS);
+        if swept > 0 {
+            tracing::info!(
+                files = swept,
+                "removed blobs of fetches abandoned over a day ago"
+            );
+        }
         Self {
             inner: Arc::new(Inner {
                 blobs: Blobs::new(dir),

@@ -306,3 +306,16 @@ async fn pinned_slivers_report_pulling_then_run_the_fetched_image_never_a_local_
         "one fetch for both slivers"
     );
 }
+
+#[test]
+fn stale_partial_blobs_are_swept_and_fresh_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::new(dir.path().to_path_buf());
+    std::fs::create_dir_all(dir.path().join("partial")).unwrap();
+    let fresh = blobs.partial("sha256:aa");
+    std::fs::write(&fresh, b"some").unwrap();
+    assert_eq!(blobs.sweep(std::time::Duration::from_secs(3600)), 0);
+    assert!(fresh.exists(), "a fetch from the last hour keeps its bytes");
+    assert_eq!(blobs.sweep(std::time::Duration::ZERO), 1);
+    assert!(!fresh.exists());
+}
