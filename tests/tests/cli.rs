@@ -308,7 +308,33 @@ async fn create_wait_shows_running_slivers_or_the_failure_reason() {
         e.contains("missing:0") && e.contains("slicectl image push"),
         "{e}"
     );
+
+    // A program that cannot start fails on the node, and --wait ends with the node's reason.
+    let e = error_after_progress(&ctl(
+        c,
+        &as_admin(
+            &svc,
+            &[
+                "slice",
+                "create",
+                "broken",
+                "--image",
+                "slicebed/base:latest",
+                "--slivers",
+                "1",
+                "--restart",
+                "never",
+                "--wait",
+                "--timeout",
+                "60s",
+                "--",
+                "/no/such/program",
+            ],
+        ),
+    ));
+    assert!(e.contains("/no/such/program"), "{e}");
     ok(&ctl(c, &as_admin(&svc, &["slice", "delete", "waited"])));
+    ok(&ctl(c, &as_admin(&svc, &["slice", "delete", "broken"])));
 }
 
 /// The README's main job: `slicectl dev up` brings up service, node managers and a demo slice
