@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use slicebed_proto::v1 as pb;
-use slicebed_tests::wait_for;
+use slicebed_tests::{proxy::Proxy, wait_for};
 use support::*;
 use tonic::Code;
 
@@ -226,37 +226,16 @@ async fn a_push_killed_midway_resumes_from_the_stores_offset() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start slicectl");
-    let mut images = s.images(&s.alice).await;
     let held = wait_for(
         "part of the big layer in the store",
         Duration::from_secs(60),
-        || {
-            let mut images = images.clone();
-            let big = big.clone();
-            async move {
-                let st = images
-                    .blob_status(pb::BlobStatusRequest { digests: vec![big] })
-                    .await
-                    .ok()?
-                    .into_inner();
-                let b = &st.blobs[0];
-                (b.received >= 4 << 20 && !b.present).then_some(b.received)
-            }
-        },
+        || async { s.partial(&s.alice, &big).await.filter(|n| *n >= 4 << 20) },
     )
     .await;
     child.kill().expect("SIGKILL slicectl");
     child.wait().unwrap();
-    let after = images
-        .blob_status(pb::BlobStatusRequest {
-            digests: vec![big.clone()],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .blobs[0]
-        .clone();
-    assert!(!after.present && after.received >= held, "{after:?}");
+    let after = s.partial(&s.alice, &big).await.expect("still partial");
+    assert!(after >= held, "the store kept {after} bytes, had {held}");
 
     let p = s.json(&s.alice, &["image", "push", &img.tag]);
     let resumed = p["bytes_resumed"].as_u64().unwrap();
@@ -306,5 +285,65 @@ async fn others_cannot_see_or_remove_a_private_image_and_cannot_remove_a_site_on
     assert!(
         s.get(&s.alice, &img.tag).await.is_ok(),
         "alice's image survives"
+    );
+}
+
+#[tokio::test]
+async fn a_push_cut_off_by_the_network_fails_in_one_line_and_the_next_resumes() {
+    let s = Store::start().await;
+    let name = fresh("cut");
+    let img = Built::new(
+        &format!("{name}:v1"),
+        BASE,
+        &["head -c 33554432 /dev/urandom > /big"],
+    );
+    let big = img.layers().last().unwrap().clone();
+    let proxy = Proxy::start(&s.svc.addr).await;
+    let via = format!(
+        "https://localhost:{}",
+        proxy.addr.rsplit_once(':').unwrap().1
+    );
+    let push = ["-o", "json", "image", "push", img.tag.as_str()];
+    let mut slow = push.to_vec();
+    slow.extend(["--limit-rate", "8M"]);
+    let child = s
+        .command_via(&via, &s.alice, &slow)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start slicectl");
+    let held = wait_for(
+        "part of the big layer in the store",
+        Duration::from_secs(60),
+        || async { s.partial(&s.alice, &big).await.filter(|n| *n >= 4 << 20) },
+    )
+    .await;
+    proxy.cut();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("cannot upload blob") && err.contains(&big),
+        "{err}"
+    );
+
+    proxy.heal();
+    // Off the runtime's thread: the proxy forwards on it.
+    let mut again = s.command_via(&via, &s.alice, &push);
+    let out = tokio::task::spawn_blocking(move || again.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let p = parse(&ok(&out));
+    let resumed = p["bytes_resumed"].as_u64().unwrap();
+    assert!(
+        resumed >= held,
+        "resumed {resumed}, the store held {held}: {p}"
+    );
+    assert_eq!(
+        s.get(&s.alice, &img.tag).await.unwrap().digest,
+        p["digest"].as_str().unwrap()
     );
 }

@@ -47,8 +47,13 @@ impl Store {
 
     /// slicectl with `token` against this service (isolated config, no terminal).
     pub fn command(&self, token: &str, args: &[&str]) -> Command {
+        self.command_via(self.svc.url_str(), token, args)
+    }
+
+    /// slicectl with `token` dialing `server` (e.g. a proxy in front of this service).
+    pub fn command_via(&self, server: &str, token: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("slicectl"));
-        cmd.args(["--server", self.svc.url_str(), "--token", token])
+        cmd.args(["--server", server, "--token", token])
             .args(args)
             .env("SLICECTL_CA_CERT", &slicebed_tests::service::test_ca().0)
             .env("XDG_CONFIG_HOME", self.cfg.path())
@@ -66,8 +71,22 @@ impl Store {
     pub fn json(&self, token: &str, args: &[&str]) -> Value {
         let mut all = vec!["-o", "json"];
         all.extend_from_slice(args);
-        let out = ok(&self.run(token, &all));
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+        parse(&ok(&self.run(token, &all)))
+    }
+
+    /// The bytes of `digest` the store holds of `token`'s partial upload, while it is partial.
+    pub async fn partial(&self, token: &str, digest: &str) -> Option<u64> {
+        let st = self
+            .images(token)
+            .await
+            .blob_status(pb::BlobStatusRequest {
+                digests: vec![digest.to_string()],
+            })
+            .await
+            .ok()?
+            .into_inner();
+        let b = st.blobs.first()?;
+        (!b.present).then_some(b.received)
     }
 
     /// The image store as `token` sees it, over gRPC.
@@ -88,6 +107,10 @@ impl Store {
             .await
             .map(|r| r.into_inner())
     }
+}
+
+pub fn parse(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
 pub fn ok(o: &Output) -> String {
