@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{AttachParams, LogParams, TerminalSize};
 use kube::Api;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::client::error;
 use super::names;
@@ -30,7 +30,7 @@ struct ExecEntry {
     resize: Option<futures::channel::mpsc::Sender<TerminalSize>>,
 }
 
-fn pods(client: &kube::Client, container_id: &str) -> Result<(Api<Pod>, String)> {
+pub(super) fn pods(client: &kube::Client, container_id: &str) -> Result<(Api<Pod>, String)> {
     let (ns, name) =
         names::split_container_id(container_id).ok_or_else(|| RuntimeError::Engine {
             op: "exec".into(),
@@ -159,7 +159,7 @@ pub async fn wait(execs: &Execs, id: &str) -> Result<Option<i64>> {
     Ok(status.await.map(|s| exit_code(&s)))
 }
 
-fn exit_code(s: &Status) -> i64 {
+pub(super) fn exit_code(s: &Status) -> i64 {
     if s.status.as_deref() == Some("Success") {
         return 0;
     }
@@ -205,73 +205,4 @@ pub fn logs(
         Err(e) => stream::once(async move { Err(e) }).boxed(),
     })
     .boxed()
-}
-
-/// Runs `command` with `input` on stdin; its stdout, or an error with its stderr.
-pub async fn run_collect(
-    client: &kube::Client,
-    container_id: &str,
-    command: Vec<String>,
-    input: Option<BoxStream<'static, Bytes>>,
-) -> Result<BoxStream<'static, Result<Bytes>>> {
-    let (api, name) = pods(client, container_id)?;
-    let ap = AttachParams::default()
-        .container(names::CONTAINER)
-        .stdin(input.is_some())
-        .stdout(true)
-        .stderr(true);
-    let mut p = api
-        .exec(&name, command, &ap)
-        .await
-        .map_err(|e| error(format!("copy with {container_id}"), e))?;
-    if let (Some(mut tar), Some(mut w)) = (input, p.stdin()) {
-        tokio::spawn(async move {
-            while let Some(b) = tar.next().await {
-                if w.write_all(&b).await.is_err() {
-                    return;
-                }
-            }
-            let _ = w.shutdown().await;
-        });
-    }
-    let stdout = p
-        .stdout()
-        .map(chunks)
-        .unwrap_or_else(|| stream::empty().boxed());
-    let mut stderr = p.stderr();
-    let status = p.take_status();
-    let tail = stream::once(async move {
-        let mut err = Vec::new();
-        if let Some(e) = stderr.as_mut() {
-            let _ = e.read_to_end(&mut err).await;
-        }
-        let code = match status {
-            Some(s) => s.await.map_or(0, |s| exit_code(&s)),
-            None => 0,
-        };
-        drop(p);
-        if code == 0 {
-            None
-        } else {
-            let words = String::from_utf8_lossy(&err).trim().to_string();
-            Some(Err(RuntimeError::Engine {
-                op: "copy".into(),
-                message: if words.is_empty() {
-                    format!("tar exited with {code}")
-                } else {
-                    words
-                },
-            }))
-        }
-    })
-    .filter_map(|x| async move { x });
-    Ok(stdout
-        .map(|r| {
-            r.map_err(|e| RuntimeError::Engine {
-                op: "copy".into(),
-                message: e.to_string(),
-            })
-        })
-        .chain(tail)
-        .boxed())
 }

@@ -16,6 +16,7 @@ use kube::Client;
 
 use super::access::{self, Execs};
 use super::client::{self, error, is_not_found, NodeFacts};
+use super::copy;
 use super::{names, observe, slice};
 use crate::domain::{ObservedSliver, SliverSpec};
 use crate::runtime::{
@@ -285,43 +286,11 @@ impl Runtime for KubeRuntime {
         dir: &str,
         tar: BoxStream<'static, Bytes>,
     ) -> Result<()> {
-        let script = r#"[ -d "$1" ] || { echo "$1 is not a directory in the sliver" >&2; exit 2; }; tar -xf - -C "$1""#.to_string();
-        let cmd = vec![
-            "sh".into(),
-            "-c".into(),
-            script,
-            "sh".into(),
-            dir.to_string(),
-        ];
-        let mut out = access::run_collect(&self.client, container_id, cmd, Some(tar)).await?;
-        while let Some(r) = out.next().await {
-            r?;
-        }
-        Ok(())
+        copy::copy_in(&self.client, container_id, dir, tar).await
     }
 
     fn copy_out(&self, container_id: &str, path: &str) -> BoxStream<'static, Result<Bytes>> {
-        let client = self.client.clone();
-        let id = container_id.to_string();
-        let (parent, base) = match path.trim_end_matches('/').rsplit_once('/') {
-            Some(("", b)) => ("/".to_string(), b.to_string()),
-            Some((p, b)) => (p.to_string(), b.to_string()),
-            None => (".".to_string(), path.to_string()),
-        };
-        let cmd = vec![
-            "tar".into(),
-            "-cf".into(),
-            "-".into(),
-            "-C".into(),
-            parent,
-            base,
-        ];
-        futures::stream::once(async move { access::run_collect(&client, &id, cmd, None).await })
-            .flat_map(|r| match r {
-                Ok(s) => s,
-                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-            })
-            .boxed()
+        copy::copy_out(&self.client, container_id, path)
     }
 
     /// The cluster pulls images itself: the reference stands for its image, and one it cannot

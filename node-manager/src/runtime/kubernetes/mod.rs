@@ -7,6 +7,7 @@
 mod access;
 mod backend;
 pub mod client;
+mod copy;
 pub mod names;
 pub mod objects;
 pub mod observe;
