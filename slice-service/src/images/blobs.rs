@@ -3,10 +3,12 @@
 //!
 //! A blob file appears only by rename after its bytes hashed to its name, so a file under
 //! `blobs/` is always complete and correct; a crash leaves at most a partial upload, which a
-//! resumed push continues or the sweep removes. One upload per user and digest at a time.
+//! resumed push continues or the sweep removes. One writer per user and digest at a time: a
+//! resume takes over from an upload whose client vanished without the connection being seen to
+//! close yet (a cut network), and the older stream is refused from its next chunk on.
 //! This module never decides who may upload or read: `core/images.rs` does.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -22,8 +24,12 @@ use crate::error::{Error, Result};
 pub struct BlobDir {
     blobs: PathBuf,
     uploads: PathBuf,
-    active: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Per upload file, the generation of its current writer; a resume bumps it.
+    active: Arc<Mutex<HashMap<PathBuf, Slot>>>,
 }
+
+/// The generation of an upload file's current writer, locked around every write.
+type Slot = Arc<tokio::sync::Mutex<u64>>;
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Internal(format!("{what} {}: {e}", path.display()))
@@ -68,14 +74,23 @@ impl BlobDir {
     /// Starts or resumes `user`'s upload of `d` (of `size` bytes).
     pub async fn upload(&self, user: &str, d: &Digest, size: u64) -> Result<Upload> {
         let path = self.upload_path(user, d);
-        if !self.active.lock().expect("upload set").insert(path.clone()) {
-            return Err(Error::Precondition(format!(
-                "another upload of {d} by this user is in progress; retry when it ends"
-            )));
-        }
+        let slot = self
+            .active
+            .lock()
+            .expect("upload set")
+            .entry(path.clone())
+            .or_default()
+            .clone();
+        // Taking the slot's lock waits out a write in progress; from then on the older
+        // writer's generation is stale and its next chunk is refused.
+        let mut current = slot.lock().await;
+        *current += 1;
+        let generation = *current;
         let guard = Active {
             set: self.active.clone(),
             path: path.clone(),
+            slot: slot.clone(),
+            generation,
         };
         let file = tokio::fs::OpenOptions::new()
             .create(true)
@@ -88,6 +103,7 @@ impl BlobDir {
             .await
             .map_err(|e| io("reading", &path, e))?
             .len();
+        drop(current);
         Ok(Upload {
             dir: self.clone(),
             digest: d.clone(),
@@ -186,7 +202,7 @@ impl BlobDir {
         let mut removed = 0;
         for e in rd.filter_map(|e| e.ok()) {
             let path = e.path();
-            if self.active.lock().expect("upload set").contains(&path) {
+            if self.active.lock().expect("upload set").contains_key(&path) {
                 continue;
             }
             let old = e
@@ -203,16 +219,35 @@ impl BlobDir {
     }
 }
 
-/// Marks an upload path busy while its `Upload` lives.
+/// Marks an upload path busy while its `Upload` lives, and holds the writer's generation.
 #[derive(Debug)]
 struct Active {
-    set: Arc<Mutex<HashSet<PathBuf>>>,
+    set: Arc<Mutex<HashMap<PathBuf, Slot>>>,
     path: PathBuf,
+    slot: Slot,
+    generation: u64,
+}
+
+impl Active {
+    /// Locks the slot for one write, or refuses a writer a resume has taken over from.
+    async fn write_lock(&self, d: &Digest) -> Result<tokio::sync::MutexGuard<'_, u64>> {
+        let g = self.slot.lock().await;
+        if *g != self.generation {
+            return Err(Error::Precondition(format!(
+                "this upload of {d} was taken over by a newer one (a resumed push); this stream ends"
+            )));
+        }
+        Ok(g)
+    }
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.set.lock().expect("upload set").remove(&self.path);
+        let mut set = self.set.lock().expect("upload set");
+        // The last holder besides the map: no writer is left (new ones go through the map).
+        if Arc::strong_count(&self.slot) == 2 {
+            set.remove(&self.path);
+        }
     }
 }
 
@@ -250,8 +285,14 @@ impl Upload {
                 self.size
             )));
         }
+        let _writing = self._guard.write_lock(&self.digest).await?;
+        // Written through before the lock is let go, so a resume sees the file's true length.
         self.file
             .write_all(data)
+            .await
+            .map_err(|e| io("writing", &self.path, e))?;
+        self.file
+            .flush()
             .await
             .map_err(|e| io("writing", &self.path, e))?;
         self.received += data.len() as u64;
@@ -275,6 +316,15 @@ impl Upload {
     /// Verifies the complete upload against its digest and moves it into place. A mismatch
     /// discards the upload and names both digests.
     pub async fn finish(mut self) -> Result<u64> {
+        // No resume may take over while the bytes are checked and moved.
+        let slot = self._guard.slot.clone();
+        let current = slot.lock().await;
+        if *current != self._guard.generation {
+            return Err(Error::Precondition(format!(
+                "this upload of {} was taken over by a newer one (a resumed push)",
+                self.digest
+            )));
+        }
         self.file
             .flush()
             .await
@@ -308,5 +358,47 @@ impl Upload {
                 .map_err(|e| io("storing", &self.path, e))?;
         }
         Ok(self.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_resume_takes_over_from_a_vanished_writer_and_only_verified_bytes_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(dir.path()).unwrap();
+        let data = b"hello, store";
+        let d = Digest::of(data);
+        let mut old = blobs.upload("alice", &d, data.len() as u64).await.unwrap();
+        old.append(0, &data[..5]).await.unwrap();
+        // The client vanished; its stream is still open when the resume arrives.
+        let mut new = blobs.upload("alice", &d, data.len() as u64).await.unwrap();
+        assert_eq!(new.received(), 5);
+        let e = old.append(5, &data[5..]).await.unwrap_err();
+        assert!(e.to_string().contains("taken over"), "{e}");
+        drop(old);
+        new.append(5, &data[5..]).await.unwrap();
+        assert!(new.is_full());
+        new.finish().await.unwrap();
+        assert_eq!(std::fs::read(blobs.path(&d)).unwrap(), data);
+        assert_eq!(
+            blobs.received("alice", &d),
+            0,
+            "the upload moved into place"
+        );
+        // Wrong bytes under a digest are discarded whole.
+        let d2 = Digest::of(b"other");
+        let mut u = blobs.upload("alice", &d2, 5).await.unwrap();
+        u.append(0, b"OTHER").await.unwrap();
+        assert!(u
+            .finish()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("digest mismatch"));
+        assert!(!blobs.exists(&d2));
+        assert_eq!(blobs.received("alice", &d2), 0);
     }
 }
