@@ -422,7 +422,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// `human` for other modules' config sections.
-pub(crate) fn human_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn human_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
     human(d)
 }
 

@@ -33,9 +33,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use anyhow::Context;
 use slicebed_proto::v1::{
     access_service_server::AccessServiceServer, admin_service_server::AdminServiceServer,
-    image_service_server::ImageServiceServer,
-    node_service_server::NodeServiceServer, slice_service_server::SliceServiceServer,
-    FILE_DESCRIPTOR_SET,
+    image_service_server::ImageServiceServer, node_service_server::NodeServiceServer,
+    slice_service_server::SliceServiceServer, FILE_DESCRIPTOR_SET,
 };
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -198,7 +197,9 @@ pub async fn run(
         .add_service(SliceServiceServer::new(api.clone()))
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(AccessServiceServer::new(api.clone()).max_decoding_message_size(MAX_MESSAGE))
-        .add_service(ImageServiceServer::new(api.clone()).max_decoding_message_size(MAX_IMAGE_MESSAGE))
+        .add_service(
+            ImageServiceServer::new(api.clone()).max_decoding_message_size(MAX_IMAGE_MESSAGE),
+        )
         .add_service(NodeServiceServer::new(api))
         .serve_with_incoming_shutdown(incoming, shutdown);
     let result = tokio::select! {
