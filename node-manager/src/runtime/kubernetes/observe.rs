@@ -156,3 +156,49 @@ fn unschedulable(pod: &Pod) -> Option<String> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "sb-s1-g4", "namespace": "sb-web-k1", "labels": {
+                "slicebed.dev/sliver": "s1", "slicebed.dev/slice": "web",
+                "slicebed.dev/generation": "4"}},
+            "spec": {"containers": [{"name": "sliver", "image": "img:1",
+                "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_lease_deadline_and_the_scheduler_are_named() {
+        let o = observe(&pod(
+            serde_json::json!({"phase": "Failed", "reason": "DeadlineExceeded",
+            "message": "Pod was active on the node longer than the specified deadline"}),
+        ))
+        .unwrap();
+        assert_eq!(o.container_id, "sb-web-k1/sb-s1-g4");
+        assert_eq!(o.generation, 4);
+        assert_eq!(o.limits.cpu_millis, 250);
+        assert_eq!(o.limits.memory_bytes, 64 << 20);
+        assert_eq!(o.phase, ContainerPhase::EXITED);
+        assert!(o.error.unwrap().contains("lease's end (DeadlineExceeded)"));
+        let o = observe(&pod(serde_json::json!({"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/1 nodes are available: 1 Insufficient cpu."}]})))
+        .unwrap();
+        assert_eq!(o.phase, ContainerPhase::EXITED);
+        assert_eq!(
+            o.error.as_deref(),
+            Some("the cluster cannot place the sliver on its node: 0/1 nodes are available: 1 Insufficient cpu.")
+        );
+        let o = observe(&pod(serde_json::json!({"phase": "Pending"}))).unwrap();
+        assert_eq!((o.phase, o.error), (ContainerPhase::Created, None));
+        let mut foreign = pod(serde_json::json!({}));
+        foreign.metadata.labels = None;
+        assert!(observe(&foreign).is_none());
+    }
+}
