@@ -90,8 +90,23 @@ pub fn rates(
     })
 }
 
+/// Time between two readings: between the engine's own read times when both have one (its
+/// counters were read then, whenever it answered), else `asked`, the time between the passes.
+pub fn between(prev: &ContainerStats, cur: &ContainerStats, asked: Duration) -> Duration {
+    match (prev.read_at, cur.read_at) {
+        (Some(a), Some(b)) => b.duration_since(a).unwrap_or_default(),
+        _ => asked,
+    }
+}
+
+/// Whether the engine gave the same reading of the same container twice.
+fn same_reading(prev: &ContainerStats, cur: &ContainerStats) -> bool {
+    prev.container_id == cur.container_id && prev.read_at.is_some() && prev.read_at == cur.read_at
+}
+
 /// A sliver's first reading as rates since its container started (its counters count from
-/// then), when the runtime says when that was and it is not too recent.
+/// then), when the runtime says when that was and it is not too recent. `now` is when the
+/// counters were read.
 pub fn since_start(cur: &ContainerStats, now: SystemTime) -> Option<SliverUsage> {
     let run = now.duration_since(cur.started_at?).ok()?;
     let zero = ContainerStats {
@@ -131,8 +146,14 @@ impl<R: Runtime> Sampler<R> {
         let mut prev = self.prev.0.lock().unwrap_or_else(|p| p.into_inner());
         for s in now_stats {
             let usage = match prev.get(&s.sliver_id) {
-                Some((p, then)) => rates(p, &s, at.duration_since(*then)),
-                None => since_start(&s, wall),
+                Some((p, then)) if same_reading(p, &s) => {
+                    // The engine answered from the reading it gave last time: no new figure,
+                    // and the older baseline stays, so the next interval is measured from it.
+                    next.insert(s.sliver_id.clone(), (p.clone(), *then));
+                    continue;
+                }
+                Some((p, then)) => rates(p, &s, between(p, &s, at.duration_since(*then))),
+                None => since_start(&s, s.read_at.unwrap_or(wall)),
             };
             if let Some(mut u) = usage {
                 u.disk_bytes = self.disk.get(&s.container_id);

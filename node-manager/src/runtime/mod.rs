@@ -113,6 +113,11 @@ pub struct ContainerStats {
     /// When the container's current run started (its counters count from then), if the
     /// backend knows: a sliver's first reading then already gives rates.
     pub started_at: Option<std::time::SystemTime>,
+    /// When the engine read these counters, if it says. Docker reads them on its own tick and
+    /// may answer with a reading taken up to a second before (or after the request was sent),
+    /// so rates are worked out between the engine's own read times when both readings have
+    /// one, never between the times the node manager asked.
+    pub read_at: Option<std::time::SystemTime>,
 }
 
 /// Something happened to one of this node's containers; the sliver id if known.

@@ -11,6 +11,7 @@ fn stats(container: &str, cpu: u64, rx: u64, tx: u64) -> ContainerStats {
         net_rx_bytes: rx,
         net_tx_bytes: tx,
         started_at: None,
+        read_at: None,
     }
 }
 
@@ -192,4 +193,43 @@ async fn a_first_reading_counts_from_the_containers_start_and_baselines_outlive_
         since_start(&stats("c9", 1, 0, 0), now).is_none(),
         "no start time known"
     );
+}
+
+#[tokio::test]
+async fn rates_use_the_engines_read_times_not_the_passes() {
+    // Docker reads counters on its own one-second tick: two passes a moment apart can get
+    // readings two seconds apart (or the same reading twice). The rate must follow the read
+    // times, or a one-core loop shows as two cores.
+    let rt = FakeRuntime::new("n1");
+    running(&rt, "c1", "loop");
+    let t0 = SystemTime::now() - Duration::from_secs(10);
+    let at = |secs: u64, cpu: u64| Counters {
+        cpu_nanos: cpu,
+        read_at: Some(t0 + Duration::from_secs(secs)),
+        ..Default::default()
+    };
+    let mut sampler = Sampler::new(rt.clone(), DiskSizes::default(), Baselines::default());
+    rt.set_counters("loop", at(0, 1_000_000_000));
+    sampler.pass().await.unwrap();
+    // Asked again at once, the engine answers with a reading 2 s later: 1 core, not 2,000 cores.
+    rt.set_counters("loop", at(2, 3_000_000_000));
+    let got = sampler.pass().await.unwrap();
+    assert_eq!(got[0].1.cpu_millis, 1000);
+    // The same reading again gives no figure and keeps the baseline...
+    assert!(sampler.pass().await.unwrap().is_empty());
+    // ...so the next reading is measured from it: half a core over 4 s.
+    rt.set_counters("loop", at(6, 5_000_000_000));
+    assert_eq!(sampler.pass().await.unwrap()[0].1.cpu_millis, 500);
+}
+
+#[test]
+fn a_first_reading_counts_to_the_engines_read_time() {
+    let started = SystemTime::now() - Duration::from_secs(60);
+    let first = ContainerStats {
+        started_at: Some(started),
+        read_at: Some(started + Duration::from_secs(4)),
+        ..stats("c1", 2_000_000_000, 0, 0)
+    };
+    let u = since_start(&first, first.read_at.unwrap()).unwrap();
+    assert_eq!(u.cpu_millis, 500);
 }

@@ -98,6 +98,7 @@ pub(super) fn counters(
         net_rx_bytes: rx,
         net_tx_bytes: tx,
         started_at,
+        read_at: s.read.as_deref().and_then(parse_utc),
     }
 }
 

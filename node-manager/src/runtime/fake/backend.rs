@@ -183,6 +183,7 @@ impl Runtime for FakeRuntime {
                     net_rx_bytes: k.rx,
                     net_tx_bytes: k.tx,
                     started_at: k.started_at,
+                    read_at: k.read_at,
                 }
             })
             .collect())

@@ -31,6 +31,8 @@ pub struct Counters {
     pub tx: u64,
     /// When the container started, if the fake should say.
     pub started_at: Option<std::time::SystemTime>,
+    /// When the engine read these counters, if the fake should say.
+    pub read_at: Option<std::time::SystemTime>,
 }
 
 /// What a container of a given image does when started.
