@@ -48,6 +48,10 @@ pub struct GlobalArgs {
     /// Use this context of the config file instead of the current one
     #[arg(long, env = "SLICECTL_CONTEXT", global = true, value_name = "NAME")]
     pub context: Option<String>,
+    /// Name this run's requests in the service's log (1 to 64 of A-Z a-z 0-9 . _ -)
+    /// [default: a fresh id, printed with any error]
+    #[arg(long, env = "SLICECTL_REQUEST_ID", global = true, value_name = "ID")]
+    pub request_id: Option<String>,
     /// Output format
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,

@@ -59,6 +59,10 @@ pub async fn connect(settings: &Settings) -> Result<Clients> {
     let auth = Bearer::new(token.trim()).map_err(|_| {
         anyhow::anyhow!("the token contains characters that cannot be sent in a header")
     })?;
+    let auth = auth
+        .clone()
+        .with_request_id(errors::run_request_id())
+        .unwrap_or(auth);
     let url = normalize_url(&settings.server, settings.ca_cert.is_some());
     errors::set_server(&url);
     let mut endpoint = Endpoint::from_shared(url.clone())

@@ -2,13 +2,50 @@
 //! a dead server becomes "cannot reach slice-service at URL (is it running?)", usage errors lose
 //! clap's multi-line help. Never a Rust debug dump, never a panic message with a backtrace.
 //! An error the service answered ends with its request id, `(request id 3f9c2a0b1d4e5f67)`,
-//! which an operator finds in the service's log.
+//! which an operator finds in the service's log. Every request of one run carries the same
+//! id (`--request-id`, or a fresh one), so a call that got no answer at all (a timeout, a
+//! connection cut) still names what to look for.
 
 use std::{process::ExitCode, sync::OnceLock};
 
 use tonic::{Code, Status};
 
 static SERVER: OnceLock<String> = OnceLock::new();
+static REQUEST_ID: OnceLock<String> = OnceLock::new();
+
+/// Sets the id every request of this run carries: `given` (checked as the service checks it)
+/// or a fresh one.
+pub fn set_request_id(given: Option<&str>) -> anyhow::Result<()> {
+    let id = match given {
+        Some(id) if valid_request_id(id) => id.to_string(),
+        Some(id) => anyhow::bail!("invalid --request-id {id:?}: use 1 to 64 of A-Z a-z 0-9 . _ -"),
+        None => fresh_request_id(),
+    };
+    let _ = REQUEST_ID.set(id);
+    Ok(())
+}
+
+/// The id this run's requests carry.
+pub fn run_request_id() -> &'static str {
+    REQUEST_ID.get_or_init(fresh_request_id)
+}
+
+/// 16 hex digits from the standard library's randomly keyed hasher (no extra dependency; an
+/// id to find log lines by, not a secret).
+fn fresh_request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+fn valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
 /// Remembers which server this run talks to, so that errors can name it.
 pub fn set_server(url: &str) {
@@ -54,12 +91,24 @@ impl std::error::Error for Exit {}
 
 /// One line describing `err` and its causes; a gRPC status anywhere in the chain is spelled out.
 pub fn describe(err: &anyhow::Error) -> String {
+    describe_sent(err, REQUEST_ID.get().map(String::as_str))
+}
+
+/// [`describe`], naming `sent` (the id the run's requests carried) when no answer did.
+fn describe_sent(err: &anyhow::Error, sent: Option<&str>) -> String {
     let mut parts = Vec::new();
     for cause in err.chain() {
         if let Some(status) = cause.downcast_ref::<Status>() {
             let mut line = status_line(status);
-            if let Some(id) = request_id(status) {
-                line.push_str(&format!(" (request id {id})"));
+            match request_id(status) {
+                Some(id) => line.push_str(&format!(" (request id {id})")),
+                // No answer carrying one (tonic made this status: a timeout, a connection cut):
+                // the id the run's requests were sent with, which the service keeps as given.
+                None => {
+                    if let Some(id) = sent {
+                        line.push_str(&format!(" (request id {id})"));
+                    }
+                }
             }
             parts.push(line);
             break;
@@ -77,12 +126,7 @@ pub fn describe(err: &anyhow::Error) -> String {
 /// trailer), if it sent one that is safe to print: at most 64 of `A-Z a-z 0-9 . _ -`.
 pub fn request_id(status: &Status) -> Option<&str> {
     let id = status.metadata().get("x-request-id")?.to_str().ok()?;
-    let safe = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    safe.then_some(id)
+    valid_request_id(id).then_some(id)
 }
 
 /// "permission denied: ...", "not found: slice \"x\"" and so on.
@@ -241,9 +285,12 @@ mod tests {
     #[test]
     fn chains_become_one_line() {
         let e = anyhow::Error::new(Status::already_exists("site \"mit\"")).context("creating site");
-        assert_eq!(describe(&e), "creating site: already exists: site \"mit\"");
+        assert_eq!(
+            describe_sent(&e, None),
+            "creating site: already exists: site \"mit\""
+        );
         let e = anyhow::anyhow!("bad\n  thing");
-        assert_eq!(describe(&e), "bad thing");
+        assert_eq!(describe_sent(&e, None), "bad thing");
     }
 
     fn with_id(mut s: Status, id: &str) -> Status {
@@ -259,16 +306,21 @@ mod tests {
         );
         let e = anyhow::Error::new(s).context("showing slice");
         assert_eq!(
-            describe(&e),
+            describe_sent(&e, None),
             "showing slice: slice \"x\" not found (request id 3f9c2a0b1d4e5f67)"
         );
-        // No id (the service was never reached, or an old one): nothing added.
+        // No id (the service was never reached, or an old one): nothing added, or the id the
+        // run's requests were sent with.
         let e = anyhow::Error::new(Status::not_found("slice \"x\" not found"));
-        assert_eq!(describe(&e), "slice \"x\" not found");
+        assert_eq!(describe_sent(&e, None), "slice \"x\" not found");
+        assert_eq!(
+            describe_sent(&e, Some("run-1")),
+            "slice \"x\" not found (request id run-1)"
+        );
         // An id that could do something to a terminal or a shell is not printed.
         for bad in ["has space", "semi;colon", &"a".repeat(65)] {
             let e = anyhow::Error::new(with_id(Status::internal("x"), bad));
-            assert!(!describe(&e).contains("request id"), "{bad}");
+            assert!(!describe_sent(&e, None).contains("request id"), "{bad}");
         }
     }
 

@@ -116,7 +116,7 @@ fn exec_exit_codes_timeouts_and_json() {
     let out = svc.run(&["exec", "nope", "--", "true"]);
     assert_eq!(
         text(&out.stderr),
-        "error: cannot read slice \"nope\": not found: slice \"nope\"\n"
+        "error: cannot read slice \"nope\": not found: slice \"nope\" (request id fake-run)\n"
     );
 }
 
@@ -278,7 +278,7 @@ fn cp_uploads_to_every_sliver_and_downloads_from_one() {
         ),
         (
             vec!["cp", "demo/0:/nope", "x"],
-            "error: cannot download demo/0:/nope: failed precondition: /nope does not exist\n",
+            "error: cannot download demo/0:/nope: failed precondition: /nope does not exist (request id fake-run)\n",
         ),
     ] {
         let out = svc.run(&args);

@@ -1,7 +1,8 @@
 //! The one client-side bearer interceptor: every Slicebed client (slicectl, node-manager, the
 //! black-box tests) authenticates by putting `authorization: Bearer <secret>` on each request.
 //! The secret is validated once, when the interceptor is made, so a bad token is an error at
-//! start-up rather than a failure on every call.
+//! start-up rather than a failure on every call. A client may also name its calls with an
+//! `x-request-id` ([`Bearer::with_request_id`]), which the service keeps and logs.
 
 use std::fmt;
 
@@ -11,6 +12,8 @@ use tonic::{Request, Status};
 
 /// The metadata key the service reads the bearer token from.
 pub const AUTHORIZATION: &str = "authorization";
+/// The metadata key naming a request, in its logs and in its answer.
+pub const REQUEST_ID: &str = "x-request-id";
 
 /// A token that cannot travel in gRPC metadata (not visible ASCII).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,24 +30,40 @@ impl std::error::Error for BadToken {}
 /// Adds `authorization: Bearer <secret>` to every request; `anonymous()` adds nothing
 /// (for health and reflection, or to test that the service refuses unauthenticated calls).
 #[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
+pub struct Bearer(Option<MetadataValue<Ascii>>, Option<MetadataValue<Ascii>>);
 
 impl Bearer {
     /// An interceptor sending `secret`.
     pub fn new(secret: &str) -> Result<Self, BadToken> {
-        Ok(Self(Some(header_value(secret)?)))
+        Ok(Self(Some(header_value(secret)?), None))
     }
 
     /// An interceptor sending no credential.
     pub fn anonymous() -> Self {
-        Self(None)
+        Self(None, None)
     }
 
-    /// Puts the credential on one request (for calls made without the interceptor, such as
-    /// a node's session stream opened on a shared channel).
+    /// Also sends `x-request-id: id` on every request; `None` when `id` is not one the service
+    /// keeps (1 to 64 of `A-Z a-z 0-9 . _ -`), so the caller never believes in an id the
+    /// service replaced.
+    pub fn with_request_id(self, id: &str) -> Option<Self> {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        let value = ok.then(|| id.parse().ok()).flatten()?;
+        Some(Self(self.0, Some(value)))
+    }
+
+    /// Puts the credential (and the request id, if any) on one request (for calls made
+    /// without the interceptor, such as a node's session stream opened on a shared channel).
     pub fn apply<T>(&self, req: &mut Request<T>) {
         if let Some(v) = &self.0 {
             req.metadata_mut().insert(AUTHORIZATION, v.clone());
+        }
+        if let Some(v) = &self.1 {
+            req.metadata_mut().insert(REQUEST_ID, v.clone());
         }
     }
 }
@@ -87,6 +106,25 @@ mod tests {
         assert_eq!(req.metadata().get(AUTHORIZATION).unwrap(), "Bearer sbu_abc");
         let req = Bearer::anonymous().call(Request::new(())).unwrap();
         assert!(req.metadata().get(AUTHORIZATION).is_none());
+    }
+
+    #[test]
+    fn sends_a_request_id_only_when_the_service_would_keep_it() {
+        let mut b = Bearer::new("sbu_abc")
+            .unwrap()
+            .with_request_id("ctl-3f9c.2_a")
+            .unwrap();
+        let req = b.call(Request::new(())).unwrap();
+        assert_eq!(req.metadata().get(REQUEST_ID).unwrap(), "ctl-3f9c.2_a");
+        assert_eq!(req.metadata().get(AUTHORIZATION).unwrap(), "Bearer sbu_abc");
+        for bad in ["", "a b", "x/y", &"a".repeat(65), "\u{e9}"] {
+            assert!(
+                Bearer::anonymous().with_request_id(bad).is_none(),
+                "{bad:?}"
+            );
+        }
+        let req = Bearer::anonymous().call(Request::new(())).unwrap();
+        assert!(req.metadata().get(REQUEST_ID).is_none());
     }
 
     #[test]

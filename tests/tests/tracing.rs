@@ -517,3 +517,68 @@ fn a_bad_otlp_endpoint_stops_the_start_naming_the_flag() {
         "the error names the flag and the value: {err}"
     );
 }
+
+#[tokio::test]
+async fn a_run_named_by_the_user_carries_that_id_even_when_the_service_dies_midway() {
+    let mut svc = Service::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+
+    // Automation names its run; the service keeps that id and logs it.
+    let out = ctl(
+        &svc,
+        cfg.path(),
+        &["--request-id", "nightly-42.a", "slice", "show", "nope"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(printed_id(&err), "nightly-42.a", "{err}");
+    wait_for(
+        "the named call in the service log",
+        Duration::from_secs(10),
+        || {
+            let log = std::fs::read_to_string(svc.log_path()).unwrap_or_default();
+            async move { log.contains("request_id=nightly-42.a").then_some(()) }
+        },
+    )
+    .await;
+
+    // An id the service would replace is refused before anything is sent.
+    let out = ctl(&svc, cfg.path(), &["--request-id", "a b", "site", "list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("invalid --request-id"), "{err}");
+
+    // A follow cut off by the service's death gets no answer to carry an id: slicectl names the
+    // one its requests were sent with. (An event first, so the follow prints a line once it is
+    // under way; killed before or after its stream opens, the error must name the id.)
+    let out = ctl(&svc, cfg.path(), &["site", "create", "tracing-lab"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut follow = Command::new(bin("slicectl"))
+        .args(["--server", svc.url_str(), "--token", &svc.admin_token])
+        .args(["--request-id", "follow-7", "events", "--follow"])
+        .env("SLICECTL_CA_CERT", &slicebed_tests::service::test_ca().0)
+        .env("XDG_CONFIG_HOME", cfg.path())
+        .env_remove("SLICECTL_SERVER")
+        .env_remove("SLICECTL_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run slicectl");
+    let mut stdout = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("tracing-lab") {
+        let n = std::io::BufRead::read_line(&mut stdout, &mut seen).unwrap();
+        assert!(n > 0, "the follow ended before showing the site: {seen}");
+    }
+    svc.kill();
+    let out = tokio::task::spawn_blocking(move || follow.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(printed_id(&err), "follow-7", "{err}");
+}

@@ -29,6 +29,7 @@ use crate::{
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     let g = cli.global;
+    crate::errors::set_request_id(g.request_id.as_deref())?;
     let ctx = Ctx {
         format: g.output,
         config_path: config::default_path()?,

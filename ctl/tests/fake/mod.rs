@@ -26,6 +26,9 @@ type R<T> = Result<Response<T>, Status>;
 type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 pub const SITES: [&str; 3] = ["eth", "kaist", "mit"];
+/// The request id every command's requests carry (`SLICECTL_REQUEST_ID`); the fake answers
+/// without one, so a status error ends with it.
+pub const RUN_ID: &str = "fake-run";
 
 #[derive(Clone)]
 pub struct Fake {
@@ -384,6 +387,8 @@ impl Service {
         c.args(["--server", &self.addr.to_string(), "--token", "t"])
             .args(args)
             .env("SLICECTL_CONFIG", "/nonexistent/slicectl.toml")
+            // The fake answers without an id, so errors show the one every request was sent with.
+            .env("SLICECTL_REQUEST_ID", RUN_ID)
             .env_remove("SLICECTL_SERVER")
             .env_remove("SLICECTL_TOKEN");
         c
