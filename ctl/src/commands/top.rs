@@ -4,6 +4,7 @@
 //! recent past, `--watch` redraws the table until interrupted.
 
 mod render;
+mod view;
 
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use crate::{
     client::Clients, commands::user::duration, ctx::Ctx, output, quantity::parse_duration,
 };
 
-pub use render::{sliver_usage_table, SliceTop, UsageView};
+pub use render::sliver_usage_table;
+pub use view::{SliceTop, UsageView};
 
 /// `slicectl top [SLICE] [--nodes]`.
 #[derive(Debug, Args)]
@@ -69,7 +71,7 @@ async fn once(a: &TopArgs, c: &mut Clients, ctx: &Ctx) -> Result<String> {
             .into_inner()
             .nodes;
         return Ok(match ctx.json() {
-            true => render::json(&render::nodes_view(&nodes))?,
+            true => view::json(&view::nodes_view(&nodes))?,
             false => render::node_table(&nodes).to_string(),
         });
     }
@@ -83,7 +85,7 @@ async fn once(a: &TopArgs, c: &mut Clients, ctx: &Ctx) -> Result<String> {
             .await?
             .into_inner();
         return Ok(match ctx.json() {
-            true => render::json(&render::SliceTop::from(&u))?,
+            true => view::json(&SliceTop::from(&u))?,
             false => render::slice_text(&u),
         });
     }
@@ -93,11 +95,11 @@ async fn once(a: &TopArgs, c: &mut Clients, ctx: &Ctx) -> Result<String> {
     let slices = all_slices(c).await?;
     Ok(match ctx.json() {
         true => {
-            let view: Vec<render::SliceTop> = slices
+            let rows: Vec<SliceTop> = slices
                 .iter()
-                .map(|s| render::SliceTop::from(s).without_slivers())
+                .map(|s| SliceTop::from(s).without_slivers())
                 .collect();
-            render::json(&view)?
+            view::json(&rows)?
         }
         false if slices.is_empty() => "No live slices.\n".into(),
         false => render::slices_table(&slices).to_string(),

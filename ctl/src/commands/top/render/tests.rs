@@ -1,4 +1,5 @@
 use super::*;
+use crate::commands::top::view::{json, SliceTop};
 
 fn usage(cpu: i64, mem: i64) -> pb::Usage {
     pb::Usage {
