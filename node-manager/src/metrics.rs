@@ -7,7 +7,6 @@
 //! backend and no caller changes; passes are recorded by the agent's worker.
 
 use std::borrow::Cow;
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,14 +15,12 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::net::TcpListener;
 
 use crate::domain::{ObservedSliver, ReportedState, SliverSpec};
 use crate::runtime::{
@@ -378,51 +375,31 @@ pub async fn start(
     state_dir: &std::path::Path,
     m: NodeMetrics,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use anyhow::Context;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("metrics: listening on {addr}"))?;
-    let bound = listener.local_addr()?;
-    let file = state_dir.join("metrics.addr");
-    std::fs::write(&file, bound.to_string())
-        .with_context(|| format!("writing {}", file.display()))?;
-    tracing::info!(addr = %bound, "serving metrics on http://{bound}/metrics");
-    Ok(tokio::spawn(serve(listener, m)))
+    let listener = slicebed_http::bind(addr, "metrics").await?;
+    slicebed_http::announce(
+        &listener,
+        &state_dir.join("metrics.addr"),
+        "metrics",
+        "/metrics",
+    )?;
+    let caps = slicebed_http::Caps {
+        name: "metrics",
+        max_connections: MAX_CONNECTIONS,
+        header_timeout: Duration::from_secs(10),
+        max_life: Duration::from_secs(120),
+    };
+    Ok(tokio::spawn(slicebed_http::serve(
+        listener,
+        caps,
+        move |req| {
+            let m = m.clone();
+            async move { answer(&m, req) }
+        },
+    )))
 }
 
 /// Scrape connections open at once; more are closed as soon as they are accepted.
 const MAX_CONNECTIONS: usize = 16;
-
-/// Serves `/metrics` on `listener`.
-pub async fn serve(listener: TcpListener, m: NodeMetrics) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let io = match listener.accept().await {
-            Ok((io, _)) => io,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
-        let m = m.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let m = m.clone();
-                async move { Ok::<_, Infallible>(answer(&m, req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(io), svc);
-            let _ = tokio::time::timeout(Duration::from_secs(120), conn).await;
-            drop(slot);
-        });
-    }
-}
 
 fn answer<B>(m: &NodeMetrics, req: Request<B>) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, text: &'static str| {

@@ -2,16 +2,12 @@
 //! /metrics` only. It carries no secrets and no per-user data, but bind it where only the
 //! monitoring system reaches (loopback or a management network): it is not authenticated.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::{Metrics, Sources};
 
@@ -22,37 +18,6 @@ const CONNECTION_LIFE: Duration = Duration::from_secs(120);
 
 /// The OpenMetrics content type (`prometheus_client::encoding::text`).
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Serves `/metrics` on `listener` until the task is dropped or aborted.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, src: Sources) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let io = match listener.accept().await {
-            Ok((io, _)) => io,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
-        let (metrics, src) = (metrics.clone(), src.clone());
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let (metrics, src) = (metrics.clone(), src.clone());
-                async move { Ok::<_, Infallible>(answer(&metrics, &src, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(io), svc);
-            let _ = tokio::time::timeout(CONNECTION_LIFE, conn).await;
-            drop(slot);
-        });
-    }
-}
 
 /// Whether the scraper asked for OpenMetrics (Prometheus does); otherwise the classic text
 /// format, which every tool reads.
@@ -99,14 +64,25 @@ pub async fn start(
     metrics: Arc<Metrics>,
     src: Sources,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use anyhow::Context;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("metrics: listening on {addr}"))?;
-    let bound = listener.local_addr()?;
-    let file = data_dir.join("metrics.addr");
-    std::fs::write(&file, bound.to_string())
-        .with_context(|| format!("writing {}", file.display()))?;
-    tracing::info!(addr = %bound, "serving metrics on http://{bound}/metrics");
-    Ok(tokio::spawn(serve(listener, metrics, src)))
+    let listener = slicebed_http::bind(addr, "metrics").await?;
+    slicebed_http::announce(
+        &listener,
+        &data_dir.join("metrics.addr"),
+        "metrics",
+        "/metrics",
+    )?;
+    let caps = slicebed_http::Caps {
+        name: "metrics",
+        max_connections: MAX_CONNECTIONS,
+        header_timeout: Duration::from_secs(10),
+        max_life: CONNECTION_LIFE,
+    };
+    Ok(tokio::spawn(slicebed_http::serve(
+        listener,
+        caps,
+        move |req| {
+            let (metrics, src) = (metrics.clone(), src.clone());
+            async move { answer(&metrics, &src, req).await }
+        },
+    )))
 }

@@ -36,7 +36,7 @@ use crate::model::NodeState;
 use crate::state::SliverState;
 
 pub use grpc::{GrpcLayer, GrpcMetrics};
-pub use http::{serve, start};
+pub use http::start;
 
 /// Prefix of every metric name.
 pub const PREFIX: &str = "slicebed";

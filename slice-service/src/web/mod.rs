@@ -20,14 +20,12 @@ mod overview;
 mod pages;
 mod reply;
 mod router;
-mod serve;
 mod sparkline;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
-use tokio::net::TcpListener;
+use std::time::Duration;
 
 use crate::core::Core;
 use crate::limits::StreamLimits;
@@ -35,6 +33,10 @@ use crate::listener::ConnLimits;
 
 /// The file in the data directory that holds the bound address (for port 0).
 pub const ADDR_FILE: &str = "web.addr";
+
+/// Longest life of one connection, whatever it does (a browser reconnects; the events stream
+/// resumes where it was).
+const MAX_LIFE: Duration = Duration::from_secs(15 * 60);
 
 /// What the page's handlers share.
 #[derive(Debug)]
@@ -55,9 +57,7 @@ pub async fn start(
     streams: StreamLimits,
     limits: ConnLimits,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("web: listening on {addr}"))?;
+    let listener = slicebed_http::bind(addr, "web").await?;
     let bound = listener.local_addr()?;
     if !bound.ip().is_loopback() && !insecure {
         anyhow::bail!(
@@ -66,14 +66,28 @@ pub async fn start(
              reverse proxy, or pass --insecure if such a proxy is in front"
         );
     }
-    let file = data_dir.join(ADDR_FILE);
-    std::fs::write(&file, bound.to_string())
-        .with_context(|| format!("writing {}", file.display()))?;
-    tracing::info!(addr = %bound, "serving the status page on http://{bound}/");
+    slicebed_http::announce(&listener, &data_dir.join(ADDR_FILE), "the status page", "/")?;
     let web = Arc::new(Web {
         core,
         streams,
         overview: Default::default(),
     });
-    Ok(tokio::spawn(serve::serve(listener, web, limits)))
+    let caps = slicebed_http::Caps {
+        name: "web",
+        max_connections: limits.max_connections,
+        header_timeout: limits.first_request_timeout,
+        max_life: MAX_LIFE,
+    };
+    Ok(tokio::spawn(slicebed_http::serve(
+        listener,
+        caps,
+        move |req| {
+            let web = web.clone();
+            async move {
+                let mut r = router::route(&web, req).await;
+                reply::secure(&mut r);
+                r
+            }
+        },
+    )))
 }
