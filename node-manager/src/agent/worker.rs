@@ -322,6 +322,7 @@ mod tests {
             generation: 1,
             lease_expires_at: Some(end),
             image_digest: String::new(),
+            pull: None,
         }
     }
 
