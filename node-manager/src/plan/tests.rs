@@ -213,7 +213,7 @@ fn a_lease_renewed_past_the_backends_own_end_replaces_the_container() {
     let renewed = leased("a", 1, 2_000_000);
     assert_eq!(
         reconcile(
-            &desired(&[renewed.clone()]),
+            &desired(std::slice::from_ref(&renewed)),
             &[pod.clone()],
             &["web".into()],
             &calm()
