@@ -56,10 +56,30 @@ pub async fn start(
     let file = data_dir.join(ADDR_FILE);
     std::fs::write(&file, bound.to_string())
         .with_context(|| format!("writing {}", file.display()))?;
-    let advertised = advertise.map_or_else(|| bound.to_string(), str::to_string);
+    let advertised = match advertise {
+        Some(a) => checked_advertise(a)?,
+        None => bound.to_string(),
+    };
     core.set_pull_issuer(PullIssuer::load_or_create(data_dir, advertised.clone())?);
     tracing::info!(addr = %bound, %advertised, "serving the image store read-only on http://{bound}/v2/");
     Ok(tokio::spawn(serve(listener, core, limits)))
+}
+
+/// `[registry] advertise` as clusters will use it in image references: `host[:port]`, no
+/// scheme, path or spaces.
+fn checked_advertise(a: &str) -> anyhow::Result<String> {
+    let ok = !a.is_empty()
+        && !a.contains("://")
+        && !a.contains('/')
+        && !a.contains('@')
+        && a.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        anyhow::bail!(
+            "registry.advertise {a:?}: expected host or host:port as cluster nodes reach the \
+             registry (no scheme, path or spaces), e.g. \"registry.example.org:443\""
+        );
+    }
+    Ok(a.to_string())
 }
 
 async fn serve(listener: TcpListener, core: Arc<Core>, limits: ConnLimits) {
@@ -310,4 +330,28 @@ async fn blob(core: &Core, who: &Caller, name: &str, digest: &str, head: bool) -
         HeaderValue::from_str(d.as_str()).expect("a digest is a valid header"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checked_advertise;
+
+    #[test]
+    fn the_advertised_address_is_a_host_and_port() {
+        assert_eq!(
+            checked_advertise("reg.example:443").unwrap(),
+            "reg.example:443"
+        );
+        assert_eq!(checked_advertise("10.0.0.5").unwrap(), "10.0.0.5");
+        for bad in [
+            "",
+            "https://reg.example",
+            "reg.example/v2",
+            "a b:1",
+            "u@reg:1",
+        ] {
+            let e = checked_advertise(bad).unwrap_err().to_string();
+            assert!(e.contains("registry.advertise"), "{bad}: {e}");
+        }
+    }
 }
