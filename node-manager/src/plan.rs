@@ -114,7 +114,7 @@ pub fn next_lease_end(
 
 /// Whether the desired lease runs past the end the backend itself gives `o` (a Kubernetes
 /// Pod's deadline, which can only shrink): only a new container lives on after a renewal.
-fn outlives(spec: &SliverSpec, o: &ObservedSliver) -> bool {
+pub fn outlives(spec: &SliverSpec, o: &ObservedSliver) -> bool {
     matches!((spec.lease_expires_at, o.ends_at), (Some(lease), Some(end)) if lease > end)
 }
 

@@ -564,8 +564,9 @@ async fn a_renewed_lease_replaces_the_pod_with_one_that_outlives_the_old_end() {
     s.lease_expires_at = Some(new_end);
     desired.insert(s.sliver_id.clone(), s.clone());
     let give_up = Instant::now() + Duration::from_secs(15);
+    let mut said = Vec::new();
     let second = loop {
-        let _ = rec.pass(Some(&desired)).await;
+        said.extend(rec.pass(Some(&desired)).await.unwrap_or_default());
         if let Some(o) = running(&rec)
             .await
             .filter(|o| o.container_id != first.container_id)
@@ -582,6 +583,13 @@ async fn a_renewed_lease_replaces_the_pod_with_one_that_outlives_the_old_end() {
         second.container_id,
         format!("sb-web-fake-node-1/{}", names::pod_name(&s))
     );
+    // The researcher is told why the sliver restarts, once, as its state's message.
+    let told: Vec<_> = said
+        .iter()
+        .filter(|r| r.message == node_manager::reconciler::RENEWAL_RESTART)
+        .collect();
+    assert_eq!(told.len(), 1, "{said:?}");
+    assert_eq!(told[0].state, node_manager::domain::ReportedState::Creating);
     let pod = e
         .fake
         .get("pods", "sb-web-fake-node-1", &names::pod_name(&s))
