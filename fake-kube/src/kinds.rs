@@ -71,6 +71,8 @@ pub static KINDS: &[Kind] = &[
         namespaced: true,
         has_status: false,
     },
+    // Appended, so the indices `namespaces()`, `nodes()` and `pods()` rely on stay put.
+    core("secrets", "Secret", true, false),
 ];
 
 /// The kind served under `group`/`version` with this plural.

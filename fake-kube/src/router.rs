@@ -92,7 +92,7 @@ mod tests {
         assert!(
             matches!(route("/apis/networking.k8s.io/v1/namespaces/a/networkpolicies"), Route::Resource { kind, .. } if kind.kind == "NetworkPolicy")
         );
-        assert_eq!(route("/api/v1/secrets"), Route::NotFound);
+        assert_eq!(route("/api/v1/configmaps"), Route::NotFound);
         assert_eq!(route("/api/v1/pods/x"), Route::NotFound);
     }
 }

@@ -32,9 +32,42 @@ pub fn problems(kind: &Kind, obj: &Value) -> Vec<String> {
         "limitranges" if !spec["limits"].is_array() => {
             out.push("spec.limits: Required value".into())
         }
+        "secrets" => secret_problems(obj, &mut out),
         _ => {}
     }
     out
+}
+
+/// A real server checks that `data` values are base64 and, for the typed secrets Slicebed
+/// writes (`kubernetes.io/dockerconfigjson`), that the required key holds valid JSON.
+fn secret_problems(obj: &Value, out: &mut Vec<String>) {
+    use base64::Engine;
+    let decode = |v: &Value| {
+        v.as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+    };
+    if let Some(data) = obj["data"].as_object() {
+        for (k, v) in data {
+            if decode(v).is_none() {
+                out.push(format!("data[{k}]: Invalid value: illegal base64 data"));
+            }
+        }
+    }
+    if obj["type"].as_str() == Some("kubernetes.io/dockerconfigjson") {
+        const KEY: &str = ".dockerconfigjson";
+        match obj["data"].get(KEY).and_then(decode) {
+            None => out.push(format!("data[{KEY}]: Required value")),
+            Some(b) if serde_json::from_slice::<Value>(&b).is_err() => {
+                out.push(format!("data[{KEY}]: Invalid value: \"<secret contents redacted>\": invalid character in JSON"))
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// A Secret's `type` defaults to Opaque and cannot change afterwards.
+pub fn secret_update_problem(old: &Value, new: &Value) -> Option<String> {
+    (old["type"] != new["type"]).then(|| "type: Invalid value: field is immutable".to_string())
 }
 
 fn pod_problems(spec: &Value, out: &mut Vec<String>) {
@@ -176,6 +209,18 @@ pub fn pod_update_problem(old: &Value, new: &Value) -> Option<String> {
         }
         s
     };
+    if let (Some(o), n) = (
+        old["spec"]["activeDeadlineSeconds"].as_i64(),
+        new["spec"]["activeDeadlineSeconds"].as_i64(),
+    ) {
+        // It may be set or lowered, never raised nor removed.
+        if n.is_none_or(|n| n > o) {
+            return Some(format!(
+                "spec.activeDeadlineSeconds: Invalid value: {}: must be less than or equal to previous value",
+                n.map_or("null".to_string(), |n| n.to_string())
+            ));
+        }
+    }
     (strip(&old["spec"]) != strip(&new["spec"])).then(|| {
         "spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`, \
          `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations)"

@@ -380,3 +380,85 @@ async fn re_applying_a_pod_keeps_server_defaults_and_changes_only_what_changed()
         422
     );
 }
+
+#[tokio::test]
+async fn secrets_are_checked_and_a_pod_deadline_can_only_shrink() {
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::ByteString;
+    let env = start(1).await;
+    let c = env.client.clone();
+    namespace(&c, "s1").await;
+    let pp = PostParams::default();
+    let secrets = Api::<Secret>::namespaced(c.clone(), "s1");
+    let secret = |name: &str, ty: Option<&str>, key: &str, value: &[u8]| Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        type_: ty.map(str::to_string),
+        data: Some([(key.to_string(), ByteString(value.to_vec()))].into()),
+        ..Default::default()
+    };
+    let plain = secrets
+        .create(&pp, &secret("plain", None, "k", b"v"))
+        .await
+        .unwrap();
+    assert_eq!(plain.type_.as_deref(), Some("Opaque"), "defaulted");
+    assert_eq!(plain.data.unwrap()["k"].0, b"v");
+    let docker = "kubernetes.io/dockerconfigjson";
+    let good = br#"{"auths":{"r:1":{"username":"u","password":"p"}}}"#;
+    let pull = secrets
+        .create(
+            &pp,
+            &secret("pull", Some(docker), ".dockerconfigjson", good),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pull.type_.as_deref(), Some(docker));
+    for (name, key, value) in [
+        ("not-json", ".dockerconfigjson", &b"{nope"[..]),
+        ("no-key", "config", &good[..]),
+    ] {
+        let e = secrets
+            .create(&pp, &secret(name, Some(docker), key, value))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, kube::Error::Api(s) if s.code == 422 && s.message.contains(".dockerconfigjson")),
+            "{name}: {e:?}"
+        );
+    }
+    // The type is immutable.
+    let e = secrets
+        .patch(
+            "pull",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"type": "Opaque"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), 422);
+
+    // activeDeadlineSeconds may be lowered, never raised or removed (a renewal cannot move it).
+    let pods = Api::<Pod>::namespaced(c.clone(), "s1");
+    let mut p = pod("d1", None);
+    p.spec.as_mut().unwrap().active_deadline_seconds = Some(100);
+    pods.create(&pp, &p).await.unwrap();
+    let set =
+        |secs: serde_json::Value| Patch::Merge(json!({"spec": {"activeDeadlineSeconds": secs}}));
+    let lowered = pods
+        .patch("d1", &PatchParams::default(), &set(json!(50)))
+        .await
+        .unwrap();
+    assert_eq!(lowered.spec.unwrap().active_deadline_seconds, Some(50));
+    for raised in [json!(200), json!(null)] {
+        let e = pods
+            .patch("d1", &PatchParams::default(), &set(raised.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, kube::Error::Api(s) if s.code == 422 && s.message.contains("activeDeadlineSeconds")),
+            "{raised}: {e:?}"
+        );
+    }
+}

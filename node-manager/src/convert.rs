@@ -6,7 +6,8 @@ use std::time::SystemTime;
 use slicebed_proto::v1 as pb;
 
 use crate::domain::{
-    PortMapping, PortRange, ReportedState, Resources, RestartPolicy, SliverReport, SliverSpec,
+    PortMapping, PortRange, PullAccess, ReportedState, Resources, RestartPolicy, SliverReport,
+    SliverSpec,
 };
 
 /// The engine's health for `Hello` and heartbeats; `None` (unset) while it answers.
@@ -105,6 +106,13 @@ pub fn spec_from(d: pb::DesiredSliver) -> Result<SliverSpec, String> {
             .lease_expires_at
             .and_then(|t| SystemTime::try_from(t).ok()),
         image_digest: d.image_digest,
+        pull: d.pull_access.map(|p| PullAccess {
+            registry: p.registry,
+            repository: p.repository,
+            username: p.username,
+            password: p.password,
+            expires_at: p.expires_at.and_then(|t| SystemTime::try_from(t).ok()),
+        }),
     })
 }
 

@@ -107,6 +107,7 @@ mod tests {
             generation: 3,
             lease_expires_at: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
             image_digest: String::new(),
+            pull: None,
         }
     }
 

@@ -73,6 +73,38 @@ pub struct SliverSpec {
     /// it fetched from the store and verified ([`crate::fetch`]), never a local tag.
     #[serde(default)]
     pub image_digest: String,
+    /// How a cluster pulls the pinned image from the service's registry (Kubernetes backend
+    /// only; the Docker backend fetches blobs itself). Not part of the container: a renewal
+    /// sends a new credential without a new generation.
+    #[serde(default)]
+    pub pull: Option<PullAccess>,
+}
+
+/// A read-only registry credential for one slice's pinned image, valid until `expires_at`.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PullAccess {
+    /// Registry address ("host:port") as the cluster's nodes reach it.
+    pub registry: String,
+    /// Repository of the image there.
+    pub repository: String,
+    /// Username.
+    pub username: String,
+    /// Password (a secret: never logged).
+    pub password: String,
+    /// When the credential stops working.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for PullAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullAccess")
+            .field("registry", &self.registry)
+            .field("repository", &self.repository)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 impl SliverSpec {
@@ -147,6 +179,11 @@ pub struct ObservedSliver {
     pub limits: Resources,
     /// The runtime's own error for the container, if any.
     pub error: Option<String>,
+    /// The lease end the backend itself ends this container at, whatever the agent does (a
+    /// Kubernetes Pod's `activeDeadlineSeconds`, which can never be raised); `None` when the
+    /// backend keeps a container until told. A desired lease past it means the container must
+    /// be replaced to live on (see `plan::reconcile`).
+    pub ends_at: Option<SystemTime>,
 }
 
 /// The state a node reports for a sliver (a subset of the contract's `SliverState`).

@@ -112,14 +112,24 @@ pub fn next_lease_end(
         .min()
 }
 
-/// Rank of a container when several claim the same sliver: the one to keep sorts first.
-fn keep_rank(o: &ObservedSliver, spec: &SliverSpec) -> (bool, bool, String) {
+/// Whether the desired lease runs past the end the backend itself gives `o` (a Kubernetes
+/// Pod's deadline, which can only shrink): only a new container lives on after a renewal.
+pub fn outlives(spec: &SliverSpec, o: &ObservedSliver) -> bool {
+    matches!((spec.lease_expires_at, o.ends_at), (Some(lease), Some(end)) if lease > end)
+}
+
+/// Rank of a container when several claim the same sliver: the one to keep sorts first. One
+/// on its way out never wins over its replacement (a renewal's new Pod still being created
+/// must not be taken for a surplus beside the old one being deleted).
+fn keep_rank(o: &ObservedSliver, spec: &SliverSpec) -> (bool, bool, bool, bool, String) {
     let live = matches!(
         o.phase,
         ContainerPhase::Running | ContainerPhase::RESTARTING
     );
     (
         o.generation != spec.generation,
+        o.phase == ContainerPhase::Removing,
+        outlives(spec, o),
         !live,
         o.container_id.clone(),
     )
@@ -183,7 +193,10 @@ pub fn reconcile(
         match keep.phase {
             // Wait for the engine to finish; the next pass creates the new one.
             ContainerPhase::Removing => {}
-            _ if keep.generation != spec.generation || keep.phase == ContainerPhase::Broken => {
+            _ if keep.generation != spec.generation
+                || keep.phase == ContainerPhase::Broken
+                || outlives(spec, keep) =>
+            {
                 creations.push(Action::Replace {
                     container_id: keep.container_id.clone(),
                     spec: spec.clone(),

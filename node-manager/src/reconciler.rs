@@ -77,6 +77,11 @@ fn supported(caps: Capabilities, action: &Action) -> bool {
     }
 }
 
+/// Message of a sliver restarted because its lease was renewed past the end its backend
+/// gave it (a Kubernetes Pod's deadline, which can only shrink).
+pub const RENEWAL_RESTART: &str = "restarting with the renewed lease: the cluster cannot extend a \
+    running Pod's deadline, so the sliver runs on in a new Pod (processes and files start afresh)";
+
 /// Prefix of the message of a sliver whose program ended while the engine was away.
 pub const ENDED_DURING_OUTAGE: &str = "ended while the container engine was unavailable";
 
@@ -239,7 +244,25 @@ impl<R: Runtime> Reconciler<R> {
                     Action::Create(spec) => specs.push(spec),
                     Action::Replace { container_id, spec } => {
                         tracing::info!(sliver = %spec.sliver_id, generation = spec.generation, "replacing container");
+                        let renewal = observed.iter().any(|o| {
+                            o.container_id == container_id
+                                && o.generation == spec.generation
+                                && crate::plan::outlives(&spec, o)
+                        });
                         match self.runtime.remove(&container_id).await {
+                            Ok(()) if renewal => {
+                                // Said once, as the sliver's state and event: the restart is
+                                // the price of a lease the backend cannot extend in place.
+                                reports.extend(self.tracker.note(SliverReport {
+                                    sliver_id: spec.sliver_id.clone(),
+                                    state: ReportedState::Creating,
+                                    message: RENEWAL_RESTART.to_string(),
+                                    exit_code: None,
+                                    container_id: String::new(),
+                                    restarts: 0,
+                                }));
+                                specs.push(spec)
+                            }
                             Ok(()) => specs.push(spec),
                             Err(e) => {
                                 tracing::warn!(sliver = %spec.sliver_id, error = %e, "cannot remove old container")

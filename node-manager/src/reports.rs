@@ -111,6 +111,7 @@ mod tests {
                 disk_bytes: 0,
             },
             error: None,
+            ends_at: None,
         }
     }
 

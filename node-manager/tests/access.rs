@@ -55,6 +55,7 @@ impl Node {
             generation: 1,
             lease_expires_at: None,
             image_digest: String::new(),
+            pull: None,
         };
         rt.ensure_network("acc").await.unwrap();
         let container = rt.create_and_start(&spec).await.unwrap();

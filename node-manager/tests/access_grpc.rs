@@ -115,6 +115,7 @@ async fn serves_exec_over_grpc_and_kills_when_the_stream_drops() {
         generation: 1,
         lease_expires_at: None,
         image_digest: String::new(),
+        pull: None,
     };
     rt.ensure_network("grpc").await.unwrap();
     let container = rt.create_and_start(&spec).await.unwrap();

@@ -61,6 +61,7 @@ async fn writing_past_the_disk_limit_stops_the_sliver_with_the_reason() {
         generation: 1,
         lease_expires_at: None,
         image_digest: String::new(),
+        pull: None,
     };
     let d = BTreeMap::from([(spec.sliver_id.clone(), spec)]);
     let name = format!("sb-{}-w0", rt.node());

@@ -62,6 +62,7 @@ fn spec(id: &str, lease_end: SystemTime) -> SliverSpec {
         generation: 1,
         lease_expires_at: Some(lease_end),
         image_digest: String::new(),
+        pull: None,
     }
 }
 

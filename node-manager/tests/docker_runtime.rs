@@ -58,6 +58,7 @@ fn spec(id: &str, slice: &str, command: &str) -> SliverSpec {
         generation: 1,
         lease_expires_at: None,
         image_digest: String::new(),
+        pull: None,
     }
 }
 

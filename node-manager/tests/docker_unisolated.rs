@@ -45,6 +45,7 @@ async fn without_iptables_slivers_are_refused_unless_allowed() {
         generation: 1,
         lease_expires_at: None,
         image_digest: String::new(),
+        pull: None,
     };
     let refused = rt.ensure_network("open").await.unwrap_err().to_string();
     assert!(

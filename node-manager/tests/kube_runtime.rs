@@ -7,9 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use node_manager::domain::{
-    ContainerPhase, ObservedSliver, PortMapping, Resources, RestartPolicy, SliverSpec,
+    ContainerPhase, ObservedSliver, PortMapping, PullAccess, Resources, RestartPolicy, SliverSpec,
 };
-use node_manager::runtime::kubernetes::KubeRuntime;
+use node_manager::runtime::kubernetes::{names, KubeRuntime};
 use node_manager::runtime::{ExecSpec, LogsSpec, Output, Runtime};
 use slicebed_fake_kube::{Behaviour, Config, FakeKube};
 use tempfile::TempDir;
@@ -65,9 +65,24 @@ fn spec(id: &str, index: u32, cpu: i64, mem: i64) -> SliverSpec {
         }],
         restart: RestartPolicy::Always,
         generation: 1,
-        lease_expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
+        lease_expires_at: Some(*LEASE_END),
         image_digest: String::new(),
+        pull: None,
     }
+}
+
+/// One lease end for every spec of a test run, so a sliver's Pod name is the same each time.
+static LEASE_END: std::sync::LazyLock<SystemTime> = std::sync::LazyLock::new(|| {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs + 3600)
+});
+
+/// The Pod name of sliver `id` (generation 1, the test lease).
+fn pod_of(id: &str) -> String {
+    names::pod_name(&spec(id, 0, 1, 1))
 }
 
 /// Polls `f` until it yields `Some`, for at most 15 s.
@@ -105,10 +120,10 @@ async fn a_sliver_is_a_hardened_guaranteed_pod_in_a_quota_bounded_isolated_names
         .create_and_start(&spec("s-b", 1, 250, 128 << 20))
         .await
         .unwrap();
-    assert_eq!(a, "sb-web-fake-node-1/sb-s-a-g1");
+    assert_eq!(a, format!("sb-web-fake-node-1/{}", pod_of("s-a")));
     let pod = e
         .fake
-        .get("pods", "sb-web-fake-node-1", "sb-s-a-g1")
+        .get("pods", "sb-web-fake-node-1", &pod_of("s-a"))
         .expect("pod stored");
     let c = &pod["spec"]["containers"][0];
     assert_eq!(c["resources"]["limits"]["cpu"], "500m");
@@ -207,14 +222,17 @@ async fn a_restarted_agent_adopts_its_pods_and_never_sees_another_nodes() {
     assert!(other.list().await.unwrap().is_empty());
     assert!(other.find_sliver("s-1").await.unwrap().is_none());
     assert!(other
-        .inspect("sb-web-fake-node-1/sb-s-1-g1")
+        .inspect(&format!("sb-web-fake-node-1/{}", pod_of("s-1")))
         .await
         .unwrap()
         .is_none());
-    other.remove("sb-web-fake-node-1/sb-s-1-g1").await.unwrap();
+    other
+        .remove(&format!("sb-web-fake-node-1/{}", pod_of("s-1")))
+        .await
+        .unwrap();
     assert!(
         e.fake
-            .get("pods", "sb-web-fake-node-1", "sb-s-1-g1")
+            .get("pods", "sb-web-fake-node-1", &pod_of("s-1"))
             .is_some(),
         "another node's agent removed a Pod"
     );
@@ -230,7 +248,7 @@ async fn scripted_kubelet_failures_become_states_a_researcher_can_act_on() {
         ("oom", Behaviour::Oom),
         ("crash", Behaviour::CrashLoop),
     ] {
-        e.fake.set_behaviour(ns, &format!("sb-{id}-g1"), b);
+        e.fake.set_behaviour(ns, &pod_of(id), b);
     }
     let mut never = spec("oom", 1, 100, 64 << 20);
     never.restart = RestartPolicy::Never;
@@ -277,7 +295,7 @@ async fn scripted_kubelet_failures_become_states_a_researcher_can_act_on() {
 }
 
 #[tokio::test]
-async fn removing_the_last_sliver_removes_the_namespace_and_logs_follow() {
+async fn removing_slivers_shrinks_the_quota_the_network_takes_the_namespace_and_logs_follow() {
     let e = env(false).await;
     let rt = runtime(&e, "fake-node-1").await;
     let a = rt
@@ -320,14 +338,19 @@ async fn removing_the_last_sliver_removes_the_namespace_and_logs_follow() {
     assert_eq!(q["spec"]["hard"]["limits.cpu"], "300m");
     until("the removed Pod gone", || async {
         e.fake
-            .get("pods", "sb-web-fake-node-1", "sb-s-a-g1")
+            .get("pods", "sb-web-fake-node-1", &pod_of("s-a"))
             .is_none()
             .then_some(())
     })
     .await;
     assert!(e.fake.get("namespaces", "", "sb-web-fake-node-1").is_some());
     rt.remove(&b).await.unwrap();
-    until("the namespace gone with its last sliver", || async {
+    // The namespace outlives its Pods (a replacement goes on in it) until the reconciler,
+    // seeing nothing of the slice desired on the node, removes the slice network.
+    assert!(e.fake.get("namespaces", "", "sb-web-fake-node-1").is_some());
+    assert_eq!(rt.list_networks().await.unwrap(), vec!["web".to_string()]);
+    rt.remove_network("web").await.unwrap();
+    until("the namespace gone with the slice network", || async {
         e.fake
             .get("namespaces", "", "sb-web-fake-node-1")
             .is_none()
@@ -418,4 +441,175 @@ async fn a_missing_node_or_kubeconfig_is_refused_naming_the_flag() {
         .unwrap();
     assert!(facts.allocatable.cpu_millis > 0 && facts.allocatable.memory_bytes > 0);
     assert!(facts.address.is_some_and(|a| a.is_loopback()));
+}
+
+/// A spec pinned to a digest of the service's store, with the pull credential the service
+/// sends for it.
+fn pinned(id: &str) -> SliverSpec {
+    let mut s = spec(id, 0, 100, 64 << 20);
+    s.image = "alice/iperf:v1".into();
+    s.image_digest = format!("sha256:{}", "b".repeat(64));
+    s.pull = Some(PullAccess {
+        registry: "10.0.0.5:5000".into(),
+        repository: "alice/iperf".into(),
+        username: "slicebed-pull".into(),
+        password: "sbp_slice-id.1.mac".into(),
+        expires_at: Some(*LEASE_END),
+    });
+    s
+}
+
+#[tokio::test]
+async fn a_pinned_sliver_pulls_by_digest_with_its_namespace_pull_secret() {
+    let e = env(false).await;
+    let rt = runtime(&e, "fake-node-1").await;
+    let s = pinned("s-p");
+    rt.create_and_start(&s).await.unwrap();
+    let ns = "sb-web-fake-node-1";
+    let pod = e.fake.get("pods", ns, &pod_of("s-p")).expect("pod stored");
+    assert_eq!(
+        pod["spec"]["containers"][0]["image"],
+        format!("10.0.0.5:5000/alice/iperf@sha256:{}", "b".repeat(64)),
+        "by digest from the service's registry, never by tag"
+    );
+    assert_eq!(
+        pod["spec"]["imagePullSecrets"],
+        serde_json::json!([{"name": "slicebed-pull"}])
+    );
+    let secret = e
+        .fake
+        .get("secrets", ns, "slicebed-pull")
+        .expect("the pull secret in the slice namespace");
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(
+        secret["metadata"]["labels"]["slicebed.dev/node"],
+        "fake-node-1"
+    );
+    use base64::Engine;
+    let doc: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(secret["data"][".dockerconfigjson"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let auth = &doc["auths"]["10.0.0.5:5000"];
+    assert_eq!(auth["username"], "slicebed-pull");
+    assert_eq!(auth["password"], "sbp_slice-id.1.mac");
+    assert_eq!(
+        auth["auth"],
+        base64::engine::general_purpose::STANDARD.encode("slicebed-pull:sbp_slice-id.1.mac")
+    );
+    // An unpinned sliver of the same slice names no secret; the secret leaves with the slice.
+    rt.create_and_start(&spec("s-u", 1, 100, 64 << 20))
+        .await
+        .unwrap();
+    let plain = e.fake.get("pods", ns, &pod_of("s-u")).unwrap();
+    assert!(plain["spec"].get("imagePullSecrets").is_none());
+    assert_eq!(
+        plain["spec"]["containers"][0]["image"],
+        "slicebed/base:latest"
+    );
+    rt.remove_network("web").await.unwrap();
+    until("the pull secret gone with the namespace", || async {
+        e.fake
+            .get("secrets", ns, "slicebed-pull")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_cluster_ends_a_pod_at_its_lease_end_with_no_agent_left() {
+    let e = env(false).await;
+    let rt = runtime(&e, "fake-node-1").await;
+    let mut s = spec("s-end", 0, 100, 64 << 20);
+    s.lease_expires_at = Some(SystemTime::now() + Duration::from_secs(2));
+    rt.create_and_start(&s).await.unwrap();
+    let name = names::pod_name(&s);
+    drop(rt); // no agent from here on: only the cluster can end it
+    let ended = until("the Pod ended by its deadline", || async {
+        e.fake
+            .get("pods", "sb-web-fake-node-1", &name)
+            .filter(|p| p["status"]["phase"] == "Failed")
+    })
+    .await;
+    assert_eq!(ended["status"]["reason"], "DeadlineExceeded");
+}
+
+#[tokio::test]
+async fn a_renewed_lease_replaces_the_pod_with_one_that_outlives_the_old_end() {
+    use node_manager::reconciler::Reconciler;
+    use std::collections::BTreeMap;
+    let e = env(false).await;
+    let mut rec = Reconciler::new(runtime(&e, "fake-node-1").await);
+    let mut s = spec("s-r", 0, 100, 64 << 20);
+    let old_end = SystemTime::now() + Duration::from_secs(3);
+    s.lease_expires_at = Some(old_end);
+    let mut desired = BTreeMap::from([(s.sliver_id.clone(), s.clone())]);
+    let running = |rec: &Reconciler<KubeRuntime>| {
+        let rt = rec.runtime().clone();
+        async move {
+            rt.find_sliver("s-r")
+                .await
+                .unwrap()
+                .filter(|o| o.phase == ContainerPhase::Running)
+        }
+    };
+    rec.pass(Some(&desired)).await.unwrap();
+    let first = until("the first Pod running", || running(&rec)).await;
+    // Renewed: a Pod's activeDeadlineSeconds can only shrink, so the agent replaces the Pod
+    // with one whose deadline is the new lease end.
+    let new_end = SystemTime::now() + Duration::from_secs(3600);
+    s.lease_expires_at = Some(new_end);
+    desired.insert(s.sliver_id.clone(), s.clone());
+    let give_up = Instant::now() + Duration::from_secs(15);
+    let mut said = Vec::new();
+    let second = loop {
+        said.extend(rec.pass(Some(&desired)).await.unwrap_or_default());
+        if let Some(o) = running(&rec)
+            .await
+            .filter(|o| o.container_id != first.container_id)
+        {
+            break o;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "timed out waiting for a replacement Pod running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        second.container_id,
+        format!("sb-web-fake-node-1/{}", names::pod_name(&s))
+    );
+    // The researcher is told why the sliver restarts, once, as its state's message.
+    let told: Vec<_> = said
+        .iter()
+        .filter(|r| r.message == node_manager::reconciler::RENEWAL_RESTART)
+        .collect();
+    assert_eq!(told.len(), 1, "{said:?}");
+    assert_eq!(told[0].state, node_manager::domain::ReportedState::Creating);
+    let pod = e
+        .fake
+        .get("pods", "sb-web-fake-node-1", &names::pod_name(&s))
+        .unwrap();
+    let deadline = pod["spec"]["activeDeadlineSeconds"].as_i64().unwrap();
+    assert!(
+        deadline > 3000,
+        "the new deadline reaches the new lease: {deadline}"
+    );
+    // Past the old end, the sliver still runs, and only one Pod of it is left.
+    until("the old lease end passed", || async {
+        (SystemTime::now() > old_end + Duration::from_secs(1)).then_some(())
+    })
+    .await;
+    let _ = rec.pass(Some(&desired)).await;
+    let now = rec.runtime().find_sliver("s-r").await.unwrap().unwrap();
+    assert_eq!(now.container_id, second.container_id);
+    assert_eq!(now.phase, ContainerPhase::Running);
+    until("the old Pod gone", || async {
+        (e.fake.list("pods", Some("sb-web-fake-node-1")).len() == 1).then_some(())
+    })
+    .await;
 }

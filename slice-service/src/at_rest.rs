@@ -19,6 +19,7 @@ const PRIVATE_FILES: &[&str] = &[
     "slicebed.db-wal",
     "slicebed.db-shm",
     "admin.token",
+    crate::images::pull::KEY_FILE,
 ];
 
 /// Tightens the data directory to 0700 and its private files (and an SQLite database at

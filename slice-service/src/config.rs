@@ -285,6 +285,9 @@ pub struct Config {
     pub images: crate::images::ImageSettings,
     /// Where the read-only OCI Distribution API is served, if anywhere.
     pub registry_listen: Option<String>,
+    /// The registry's address as Kubernetes sites reach it (`[registry] advertise`); the
+    /// bound address when unset.
+    pub registry_advertise: Option<String>,
 }
 
 impl Config {
@@ -401,6 +404,7 @@ impl Config {
             otlp_endpoint: otlp_endpoint.map(|(_, url)| url),
             images: file.images.effective(),
             registry_listen: flags.registry_listen.or(file.registry.listen),
+            registry_advertise: file.registry.advertise,
         })
     }
 }

@@ -150,8 +150,15 @@ pub async fn run(
     // The image store read-only over the OCI Distribution API, on its own listener.
     let registry_task = match &cfg.registry_listen {
         Some(at) => Some(
-            images::registry::start(at, cfg.insecure, &cfg.data_dir, core.clone(), conn_limits)
-                .await?,
+            images::registry::start(
+                at,
+                cfg.insecure,
+                &cfg.data_dir,
+                cfg.registry_advertise.as_deref(),
+                core.clone(),
+                conn_limits,
+            )
+            .await?,
         ),
         None => None,
     };

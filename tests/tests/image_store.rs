@@ -3,9 +3,12 @@
 //! digest refused with nothing stored, size limits and the site quota, private images hidden
 //! from other users, PUBLIC set by admins only, garbage collection that keeps shared layers, a
 //! node's fetch refused for an image it does not run, and the read-only `/v2` API pulled by
-//! the real Docker engine (`registry.rs`).
+//! the real Docker engine (`registry.rs`), and a slice's pull credential for Kubernetes sites
+//! (`pull_access.rs`).
 
 mod common;
+#[path = "image_store/pull_access.rs"]
+mod pull_access;
 #[path = "image_store/push.rs"]
 mod push;
 #[path = "image_store/registry.rs"]

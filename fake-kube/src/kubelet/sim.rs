@@ -174,7 +174,12 @@ pub fn status(spec: &Value, old: &Value, p: &PodSim) -> Value {
     st
 }
 
-/// A terminated container state.
+/// A terminated container state; without `startedAt` for a container that never started (a
+/// Pod deleted while still being created), as a real kubelet leaves it out rather than empty.
 pub fn terminated(code: i32, reason: &str, started: &str) -> Value {
-    json!({"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": crate::meta::now()})
+    let mut t = json!({"exitCode": code, "reason": reason, "finishedAt": crate::meta::now()});
+    if !started.is_empty() {
+        t["startedAt"] = json!(started);
+    }
+    t
 }

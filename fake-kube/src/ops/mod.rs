@@ -112,6 +112,7 @@ pub fn create(store: &mut Store, kind: &'static Kind, ns: &str, mut obj: Value) 
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
             obj["status"] = json!({"phase": "Active"});
         }
+        "secrets" if obj["type"].is_null() => obj["type"] = json!("Opaque"),
         _ => {}
     }
     if kind.plural == "pods" {

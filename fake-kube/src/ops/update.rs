@@ -161,6 +161,12 @@ fn finish_update(
     if kind.plural == "pods" && !status_sub {
         problems.extend(validate::pod_update_problem(&old, &new));
     }
+    if kind.plural == "secrets" {
+        if new["type"].is_null() {
+            new["type"] = old["type"].clone();
+        }
+        problems.extend(validate::secret_update_problem(&old, &new));
+    }
     if !problems.is_empty() {
         return Err(ApiError::invalid(kind, name, &problems));
     }

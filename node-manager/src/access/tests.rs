@@ -49,6 +49,7 @@ async fn node() -> (FakeRuntime, String) {
         generation: 1,
         lease_expires_at: None,
         image_digest: String::new(),
+        pull: None,
     };
     rt.ensure_network("web").await.unwrap();
     let id = rt.create_and_start(&spec).await.unwrap();

@@ -97,7 +97,7 @@ async fn dispatch<R: Runtime + Clone>(
         Some(service_message::Msg::Upsert(d)) => {
             let id = d.sliver_id.clone();
             match spec_from(d) {
-                Ok(s) => Command::Upsert(s),
+                Ok(s) => Command::Upsert(Box::new(s)),
                 Err(e) => return out.send(invalid(id, e)).await.map_err(|_| closed()),
             }
         }

@@ -39,7 +39,7 @@ pub enum Command {
     /// The full desired set; anything else goes.
     Desired(Vec<SliverSpec>),
     /// Run this sliver (new or changed).
-    Upsert(SliverSpec),
+    Upsert(Box<SliverSpec>),
     /// Remove this sliver.
     Remove(String),
 }
@@ -154,7 +154,7 @@ fn apply<R: Runtime>(
             Some(d) => {
                 tracing::info!(sliver = %spec.sliver_id, generation = spec.generation, "upsert");
                 rec.forgive(&spec.sliver_id);
-                d.insert(spec.sliver_id.clone(), spec);
+                d.insert(spec.sliver_id.clone(), *spec);
             }
             // The set that follows will hold it; acting on a partial set could remove slivers.
             None => {
@@ -322,6 +322,7 @@ mod tests {
             generation: 1,
             lease_expires_at: Some(end),
             image_digest: String::new(),
+            pull: None,
         }
     }
 
@@ -394,7 +395,7 @@ mod tests {
         // The service renews "a" at t=20, before its end at 30: it keeps running.
         sleep_until(h.t0 + Duration::from_secs(20)).await;
         h.commands
-            .send(Command::Upsert(leased("a", secs(90))))
+            .send(Command::Upsert(Box::new(leased("a", secs(90)))))
             .await
             .unwrap();
         let (id, state, message, at) = h.next().await;
@@ -444,7 +445,7 @@ mod tests {
         assert!(at < 1.0, "paused after {at}s");
         // A sliver that arrives while held is created and frozen at once.
         h.commands
-            .send(Command::Upsert(leased("b", far)))
+            .send(Command::Upsert(Box::new(leased("b", far))))
             .await
             .unwrap();
         assert_eq!(h.next().await.1, ReportedState::Creating);
@@ -475,7 +476,7 @@ mod tests {
 
         h.rt.set_down(true);
         h.commands
-            .send(Command::Upsert(leased("b", far)))
+            .send(Command::Upsert(Box::new(leased("b", far))))
             .await
             .unwrap();
         seen.changed().await.unwrap();

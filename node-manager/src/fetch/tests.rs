@@ -244,6 +244,7 @@ fn pinned(id: &str, digest: &str) -> crate::domain::SliverSpec {
         generation: 1,
         lease_expires_at: None,
         image_digest: digest.into(),
+        pull: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn spec(id: &str, slice: &str, generation: u64) -> SliverSpec {
         generation,
         lease_expires_at: None,
         image_digest: String::new(),
+        pull: None,
     }
 }
 
@@ -40,6 +41,7 @@ fn obs(cid: &str, id: &str, slice: &str, generation: u64, phase: ContainerPhase)
         restarts: 0,
         limits: Resources::default(),
         error: None,
+        ends_at: None,
     }
 }
 
@@ -201,6 +203,50 @@ fn a_renewed_lease_keeps_the_container() {
     let d = desired(&[leased("a", 1, 2_000_000)]);
     let o = [obs("c1", "a", "web", 1, ContainerPhase::Running)];
     assert_eq!(reconcile(&d, &o, &["web".into()], &calm()), vec![]);
+}
+
+#[test]
+fn a_lease_renewed_past_the_backends_own_end_replaces_the_container() {
+    // A Kubernetes Pod made for a lease ending at 1_500_000 cannot live past it.
+    let mut pod = obs("c1", "a", "web", 1, ContainerPhase::Running);
+    pod.ends_at = Some(UNIX_EPOCH + Duration::from_secs(1_500_000));
+    let renewed = leased("a", 1, 2_000_000);
+    assert_eq!(
+        reconcile(
+            &desired(std::slice::from_ref(&renewed)),
+            &[pod.clone()],
+            &["web".into()],
+            &calm()
+        ),
+        vec![Action::Replace {
+            container_id: "c1".into(),
+            spec: renewed
+        }]
+    );
+    // Next pass: the old one is going, its replacement still being created. The
+    // replacement is the sliver; nothing is removed or created again.
+    let mut going = pod.clone();
+    going.phase = ContainerPhase::Removing;
+    let mut new = obs("c2", "a", "web", 1, ContainerPhase::Created);
+    new.ends_at = Some(UNIX_EPOCH + Duration::from_secs(2_000_000));
+    let d = desired(&[leased("a", 1, 2_000_000)]);
+    for o in [[going.clone(), new.clone()], [new.clone(), going.clone()]] {
+        assert_eq!(
+            reconcile(&d, &o, &["web".into()], &calm()),
+            vec![Action::Start {
+                container_id: "c2".into(),
+                sliver_id: "a".into()
+            }]
+        );
+    }
+    // The same end, or a shorter lease (the agent ends it on time itself): kept.
+    for end in [1_500_000, 1_200_000] {
+        let d = desired(&[leased("a", 1, end)]);
+        assert_eq!(
+            reconcile(&d, &[pod.clone()], &["web".into()], &calm()),
+            vec![]
+        );
+    }
 }
 
 #[test]

@@ -22,6 +22,7 @@ fn spec(id: &str, slice: &str, image: &str, generation: u64) -> SliverSpec {
         generation,
         lease_expires_at: None,
         image_digest: String::new(),
+        pull: None,
     }
 }
 

@@ -67,6 +67,7 @@ fn running(rt: &FakeRuntime, container: &str, sliver: &str) {
         restarts: 0,
         limits: Resources::default(),
         error: None,
+        ends_at: None,
     });
 }
 

@@ -381,8 +381,13 @@ pub fn slice(v: &SliceView) -> pb::Slice {
     }
 }
 
-/// What a node must run for one sliver.
-pub fn desired(s: &model::Slice, v: &model::Sliver) -> pb::DesiredSliver {
+/// What a node must run for one sliver; with a pull credential for its pinned image when
+/// the service serves a registry (`pull`), which Kubernetes sites pull it with.
+pub fn desired(
+    s: &model::Slice,
+    v: &model::Sliver,
+    pull: Option<&crate::images::pull::PullIssuer>,
+) -> pb::DesiredSliver {
     pb::DesiredSliver {
         sliver_id: v.id.clone(),
         slice: s.name.clone(),
@@ -396,7 +401,23 @@ pub fn desired(s: &model::Slice, v: &model::Sliver) -> pb::DesiredSliver {
         generation: v.generation as u64,
         lease_expires_at: ts(s.lease_expires_at),
         image_digest: s.image_digest.clone(),
+        pull_access: pull.and_then(|p| pull_access(s, p)),
     }
+}
+
+/// The pull credential of a pinned slice, valid until its lease ends.
+fn pull_access(s: &model::Slice, p: &crate::images::pull::PullIssuer) -> Option<pb::PullAccess> {
+    if s.image_digest.is_empty() {
+        return None;
+    }
+    let repository = slicebed_image::Reference::parse(&s.image).ok()?.name;
+    Some(pb::PullAccess {
+        registry: p.registry().to_string(),
+        repository,
+        username: crate::images::pull::USERNAME.to_string(),
+        password: p.mint(&s.id, s.lease_expires_at),
+        expires_at: ts(s.lease_expires_at),
+    })
 }
 
 pub fn event(e: &model::Event) -> pb::Event {

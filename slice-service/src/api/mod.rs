@@ -3,7 +3,7 @@
 
 mod access;
 mod admin;
-mod convert;
+pub(crate) mod convert;
 mod fetch;
 mod guard;
 pub mod images;

@@ -240,7 +240,10 @@ impl NodeService for Api {
             heartbeat_interval: Some(cv::pb_duration(self.core.cfg.heartbeat_interval)),
         };
         let set = pb::DesiredSet {
-            slivers: desired.iter().map(|(s, v)| cv::desired(s, v)).collect(),
+            slivers: desired
+                .iter()
+                .map(|(s, v)| cv::desired(s, v, self.core.pull_issuer()))
+                .collect(),
         };
         // Fresh channel with room: these cannot fail.
         let _ = out_tx.try_send(Ok(msg(ServiceMsg::Welcome(welcome))));
@@ -265,7 +268,7 @@ impl NodeService for Api {
                     cmd = cmd_rx.recv() => {
                         let Some(cmd) = cmd else { break };
                         let m = match cmd {
-                            NodeCommand::Upsert(b) => ServiceMsg::Upsert(cv::desired(&b.0, &b.1)),
+                            NodeCommand::Upsert(b) => ServiceMsg::Upsert(cv::desired(&b.0, &b.1, core.pull_issuer())),
                             NodeCommand::Remove(id) => ServiceMsg::Remove(id),
                             NodeCommand::OpenSession(r) => ServiceMsg::OpenSession(cv::open_session(&r)),
                         };

@@ -12,6 +12,7 @@ mod index;
 mod nodes;
 mod pin;
 mod place;
+mod pull_grant;
 mod reaper;
 mod slices;
 mod soft;
@@ -28,6 +29,7 @@ pub use image_gc::{Collected, SYSTEM_OWNER};
 pub use image_push::{BlobState, Push, MAX_STATUS_DIGESTS};
 pub use images::{ImageView, ResolvedImage};
 pub use nodes::{NodeHello, ObservedStatus};
+pub use pull_grant::PullScope;
 pub use reaper::spawn_reapers;
 pub use slices::{EventPage, Renewed, EVENT_PAGE_BYTES};
 pub use spec::SliceSpec;
@@ -74,6 +76,9 @@ pub struct Core {
     pub(crate) usage: UsageState,
     /// The image store's blob directory (`images/blobs.rs`), opened on first use.
     pub(crate) blobs: std::sync::OnceLock<crate::images::BlobDir>,
+    /// Mints and checks the pull credentials of Kubernetes sites (set when the registry is
+    /// served; `pull_grant.rs`).
+    pull: std::sync::OnceLock<crate::images::pull::PullIssuer>,
 }
 
 impl Core {
@@ -99,6 +104,7 @@ impl Core {
             ca: Default::default(),
             usage: Default::default(),
             blobs: Default::default(),
+            pull: Default::default(),
         })
     }
 

@@ -1,11 +1,14 @@
 //! The image store's I/O side: the blob directory on disk (`blobs.rs`), its settings
-//! (`settings.rs`) and the read-only OCI Distribution listener (`registry.rs`).
+//! (`settings.rs`), the read-only OCI Distribution listener (`registry.rs`) and the pull
+//! credentials Kubernetes sites pull pinned images with (`pull.rs`).
 //!
 //! The rules (who may push, read, fetch; quotas; garbage collection) live in `core/images.rs`
 //! and the records in `store/images.rs`; nothing here decides who may see what.
 
 pub mod blobs;
+pub mod pull;
 pub mod registry;
+mod registry_auth;
 mod settings;
 
 pub use blobs::{BlobDir, Upload};

@@ -3,7 +3,8 @@
 //! `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<tag-or-digest>`, `GET|HEAD
 //! /v2/<name>/blobs/<digest>`. Plain HTTP on its own listener (loopback unless `insecure`; TLS
 //! by a reverse proxy in production). Credentials: a user token as `Bearer` or as the password
-//! of `Basic`; anonymous callers read public images only. It never writes anything.
+//! of `Basic`; a slice's pull credential (`pull.rs`), which opens that slice's pinned image
+//! only; anonymous callers read public images only. It never writes anything.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -21,10 +22,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::pull::PullIssuer;
+use super::registry_auth::{secret, Caller, ANONYMOUS_TOKEN};
 use crate::core::Core;
 use crate::error::Error;
 use crate::listener::ConnLimits;
-use crate::model::User;
 
 /// File the bound address is written to.
 pub const ADDR_FILE: &str = "registry.addr";
@@ -36,6 +38,7 @@ pub async fn start(
     addr: &str,
     insecure: bool,
     data_dir: &Path,
+    advertise: Option<&str>,
     core: Arc<Core>,
     limits: ConnLimits,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -53,8 +56,30 @@ pub async fn start(
     let file = data_dir.join(ADDR_FILE);
     std::fs::write(&file, bound.to_string())
         .with_context(|| format!("writing {}", file.display()))?;
-    tracing::info!(addr = %bound, "serving the image store read-only on http://{bound}/v2/");
+    let advertised = match advertise {
+        Some(a) => checked_advertise(a)?,
+        None => bound.to_string(),
+    };
+    core.set_pull_issuer(PullIssuer::load_or_create(data_dir, advertised.clone())?);
+    tracing::info!(addr = %bound, %advertised, "serving the image store read-only on http://{bound}/v2/");
     Ok(tokio::spawn(serve(listener, core, limits)))
+}
+
+/// `[registry] advertise` as clusters will use it in image references: `host[:port]`, no
+/// scheme, path or spaces.
+fn checked_advertise(a: &str) -> anyhow::Result<String> {
+    let ok = !a.is_empty()
+        && !a.contains("://")
+        && !a.contains('/')
+        && !a.contains('@')
+        && a.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        anyhow::bail!(
+            "registry.advertise {a:?}: expected host or host:port as cluster nodes reach the \
+             registry (no scheme, path or spaces), e.g. \"registry.example.org:443\""
+        );
+    }
+    Ok(a.to_string())
 }
 
 async fn serve(listener: TcpListener, core: Arc<Core>, limits: ConnLimits) {
@@ -106,9 +131,6 @@ fn reply(status: StatusCode, ctype: &'static str, body: Body) -> Response<Body> 
     r
 }
 
-/// The bearer token `/token` gives callers without credentials.
-const ANONYMOUS_TOKEN: &str = "anonymous";
-
 /// An OCI error answer.
 fn error(status: StatusCode, code: &str, msg: &str) -> Response<Body> {
     let body = serde_json::json!({"errors": [{"code": code, "message": msg}]}).to_string();
@@ -148,51 +170,6 @@ fn from_domain(e: Error, anonymous: bool, code: &str) -> Response<Body> {
     }
 }
 
-/// The secret of an `Authorization` header: `Bearer T`, or `Basic` with T as the password.
-fn secret(req: &Request<hyper::body::Incoming>) -> Option<String> {
-    let v = req
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Some(t) = v
-        .strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))
-    {
-        return Some(t.trim().to_string()).filter(|t| t != ANONYMOUS_TOKEN);
-    }
-    let b = v
-        .strip_prefix("Basic ")
-        .or_else(|| v.strip_prefix("basic "))?;
-    let decoded = String::from_utf8(base64_decode(b.trim())?).ok()?;
-    Some(decoded.split_once(':')?.1.to_string())
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let s = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= val(*c)? << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
-}
-
 async fn route(core: &Core, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let host = req
         .headers()
@@ -222,15 +199,15 @@ async fn answer(core: &Core, req: Request<hyper::body::Incoming>) -> Response<Bo
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().ends_with(ANONYMOUS_TOKEN));
     let secret = secret(&req);
-    let user = match core.registry_user(secret.as_deref()).await {
-        Ok(u) => u,
+    let caller = match Caller::of(core, secret.as_deref()).await {
+        Ok(c) => c,
         Err(e) => return from_domain(e, false, "UNAUTHORIZED"),
     };
     let path = req.uri().path().to_string();
     if path == "/token" {
         // The caller's own token back (checked above), or the anonymous one.
         let token = secret
-            .filter(|_| user.is_some())
+            .filter(|_| !matches!(caller, Caller::User(None)))
             .unwrap_or_else(|| ANONYMOUS_TOKEN.into());
         let body = serde_json::json!({"token": token, "access_token": token}).to_string();
         return reply(StatusCode::OK, "application/json", full(body));
@@ -238,7 +215,7 @@ async fn answer(core: &Core, req: Request<hyper::body::Incoming>) -> Response<Bo
     if path == "/v2/" || path == "/v2" {
         // A caller without a token is sent to /token first, so docker sends its `docker
         // login` credentials there, or pulls public images with the anonymous token.
-        if user.is_none() && !anonymous_bearer {
+        if matches!(caller, Caller::User(None)) && !anonymous_bearer {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHORIZED",
@@ -255,10 +232,10 @@ async fn answer(core: &Core, req: Request<hyper::body::Incoming>) -> Response<Bo
         );
     };
     if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
-        return manifest(core, user.as_ref(), name, reference, head).await;
+        return manifest(core, &caller, name, reference, head).await;
     }
     if let Some((name, digest)) = rest.rsplit_once("/blobs/") {
-        return blob(core, user.as_ref(), name, digest, head).await;
+        return blob(core, &caller, name, digest, head).await;
     }
     error(
         StatusCode::NOT_FOUND,
@@ -269,12 +246,16 @@ async fn answer(core: &Core, req: Request<hyper::body::Incoming>) -> Response<Bo
 
 async fn manifest(
     core: &Core,
-    who: Option<&User>,
+    who: &Caller,
     name: &str,
     reference: &str,
     head: bool,
 ) -> Response<Body> {
-    match core.registry_manifest(who, name, reference).await {
+    let found = match who {
+        Caller::User(u) => core.registry_manifest(u.as_ref(), name, reference).await,
+        Caller::Pull(scope) => core.pull_manifest(scope, name, reference).await,
+    };
+    match found {
         Ok((d, bytes)) => {
             let len = bytes.len();
             let mut r = reply(
@@ -294,20 +275,18 @@ async fn manifest(
             );
             r
         }
-        Err(e) => from_domain(e, who.is_none(), "MANIFEST_UNKNOWN"),
+        Err(e) => from_domain(e, who.anonymous(), "MANIFEST_UNKNOWN"),
     }
 }
 
-async fn blob(
-    core: &Core,
-    who: Option<&User>,
-    name: &str,
-    digest: &str,
-    head: bool,
-) -> Response<Body> {
-    let d = match core.registry_blob(who, name, digest).await {
+async fn blob(core: &Core, who: &Caller, name: &str, digest: &str, head: bool) -> Response<Body> {
+    let allowed = match who {
+        Caller::User(u) => core.registry_blob(u.as_ref(), name, digest).await,
+        Caller::Pull(scope) => core.pull_blob(scope, name, digest).await,
+    };
+    let d = match allowed {
         Ok(d) => d,
-        Err(e) => return from_domain(e, who.is_none(), "BLOB_UNKNOWN"),
+        Err(e) => return from_domain(e, who.anonymous(), "BLOB_UNKNOWN"),
     };
     let opened = match core.blob_dir() {
         Ok(dir) => dir.open_blob(&d).await,
@@ -355,13 +334,24 @@ async fn blob(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::checked_advertise;
 
     #[test]
-    fn basic_credentials_decode() {
-        // "u:sbu_x" in base64.
-        assert_eq!(base64_decode("dTpzYnVfeA==").unwrap(), b"u:sbu_x");
-        assert_eq!(base64_decode("YQ").unwrap(), b"a");
-        assert!(base64_decode("!!").is_none());
+    fn the_advertised_address_is_a_host_and_port() {
+        assert_eq!(
+            checked_advertise("reg.example:443").unwrap(),
+            "reg.example:443"
+        );
+        assert_eq!(checked_advertise("10.0.0.5").unwrap(), "10.0.0.5");
+        for bad in [
+            "",
+            "https://reg.example",
+            "reg.example/v2",
+            "a b:1",
+            "u@reg:1",
+        ] {
+            let e = checked_advertise(bad).unwrap_err().to_string();
+            assert!(e.contains("registry.advertise"), "{bad}: {e}");
+        }
     }
 }

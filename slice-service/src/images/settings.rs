@@ -35,6 +35,9 @@ pub struct RegistryFileConfig {
     /// and writes it to `<data_dir>/registry.addr`. Off loopback it needs `insecure` (put a
     /// TLS reverse proxy in front in production).
     pub listen: Option<String>,
+    /// The address ("host:port") Kubernetes sites pull pinned images from, when it is not the
+    /// listen address (a TLS reverse proxy in front); sent with each pull credential.
+    pub advertise: Option<String>,
 }
 
 /// The effective image store settings.

@@ -11,7 +11,7 @@ use slicebed_tests::Service;
 use super::push::*;
 
 /// One HTTP/1.1 request; (status, lower-cased headers, body).
-fn http(
+pub(super) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -53,7 +53,11 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn docker(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+pub(super) fn docker(
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String) {
     let mut c = Command::new("docker")
         .env("DOCKER_CONFIG", config)
         .args(args)
@@ -79,7 +83,7 @@ fn docker(config: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool
 }
 
 /// A layer holding one file.
-fn layer_with(path: &str, text: &str) -> Vec<u8> {
+pub(super) fn layer_with(path: &str, text: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
     h.set_size(text.len() as u64);

@@ -137,6 +137,7 @@ mod tests {
             generation: 3,
             lease_expires_at: None,
             image_digest: String::new(),
+            pull: None,
         }
     }
 

@@ -63,6 +63,7 @@ pub fn observe(node: &str, c: ContainerInspectResponse) -> Option<ObservedSliver
                 .unwrap_or(0),
         },
         error: state.error.filter(|e| !e.is_empty()),
+        ends_at: None,
     })
 }
 

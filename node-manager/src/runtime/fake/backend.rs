@@ -95,6 +95,7 @@ impl Runtime for FakeRuntime {
             restarts: 0,
             limits: spec.resources,
             error: None,
+            ends_at: None,
         };
         apply(&mut c, &b);
         s.files

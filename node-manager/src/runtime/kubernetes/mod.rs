@@ -12,6 +12,7 @@ pub mod names;
 pub mod objects;
 pub mod observe;
 pub mod pod;
+mod pull_secret;
 mod slice;
 
 pub use backend::KubeRuntime;

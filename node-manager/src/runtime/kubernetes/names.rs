@@ -25,6 +25,8 @@ pub const SLIVER: &str = "slicebed.dev/sliver";
 pub const INDEX: &str = "slicebed.dev/index";
 /// Spec generation the Pod was created from.
 pub const GENERATION: &str = "slicebed.dev/generation";
+/// Annotation of a Pod: the lease end (Unix seconds) its `activeDeadlineSeconds` was set for.
+pub const LEASE_END: &str = "slicebed.dev/lease-end";
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "slicebed-node-manager";
 /// The one container of a sliver's Pod.
@@ -51,9 +53,21 @@ pub fn namespace(slice: &str, node: &str) -> String {
     dns_label(format!("sb-{slice}-{node}"))
 }
 
-/// Pod name of a sliver generation: a replacement never waits for the old Pod's name.
+/// Pod name of a sliver generation and lease end: a replacement (a new generation, or a
+/// renewed lease the old Pod's deadline cannot reach) never waits for the old Pod's name.
 pub fn pod_name(spec: &SliverSpec) -> String {
-    dns_label(format!("sb-{}-g{}", spec.sliver_id, spec.generation))
+    let base = format!("sb-{}-g{}", spec.sliver_id, spec.generation);
+    dns_label(match lease_end_secs(spec) {
+        Some(end) => format!("{base}-l{end}"),
+        None => base,
+    })
+}
+
+/// The lease end of `spec` in Unix seconds, rounded up.
+pub fn lease_end_secs(spec: &SliverSpec) -> Option<u64> {
+    let end = spec.lease_expires_at?;
+    let d = end.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(d.as_secs() + u64::from(d.subsec_nanos() > 0))
 }
 
 /// NetworkPolicy letting anyone reach the published ports of one sliver.

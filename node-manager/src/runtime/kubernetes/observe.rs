@@ -114,6 +114,13 @@ pub fn observe(pod: &Pod) -> Option<ObservedSliver> {
         restarts,
         limits,
         error,
+        ends_at: pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(names::LEASE_END))
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)),
     })
 }
 
@@ -174,6 +181,17 @@ mod tests {
     }
 
     #[test]
+    fn the_lease_end_a_pod_was_made_for_is_read_back() {
+        let mut p = pod(serde_json::json!({"phase": "Running"}));
+        p.metadata.annotations =
+            Some([(names::LEASE_END.to_string(), "1700000000".to_string())].into());
+        assert_eq!(
+            observe(&p).unwrap().ends_at,
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000))
+        );
+    }
+
+    #[test]
     fn the_lease_deadline_and_the_scheduler_are_named() {
         let o = observe(&pod(
             serde_json::json!({"phase": "Failed", "reason": "DeadlineExceeded",
@@ -182,6 +200,7 @@ mod tests {
         .unwrap();
         assert_eq!(o.container_id, "sb-web-k1/sb-s1-g4");
         assert_eq!(o.generation, 4);
+        assert_eq!(o.ends_at, None, "no lease annotation");
         assert_eq!(o.limits.cpu_millis, 250);
         assert_eq!(o.limits.memory_bytes, 64 << 20);
         assert_eq!(o.phase, ContainerPhase::EXITED);

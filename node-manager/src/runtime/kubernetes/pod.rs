@@ -3,20 +3,22 @@
 //! (Guaranteed QoS), the Docker backend's hardening (capabilities dropped to the same small
 //! set, no privilege escalation, RuntimeDefault seccomp, no host namespaces or paths, no
 //! service account token), the lease as `activeDeadlineSeconds`, and published ports as
-//! hostPorts. Pure: the rules are visible and tested in one place.
+//! hostPorts. A pinned image is pulled by digest from the service's registry with the slice
+//! namespace's pull Secret (`pull_secret.rs`). Pure: the rules are visible and tested in one
+//! place.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities as KubeCapabilities, Container, ContainerPort, EnvVar, Pod, PodSpec,
-    ResourceRequirements, SeccompProfile, SecurityContext,
+    Capabilities as KubeCapabilities, Container, ContainerPort, EnvVar, LocalObjectReference, Pod,
+    PodSpec, ResourceRequirements, SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{names, objects};
+use super::{names, objects, pull_secret};
 use crate::domain::{RestartPolicy, SliverSpec};
 use crate::runtime::labels;
 
@@ -78,9 +80,10 @@ pub fn pod(node: &str, spec: &SliverSpec, host_ip: Option<IpAddr>, now: SystemTi
             protocol: Some("TCP".to_string()),
         })
         .collect();
+    let pulled = pull_secret::image(spec);
     let container = Container {
         name: names::CONTAINER.to_string(),
-        image: Some(spec.image.clone()),
+        image: Some(pulled.clone().unwrap_or_else(|| spec.image.clone())),
         image_pull_policy: Some("IfNotPresent".to_string()),
         command: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: Some(
@@ -124,6 +127,8 @@ pub fn pod(node: &str, spec: &SliverSpec, host_ip: Option<IpAddr>, now: SystemTi
             name: Some(names::pod_name(spec)),
             namespace: Some(names::namespace(&spec.slice, node)),
             labels: Some(names::pod_labels(node, spec)),
+            annotations: names::lease_end_secs(spec)
+                .map(|end| BTreeMap::from([(names::LEASE_END.to_string(), end.to_string())])),
             ..Default::default()
         },
         spec: Some(PodSpec {
@@ -140,6 +145,11 @@ pub fn pod(node: &str, spec: &SliverSpec, host_ip: Option<IpAddr>, now: SystemTi
             host_ipc: Some(false),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
+            image_pull_secrets: pulled.map(|_| {
+                vec![LocalObjectReference {
+                    name: pull_secret::NAME.to_string(),
+                }]
+            }),
             ..Default::default()
         }),
         status: None,
@@ -147,7 +157,7 @@ pub fn pod(node: &str, spec: &SliverSpec, host_ip: Option<IpAddr>, now: SystemTi
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -175,6 +185,7 @@ mod tests {
             generation: 3,
             lease_expires_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1000)),
             image_digest: String::new(),
+            pull: None,
         }
     }
 
@@ -183,7 +194,8 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(400);
         let p = pod("k1", &spec(), "192.0.2.7".parse().ok(), now);
         let v = serde_json::to_value(&p).unwrap();
-        assert_eq!(v["metadata"]["name"], "sb-s1-g3");
+        assert_eq!(v["metadata"]["name"], "sb-s1-g3-l1000");
+        assert_eq!(v["metadata"]["annotations"][names::LEASE_END], "1000");
         assert_eq!(v["metadata"]["namespace"], "sb-web-k1");
         let l = &v["metadata"]["labels"];
         assert_eq!(l[names::SLIVER], "s1");

@@ -1,17 +1,18 @@
 //! The slice namespace of a node kept in step with its Pods: applied (namespace, quota equal to
-//! the sum of the slivers' limits, limit range, isolating policy) before a Pod is created, its
+//! the sum of the slivers' limits, limit range, isolating policy, the pull Secret of a pinned
+//! image) before a Pod is created, its
 //! quota shrunk after one goes, and the namespace removed with its last sliver.
 
 use std::time::SystemTime;
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde::Serialize;
 
 use super::client::{error, is_not_found};
-use super::{names, objects, observe, pod};
+use super::{names, objects, observe, pod, pull_secret};
 use crate::domain::{Resources, SliverSpec};
 use crate::runtime::{Result, RuntimeError};
 
@@ -32,7 +33,10 @@ where
         .map_err(|e| error(format!("apply {} {name}", K::kind(&())), e))
 }
 
-/// Limits of the live (not ended, not being deleted) Pods of `ns`, leaving out `except`.
+/// Limits of the Pods of `ns` that quota admission counts, leaving out `except`: those not
+/// ended, including those still terminating (admission counts a deleted Pod until its grace
+/// period is over, so a replacement must fit beside the Pod it replaces; the quota shrinks at
+/// the next change).
 async fn live_pods(client: &Client, ns: &str, except: Option<&str>) -> Result<Vec<Resources>> {
     let pods = Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
@@ -45,7 +49,6 @@ async fn live_pods(client: &Client, ns: &str, except: Option<&str>) -> Result<Ve
     Ok(pods
         .iter()
         .filter(|p| p.metadata.name.as_deref() != except)
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
             let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
             !matches!(phase, Some("Succeeded" | "Failed"))
@@ -148,13 +151,23 @@ pub async fn create(
         )
         .await?;
     }
+    if let Some(s) = pull_secret::secret(node, spec) {
+        // Applied with each Pod, so a Pod made after a renewal carries the renewed credential.
+        apply(
+            Api::<Secret>::namespaced(client.clone(), &ns),
+            pull_secret::NAME,
+            &s,
+        )
+        .await?;
+    }
     let p = pod::pod(node, spec, host_ip, SystemTime::now());
     apply(Api::<Pod>::namespaced(client.clone(), &ns), &pod_name, &p).await?;
     Ok(names::container_id(&ns, &pod_name))
 }
 
-/// Deletes the Pod (absent is fine) and its port policy; the namespace too if nothing of the
-/// slice is left on the node, else its quota shrinks.
+/// Deletes the Pod (absent is fine) and its port policy, and shrinks the quota. The namespace
+/// stays: a replacement (new generation, renewed lease) goes on in it, and the reconciler
+/// removes it with `remove_network` once the node runs nothing of the slice.
 pub async fn delete(client: &Client, node: &str, container_id: &str) -> Result<()> {
     let Some((ns, name)) = names::split_container_id(container_id) else {
         return Ok(());
@@ -188,11 +201,7 @@ pub async fn delete(client: &Client, node: &str, container_id: &str) -> Result<(
         }
     }
     let slice = labels.get(names::SLICE).cloned().unwrap_or_default();
-    if live_pods(client, ns, Some(name)).await?.is_empty() {
-        delete_namespace(client, ns).await
-    } else {
-        set_quota(client, &slice, node, Some(name), None).await
-    }
+    set_quota(client, &slice, node, Some(name), None).await
 }
 
 /// Deletes a namespace (absent is fine); the cluster removes what is left in it.

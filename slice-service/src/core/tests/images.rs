@@ -28,7 +28,7 @@ async fn upload(bed: &TestBed, p: &Principal, data: &[u8]) -> Digest {
 }
 
 /// Pushes a one-layer image as `p` under `reference`; its digest.
-async fn push(bed: &TestBed, p: &Principal, reference: &str, layer: &[u8]) -> String {
+pub(super) async fn push(bed: &TestBed, p: &Principal, reference: &str, layer: &[u8]) -> String {
     let l = upload(bed, p, layer).await;
     let config = serde_json::to_vec(&ImageConfig {
         created: None,

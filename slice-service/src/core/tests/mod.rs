@@ -11,6 +11,7 @@ mod identity;
 mod images;
 mod lifecycle;
 mod loss;
+mod pull;
 mod reap;
 mod security;
 mod status;
