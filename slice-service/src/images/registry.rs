@@ -6,21 +6,15 @@
 //! of `Basic`; a slice's pull credential (`pull.rs`), which opens that slice's pinned image
 //! only; anonymous callers read public images only. It never writes anything.
 
-use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use super::pull::PullIssuer;
 use super::registry_auth::{secret, Caller, ANONYMOUS_TOKEN};
@@ -30,6 +24,10 @@ use crate::listener::ConnLimits;
 
 /// File the bound address is written to.
 pub const ADDR_FILE: &str = "registry.addr";
+
+/// Longest life of one connection: room for a large layer over a slow link (a client that is
+/// cut off pulls the blob again), but nobody holds a socket for free.
+const MAX_LIFE: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -42,9 +40,7 @@ pub async fn start(
     core: Arc<Core>,
     limits: ConnLimits,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("registry: listening on {addr}"))?;
+    let listener = slicebed_http::bind(addr, "registry").await?;
     let bound = listener.local_addr()?;
     if !bound.ip().is_loopback() && !insecure {
         anyhow::bail!(
@@ -53,16 +49,32 @@ pub async fn start(
              or pass --insecure if such a proxy is in front"
         );
     }
-    let file = data_dir.join(ADDR_FILE);
-    std::fs::write(&file, bound.to_string())
-        .with_context(|| format!("writing {}", file.display()))?;
     let advertised = match advertise {
         Some(a) => checked_advertise(a)?,
         None => bound.to_string(),
     };
     core.set_pull_issuer(PullIssuer::load_or_create(data_dir, advertised.clone())?);
-    tracing::info!(addr = %bound, %advertised, "serving the image store read-only on http://{bound}/v2/");
-    Ok(tokio::spawn(serve(listener, core, limits)))
+    slicebed_http::announce(
+        &listener,
+        &data_dir.join(ADDR_FILE),
+        "the image store read-only",
+        "/v2/",
+    )?;
+    tracing::info!(%advertised, "clusters are told to pull from {advertised}");
+    let caps = slicebed_http::Caps {
+        name: "registry",
+        max_connections: limits.max_connections,
+        header_timeout: limits.first_request_timeout,
+        max_life: MAX_LIFE,
+    };
+    Ok(tokio::spawn(slicebed_http::serve(
+        listener,
+        caps,
+        move |req| {
+            let core = core.clone();
+            async move { route(&core, req).await }
+        },
+    )))
 }
 
 /// `[registry] advertise` as clusters will use it in image references: `host[:port]`, no
@@ -80,37 +92,6 @@ fn checked_advertise(a: &str) -> anyhow::Result<String> {
         );
     }
     Ok(a.to_string())
-}
-
-async fn serve(listener: TcpListener, core: Arc<Core>, limits: ConnLimits) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut conns = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-        };
-        let Ok((io, _)) = accepted else {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            continue;
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue; // over the cap: closed at once
-        };
-        let core = core.clone();
-        conns.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let core = core.clone();
-                async move { Ok::<_, Infallible>(route(&core, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.first_request_timeout)
-                .serve_connection(TokioIo::new(io), svc)
-                .await;
-            drop(slot);
-        });
-    }
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
