@@ -10,6 +10,7 @@
 
 pub mod docker;
 pub mod fake;
+pub mod hardening;
 mod io;
 pub mod kubernetes;
 pub mod labels;

@@ -10,20 +10,8 @@ use bollard::models::{
 };
 
 use crate::domain::{RestartPolicy, SliverSpec};
+use crate::runtime::hardening::SLIVER_CAPABILITIES;
 use crate::runtime::labels;
-
-/// Capabilities a sliver keeps after `cap_drop: ALL`: enough for a package manager, a daemon
-/// that binds a low port and drops privileges, and killing one's own processes; nothing that
-/// touches the host (no NET_ADMIN, SYS_ADMIN, SYS_PTRACE, MKNOD, NET_RAW).
-pub const LINUX_CAPABILITIES: [&str; 7] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "SETUID",
-    "SETGID",
-    "NET_BIND_SERVICE",
-    "KILL",
-];
 
 /// Where ports are published when the node announces no address of this host.
 pub const ANY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -86,7 +74,7 @@ pub fn container_config(
         }),
         privileged: Some(false),
         cap_drop: Some(vec!["ALL".to_string()]),
-        cap_add: Some(LINUX_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+        cap_add: Some(SLIVER_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
         security_opt: Some(vec!["no-new-privileges".to_string()]),
         // No binds, mounts or volumes: a sliver never sees the host, least of all the Docker socket.
         binds: None,

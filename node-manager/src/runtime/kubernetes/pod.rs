@@ -20,19 +20,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{names, objects, pull_secret};
 use crate::domain::{RestartPolicy, SliverSpec};
+use crate::runtime::hardening::SLIVER_CAPABILITIES;
 use crate::runtime::labels;
-
-/// Capabilities a sliver keeps after dropping ALL: the same set as the Docker backend's
-/// `container_config::LINUX_CAPABILITIES` (private there), so a sliver may do the same on both.
-pub const LINUX_CAPABILITIES: [&str; 7] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "SETUID",
-    "SETGID",
-    "NET_BIND_SERVICE",
-    "KILL",
-];
 
 /// Seconds from `now` to the lease end, at least 1 (Kubernetes refuses 0): the cluster ends
 /// the Pod then even if no agent is left to do it.
@@ -107,7 +96,7 @@ pub fn pod(node: &str, spec: &SliverSpec, host_ip: Option<IpAddr>, now: SystemTi
             allow_privilege_escalation: Some(false),
             capabilities: Some(KubeCapabilities {
                 drop: Some(vec!["ALL".to_string()]),
-                add: Some(LINUX_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+                add: Some(SLIVER_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
             }),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".to_string(),
