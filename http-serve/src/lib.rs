@@ -10,6 +10,8 @@
 //! - no connection lives longer than [`Caps::max_life`], whatever it does;
 //! - connection tasks belong to the serving task: aborting it closes them all.
 
+pub mod metrics;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -375,61 +373,11 @@ pub async fn start(
     state_dir: &std::path::Path,
     m: NodeMetrics,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = slicebed_http::bind(addr, "metrics").await?;
-    slicebed_http::announce(
-        &listener,
-        &state_dir.join("metrics.addr"),
-        "metrics",
-        "/metrics",
-    )?;
-    let caps = slicebed_http::Caps {
-        name: "metrics",
-        max_connections: MAX_CONNECTIONS,
-        header_timeout: Duration::from_secs(10),
-        max_life: Duration::from_secs(120),
-    };
-    Ok(tokio::spawn(slicebed_http::serve(
-        listener,
-        caps,
-        move |req| {
-            let m = m.clone();
-            async move { answer(&m, req) }
-        },
-    )))
-}
-
-/// Scrape connections open at once; more are closed as soon as they are accepted.
-const MAX_CONNECTIONS: usize = 16;
-
-fn answer<B>(m: &NodeMetrics, req: Request<B>) -> Response<Full<Bytes>> {
-    let reply = |status: StatusCode, text: &'static str| {
-        let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-        *r.status_mut() = status;
-        r
-    };
-    if req.uri().path() != "/metrics" {
-        return reply(StatusCode::NOT_FOUND, "only /metrics here\n");
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n");
-    }
-    let openmetrics = req
-        .headers()
-        .get_all(hyper::header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
-    let mut r = Response::new(Full::new(Bytes::from(m.render(openmetrics))));
-    let ctype = if openmetrics {
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    } else {
-        prometheus_client::encoding::prometheus_text::CONTENT_TYPE
-    };
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(ctype),
-    );
-    r
+    slicebed_http::metrics::start(addr, &state_dir.join("metrics.addr"), move |openmetrics| {
+        let m = m.clone();
+        async move { m.render(openmetrics) }
+    })
+    .await
 }
 
 #[cfg(test)]
