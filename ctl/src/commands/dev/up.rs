@@ -369,7 +369,9 @@ fn next_steps(
     dir_flag: &str,
 ) -> String {
     let mut steps: Vec<(String, &str)> = Vec::new();
-    if let Some(v) = demo.slivers.first() {
+    // A Docker sliver: Pods on the fake cluster are simulated and answer nothing.
+    let kube = super::sites::KUBE_SITE.name;
+    if let Some(v) = demo.slivers.iter().find(|v| v.site != kube) {
         if let Some(p) = v.ports.iter().find(|p| p.name == "http") {
             let host = if v.node_address.is_empty() {
                 "127.0.0.1"
