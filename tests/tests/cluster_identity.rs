@@ -153,12 +153,7 @@ async fn a_cluster_certificate_speaks_only_for_its_own_members() {
     assert_eq!(r.members.len(), 1);
     assert!(r.members[0].cluster_revoked);
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match w1.inbound.message().await {
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
-        }
+        while let Ok(Some(_)) = w1.inbound.message().await {}
     })
     .await;
     assert!(ended.is_ok(), "the revoked cluster's channel stayed open");
