@@ -159,7 +159,7 @@ pub async fn cluster_members(c: &mut Conn, cluster: &str) -> Result<Vec<String>>
         .collect()
 }
 
-/// The revoked clusters among `names`' (for node views), one query.
+/// The names of the revoked clusters (for node views), one query.
 pub async fn revoked_clusters(c: &mut Conn) -> Result<Vec<String>> {
     let rows = sqlx::query("SELECT name FROM clusters WHERE revoked_at IS NOT NULL")
         .fetch_all(c)
