@@ -1,7 +1,8 @@
 //! `slicebed.v1.NodeService` handlers: enrollment and the node-initiated control channel.
 //!
 //! Control and Session authenticate by the client certificate of the TLS connection (mutual
-//! TLS), never by a bearer token: `peer` reads it, `Core::node_by_cert` checks it.
+//! TLS), never by a bearer token: `peer.rs` reads it (and a cluster agent's member), `Core::speaker`
+//! checks it.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::peer::{peer, peer_node};
 use super::{convert as cv, Api};
 use crate::core::{Core, NodeHello, ObservedStatus, Speaker};
 use crate::error::Error;
@@ -81,64 +83,6 @@ fn ca(core: &Core) -> Result<&crate::pki::Ca, Status> {
         .get()
         .map(|c| &**c)
         .ok_or_else(|| Status::unavailable("this service has no certificate authority"))
-}
-
-/// The gRPC metadata in which a cluster agent names the member node a call speaks for.
-pub const MEMBER_HEADER: &str = "x-slicebed-member";
-
-/// Who a request speaks for, from the client certificate of its TLS connection and, for a
-/// cluster agent, the member its metadata names (`MEMBER_HEADER`).
-pub(super) async fn peer(
-    core: &Core,
-    meta: &tonic::metadata::MetadataMap,
-    ext: &tonic::Extensions,
-) -> Result<(Speaker, crate::pki::PeerCert), Status> {
-    use tonic::transport::server::TlsConnectInfo;
-    let certs = ext
-        .get::<TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
-        .and_then(|t| t.peer_certs());
-    let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
-        return Err(Error::Unauthenticated(
-            "the node API needs the node's client certificate (mutual TLS); bearer node \
-             credentials (sbn_) are no longer accepted: enroll the node again with a new \
-             enrollment token (node-manager enroll --force)"
-                .into(),
-        )
-        .into());
-    };
-    let p = crate::pki::read_peer(leaf).map_err(Error::Unauthenticated)?;
-    let member = match meta.get(MEMBER_HEADER) {
-        Some(v) => Some(v.to_str().map_err(|_| {
-            Error::invalid(format!(
-                "{MEMBER_HEADER} must be a Kubernetes node name (ASCII)"
-            ))
-        })?),
-        None => None,
-    };
-    let who = core.speaker(&p, member).await?;
-    match &who.cluster {
-        Some(c) => crate::trace::record_principal(&format!("cluster/{c}/node/{}", who.node)),
-        None => crate::trace::record_principal(&format!("node/{}", who.node)),
-    }
-    Ok((who, p))
-}
-
-/// The node a data call (Session, FetchBlob) speaks for: it must exist already (a member
-/// exists once it said Hello on its control channel).
-pub(super) async fn peer_node(
-    core: &Core,
-    meta: &tonic::metadata::MetadataMap,
-    ext: &tonic::Extensions,
-) -> Result<String, Status> {
-    let (who, _) = peer(core, meta, ext).await?;
-    if who.existing.is_none() {
-        return Err(Error::Precondition(format!(
-            "member node {} has not opened its control channel yet",
-            who.node
-        ))
-        .into());
-    }
-    Ok(who.node)
 }
 
 fn peer_addr(ext: &tonic::Extensions) -> String {

@@ -6,12 +6,12 @@
 
 use crate::auth::Principal;
 use crate::error::{Error, Result};
-use crate::model::{AdminState, NewEvent, Node};
+use crate::model::{NewEvent, Node};
 use crate::names;
 use crate::pki::{IssuedCert, PeerCert};
 use crate::store::{self, Cluster};
 
-use super::nodes::{printable_hello, validate_report, NodeHello};
+use super::nodes::{validate_report, NodeHello};
 use super::{Core, NodeView};
 
 /// Longest cluster name: members are named `<cluster>-<member>` within a 63-char DNS label.
@@ -201,59 +201,6 @@ impl Core {
         })
     }
 
-    /// A member says Hello for the first time: its node is created in the cluster's site with
-    /// what it reports (the cluster's port range). Nothing happens if it exists already.
-    pub async fn member_joined(&self, cluster: &str, node: &str, h: NodeHello) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        let k = store::get_cluster(&mut tx, cluster)
-            .await?
-            .ok_or_else(|| Error::not_found("cluster", cluster))?;
-        let mut h = printable_hello(h);
-        h.port_first = k.port_first;
-        h.port_last = k.port_last;
-        validate_report(&h)?;
-        if store::get_node(&mut tx, node).await?.is_some() {
-            return Ok(());
-        }
-        let n = Node {
-            name: node.to_string(),
-            site: k.site.clone(),
-            address: if h.address.is_empty() {
-                "127.0.0.1".into()
-            } else {
-                h.address
-            },
-            capacity: h.capacity,
-            port_first: k.port_first,
-            port_last: k.port_last,
-            labels: h.labels,
-            admin_state: AdminState::Active,
-            agent_version: h.agent_version,
-            last_heartbeat: None,
-            created_at: self.now_ms(),
-            drain_deadline: None,
-            cluster: Some(cluster.to_string()),
-        };
-        super::nodes::validate_labels(&n.labels)?;
-        store::insert_node(&mut tx, &n).await?;
-        store::append_event(
-            &mut tx,
-            &NewEvent::new(
-                &format!("cluster/{cluster}"),
-                format!("node/{node}"),
-                "joined",
-                format!(
-                    "member of cluster {cluster}, site {}, {}",
-                    k.site, n.capacity
-                ),
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        self.node_written(n);
-        Ok(())
-    }
-
     /// Renews a cluster's certificate (asked on any member's channel) unless it was revoked.
     pub async fn renew_cluster_cert(
         &self,
@@ -328,47 +275,5 @@ impl Core {
             out.push(self.get_node(p, m).await?);
         }
         Ok(out)
-    }
-
-    /// A member's Kubernetes node was cordoned (or uncordoned) in the cluster: an active member
-    /// becomes disabled (no new slivers, existing ones stay), a disabled one active again. A
-    /// draining member stays draining. Returns the member's administrative state after.
-    pub async fn member_cordoned(
-        &self,
-        cluster: &str,
-        node: &str,
-        cordoned: bool,
-    ) -> Result<AdminState> {
-        let mut tx = self.db.begin().await?;
-        let Some(n) = store::get_node(&mut tx, node).await? else {
-            return Err(Error::not_found("node", node));
-        };
-        let (to, action) = match (n.admin_state, cordoned) {
-            (AdminState::Active, true) => (AdminState::Disabled, "cordoned in the cluster"),
-            (AdminState::Disabled, false) => (AdminState::Active, "uncordoned in the cluster"),
-            (s, _) => return Ok(s),
-        };
-        store::set_admin_state(&mut tx, node, to, None).await?;
-        store::append_event(
-            &mut tx,
-            &NewEvent::new(
-                &format!("cluster/{cluster}"),
-                format!("node/{node}"),
-                action,
-                format!(
-                    "its Kubernetes node is {}; the node is {}",
-                    if cordoned {
-                        "unschedulable"
-                    } else {
-                        "schedulable"
-                    },
-                    to.as_str()
-                ),
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        self.refresh_node(node).await?;
-        Ok(to)
     }
 }

@@ -10,6 +10,7 @@ mod image_push;
 mod image_registry;
 mod images;
 mod index;
+mod members;
 mod nodes;
 mod pin;
 mod place;
