@@ -168,6 +168,29 @@ async fn one_agent_speaks_for_every_node_of_its_cluster() {
     let _docker = NodeManager::start(&svc, "dock", &dock).await;
     let state = tmp.path().join("cluster-state");
     enroll_cluster(&svc, &admin, "kube", "lab", &state).await;
+    // A cluster's enrollment runs the cluster agent only: no --kube-node, no Docker.
+    for (extra, says) in [
+        (
+            &["--runtime", "kubernetes", "--kube-node", "fake-node-1"][..],
+            "--kube-node",
+        ),
+        (&["--runtime", "docker"][..], "--runtime kubernetes"),
+    ] {
+        let out = Command::new(bin("node-manager"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{extra:?}: {err}"
+        );
+    }
     let log = tmp.path().join("cluster-agent.log");
     let mut kids = Kids(vec![cluster_agent(&state, &kubeconfig, &log)]);
 

@@ -220,6 +220,12 @@ async fn run_cluster(
     if a.metrics_listen.is_some() || a.reclaim_load.is_some() {
         anyhow::bail!("--metrics-listen and --reclaim-load are not available for a cluster agent");
     }
+    if a.address.is_some() {
+        anyhow::bail!(
+            "--address: each node of cluster {} announces its own InternalIP (else ExternalIP)",
+            cluster.node
+        );
+    }
     let client =
         node_manager::runtime::kubernetes::client::client(a.kube.kubeconfig.as_deref()).await?;
     tracing::info!(cluster = %cluster.node, version = node_manager::AGENT_VERSION, "cluster agent starting");
