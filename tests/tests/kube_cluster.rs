@@ -3,9 +3,10 @@
 //! `node-manager enroll --cluster`. Every Kubernetes node becomes a node of the cluster's site
 //! (capacity, address and labels from the Node); a node that joins appears, one cordoned in
 //! Kubernetes takes no new slivers, `slicectl node drain` cordons the Kubernetes node, a node
-//! deleted from the cluster goes unreachable; a slice spread over both sites runs on every
-//! node; the agent killed with SIGKILL and restarted adopts its Pods without duplicates; a
-//! second agent with the same identity is refused per member; a revoked cluster is cut off.
+//! deleted from the cluster leaves (removed when empty, else kept unreachable with its
+//! slivers); a slice spread over both sites runs on every node; the agent killed with SIGKILL
+//! and restarted adopts its Pods without duplicates; a second agent with the same identity is
+//! refused per member; a revoked cluster is cut off.
 
 mod common;
 
@@ -309,6 +310,7 @@ async fn one_agent_speaks_for_every_node_of_its_cluster() {
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
     fake.set_unschedulable("fake-node-3", false).unwrap();
     wait_state(&admin, "lab-fake-node-3", pb::NodeState::Ready).await;
+    let only3_name = only3.name.clone();
     admin
         .slices
         .clone()
@@ -332,16 +334,42 @@ async fn one_agent_speaks_for_every_node_of_its_cluster() {
     .await;
     wait_state(&admin, "lab-fake-node-2", pb::NodeState::Ready).await;
 
-    // A node deleted from the cluster: its member's session ends and it goes unreachable.
+    // A node deleted from the cluster while it holds a sliver: the member leaves but stays,
+    // unreachable, with its sliver.
     assert!(fake.remove_node("fake-node-3"));
     wait_state(&admin, "lab-fake-node-3", pb::NodeState::Unreachable).await;
+    let left = events(&admin, "node/lab-fake-node-3").await;
     assert!(
-        events(&admin, "node/lab-fake-node-3")
-            .await
-            .iter()
-            .any(|e| e.action == "disconnected"),
-        "the member's channel was closed"
+        left.iter()
+            .any(|e| e.action == "left the cluster" && e.detail.contains("1 live sliver")),
+        "{left:?}"
     );
+    // Back in the cluster it is the same member; once empty, deleting its Node removes it.
+    fake.add_node(&third).unwrap();
+    wait_state(&admin, "lab-fake-node-3", pb::NodeState::Ready).await;
+    admin
+        .slices
+        .clone()
+        .delete_slice(pb::DeleteSliceRequest { name: only3_name })
+        .await
+        .unwrap();
+    wait_for("lab-fake-node-3 empty", Duration::from_secs(20), || async {
+        (node(&admin, "lab-fake-node-3").await.slivers == 0).then_some(())
+    })
+    .await;
+    assert!(fake.remove_node("fake-node-3"));
+    wait_for(
+        "lab-fake-node-3 removed",
+        Duration::from_secs(20),
+        || async {
+            (!nodes(&admin)
+                .await
+                .iter()
+                .any(|n| n.name == "lab-fake-node-3"))
+            .then_some(())
+        },
+    )
+    .await;
 
     // The cluster revoked: every member is cut off, and the node list says why.
     slicectl(&svc, &["node", "revoke", "--cluster", "lab"]);

@@ -2,13 +2,15 @@
 //! Kubernetes cluster. It watches the cluster's Nodes (a watch, not a poll) and runs, for each,
 //! the same agent a plain node runs (`agent::run`: control channel, reconciler, sessions) over
 //! a `KubeRuntime` of that node, naming the node as the member on every call. A node that
-//! joins gets a session; one deleted from the cluster has its session ended (the member then
-//! shows unreachable, see docs/kubernetes.md); a cordon is reported to the service, and the
-//! service's drain comes back as a cordon. It must never run two sessions for one node.
+//! joins gets a session; one deleted from the cluster has its session say Leave and end (the
+//! service removes the member if it holds no live sliver, see docs/kubernetes.md); a cordon is
+//! reported to the service, and the service's drain comes back as a cordon. It must never run two sessions for one node.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -47,6 +49,7 @@ pub fn member_name(cluster: &str, kube_node: &str) -> String {
 /// One member session.
 struct Member {
     shown: KubeNode,
+    leaving: Arc<AtomicBool>,
     cordoned: watch::Sender<bool>,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -54,6 +57,12 @@ struct Member {
 }
 
 impl Member {
+    /// Ends the session after telling the service the node left the cluster.
+    async fn leave(self) {
+        self.leaving.store(true, Ordering::SeqCst);
+        self.end().await;
+    }
+
     /// Ends the session (the control channel closes cleanly) and waits for it.
     async fn end(self) {
         let _ = self.stop.send(());
@@ -106,6 +115,7 @@ fn start(
     );
     let (cordoned_tx, cordoned_rx) = watch::channel(k.facts.unschedulable);
     let (cordon_tx, mut cordon_rx) = mpsc::unbounded_channel::<bool>();
+    let leaving = Arc::new(AtomicBool::new(false));
     let kube_node = k.name.clone();
     let cordon_client = client.clone();
     // The service's drain and enable, as a cordon of the Kubernetes node.
@@ -134,6 +144,7 @@ fn start(
             kube_node: k.name.clone(),
             cordoned: cordoned_rx,
             cordon: cordon_tx,
+            leaving: leaving.clone(),
         }),
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -152,6 +163,7 @@ fn start(
     tracing::info!(node = %k.name, cordoned = k.facts.unschedulable, "cluster node joined: member session started");
     Ok(Member {
         shown: k,
+        leaving,
         cordoned: cordoned_tx,
         stop,
         task,
@@ -229,8 +241,8 @@ fn same_offer(a: &KubeNode, b: &KubeNode) -> bool {
 
 async fn leave(members: &mut HashMap<String, Member>, node: &str) {
     if let Some(m) = members.remove(node) {
-        tracing::info!(node, "cluster node deleted: member session ended");
-        m.end().await;
+        tracing::info!(node, "cluster node deleted: the member leaves");
+        m.leave().await;
     }
 }
 

@@ -64,6 +64,9 @@ pub struct MemberLink {
     pub cordoned: tokio::sync::watch::Receiver<bool>,
     /// The service asks the node to be cordoned (true) or uncordoned (false).
     pub cordon: tokio::sync::mpsc::UnboundedSender<bool>,
+    /// Set when the Kubernetes node was deleted: the session says Leave before it closes
+    /// (and not when the agent merely stops).
+    pub leaving: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An error with its causes on one line.

@@ -296,6 +296,12 @@ pub async fn run<R: Runtime + Clone>(
     loop {
         tokio::select! {
             _ = shutdown.clone() => {
+                // A member whose Kubernetes node is gone says so; a stopping agent does not.
+                let leaving = cfg.member.as_ref().is_some_and(|m| m.leaving.load(std::sync::atomic::Ordering::SeqCst));
+                if leaving {
+                    let msg = pb::NodeMessage { msg: Some(node_message::Msg::Leave(pb::Leave {})) };
+                    let _ = out_tx.send(msg).await;
+                }
                 // Half-close our side; give the service a moment to end its side cleanly.
                 drop(out_tx);
                 let _ = timeout(CLOSE_TIMEOUT, async { while let Ok(Some(_)) = inbound.message().await {} }).await;

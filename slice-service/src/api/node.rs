@@ -393,6 +393,13 @@ async fn handle(core: &Core, node: &str, cluster: Option<&str>, m: pb::NodeMessa
             }
             None => tracing::warn!(node, "a plain node reported a cordon; ignored"),
         },
+        Some(NodeMsg::Leave(_)) => match cluster {
+            Some(k) => match core.member_left(k, node).await {
+                Ok(removed) => tracing::info!(node, removed, "cluster member left"),
+                Err(e) => tracing::error!(node, error = %e, "recording a member leaving failed"),
+            },
+            None => tracing::warn!(node, "a plain node said Leave; ignored"),
+        },
         Some(NodeMsg::Hello(_)) => tracing::warn!(node, "duplicate Hello ignored"),
         None => {}
     }

@@ -1,5 +1,5 @@
-//! A cluster's members: created on their first Hello in the cluster's site, and their
-//! Kubernetes cordon mirrored in their administrative state. Who may speak for a member is
+//! A cluster's members: created on their first Hello in the cluster's site, their Kubernetes
+//! cordon mirrored in their administrative state, and removed when their Node leaves empty. Who may speak for a member is
 //! `clusters.rs`'s question; this only records what an authenticated member says.
 
 use crate::error::{Error, Result};
@@ -103,5 +103,61 @@ impl Core {
         tx.commit().await?;
         self.refresh_node(node).await?;
         Ok(to)
+    }
+
+    /// A member's Kubernetes node was deleted from the cluster: the member is removed if it
+    /// holds no live sliver (slivers still stopping there are done: nothing will confirm
+    /// them); otherwise it stays, to show unreachable and have its slivers handled as a lost
+    /// node's, until an admin deletes it. Returns whether it was removed.
+    pub async fn member_left(&self, cluster: &str, node: &str) -> Result<bool> {
+        let now = self.now_ms();
+        let mut tx = self.db.begin().await?;
+        if store::get_node(&mut tx, node).await?.is_none() {
+            return Ok(false);
+        }
+        let slivers = store::slivers_on_node(&mut tx, node).await?;
+        let live = slivers.iter().filter(|v| v.state.is_live()).count();
+        let actor = format!("cluster/{cluster}");
+        let object = format!("node/{node}");
+        if live > 0 {
+            store::append_event(
+                &mut tx,
+                &NewEvent::new(
+                    &actor,
+                    object,
+                    "left the cluster",
+                    format!(
+                        "its Kubernetes node was deleted; it keeps {live} live sliver(s) and \
+                         shows unreachable until they are re-placed or deleted"
+                    ),
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(false);
+        }
+        for mut v in slivers
+            .into_iter()
+            .filter(|v| v.state == crate::state::SliverState::Stopping)
+        {
+            v.move_to(crate::state::SliverState::Deleted, now)?;
+            store::update_sliver_state(&mut tx, &v).await?;
+            store::release(&mut tx, &v).await?;
+        }
+        store::delete_node(&mut tx, node).await?;
+        store::append_event(
+            &mut tx,
+            &NewEvent::new(
+                &actor,
+                object,
+                "left the cluster",
+                "its Kubernetes node was deleted; the member is removed",
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        self.hub.forget(node);
+        self.refresh_node(node).await?;
+        Ok(true)
     }
 }

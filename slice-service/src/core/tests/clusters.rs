@@ -346,3 +346,39 @@ async fn a_cordon_in_the_cluster_and_a_drain_in_slicebed_meet_in_the_admin_state
         .unwrap();
     assert!(bed.sent(&w1).contains(&Sent::Cordon(false)));
 }
+
+#[tokio::test]
+async fn a_member_that_leaves_is_removed_when_empty_and_kept_with_its_slivers() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    enroll(&bed, "lab", "mit", "c1").await.unwrap();
+    let w1 = join(&mut bed, "lab", "c1", "w1").await;
+    let w2 = join(&mut bed, "lab", "c1", "w2").await;
+    let alice = bed.user("alice", "mit").await;
+    let one = spec("s1", 1);
+    bed.core
+        .set_node_admin(&bed.admin, &w2, AdminState::Disabled, None)
+        .await
+        .unwrap();
+    // w2 disabled: the sliver goes to w1.
+    bed.core.create_slice(&alice, one).await.unwrap();
+    assert_eq!(bed.slivers("s1").await[0].node, w1);
+
+    // w1 holds a live sliver: it stays, and says why.
+    assert!(!bed.core.member_left("lab", &w1).await.unwrap());
+    assert!(bed.core.get_node(&bed.admin, &w1).await.is_ok());
+    let evs = bed.object_events(&format!("node/{w1}")).await;
+    assert!(evs
+        .iter()
+        .any(|e| e.action == "left the cluster" && e.detail.contains("1 live sliver")));
+    // w2 holds none: it is removed, and a later Hello makes it anew.
+    assert!(bed.core.member_left("lab", &w2).await.unwrap());
+    let e = bed.core.get_node(&bed.admin, &w2).await.unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e}");
+    let who = bed
+        .core
+        .speaker(&cluster_peer("lab", "c1"), Some("w2"))
+        .await
+        .unwrap();
+    assert!(who.existing.is_none());
+}
