@@ -162,6 +162,27 @@ async fn a_cluster_certificate_speaks_only_for_its_own_members() {
         assert_eq!(e.code(), Code::Unauthenticated, "{e}");
         assert!(e.message().contains("revoked"), "{e}");
     }
+    // Nor a blob fetch or a session stream for a member.
+    let c = Clients::with_identity(&svc, None, &lab).await.unwrap();
+    let mut req = tonic::Request::new(pb::FetchBlobRequest {
+        digest: slicebed_image::Digest::of(b"x").to_string(),
+        offset: 0,
+    });
+    req.metadata_mut()
+        .insert("x-slicebed-member", "w1".parse().unwrap());
+    let e = c.node.clone().fetch_blob(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e}");
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(pb::SessionFrame {
+        frame: Some(pb::session_frame::Frame::SessionId("s".into())),
+    })
+    .await
+    .unwrap();
+    let mut req = tonic::Request::new(ReceiverStream::new(rx));
+    req.metadata_mut()
+        .insert("x-slicebed-member", "w1".parse().unwrap());
+    let e = c.node.clone().session(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e}");
     // A PI of another site may not revoke a cluster.
     make_site(&a, "eth").await;
     let pi = make_user_as(&a, "pi", pb::Role::Pi, "eth").await;
