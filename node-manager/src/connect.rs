@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use slicebed_proto::auth::Bearer;
 use slicebed_proto::v1::node_service_client::NodeServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Error, Result};
@@ -77,19 +79,64 @@ pub async fn channel(
         .map_err(|source| Error::Connect { url, source })
 }
 
-/// A `NodeService` client that puts the node's token on every call (enrollment, the control
-/// channel and session streams alike).
-pub type NodeClient = NodeServiceClient<InterceptedService<Channel, Bearer>>;
+/// The gRPC metadata in which a cluster agent names the member node (the Kubernetes node)
+/// a call speaks for; the service checks it against the cluster certificate.
+pub const MEMBER_HEADER: &str = "x-slicebed-member";
+
+/// What a node manager puts on every call: the bearer token (enrollment only) and, for a
+/// cluster agent, the member the call speaks for.
+#[derive(Debug, Clone)]
+pub struct NodeAuth {
+    bearer: Bearer,
+    member: Option<MetadataValue<Ascii>>,
+}
+
+impl Interceptor for NodeAuth {
+    fn call(
+        &mut self,
+        mut req: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        self.bearer.apply(&mut req);
+        if let Some(m) = &self.member {
+            req.metadata_mut().insert(MEMBER_HEADER, m.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A `NodeService` client that puts the node's token (or its member's name) on every call
+/// (enrollment, the control channel, session streams and blob fetches alike).
+pub type NodeClient = NodeServiceClient<InterceptedService<Channel, NodeAuth>>;
 
 /// A [`NodeClient`] over `channel` sending `token` (the one-time enrollment token or the node
 /// credential). The token is checked here, once: one that cannot travel in gRPC metadata is
 /// [`Error::BadToken`] before any call is made.
 pub fn node_client(channel: Channel, token: &str) -> Result<NodeClient> {
     let bearer = Bearer::new(token).map_err(|_| Error::BadToken)?;
-    Ok(NodeServiceClient::with_interceptor(channel, bearer))
+    Ok(NodeServiceClient::with_interceptor(
+        channel,
+        NodeAuth {
+            bearer,
+            member: None,
+        },
+    ))
 }
 
-/// A [`NodeClient`] that sends no token: the connection's client certificate says who it is.
-pub fn identified_client(channel: Channel) -> NodeClient {
-    NodeServiceClient::with_interceptor(channel, Bearer::anonymous())
+/// A [`NodeClient`] that sends no token: the connection's client certificate says who it
+/// is. With `member`, a cluster agent's client speaking for that Kubernetes node.
+pub fn identified_client(channel: Channel, member: Option<&str>) -> Result<NodeClient> {
+    let member = member
+        .map(|m| {
+            MetadataValue::try_from(m).map_err(|_| {
+                Error::Identity(format!("member name {m:?} cannot travel in gRPC metadata"))
+            })
+        })
+        .transpose()?;
+    Ok(NodeServiceClient::with_interceptor(
+        channel,
+        NodeAuth {
+            bearer: Bearer::anonymous(),
+            member,
+        },
+    ))
 }

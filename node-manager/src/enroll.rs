@@ -35,6 +35,8 @@ pub struct EnrollParams {
     pub ca_cert: Option<PathBuf>,
     /// Replace an existing enrollment.
     pub force: bool,
+    /// Enroll a cluster agent (`name` is the cluster's), not a node.
+    pub cluster: bool,
 }
 
 /// Enrolls and saves the state dir; returns the saved config.
@@ -83,6 +85,7 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
         labels: p.labels.clone().into_iter().collect(),
         agent_version: crate::AGENT_VERSION.to_string(),
         csr_pem,
+        cluster: p.cluster,
     });
     let resp = client
         .enroll(req)
@@ -102,7 +105,14 @@ pub async fn enroll(p: EnrollParams) -> Result<NodeConfig> {
         port_range: p.port_range,
         labels: p.labels,
         address: p.address,
+        cluster: resp.cluster,
     };
+    if p.cluster && !config.cluster {
+        return Err(Error::Identity(
+            "the service enrolled a node, not a cluster (is it older than this node manager?)"
+                .into(),
+        ));
+    }
     let cert_pem = resp
         .certificate
         .map(|c| c.certificate_pem)

@@ -94,6 +94,8 @@ impl NodeIdentity {
 pub struct IdentityStore {
     dir: Option<PathBuf>,
     current: Arc<Mutex<NodeIdentity>>,
+    /// When a renewal was last asked for (shared by every connection using this identity).
+    asked: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl IdentityStore {
@@ -102,7 +104,19 @@ impl IdentityStore {
         Self {
             dir: dir.map(Path::to_path_buf),
             current: Arc::new(Mutex::new(identity)),
+            asked: Arc::default(),
         }
+    }
+
+    /// Whether this caller should ask for a renewal now: none was asked for within `retry`
+    /// (by any connection sharing this identity). Claiming records the request.
+    pub fn claim_renewal(&self, retry: Duration) -> bool {
+        let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        if asked.is_some_and(|t| t.elapsed() < retry) {
+            return false;
+        }
+        *asked = Some(std::time::Instant::now());
+        true
     }
 
     /// The identity now.
@@ -123,6 +137,7 @@ impl IdentityStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .cert_pem = cert_pem.to_string();
+        *self.asked.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
     }
 }

@@ -43,6 +43,10 @@ pub struct NodeConfig {
     pub labels: BTreeMap<String, String>,
     /// Address researchers use to reach published ports.
     pub address: String,
+    /// Enrolled as a cluster agent: `node` is the cluster's name, and the agent speaks for
+    /// every node of its Kubernetes cluster (`node-manager run --runtime kubernetes`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -151,6 +155,7 @@ mod tests {
             },
             labels: [("zone".to_string(), "a".to_string())].into(),
             address: "127.0.0.1".into(),
+            cluster: false,
         }
     }
 

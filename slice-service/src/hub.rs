@@ -24,6 +24,9 @@ pub enum NodeCommand {
     Remove(String),
     /// Open a session stream for a researcher's exec, logs or copy.
     OpenSession(Box<SessionRequest>),
+    /// The node's administrative state changed: `cordon` while it takes no new slivers (a
+    /// cluster agent cordons the member's Kubernetes node).
+    Admin { cordon: bool },
 }
 
 /// What a session is for; the node opens `NodeService/Session` to serve it.

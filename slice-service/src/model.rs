@@ -129,6 +129,8 @@ pub struct Node {
     pub created_at: Millis,
     /// When draining with a deadline: when its remaining slivers are removed.
     pub drain_deadline: Option<Millis>,
+    /// The cluster whose agent speaks for it; `None` for a node with its own node manager.
+    pub cluster: Option<String>,
 }
 
 /// A named port of a slice.

@@ -24,6 +24,9 @@ use crate::error::{Error, Result};
 
 /// Organization written into every node certificate (and nothing else the CA signs).
 pub const NODE_ORG: &str = "slicebed node";
+/// Organization written into every cluster agent's certificate: a cluster certificate is
+/// never read as a node's, nor the reverse (and their serials live in separate tables).
+pub const CLUSTER_ORG: &str = "slicebed cluster";
 
 /// How long the CA itself is valid when the service generates it.
 const CA_LIFE: Duration = Duration::from_secs(10 * 365 * 86_400);
@@ -69,8 +72,10 @@ pub struct IssuedCert {
 /// What a node's client certificate says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerCert {
-    /// The node it names (common name).
+    /// The node it names (common name), or the cluster when `cluster` is set.
     pub node: String,
+    /// A cluster agent's certificate (organization `CLUSTER_ORG`).
+    pub cluster: bool,
     /// Serial number, hex.
     pub serial: String,
     /// End of validity, epoch milliseconds.
@@ -198,6 +203,29 @@ impl Ca {
         now_ms: i64,
         ttl: Duration,
     ) -> Result<IssuedCert> {
+        self.issue_client(node, NODE_ORG, csr_pem, now_ms, ttl)
+    }
+
+    /// Signs a cluster agent's CSR: as [`Ca::issue_node`], but the certificate names the
+    /// cluster with organization `CLUSTER_ORG`.
+    pub fn issue_cluster(
+        &self,
+        cluster: &str,
+        csr_pem: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<IssuedCert> {
+        self.issue_client(cluster, CLUSTER_ORG, csr_pem, now_ms, ttl)
+    }
+
+    fn issue_client(
+        &self,
+        node: &str,
+        org: &str,
+        csr_pem: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<IssuedCert> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
             Error::invalid(format!(
                 "csr_pem is not a valid certificate signing request: {e}"
@@ -206,7 +234,7 @@ impl Ca {
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, node);
-        dn.push(DnType::OrganizationName, NODE_ORG);
+        dn.push(DnType::OrganizationName, org);
         p.distinguished_name = dn;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -268,11 +296,14 @@ pub fn read_peer(der: &[u8]) -> std::result::Result<PeerCert, String> {
         .iter_organization()
         .next()
         .and_then(|o| o.as_str().ok());
-    if org != Some(NODE_ORG) {
-        return Err("the client certificate is not a node certificate".into());
-    }
+    let cluster = match org {
+        Some(NODE_ORG) => false,
+        Some(CLUSTER_ORG) => true,
+        _ => return Err("the client certificate is not a node certificate".into()),
+    };
     Ok(PeerCert {
         node,
+        cluster,
         serial: hex::encode(cert.raw_serial()),
         expires_at: cert.validity().not_after.timestamp().saturating_mul(1000),
     })
@@ -368,6 +399,12 @@ mod tests {
             .unwrap();
         let peer = read_peer(&der(&c.pem)).unwrap();
         assert_eq!(peer.node, "n1");
+        assert!(!peer.cluster, "a node certificate is not a cluster's");
+        let k = ca
+            .issue_cluster("lab", &csr("lab"), now, Duration::from_secs(60))
+            .unwrap();
+        let kp = read_peer(&der(&k.pem)).unwrap();
+        assert_eq!((kp.node.as_str(), kp.cluster), ("lab", true));
         assert_eq!(peer.serial, c.serial);
         assert_eq!(peer.expires_at, c.expires_at);
         assert!(c.expires_at - now >= 7 * 86_400_000 - 1000);

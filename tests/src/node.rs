@@ -85,6 +85,7 @@ pub fn enroll_request(
         labels: Default::default(),
         agent_version: "test-node".into(),
         csr_pem: key_and_csr(name).1,
+        cluster: false,
     }
 }
 
@@ -306,6 +307,7 @@ pub fn hello(cpu_millis: i64, memory_bytes: i64) -> pb::Hello {
         labels: Default::default(),
         observed: vec![],
         engine: None,
+        cordoned: false,
     }
 }
 

@@ -134,6 +134,7 @@ const MATRIX: &[(&str, [Want; 9])] = &[
     ("AdminService/DeleteNode",       [A,  A,  D,  D,  D,  D,  U,  D,  U]),
     ("AdminService/RevokeNode",       [A,  A,  D,  D,  D,  D,  U,  D,  U]),
     ("AdminService/LabelNode",        [A,  A,  D,  D,  D,  D,  U,  D,  U]),
+    ("AdminService/RevokeCluster",    [A,  A,  D,  D,  D,  D,  U,  D,  U]),
     ("AccessService/Exec",            [A,  D,  H,  A,  A,  H,  U,  D,  U]),
     ("AccessService/Logs",            [A,  D,  H,  A,  A,  H,  U,  D,  U]),
     ("AccessService/CopyTo",          [A,  D,  H,  A,  A,  H,  U,  D,  U]),
@@ -593,6 +594,21 @@ async fn call(w: &World, rpc: &str, caller: Caller, mut c: Conn) -> Result<(), S
             .await
             .expect("enroll a node to delete");
             c.admin.delete_node(pb::DeleteNodeRequest { name }).await?;
+        }
+        "AdminService/RevokeCluster" => {
+            // A cluster of mit enrolled for this cell (`node-manager enroll --cluster`).
+            let name = format!("rc-{tag}");
+            let tok = enrollment_token(&w.admin).await;
+            let req = pb::EnrollRequest {
+                cluster: true,
+                ..enroll_request(&name, 0, 0, (32000, 32999))
+            };
+            enroll(&w.svc, &tok, req)
+                .await
+                .expect("enroll a cluster to revoke");
+            c.admin
+                .revoke_cluster(pb::RevokeClusterRequest { name })
+                .await?;
         }
         "AdminService/RevokeNode" => {
             c.admin

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use slicebed_proto::v1::{
     self as pb, CreateEnrollmentTokenRequest, DeleteNodeRequest, EnableNodeRequest, GetNodeRequest,
-    LabelNodeRequest, ListNodesRequest, RevokeNodeRequest,
+    LabelNodeRequest, ListNodesRequest, RevokeClusterRequest, RevokeNodeRequest,
 };
 
 use crate::{
@@ -33,6 +33,10 @@ pub enum NodeCmd {
         /// Node name to put in the printed enroll command
         #[arg(long, value_name = "NODE")]
         name: Option<String>,
+        /// Print the command that enrolls a Kubernetes cluster's agent (one agent for every
+        /// node of the cluster) instead of a node's
+        #[arg(long)]
+        cluster: bool,
     },
     /// List nodes with their load
     #[command(visible_alias = "ls")]
@@ -69,10 +73,14 @@ pub enum NodeCmd {
         name: String,
     },
     /// Revoke a node's identity: its certificates stop working, its connections drop, and it
-    /// must enroll again (node-manager enroll --force with a new token); its slivers stay
+    /// must enroll again (node-manager enroll --force with a new token); its slivers stay.
+    /// With --cluster, a cluster agent's identity: every member node is cut off
     Revoke {
-        /// Node name
+        /// Node name (with --cluster: the cluster's name)
         name: String,
+        /// NAME is a cluster enrolled with `node-manager enroll --cluster`
+        #[arg(long)]
+        cluster: bool,
     },
     /// Set placement labels (key=value) or remove them (key-); nodes cannot set their own
     Label {
@@ -109,7 +117,12 @@ fn parse_label_change(s: &str) -> Result<LabelChange, String> {
 pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
     let mut c = ctx.connect().await?;
     let node = match cmd {
-        NodeCmd::Token { site, ttl, name } => {
+        NodeCmd::Token {
+            site,
+            ttl,
+            name,
+            cluster,
+        } => {
             let req = CreateEnrollmentTokenRequest {
                 site,
                 ttl: Some(duration(ttl)),
@@ -121,18 +134,31 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
                     "token": resp.token, "site": resp.site, "expires_at": expires,
                 }));
             }
-            let name = name.unwrap_or_else(|| "<node-name>".into());
+            let (what, name, flag, dir) = match cluster {
+                true => (
+                    "a Kubernetes cluster's agent",
+                    name.unwrap_or_else(|| "<cluster-name>".into()),
+                    " --cluster",
+                    "cluster",
+                ),
+                false => (
+                    "a node",
+                    name.unwrap_or_else(|| "<node-name>".into()),
+                    "",
+                    "node",
+                ),
+            };
             // The node must trust the same CA as we do; the file is copied there by hand.
             let ca = match ctx.settings()?.ca_cert {
                 Some(p) => format!(" --ca-cert {}", p.display()),
                 None => String::new(),
             };
             return output::out(&format!(
-                "One-time enrollment token for a node of site {} (expires {expires}):\n\n  {}\n\n\
+                "One-time enrollment token for {what} of site {} (expires {expires}):\n\n  {}\n\n\
                  On the new machine, run the command below and paste the token when it waits for\n\
                  it (it reads one line from standard input, so the token stays out of `ps` and\n\
                  shell history; SLICEBED_ENROLL_TOKEN works too):\n\n  \
-                 node-manager enroll --server {} --token - --name {name} --state-dir /var/lib/slicebed/node{ca}\n",
+                 node-manager enroll --server {} --token - --name {name}{flag} --state-dir /var/lib/slicebed/{dir}{ca}\n",
                 resp.site, resp.token, c.server
             ));
         }
@@ -186,7 +212,26 @@ pub async fn run(cmd: NodeCmd, ctx: &Ctx) -> Result<()> {
             }
             return output::out(&format!("Deleted node {name}.\n"));
         }
-        NodeCmd::Revoke { name } => {
+        NodeCmd::Revoke {
+            name,
+            cluster: true,
+        } => {
+            let r = c
+                .admin
+                .revoke_cluster(RevokeClusterRequest { name: name.clone() })
+                .await?
+                .into_inner();
+            if ctx.json() {
+                return output::json(&r.members.iter().map(NodeView::from).collect::<Vec<_>>());
+            }
+            return output::out(&format!(
+                "Revoked the identity of cluster {name}: its {} member node(s) are cut off until \
+                 it enrolls again with a new token (node-manager enroll --cluster --force). \
+                 Their slivers stay.\n",
+                r.members.len()
+            ));
+        }
+        NodeCmd::Revoke { name, .. } => {
             let n = c
                 .admin
                 .revoke_node(RevokeNodeRequest { name: name.clone() })
@@ -251,7 +296,12 @@ pub fn amount(r: Option<&pb::Resources>) -> String {
 fn node_table(nodes: &[pb::Node], now: i64) -> Table {
     // The column appears only while some node drains with a deadline, to keep the usual table narrow.
     let deadlines = nodes.iter().any(|n| n.drain_deadline.is_some());
+    // Likewise the cluster column, while some node is a Kubernetes cluster's member.
+    let clusters = nodes.iter().any(|n| !n.cluster.is_empty());
     let mut headers = vec!["NAME", "SITE", "STATE", "HEARTBEAT", "ALLOCATED", "SLIVERS"];
+    if clusters {
+        headers.push("CLUSTER");
+    }
     if deadlines {
         headers.push("DRAIN DEADLINE");
     }
@@ -265,12 +315,24 @@ fn node_table(nodes: &[pb::Node], now: i64) -> Table {
             load(n.allocated.as_ref(), n.capacity.as_ref()),
             n.slivers.to_string(),
         ];
+        if clusters {
+            row.push(cluster(n));
+        }
         if deadlines {
             row.push(drain_deadline(n, now).unwrap_or_else(|| "-".into()));
         }
         t.row(row);
     }
     t
+}
+
+/// The cluster a member belongs to ("lab", "lab (revoked)"), "-" for a plain node.
+fn cluster(n: &pb::Node) -> String {
+    match (n.cluster.as_str(), n.cluster_revoked) {
+        ("", _) => "-".into(),
+        (c, true) => format!("{c} (revoked)"),
+        (c, false) => c.to_string(),
+    }
 }
 
 /// "2024-05-01T12:00:03Z (45m left)" when the node drains with a deadline.
@@ -293,6 +355,9 @@ fn node_fields(n: &pb::Node, now: i64) -> Fields {
     f.add("Name", &n.name)
         .add("Site", &n.site)
         .add("State", node_state(n.state()));
+    if !n.cluster.is_empty() {
+        f.add("Cluster", cluster(n));
+    }
     if let Some(d) = drain_deadline(n, now) {
         f.add("Drain deadline", d);
     }

@@ -146,6 +146,12 @@ pub struct NodeView {
     pub drain_deadline: Option<String>,
     /// Set while the node reports that its container engine does not answer.
     pub engine_unavailable: Option<EngineDownView>,
+    /// The Kubernetes cluster whose agent speaks for it (absent for a plain node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Set when that cluster's identity was revoked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_revoked: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -180,6 +186,8 @@ impl From<&pb::Node> for NodeView {
                     since: rfc3339(e.since.as_ref()),
                 }
             }),
+            cluster: Some(n.cluster.clone()).filter(|c| !c.is_empty()),
+            cluster_revoked: n.cluster_revoked,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! while connected, reconciles the node's containers. Shutting down closes the channel and
 //! leaves every container running: they are the node's state, not the agent's.
 
+pub mod cluster;
 mod probe;
 mod session;
 pub mod worker;
@@ -48,6 +49,24 @@ pub struct AgentConfig {
     /// Disk budget of the image cache (images fetched from the store, under
     /// `<state-dir>/images`; without a state dir pinned slivers cannot run).
     pub image_cache_budget: u64,
+    /// Set when a cluster agent runs this session for one member (one Kubernetes node).
+    pub member: Option<MemberLink>,
+}
+
+/// What ties a member's session to the cluster agent: which Kubernetes node it speaks for
+/// (sent as `x-slicebed-member` on every call), whether that node is cordoned (as watched),
+/// and where the service's cordon requests go.
+#[derive(Debug, Clone)]
+pub struct MemberLink {
+    /// The Kubernetes node's name.
+    pub kube_node: String,
+    /// Its `spec.unschedulable`, as the cluster's watch last showed it.
+    pub cordoned: tokio::sync::watch::Receiver<bool>,
+    /// The service asks the node to be cordoned (true) or uncordoned (false).
+    pub cordon: tokio::sync::mpsc::UnboundedSender<bool>,
+    /// Set when the Kubernetes node was deleted: the session says Leave before it closes
+    /// (and not when the agent merely stops).
+    pub leaving: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An error with its causes on one line.

@@ -33,19 +33,15 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const RENEW_RETRY: Duration = Duration::from_secs(60);
 
 /// Asks for a new certificate if the current one is past 2/3 of its life and no request is
-/// outstanding (or the last one went unanswered for a while).
-async fn maybe_renew(
-    cfg: &AgentConfig,
-    asked: &mut Option<tokio::time::Instant>,
-    out: &mpsc::Sender<pb::NodeMessage>,
-) -> Result<()> {
+/// outstanding (or the last one went unanswered for a while). The identity store remembers
+/// the request, so a cluster agent's many member sessions ask once between them.
+async fn maybe_renew(cfg: &AgentConfig, out: &mpsc::Sender<pb::NodeMessage>) -> Result<()> {
     let id = cfg.identity.get();
-    if !id.renewal_due(SystemTime::now()) || asked.is_some_and(|t| t.elapsed() < RENEW_RETRY) {
+    if !id.renewal_due(SystemTime::now()) || !cfg.identity.claim_renewal(RENEW_RETRY) {
         return Ok(());
     }
     let csr_pem = crate::identity::csr(&id.key_pem, &cfg.node.node)?;
     tracing::info!("client certificate due for renewal; asking the service");
-    *asked = Some(tokio::time::Instant::now());
     let m = pb::NodeMessage {
         msg: Some(node_message::Msg::Renew(pb::RenewCertificate { csr_pem })),
     };
@@ -81,6 +77,7 @@ async fn dispatch<R: Runtime + Clone>(
     commands: &mpsc::Sender<Command>,
     out: &mpsc::Sender<pb::NodeMessage>,
     sessions: &Launcher<R>,
+    member: Option<&super::MemberLink>,
 ) -> Result<()> {
     let command = match msg.msg {
         Some(service_message::Msg::Desired(set)) => {
@@ -105,6 +102,14 @@ async fn dispatch<R: Runtime + Clone>(
         // Served in a task of its own: a session never holds up the control loop.
         Some(service_message::Msg::OpenSession(open)) => {
             sessions.spawn(open);
+            return Ok(());
+        }
+        Some(service_message::Msg::Admin(a)) => {
+            // Only a cluster member has a Kubernetes node to cordon; a plain node's state is
+            // the service's alone.
+            if let Some(m) = member {
+                let _ = m.cordon.send(a.cordon);
+            }
             return Ok(());
         }
         Some(service_message::Msg::Welcome(_) | service_message::Msg::Certificate(_)) | None => {
@@ -171,7 +176,8 @@ pub async fn run<R: Runtime + Clone>(
     else {
         return Ok(());
     };
-    let mut client = identified_client(ch?);
+    let member = cfg.member.as_ref().map(|m| m.kube_node.as_str());
+    let mut client = identified_client(ch?, member)?;
     // Session streams ride the same connection as the control channel.
     let sessions = Launcher::new(client.clone(), access.cloned());
 
@@ -194,6 +200,11 @@ pub async fn run<R: Runtime + Clone>(
         }
     };
     let mut engine_rx = shared.engine.subscribe();
+    // A plain node has no cordon to watch: a receiver whose sender is gone never fires.
+    let mut cordoned_rx = match &cfg.member {
+        Some(m) => m.cordoned.clone(),
+        None => watch::channel(false).1,
+    };
     let (out_tx, out_rx) = mpsc::channel::<pb::NodeMessage>(256);
     let hello = pb::Hello {
         agent_version: crate::AGENT_VERSION.to_string(),
@@ -203,6 +214,7 @@ pub async fn run<R: Runtime + Clone>(
         labels: node.labels.clone().into_iter().collect(),
         observed: observed.into_iter().map(status_from).collect(),
         engine: engine_status(&engine_rx.borrow_and_update()),
+        cordoned: *cordoned_rx.borrow_and_update(),
     };
     out_tx
         .send(pb::NodeMessage {
@@ -279,12 +291,17 @@ pub async fn run<R: Runtime + Clone>(
     )));
     let mut heartbeat = interval_at(beats_from, every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut renew_asked = None;
-    maybe_renew(cfg, &mut renew_asked, &out_tx).await?;
+    maybe_renew(cfg, &out_tx).await?;
 
     loop {
         tokio::select! {
             _ = shutdown.clone() => {
+                // A member whose Kubernetes node is gone says so; a stopping agent does not.
+                let leaving = cfg.member.as_ref().is_some_and(|m| m.leaving.load(std::sync::atomic::Ordering::SeqCst));
+                if leaving {
+                    let msg = pb::NodeMessage { msg: Some(node_message::Msg::Leave(pb::Leave {})) };
+                    let _ = out_tx.send(msg).await;
+                }
                 // Half-close our side; give the service a moment to end its side cleanly.
                 drop(out_tx);
                 let _ = timeout(CLOSE_TIMEOUT, async { while let Ok(Some(_)) = inbound.message().await {} }).await;
@@ -295,13 +312,12 @@ pub async fn run<R: Runtime + Clone>(
                 Ok(Some(pb::ServiceMessage { msg: Some(service_message::Msg::Certificate(c)) })) => {
                     match cfg.identity.renewed(&c.certificate_pem) {
                         Ok(()) => {
-                            renew_asked = None;
                             tracing::info!("client certificate renewed; the next connection uses it");
                         }
                         Err(e) => tracing::error!(error = %e, "renewed certificate unusable"),
                     }
                 }
-                Ok(Some(msg)) => dispatch(msg, &cmd_tx, &out_tx, &sessions).await?,
+                Ok(Some(msg)) => dispatch(msg, &cmd_tx, &out_tx, &sessions, cfg.member.as_ref()).await?,
                 Ok(None) => return Err(Error::Protocol("service closed the stream".into())),
                 Err(s) => return Err(Error::from_status("control", s)),
             },
@@ -313,7 +329,13 @@ pub async fn run<R: Runtime + Clone>(
             _ = heartbeat.tick() => {
                 let engine = engine_status(&engine_rx.borrow_and_update());
                 out_tx.send(heartbeat_msg(&usage_rx, &samples_rx, every, engine)).await.map_err(|_| closed())?;
-                maybe_renew(cfg, &mut renew_asked, &out_tx).await?;
+                maybe_renew(cfg, &out_tx).await?;
+            }
+            // The cluster cordoned or uncordoned the member's Kubernetes node.
+            Ok(()) = cordoned_rx.changed() => {
+                let cordoned = *cordoned_rx.borrow_and_update();
+                let msg = pb::NodeMessage { msg: Some(node_message::Msg::Cordon(pb::Cordon { cordoned })) };
+                out_tx.send(msg).await.map_err(|_| closed())?;
             }
             // The engine went away or came back: tell the service now, not at the next beat.
             Ok(()) = engine_rx.changed() => {

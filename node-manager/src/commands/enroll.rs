@@ -51,7 +51,15 @@ pub struct Args {
     /// Replace an existing enrollment in the state dir.
     #[arg(long)]
     force: bool,
+    /// Enroll a Kubernetes cluster's agent, which speaks for every node of the cluster
+    /// (`--name` is the cluster's, at most 30 characters; its nodes become `<name>-<node>`).
+    /// Capacity, address and labels are then each node's own; `--ports` is lent by each.
+    #[arg(long)]
+    cluster: bool,
 }
+
+/// Disk each member of a cluster offers when neither `--disk` nor its Node says.
+const CLUSTER_MEMBER_DISK: i64 = 20 << 30;
 
 /// The engine's data root, to measure disk where images and containers live; best effort.
 async fn docker_root() -> Option<PathBuf> {
@@ -82,7 +90,7 @@ fn token_from(given: String, stdin: impl std::io::BufRead) -> anyhow::Result<Str
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    let needs_host = a.cpu.is_none() || a.memory.is_none() || a.disk.is_none();
+    let needs_host = !a.cluster && (a.cpu.is_none() || a.memory.is_none() || a.disk.is_none());
     let host = if needs_host {
         host::capacity(docker_root().await.as_deref())
     } else {
@@ -92,6 +100,17 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         cpu_millis: a.cpu.unwrap_or(host.cpu_millis),
         memory_bytes: a.memory.unwrap_or(host.memory_bytes),
         disk_bytes: a.disk.unwrap_or(host.disk_bytes),
+    };
+    // A cluster's members report their own cpu and memory; disk is each member's share
+    // unless its Node says (ephemeral-storage).
+    let capacity = if a.cluster {
+        Resources {
+            cpu_millis: 0,
+            memory_bytes: 0,
+            disk_bytes: a.disk.unwrap_or(CLUSTER_MEMBER_DISK),
+        }
+    } else {
+        capacity
     };
     let params = EnrollParams {
         server: a.server,
@@ -104,8 +123,18 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         labels: labels_from(&a.labels),
         ca_cert: a.ca_cert,
         force: a.force,
+        cluster: a.cluster,
     };
     let config = enroll(params).await?;
+    if config.cluster {
+        println!(
+            "enrolled cluster {} at site {}; state in {} (run it with --runtime kubernetes)",
+            config.node,
+            config.site,
+            a.state_dir.display()
+        );
+        return Ok(());
+    }
     println!(
         "enrolled node {} at site {}; state in {}",
         config.node,

@@ -65,9 +65,11 @@ struct KubeFlags {
     /// service account when the agent runs in the cluster.
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
-    /// The Kubernetes node this agent speaks for (--runtime kubernetes): its allocatable cpu
-    /// and memory become the node's capacity, its InternalIP the address of published ports.
-    #[arg(long, value_name = "NAME", required_if_eq("runtime", "kubernetes"))]
+    /// The one Kubernetes node this agent speaks for (--runtime kubernetes, with a node's
+    /// enrollment): its allocatable cpu and memory become the node's capacity, its InternalIP
+    /// the address of published ports. Without it, a cluster's enrollment (`enroll --cluster`)
+    /// runs the cluster agent, which speaks for every node of the cluster.
+    #[arg(long, value_name = "NAME")]
     kube_node: Option<String>,
 }
 
@@ -145,8 +147,17 @@ async fn shutdown_signal() {
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let (mut node, identity) =
         node_files::load(&a.state_dir).context("cannot load the enrollment")?;
+    if node.cluster {
+        return run_cluster(a, node, identity).await;
+    }
     if a.kube.runtime == Backend::Kubernetes {
-        let kube_node = a.kube.kube_node.clone().unwrap_or_default();
+        let Some(kube_node) = a.kube.kube_node.clone() else {
+            anyhow::bail!(
+                "--runtime kubernetes needs --kube-node NAME for node {}'s enrollment; to speak \
+                 for the whole cluster, enroll a cluster (node-manager enroll --cluster)",
+                node.node
+            );
+        };
         let (runtime, facts) =
             KubeRuntime::connect(a.kube.kubeconfig.as_deref(), node.node.clone(), kube_node)
                 .await?;
@@ -187,6 +198,48 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     serve(a, node, identity, address, runtime).await
 }
 
+/// Runs the cluster agent (one member session per Kubernetes node) until a signal.
+async fn run_cluster(
+    a: Args,
+    cluster: node_files::NodeConfig,
+    identity: node_manager::identity::NodeIdentity,
+) -> anyhow::Result<()> {
+    if a.kube.runtime != Backend::Kubernetes {
+        anyhow::bail!(
+            "{} is a cluster's enrollment: run it with --runtime kubernetes",
+            a.state_dir.display()
+        );
+    }
+    if a.kube.kube_node.is_some() {
+        anyhow::bail!(
+            "--kube-node: cluster {} speaks for every node of its cluster; --kube-node is for \
+             a node's enrollment",
+            cluster.node
+        );
+    }
+    if a.metrics_listen.is_some() || a.reclaim_load.is_some() {
+        anyhow::bail!("--metrics-listen and --reclaim-load are not available for a cluster agent");
+    }
+    if a.address.is_some() {
+        anyhow::bail!(
+            "--address: each node of cluster {} announces its own InternalIP (else ExternalIP)",
+            cluster.node
+        );
+    }
+    let client =
+        node_manager::runtime::kubernetes::client::client(a.kube.kubeconfig.as_deref()).await?;
+    tracing::info!(cluster = %cluster.node, version = node_manager::AGENT_VERSION, "cluster agent starting");
+    let cfg = agent::cluster::ClusterConfig {
+        identity: node_manager::identity::IdentityStore::new(identity, Some(&a.state_dir)),
+        cluster,
+        state_dir: a.state_dir.clone(),
+        resync: DEFAULT_RESYNC,
+        image_cache_budget: a.image_cache_budget,
+    };
+    agent::cluster::run(cfg, client, shutdown_signal()).await?;
+    Ok(())
+}
+
 /// Runs the agent over `runtime` until a signal.
 async fn serve<R: Runtime + Clone>(
     a: Args,
@@ -213,6 +266,7 @@ async fn serve<R: Runtime + Clone>(
         reclaim_load: a.reclaim_load,
         metrics: Some(metrics),
         image_cache_budget: a.image_cache_budget,
+        member: None,
     };
     tracing::info!(node = %cfg.node.node, version = node_manager::AGENT_VERSION, "node manager starting");
     let access = Access::from_runtime(&runtime);
@@ -274,11 +328,9 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_needs_the_node_it_speaks_for() {
-        let e = KubeCli::try_parse_from(["run", "--runtime", "kubernetes"])
-            .err()
-            .expect("no --kube-node is refused");
-        assert!(e.to_string().contains("--kube-node"), "{e}");
+    fn kubernetes_takes_a_node_or_the_whole_cluster() {
+        let c = KubeCli::try_parse_from(["run", "--runtime", "kubernetes"]).unwrap();
+        assert_eq!(c.kube.kube_node, None, "a cluster agent names no node");
         let c = KubeCli::try_parse_from(["run"]).unwrap();
         assert_eq!(c.kube.runtime, Backend::Docker);
         let c = KubeCli::try_parse_from([

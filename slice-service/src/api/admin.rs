@@ -199,6 +199,17 @@ impl AdminService for Api {
         Ok(Response::new(cv::node(&v)))
     }
 
+    async fn revoke_cluster(
+        &self,
+        req: Request<pb::RevokeClusterRequest>,
+    ) -> R<pb::RevokeClusterResponse> {
+        let p = self.principal(&req).await?;
+        let members = self.core.revoke_cluster(&p, &req.get_ref().name).await?;
+        Ok(Response::new(pb::RevokeClusterResponse {
+            members: members.iter().map(cv::node).collect(),
+        }))
+    }
+
     async fn label_node(&self, req: Request<pb::LabelNodeRequest>) -> R<pb::Node> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();

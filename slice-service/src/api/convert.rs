@@ -251,6 +251,8 @@ pub fn node(v: &NodeView) -> pb::Node {
             message: d.message.clone(),
             since: ts(d.since_ms),
         }),
+        cluster: n.cluster.clone().unwrap_or_default(),
+        cluster_revoked: v.cluster_revoked,
     }
 }
 

@@ -23,8 +23,8 @@ pub async fn fetch_blob(
     api: &Api,
     req: Request<pb::FetchBlobRequest>,
 ) -> Result<Response<FetchStream>, Status> {
-    let (_, ext, r) = req.into_parts();
-    let node = super::node::peer(&api.core, &ext).await?.0.name;
+    let (meta, ext, r) = req.into_parts();
+    let node = super::peer::peer_node(&api.core, &meta, &ext).await?;
     let d = Digest::parse(&r.digest).map_err(|e| Error::invalid(e.to_string()))?;
     api.core.node_may_fetch(&node, &d).await?;
     let Some((mut file, size)) = api.core.blob_dir()?.open_blob(&d).await? else {

@@ -9,6 +9,7 @@ mod guard;
 pub mod images;
 mod node;
 mod paging;
+mod peer;
 pub mod sessions;
 mod slices;
 mod status;

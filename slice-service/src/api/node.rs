@@ -1,7 +1,8 @@
 //! `slicebed.v1.NodeService` handlers: enrollment and the node-initiated control channel.
 //!
 //! Control and Session authenticate by the client certificate of the TLS connection (mutual
-//! TLS), never by a bearer token: `peer` reads it, `Core::node_by_cert` checks it.
+//! TLS), never by a bearer token: `peer.rs` reads it (and a cluster agent's member), `Core::speaker`
+//! checks it.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -16,8 +17,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::peer::{peer, peer_node};
 use super::{convert as cv, Api};
-use crate::core::{Core, NodeHello, ObservedStatus};
+use crate::core::{Core, NodeHello, ObservedStatus, Speaker};
 use crate::error::Error;
 use crate::hub::NodeCommand;
 
@@ -83,30 +85,6 @@ fn ca(core: &Core) -> Result<&crate::pki::Ca, Status> {
         .ok_or_else(|| Status::unavailable("this service has no certificate authority"))
 }
 
-/// The node a request speaks for, from the client certificate of its TLS connection.
-pub(super) async fn peer(
-    core: &Core,
-    ext: &tonic::Extensions,
-) -> Result<(crate::model::Node, crate::pki::PeerCert), Status> {
-    use tonic::transport::server::TlsConnectInfo;
-    let certs = ext
-        .get::<TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
-        .and_then(|t| t.peer_certs());
-    let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
-        return Err(Error::Unauthenticated(
-            "the node API needs the node's client certificate (mutual TLS); bearer node \
-             credentials (sbn_) are no longer accepted: enroll the node again with a new \
-             enrollment token (node-manager enroll --force)"
-                .into(),
-        )
-        .into());
-    };
-    let p = crate::pki::read_peer(leaf).map_err(Error::Unauthenticated)?;
-    let node = core.node_by_cert(&p).await?;
-    crate::trace::record_principal(&format!("node/{}", node.name));
-    Ok((node, p))
-}
-
 fn peer_addr(ext: &tonic::Extensions) -> String {
     use tonic::transport::server::TlsConnectInfo;
     ext.get::<TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
@@ -126,6 +104,24 @@ impl NodeService for Api {
             .into());
         }
         let range = r.port_range.unwrap_or_default();
+        let ca = ca(&self.core)?;
+        let (now, ttl) = (self.core.now_ms(), self.core.cfg.node_cert_ttl);
+        if r.cluster {
+            let (k, cert) = self
+                .core
+                .enroll_cluster(&p, &r.name, (range.first, range.last), |name| {
+                    ca.issue_cluster(name, &r.csr_pem, now, ttl)
+                })
+                .await?;
+            tracing::info!(cluster = %k.name, site = %k.site, serial = %cert.serial, "cluster enrolled");
+            return Ok(Response::new(pb::EnrollResponse {
+                certificate: Some(certificate(&self.core, &cert)),
+                node: k.name,
+                site: k.site,
+                credential: String::new(),
+                cluster: true,
+            }));
+        }
         let hello = NodeHello {
             name: r.name,
             address: r.address,
@@ -135,8 +131,6 @@ impl NodeService for Api {
             labels: r.labels.into_iter().collect(),
             agent_version: r.agent_version,
         };
-        let ca = ca(&self.core)?;
-        let (now, ttl) = (self.core.now_ms(), self.core.cfg.node_cert_ttl);
         let (node, cert) = self
             .core
             .enroll(&p, hello, |name| ca.issue_node(name, &r.csr_pem, now, ttl))
@@ -147,14 +141,15 @@ impl NodeService for Api {
             node: node.name,
             site: node.site,
             credential: String::new(),
+            cluster: false,
         }))
     }
 
     type SessionStream = SessionStream;
 
     async fn session(&self, req: Request<Streaming<pb::SessionFrame>>) -> R<SessionStream> {
-        let (_, ext, mut inbound) = req.into_parts();
-        let name = peer(&self.core, &ext).await?.0.name;
+        let (meta, ext, mut inbound) = req.into_parts();
+        let name = peer_node(&self.core, &meta, &ext).await?;
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no session id within 10s"))??;
@@ -188,8 +183,13 @@ impl NodeService for Api {
     type ControlStream = ControlStream;
 
     async fn control(&self, req: Request<Streaming<pb::NodeMessage>>) -> R<ControlStream> {
-        let (_, ext, mut inbound) = req.into_parts();
-        let (crate::model::Node { name, site, .. }, cert) = peer(&self.core, &ext).await?;
+        let (meta, ext, mut inbound) = req.into_parts();
+        let (who, cert) = peer(&self.core, &meta, &ext).await?;
+        let Speaker {
+            node: name,
+            cluster,
+            existing,
+        } = who;
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no Hello within 10s"))??;
@@ -210,6 +210,9 @@ impl NodeService for Api {
         };
         let seen = h.observed.iter().filter_map(observed).collect();
         let engine = engine_down(h.engine);
+        if let (Some(c), None) = (&cluster, &existing) {
+            self.core.member_joined(c, &name, hello.clone()).await?;
+        }
 
         // Register before reading the desired set, so a change committed in between is
         // queued behind the full set rather than lost.
@@ -224,7 +227,15 @@ impl NodeService for Api {
             ))
             .into());
         };
-        let (_, desired) = match self.core.node_connected(&name, hello, seen, engine).await {
+        let connected = async {
+            let (n, desired) = self.core.node_connected(&name, hello, seen, engine).await?;
+            let admin = match &cluster {
+                Some(c) => Some(self.core.member_cordoned(c, &name, h.cordoned).await?),
+                None => None,
+            };
+            Ok::<_, Error>((n, desired, admin))
+        };
+        let (n, desired, admin) = match connected.await {
             Ok(x) => x,
             Err(e) => {
                 self.core.hub.disconnect(&name, conn_id);
@@ -236,7 +247,7 @@ impl NodeService for Api {
         let (out_tx, out_rx) = mpsc::channel::<Result<pb::ServiceMessage, Status>>(4096);
         let welcome = pb::Welcome {
             node: name.clone(),
-            site,
+            site: n.site,
             heartbeat_interval: Some(cv::pb_duration(self.core.cfg.heartbeat_interval)),
         };
         let set = pb::DesiredSet {
@@ -248,6 +259,11 @@ impl NodeService for Api {
         // Fresh channel with room: these cannot fail.
         let _ = out_tx.try_send(Ok(msg(ServiceMsg::Welcome(welcome))));
         let _ = out_tx.try_send(Ok(msg(ServiceMsg::Desired(set))));
+        // A member's agent mirrors the node's administrative state as a cordon.
+        if let Some(s) = admin {
+            let cordon = s != crate::model::AdminState::Active;
+            let _ = out_tx.try_send(Ok(msg(ServiceMsg::Admin(pb::NodeAdmin { cordon }))));
+        }
 
         let core = self.core.clone();
         // The TLS handshake checked the certificate once; the stream ends when it expires, so
@@ -271,6 +287,7 @@ impl NodeService for Api {
                             NodeCommand::Upsert(b) => ServiceMsg::Upsert(cv::desired(&b.0, &b.1, core.pull_issuer())),
                             NodeCommand::Remove(id) => ServiceMsg::Remove(id),
                             NodeCommand::OpenSession(r) => ServiceMsg::OpenSession(cv::open_session(&r)),
+                            NodeCommand::Admin { cordon } => ServiceMsg::Admin(pb::NodeAdmin { cordon }),
                         };
                         if out_tx.send(Ok(msg(m))).await.is_err() {
                             break;
@@ -278,7 +295,7 @@ impl NodeService for Api {
                     }
                     m = inbound.next() => {
                         match m {
-                            Some(Ok(m)) => match handle(&core, &name, m).await {
+                            Some(Ok(m)) => match handle(&core, &name, cluster.as_deref(), m).await {
                                 Flow::Continue => {}
                                 Flow::Send(m) => {
                                     if out_tx.send(Ok(msg(*m))).await.is_err() {
@@ -318,17 +335,25 @@ enum Flow {
     Stop(Status),
 }
 
-async fn handle(core: &Core, node: &str, m: pb::NodeMessage) -> Flow {
+async fn handle(core: &Core, node: &str, cluster: Option<&str>, m: pb::NodeMessage) -> Flow {
     match m.msg {
         Some(NodeMsg::Renew(r)) => {
             let Some(ca) = core.ca.get() else {
                 return Flow::Continue;
             };
             let (now, ttl) = (core.now_ms(), core.cfg.node_cert_ttl);
-            match core
-                .renew_node_cert(node, |n| ca.issue_node(n, &r.csr_pem, now, ttl))
-                .await
-            {
+            // A member's request renews its cluster's certificate, never a node's.
+            let renewed = match cluster {
+                Some(c) => {
+                    core.renew_cluster_cert(c, |k| ca.issue_cluster(k, &r.csr_pem, now, ttl))
+                        .await
+                }
+                None => {
+                    core.renew_node_cert(node, |n| ca.issue_node(n, &r.csr_pem, now, ttl))
+                        .await
+                }
+            };
+            match renewed {
                 Ok(c) => {
                     return Flow::Send(Box::new(ServiceMsg::Certificate(certificate(core, &c))))
                 }
@@ -363,6 +388,21 @@ async fn handle(core: &Core, node: &str, m: pb::NodeMessage) -> Flow {
                 ),
             }
         }
+        Some(NodeMsg::Cordon(c)) => match cluster {
+            Some(k) => {
+                if let Err(e) = core.member_cordoned(k, node, c.cordoned).await {
+                    tracing::error!(node, error = %e, "recording a cordon failed");
+                }
+            }
+            None => tracing::warn!(node, "a plain node reported a cordon; ignored"),
+        },
+        Some(NodeMsg::Leave(_)) => match cluster {
+            Some(k) => match core.member_left(k, node).await {
+                Ok(removed) => tracing::info!(node, removed, "cluster member left"),
+                Err(e) => tracing::error!(node, error = %e, "recording a member leaving failed"),
+            },
+            None => tracing::warn!(node, "a plain node said Leave; ignored"),
+        },
         Some(NodeMsg::Hello(_)) => tracing::warn!(node, "duplicate Hello ignored"),
         None => {}
     }

@@ -398,12 +398,16 @@ impl Core {
     pub async fn list_nodes(&self, p: &Principal, site: Option<&str>) -> Result<Vec<NodeView>> {
         p.user()?;
         self.load_fleet().await?;
-        let nodes =
-            store::list_nodes(&mut *self.db.conn().await?, site.filter(|s| !s.is_empty())).await?;
-        Ok(nodes.into_iter().map(|n| self.node_view(n)).collect())
+        let mut c = self.db.conn().await?;
+        let nodes = store::list_nodes(&mut c, site.filter(|s| !s.is_empty())).await?;
+        let revoked = store::revoked_clusters(&mut c).await?;
+        Ok(nodes
+            .into_iter()
+            .map(|n| self.node_view(n, &revoked))
+            .collect())
     }
 
-    fn node_view(&self, n: Node) -> NodeView {
+    fn node_view(&self, n: Node, revoked_clusters: &[String]) -> NodeView {
         let (allocated, slivers) = self
             .with_fleet(|f| f.node(&n.name).map(|h| (h.allocated, h.slivers)))
             .flatten()
@@ -414,6 +418,10 @@ impl Core {
             allocated,
             slivers,
             engine_down: self.hub.engine_down(&n.name),
+            cluster_revoked: n
+                .cluster
+                .as_ref()
+                .is_some_and(|c| revoked_clusters.contains(c)),
             node: n,
         }
     }
@@ -422,10 +430,15 @@ impl Core {
     pub async fn get_node(&self, p: &Principal, name: &str) -> Result<NodeView> {
         p.user()?;
         self.load_fleet().await?;
-        let n = store::get_node(&mut *self.db.conn().await?, name)
+        let mut c = self.db.conn().await?;
+        let n = store::get_node(&mut c, name)
             .await?
             .ok_or_else(|| Error::not_found("node", name))?;
-        Ok(self.node_view(n))
+        let revoked = match &n.cluster {
+            Some(_) => store::revoked_clusters(&mut c).await?,
+            None => Vec::new(),
+        };
+        Ok(self.node_view(n, &revoked))
     }
 
     /// Sets a node's administrative state (admins, or PIs of its site).
@@ -473,6 +486,11 @@ impl Core {
         tx.commit().await?;
         if changed {
             self.refresh_node(name).await?;
+            if n.cluster.is_some() {
+                let cordon = s != AdminState::Active;
+                self.hub
+                    .send(name, crate::hub::NodeCommand::Admin { cordon });
+            }
         }
         self.get_node(p, name).await
     }

@@ -407,6 +407,7 @@ mod tests {
                         last_heartbeat: None,
                         created_at: 0,
                         drain_deadline: None,
+                        cluster: None,
                     },
                     allocated: used,
                     slivers: rng.next(6) as u32,

@@ -3,12 +3,14 @@
 
 mod access;
 mod admin;
+mod clusters;
 mod fleet;
 mod image_gc;
 mod image_push;
 mod image_registry;
 mod images;
 mod index;
+mod members;
 mod nodes;
 mod pin;
 mod place;
@@ -25,6 +27,7 @@ mod views;
 mod watch;
 
 pub use access::ResolvedEndpoint;
+pub use clusters::{member_node_name, Speaker, CLUSTER_NAME_MAX};
 pub use image_gc::{Collected, SYSTEM_OWNER};
 pub use image_push::{BlobState, Push, MAX_STATUS_DIGESTS};
 pub use images::{ImageView, ResolvedImage};

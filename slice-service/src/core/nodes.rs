@@ -44,7 +44,7 @@ pub struct ObservedStatus {
     pub exit_code: Option<i32>,
 }
 
-fn validate_report(h: &NodeHello) -> Result<()> {
+pub(super) fn validate_report(h: &NodeHello) -> Result<()> {
     let c = h.capacity;
     if c.cpu_millis <= 0 || c.memory_bytes <= 0 || c.disk_bytes < 0 {
         return Err(Error::invalid(format!(
@@ -61,7 +61,7 @@ fn validate_report(h: &NodeHello) -> Result<()> {
     validate_labels(&h.labels)
 }
 
-fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+pub(super) fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     if labels.len() > 64 {
         return Err(Error::invalid("at most 64 labels"));
     }
@@ -132,6 +132,7 @@ impl Core {
                     last_heartbeat: None,
                     created_at: now,
                     drain_deadline: None,
+                    cluster: None,
                 };
                 store::insert_node(&mut tx, &node).await?;
                 (node, "enrolled")
@@ -141,7 +142,8 @@ impl Core {
                     .await?
                     .is_some_and(|i| i.revoked_at.is_some());
                 let legacy = !store::has_certs(&mut tx, &old.name).await?;
-                if old.site != *site || !(revoked || legacy) {
+                // A cluster's member is the cluster agent's to speak for, never a node's.
+                if old.site != *site || !(revoked || legacy) || old.cluster.is_some() {
                     return Err(Error::AlreadyExists {
                         kind: "node",
                         name: old.name,
@@ -594,7 +596,7 @@ impl Core {
 /// What a node says about itself, escaped and bounded before anyone stores or prints it: the
 /// agent version is shown by `slicectl node list`, and a terminal escape there would run in
 /// an admin's terminal.
-fn printable_hello(mut h: NodeHello) -> NodeHello {
+pub(super) fn printable_hello(mut h: NodeHello) -> NodeHello {
     h.agent_version = bounded(&h.agent_version, LABEL_MAX);
     h
 }

@@ -14,6 +14,8 @@ pub struct NodeView {
     pub slivers: u32,
     /// Set while the node reports its container engine does not answer.
     pub engine_down: Option<crate::hub::EngineDown>,
+    /// Its cluster's identity was revoked (a member only).
+    pub cluster_revoked: bool,
 }
 
 /// A sliver as users see it.

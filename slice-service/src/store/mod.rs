@@ -15,6 +15,7 @@ macro_rules! sql {
 }
 
 mod blobs;
+mod clusters;
 mod events;
 mod feed;
 mod identity;
@@ -28,6 +29,7 @@ mod usage_history;
 mod users;
 
 pub use blobs::*;
+pub use clusters::*;
 pub use events::*;
 pub use feed::*;
 pub use identity::*;

@@ -28,12 +28,13 @@ pub(super) fn node_from(r: &AnyRow) -> Result<Node> {
         last_heartbeat: r.try_get("last_heartbeat")?,
         created_at: r.try_get("created_at")?,
         drain_deadline: r.try_get("drain_deadline")?,
+        cluster: r.try_get("cluster")?,
     })
 }
 
 const COLS: &str =
     "name, site, address, cpu_millis, memory_bytes, disk_bytes, port_first, port_last, labels, \
-                    admin_state, agent_version, last_heartbeat, created_at, drain_deadline";
+                    admin_state, agent_version, last_heartbeat, created_at, drain_deadline, cluster";
 
 /// Inserts a node; a duplicate name is `AlreadyExists`.
 pub async fn insert_node(c: &mut Conn, n: &Node) -> Result<()> {
@@ -44,7 +45,7 @@ pub async fn insert_node(c: &mut Conn, n: &Node) -> Result<()> {
         });
     }
     sqlx::query(sql!(
-        "INSERT INTO nodes ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO nodes ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&n.name)
     .bind(&n.site)
@@ -60,6 +61,7 @@ pub async fn insert_node(c: &mut Conn, n: &Node) -> Result<()> {
     .bind(n.last_heartbeat)
     .bind(n.created_at)
     .bind(n.drain_deadline)
+    .bind(n.cluster.clone())
     .execute(c)
     .await?;
     Ok(())

@@ -85,7 +85,7 @@ pub async fn release(c: &mut Conn, v: &Sliver) -> Result<()> {
 const HOLDING_COLS: &str =
     "name, site, address, cpu_millis, memory_bytes, disk_bytes, port_first, \
      port_last, labels, admin_state, agent_version, last_heartbeat, created_at, drain_deadline, \
-     cpu_used, memory_used, disk_used, slivers_held";
+     cluster, cpu_used, memory_used, disk_used, slivers_held";
 
 fn holding_from(r: &AnyRow) -> Result<NodeHolding> {
     Ok(NodeHolding {

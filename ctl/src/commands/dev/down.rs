@@ -22,6 +22,7 @@ const OURS: &[&str] = &[
     "service.log",
     "service",
     "nodes",
+    "kube",
 ];
 
 /// " --dir DIR" when DIR is not the default, for messages that suggest a command.
@@ -34,7 +35,7 @@ pub fn dir_flag(dir: &Path) -> String {
 
 /// Whether DIR holds (part of) a testbed.
 pub fn has_leftovers(dir: &Path) -> bool {
-    ["pids.json", "service", "nodes"]
+    ["pids.json", "service", "nodes", "kube"]
         .iter()
         .any(|e| dir.join(e).exists())
 }

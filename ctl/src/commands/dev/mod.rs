@@ -5,6 +5,7 @@
 //! entries `dev up` creates, so pointing `--dir` somewhere odd cannot wipe unrelated files.
 
 mod down;
+mod kube;
 mod launch;
 mod procs;
 mod sites;
@@ -33,6 +34,10 @@ pub enum DevCmd {
         /// Give up waiting for nodes and the demo slice after this long
         #[arg(long, value_parser = crate::quantity::parse_duration, default_value = "3m", value_name = "DURATION")]
         timeout: i64,
+        /// Also add a Kubernetes-backed site (k8s-lab): a fake cluster of 3 nodes
+        /// (slicebed-fake-kube) and one cluster agent, so the demo slice runs a Pod there
+        #[arg(long)]
+        kube_site: bool,
     },
     /// Stop the local testbed and remove its containers and state
     Down {
@@ -48,7 +53,11 @@ pub async fn run(cmd: DevCmd, ctx: &Ctx) -> Result<()> {
             nodes,
             dir,
             timeout,
-        } => up::run(nodes as usize, &resolve_dir(dir)?, timeout as u64, ctx).await,
+            kube_site,
+        } => {
+            let dir = resolve_dir(dir)?;
+            up::run(nodes as usize, &dir, timeout as u64, kube_site, ctx).await
+        }
         DevCmd::Down { dir } => down::run(&resolve_dir(dir)?, ctx).await,
     }
 }

@@ -91,6 +91,16 @@ pub const SITES: &[DemoSite] = &[
     ),
 ];
 
+/// The Kubernetes-backed site of `dev up --kube-site`: a cluster on the fake API server.
+pub const KUBE_SITE: DemoSite = site(
+    "k8s-lab",
+    "Kubernetes lab (fake cluster)",
+    "Amsterdam",
+    "NL",
+    52.37,
+    4.90,
+);
+
 /// Host ports node `i` lends to slivers: 100 per node from 30000, so nodes never collide.
 pub fn port_range(i: usize) -> (u32, u32) {
     let first = 30_000 + 100 * i as u32;

@@ -32,7 +32,13 @@ use crate::{
 /// Image every demo sliver runs; `node-manager image import` provides it.
 const DEMO_IMAGE: &str = "slicebed/base:latest";
 
-pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Result<()> {
+pub async fn run(
+    nodes: usize,
+    dir: &Path,
+    timeout_secs: u64,
+    kube_site: bool,
+    ctx: &Ctx,
+) -> Result<()> {
     let dir_flag = super::down::dir_flag(dir);
     if let Some(pids) = Pids::load(dir)? {
         let alive: Vec<String> = pids
@@ -130,13 +136,20 @@ pub async fn run(nodes: usize, dir: &Path, timeout_secs: u64, ctx: &Ctx) -> Resu
         }
         started.spawn(&format!("node-{}", site.name), &node_bin, &args, &log)?;
     }
-    wait_for_nodes(&mut started, &mut c, sites, timeout).await?;
+    let mut names: Vec<String> = sites.iter().map(|s| format!("node-{}", s.name)).collect();
+    let mut demo_sites: Vec<String> = sites.iter().map(|s| s.name.to_string()).collect();
+    if kube_site {
+        super::kube::start(&mut started, &mut c, &node_bin, &server, &ca_cert).await?;
+        names.extend(super::kube::members());
+        demo_sites.push(super::sites::KUBE_SITE.name.to_string());
+    }
+    wait_for_nodes(&mut started, &mut c, &names, timeout).await?;
 
     use_dev_context(ctx, dir, &server, &ca_cert, &admin_token)?;
     step(&format!("Context {CONTEXT:?} is now current"));
 
     step("Creating the demo slice (one web server per site)");
-    let demo = slice::create(&mut c, ctx, &demo_args(sites, timeout_secs)).await?;
+    let demo = slice::create(&mut c, ctx, &demo_args(demo_sites, timeout_secs)).await?;
     if !ctx.json() {
         output::out(&next_steps(&server, &status_page, dir, &demo, &dir_flag))?;
     }
@@ -254,10 +267,10 @@ async fn enroll(
 async fn wait_for_nodes(
     started: &mut Started,
     c: &mut Clients,
-    sites: &[DemoSite],
+    names: &[String],
     timeout: Duration,
 ) -> Result<()> {
-    step(&format!("Waiting for {} nodes to connect", sites.len()));
+    step(&format!("Waiting for {} nodes to connect", names.len()));
     let deadline = Instant::now() + timeout;
     loop {
         started.check_alive()?;
@@ -267,10 +280,9 @@ async fn wait_for_nodes(
             .await?
             .into_inner()
             .nodes;
-        let not_ready: Vec<String> = sites
+        let not_ready: Vec<String> = names
             .iter()
-            .map(|s| format!("node-{}", s.name))
-            .filter_map(|name| match nodes.iter().find(|n| n.name == name) {
+            .filter_map(|name| match nodes.iter().find(|n| n.name == *name) {
                 Some(n) if n.state() == pb::NodeState::Ready => None,
                 Some(n) => Some(format!(
                     "{name} ({})",
@@ -280,7 +292,7 @@ async fn wait_for_nodes(
             })
             .collect();
         if not_ready.is_empty() {
-            step(&format!("{} nodes ready", sites.len()));
+            step(&format!("{} nodes ready", names.len()));
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -317,13 +329,13 @@ fn use_dev_context(ctx: &Ctx, dir: &Path, server: &str, ca_cert: &Path, token: &
     config.save(&ctx.config_path)
 }
 
-fn demo_args(sites: &[DemoSite], timeout_secs: u64) -> slice::CreateArgs {
+fn demo_args(sites: Vec<String>, timeout_secs: u64) -> slice::CreateArgs {
     slice::CreateArgs {
         name: "demo".into(),
         image: DEMO_IMAGE.into(),
         slivers: None,
         per_site: Some(1),
-        sites: sites.iter().map(|s| s.name.to_string()).collect(),
+        sites,
         spread: true,
         pack: false,
         labels: vec![],
@@ -357,7 +369,9 @@ fn next_steps(
     dir_flag: &str,
 ) -> String {
     let mut steps: Vec<(String, &str)> = Vec::new();
-    if let Some(v) = demo.slivers.first() {
+    // A Docker sliver: Pods on the fake cluster are simulated and answer nothing.
+    let kube = super::sites::KUBE_SITE.name;
+    if let Some(v) = demo.slivers.iter().find(|v| v.site != kube) {
         if let Some(p) = v.ports.iter().find(|p| p.name == "http") {
             let host = if v.node_address.is_empty() {
                 "127.0.0.1"

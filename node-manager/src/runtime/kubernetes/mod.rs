@@ -9,6 +9,7 @@ mod backend;
 pub mod client;
 mod copy;
 pub mod names;
+pub mod nodes;
 pub mod objects;
 pub mod observe;
 pub mod pod;

@@ -18,6 +18,7 @@ fn cert(serial: &str) -> IssuedCert {
 fn peer(node: &str, serial: &str) -> PeerCert {
     PeerCert {
         node: node.into(),
+        cluster: false,
         serial: serial.into(),
         expires_at: i64::MAX,
     }

@@ -5,6 +5,7 @@
 //! Tests assert what a user would notice: rows, events and commands. They must never sleep,
 //! time anything or touch the network: time moves only through `TestBed::advance`.
 
+mod clusters;
 mod create;
 mod fleet;
 mod identity;
@@ -40,6 +41,8 @@ pub(super) enum Sent {
     Upsert(String),
     Remove(String),
     Session(String),
+    /// The node's administrative state as a cordon (`true`: take no new slivers).
+    Cordon(bool),
 }
 
 /// One event as a user reads it.
@@ -145,6 +148,14 @@ impl TestBed {
         self
     }
 
+    /// Records `node`'s control channel as open (for a member whose Hello the test makes
+    /// through the core's cluster calls); from then on `sent` reads it.
+    pub fn listen(&mut self, node: &str) {
+        let (tx, rx) = mpsc::channel(1024);
+        self.core.hub.connect(node, tx);
+        self.channels.insert(node.into(), rx);
+    }
+
     /// Opens a node's control channel (again) with nothing observed; returns the desired set.
     pub async fn connect(&mut self, name: &str, cpu_millis: i64, memory: i64) -> Vec<String> {
         let (tx, rx) = mpsc::channel(1024);
@@ -177,6 +188,7 @@ impl TestBed {
                 NodeCommand::Upsert(b) => Sent::Upsert(b.1.id),
                 NodeCommand::Remove(id) => Sent::Remove(id),
                 NodeCommand::OpenSession(r) => Sent::Session(r.sliver_id),
+                NodeCommand::Admin { cordon } => Sent::Cordon(cordon),
             });
         }
         out
@@ -275,7 +287,7 @@ impl TestBed {
     }
 }
 
-fn hello(name: &str, cpu_millis: i64, memory: i64) -> NodeHello {
+pub(super) fn hello(name: &str, cpu_millis: i64, memory: i64) -> NodeHello {
     NodeHello {
         name: name.into(),
         address: "192.0.2.10".into(),

@@ -57,6 +57,7 @@ impl Bench {
                     labels: Default::default(),
                     agent_version: "bench-fleet".into(),
                     csr_pem: String::new(), // `enroll` makes the key and CSR
+                    cluster: false,
                 };
                 let start = Instant::now();
                 let r = slicebed_tests::node::enroll(svc, &token, req).await;

@@ -250,6 +250,7 @@ async fn session(
         labels: Default::default(),
         observed,
         engine: None,
+        cordoned: false,
     };
     let send = |m: Msg| {
         let tx = tx.clone();
