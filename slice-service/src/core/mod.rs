@@ -4,9 +4,12 @@
 mod access;
 mod admin;
 mod fleet;
+mod image_config;
 mod image_gc;
 mod image_push;
+mod image_quota;
 mod image_registry;
+mod image_show;
 mod images;
 mod index;
 mod nodes;
@@ -24,8 +27,11 @@ mod views;
 mod watch;
 
 pub use access::ResolvedEndpoint;
+pub use image_config::RunConfig;
 pub use image_gc::{Collected, SYSTEM_OWNER};
 pub use image_push::{BlobState, Push, MAX_STATUS_DIGESTS};
+pub use image_quota::SiteImageStorage;
+pub use image_show::ImageDetails;
 pub use images::{ImageView, ResolvedImage};
 pub use nodes::{NodeHello, ObservedStatus};
 pub use reaper::spawn_reapers;
