@@ -120,6 +120,7 @@ const MATRIX: &[(&str, [Want; 9])] = &[
     ("AdminService/ListSites",        [A,  A,  A,  A,  A,  A,  U,  D,  U]),
     ("AdminService/GetSite",          [A,  A,  A,  A,  A,  A,  U,  D,  U]),
     ("AdminService/DeleteSite",       [A,  D,  D,  D,  D,  D,  U,  D,  U]),
+    ("AdminService/SetSiteImageQuota", [A, D,  D,  D,  D,  D,  U,  D,  U]),
     ("AdminService/CreateUser",       [A,  A,  D,  D,  D,  D,  U,  D,  U]),
     ("AdminService/ListUsers",        [A,  A,  A,  A,  A,  A,  U,  D,  U]),
     ("AdminService/CreateToken",      [A,  D,  D,  A,  D,  D,  U,  D,  U]),
@@ -496,6 +497,16 @@ async fn call(w: &World, rpc: &str, caller: Caller, mut c: Conn) -> Result<(), S
         "AdminService/GetSite" => {
             c.admin
                 .get_site(pb::GetSiteRequest { name: "mit".into() })
+                .await?;
+        }
+        "AdminService/SetSiteImageQuota" => {
+            let name = format!("sq-{tag}");
+            make_site(&w.admin, &name).await;
+            c.admin
+                .set_site_image_quota(pb::SetSiteImageQuotaRequest {
+                    site: name,
+                    quota_bytes: Some(MI as u64),
+                })
                 .await?;
         }
         "AdminService/DeleteSite" => {

@@ -5,6 +5,10 @@
 //! corrupt archive is refused before anything is committed; others' images stay theirs.
 
 mod common;
+#[path = "image_cli/show.rs"]
+mod show;
+#[path = "image_cli/site_quota.rs"]
+mod site_quota;
 #[path = "image_cli/support.rs"]
 mod support;
 

@@ -11,6 +11,8 @@ mod common;
 mod pull_access;
 #[path = "image_store/push.rs"]
 mod push;
+#[path = "image_store/quota.rs"]
+mod quota;
 #[path = "image_store/registry.rs"]
 mod registry;
 
@@ -169,7 +171,7 @@ async fn a_blob_whose_bytes_are_not_its_digest_is_refused_and_nothing_is_stored(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_and_image_limits_and_the_site_quota_refuse_with_the_figures() {
     let cfg = "[images]\nmax_blob_size = \"1Mi\"\nmax_image_size = \"3Mi\"\nsite_quota = \"3Mi\"\n";
-    let (_svc, _, [_, mut alice, mut bob, mut carol]) = world(cfg).await;
+    let (_svc, _, [mut admin, mut alice, mut bob, mut carol]) = world(cfg).await;
     let big = bytes(5, MI as usize + 1);
     let e = push_as(&mut alice, &Digest::of(&big).to_string(), &big)
         .await
@@ -183,7 +185,8 @@ async fn blob_and_image_limits_and_the_site_quota_refuse_with_the_figures() {
         bytes(8, 900_000),
         bytes(9, 900_000),
     );
-    let e = push_image(&mut alice, "alice/huge:v1", &[&a, &b, &c, &d], "x")
+    // As an admin (no site, so no site quota and no upload reservation): the image limit.
+    let e = push_image(&mut admin, "admin/huge:v1", &[&a, &b, &c, &d], "x")
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted);

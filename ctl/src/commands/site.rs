@@ -1,4 +1,6 @@
-//! `slicectl site create|list|show|delete`: the institutions that host nodes and users.
+//! `slicectl site create|list|show|set|delete`: the institutions that host nodes and users.
+
+mod images;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -8,9 +10,10 @@ use slicebed_proto::v1::{
 
 use crate::{
     ctx::Ctx,
-    output::{self, view::SiteView, Fields, Table},
+    output::{self, Fields, Table},
     timefmt::rfc3339,
 };
+use images::SiteJson;
 
 #[derive(Debug, Subcommand)]
 pub enum SiteCmd {
@@ -23,6 +26,15 @@ pub enum SiteCmd {
     Show {
         /// Site name
         name: String,
+    },
+    /// Change a site's settings (admins): its image storage quota
+    Set {
+        /// Site name
+        name: String,
+        /// Bytes the site's images may hold in the image store: 20Gi (or 20GiB), none, or
+        /// default (the service's images.site_quota). Below current use, new pushes are refused
+        #[arg(long, value_name = "SIZE", value_parser = images::parse_quota)]
+        image_quota: Option<images::QuotaArg>,
     },
     /// Delete a site without users, nodes or live slices (admins)
     #[command(visible_alias = "rm")]
@@ -93,6 +105,7 @@ pub async fn run(cmd: SiteCmd, ctx: &Ctx) -> Result<()> {
                     max_slivers: a.max_slivers.unwrap_or(0),
                 }),
                 created_at: None,
+                images: None,
             };
             let site = c
                 .admin
@@ -100,7 +113,7 @@ pub async fn run(cmd: SiteCmd, ctx: &Ctx) -> Result<()> {
                 .await?
                 .into_inner();
             if ctx.json() {
-                return output::json(&SiteView::from(&site));
+                return output::json(&SiteJson::from(&site));
             }
             output::out(&format!("Created site {}.\n", site.name))
         }
@@ -112,7 +125,7 @@ pub async fn run(cmd: SiteCmd, ctx: &Ctx) -> Result<()> {
                 .into_inner()
                 .sites;
             if ctx.json() {
-                return output::json(&sites.iter().map(SiteView::from).collect::<Vec<_>>());
+                return output::json(&sites.iter().map(SiteJson::from).collect::<Vec<_>>());
             }
             if sites.is_empty() {
                 return output::out("No sites yet. Create one with: slicectl site create NAME\n");
@@ -126,9 +139,24 @@ pub async fn run(cmd: SiteCmd, ctx: &Ctx) -> Result<()> {
                 .await?
                 .into_inner();
             if ctx.json() {
-                return output::json(&SiteView::from(&site));
+                return output::json(&SiteJson::from(&site));
             }
             output::out(&site_fields(&site).to_string())
+        }
+        SiteCmd::Set { name, image_quota } => {
+            let site = c
+                .admin
+                .set_site_image_quota(images::request(name, image_quota)?)
+                .await?
+                .into_inner();
+            if ctx.json() {
+                return output::json(&SiteJson::from(&site));
+            }
+            output::out(&format!(
+                "Site {}: image storage {}.\n",
+                site.name,
+                images::line(&site)
+            ))
         }
         SiteCmd::Delete { name } => {
             c.admin
@@ -167,6 +195,7 @@ fn site_table(sites: &[pb::Site]) -> Table {
         "ENABLED",
         "MAX SLICES",
         "MAX SLIVERS",
+        "IMAGES",
     ]);
     for s in sites {
         let q = s.quota.unwrap_or_default();
@@ -178,6 +207,7 @@ fn site_table(sites: &[pb::Site]) -> Table {
             enabled.into(),
             quota(q.max_slices),
             quota(q.max_slivers),
+            images::cell(s),
         ]);
     }
     t
@@ -196,6 +226,7 @@ fn site_fields(s: &pb::Site) -> Fields {
         .add("Enabled", if s.enabled { "yes" } else { "no" })
         .add("Max slices", quota(q.max_slices))
         .add("Max slivers", quota(q.max_slivers))
+        .add("Image storage", images::line(s))
         .add(
             "Created",
             rfc3339(s.created_at.as_ref()).unwrap_or_default(),

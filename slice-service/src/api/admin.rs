@@ -32,22 +32,24 @@ impl AdminService for Api {
             created_at: 0,
         };
         let created = self.core.create_site(&p, site).await?;
-        Ok(Response::new(cv::site(&created)))
+        Ok(Response::new(
+            self.with_image_storage(&p, cv::site(&created)).await?,
+        ))
     }
 
     async fn list_sites(&self, req: Request<pb::ListSitesRequest>) -> R<pb::ListSitesResponse> {
         let p = self.principal(&req).await?;
-        let sites = self.core.list_sites(&p).await?;
-        Ok(Response::new(pb::ListSitesResponse {
-            sites: sites.iter().map(cv::site).collect(),
-        }))
+        let mut sites = Vec::new();
+        for s in self.core.list_sites(&p).await? {
+            sites.push(self.with_image_storage(&p, cv::site(&s)).await?);
+        }
+        Ok(Response::new(pb::ListSitesResponse { sites }))
     }
 
     async fn get_site(&self, req: Request<pb::GetSiteRequest>) -> R<pb::Site> {
         let p = self.principal(&req).await?;
-        Ok(Response::new(cv::site(
-            &self.core.get_site(&p, &req.get_ref().name).await?,
-        )))
+        let site = cv::site(&self.core.get_site(&p, &req.get_ref().name).await?);
+        Ok(Response::new(self.with_image_storage(&p, site).await?))
     }
 
     async fn delete_site(&self, req: Request<pb::DeleteSiteRequest>) -> R<pb::DeleteSiteResponse> {
@@ -218,5 +220,18 @@ impl AdminService for Api {
             .label_node(&p, &r.name, r.set.into_iter().collect(), r.remove)
             .await?;
         Ok(Response::new(cv::node(&v)))
+    }
+
+    async fn set_site_image_quota(
+        &self,
+        req: Request<pb::SetSiteImageQuotaRequest>,
+    ) -> R<pb::Site> {
+        let p = self.principal(&req).await?;
+        let r = req.into_inner();
+        self.core
+            .set_site_image_quota(&p, &r.site, r.quota_bytes)
+            .await?;
+        let site = cv::site(&self.core.get_site(&p, &r.site).await?);
+        Ok(Response::new(self.with_image_storage(&p, site).await?))
     }
 }

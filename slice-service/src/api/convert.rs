@@ -202,6 +202,8 @@ pub fn site(s: &model::Site) -> pb::Site {
             max_slivers: s.max_slivers as u32,
         }),
         created_at: ts(s.created_at),
+        // Filled by the handlers that answer with a site (api/images.rs).
+        images: None,
     }
 }
 

@@ -8,7 +8,8 @@ use slicebed_proto::v1::image_service_server::ImageService;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert as cv, Api};
-use crate::core::{ImageView, Push};
+use crate::auth::Principal;
+use crate::core::{ImageView, Push, SiteImageStorage};
 use crate::error::Error;
 use crate::store::Visibility;
 
@@ -35,7 +36,28 @@ fn visibility_in(v: i32) -> Result<Visibility, Error> {
 
 /// The proto form of an image.
 pub fn image(v: ImageView) -> pb::Image {
+    let (run_config, slices, hidden_slices) = match v.details {
+        Some(d) => (
+            Some(pb::ImageRunConfig {
+                entrypoint: d.run.entrypoint,
+                cmd: d.run.cmd,
+                env: d.run.env,
+                working_dir: d.run.working_dir,
+                exposed_ports: d.run.exposed_ports,
+                user: d.run.user,
+                os: d.run.os,
+                architecture: d.run.architecture,
+                truncated: d.run.truncated,
+            }),
+            d.slices,
+            d.hidden_slices,
+        ),
+        None => (None, Vec::new(), 0),
+    };
     pb::Image {
+        run_config,
+        slices,
+        hidden_slices,
         name: v.name,
         digest: v.digest,
         tags: v.tags,
@@ -51,6 +73,29 @@ pub fn image(v: ImageView) -> pb::Image {
             .map(|(digest, size)| pb::ImageLayer { digest, size })
             .collect(),
         created_at: cv::ts(v.created_at),
+    }
+}
+
+/// The proto form of a site's image storage.
+fn site_storage(s: SiteImageStorage) -> pb::SiteImageStorage {
+    pb::SiteImageStorage {
+        used_bytes: s.used,
+        reserved_bytes: s.reserved,
+        quota_bytes: s.quota,
+        quota_overridden: s.overridden,
+    }
+}
+
+impl Api {
+    /// `site` with its image storage filled in (AdminService's site answers).
+    pub(super) async fn with_image_storage(
+        &self,
+        p: &Principal,
+        mut site: pb::Site,
+    ) -> Result<pb::Site, Error> {
+        let s = self.core.site_image_storage(p, &site.name).await?;
+        site.images = Some(site_storage(s));
+        Ok(site)
     }
 }
 

@@ -93,7 +93,7 @@ impl Core {
     }
 
     /// One garbage collection pass: unreferenced blobs and files, and stale uploads, older
-    /// than the grace period.
+    /// than the grace period, and the quota reservations of abandoned uploads.
     pub async fn gc_sweep(&self) -> Result<Collected> {
         let grace = self.cfg.images.gc_grace;
         let before = self.now_ms() - grace.as_millis() as i64;
@@ -119,10 +119,12 @@ impl Core {
         }
         drop(c);
         let uploads = dir.sweep_uploads(grace);
-        if out.blobs > 0 || uploads > 0 {
+        // After the uploads: a reservation goes with its upload's last partial file.
+        let released = self.release_abandoned_reservations(before).await?;
+        if out.blobs > 0 || uploads > 0 || released > 0 {
             let mut tx = self.db.begin().await?;
             let detail = format!(
-                "{} blobs ({} bytes) and {uploads} stale uploads removed",
+                "{} blobs ({} bytes) and {uploads} stale uploads removed, {released} upload reservations released",
                 out.blobs, out.bytes
             );
             store::append_event(

@@ -109,6 +109,9 @@ impl Core {
                 });
             }
         }
+        drop(c);
+        // Before any byte is kept: parallel uploads must not together overshoot the quota.
+        self.reserve_upload(u, &d, size).await?;
         let upload = dir.upload(&u.name, &d, size).await?;
         Ok(Push::Upload {
             user: u.name.clone(),
@@ -197,6 +200,7 @@ impl Core {
         blobs.retain(|b| seen.insert(b.clone()));
 
         let now = self.now_ms();
+        let _quota = dir.quota_lock().await;
         let mut tx = self.db.begin().await?;
         let repo = match store::get_repo(&mut tx, &r.name).await? {
             Some(repo) => self
@@ -216,7 +220,7 @@ impl Core {
             }
         };
         store::upsert_blob(&mut tx, md.as_str(), bytes.len() as u64, now).await?;
-        self.check_quota(&mut tx, &repo.site, &blobs, &r).await?;
+        self.check_quota(&mut tx, u, &repo.site, &blobs, &r).await?;
         let row = ManifestRow {
             name: r.name.clone(),
             digest: md.to_string(),
@@ -232,6 +236,8 @@ impl Core {
         store::insert_manifest(&mut tx, &row, &blobs).await?;
         let old = store::set_tag(&mut tx, &r.name, r.tag_or_latest(), md.as_str(), now).await?;
         store::touch_blobs(&mut tx, &blobs, 0).await?;
+        // The bytes now count as the site's: the uploads' reservations end.
+        store::release_reservations(&mut tx, &u.name, &blobs).await?;
         let detail = match old {
             Some(o) if o != md.as_str() => {
                 format!("{}: {md} (was {o}), {total} bytes", r.tag_or_latest())
@@ -247,31 +253,5 @@ impl Core {
         store::append_event(&mut tx, &ev).await?;
         tx.commit().await?;
         self.get_image(p, &format!("{}@{md}", r.name)).await
-    }
-
-    /// Refuses an image that would take `site` past its quota (blobs it holds already are
-    /// counted once).
-    async fn check_quota(
-        &self,
-        c: &mut Conn,
-        site: &str,
-        blobs: &[String],
-        r: &Reference,
-    ) -> Result<()> {
-        let quota = self.cfg.images.site_quota;
-        if site.is_empty() || quota == 0 {
-            return Ok(());
-        }
-        let (used, held) = store::site_usage(c, site, blobs).await?;
-        let mut extra = 0;
-        for b in blobs.iter().filter(|b| !held.contains(b)) {
-            extra += store::blob_size(c, b).await?.unwrap_or(0);
-        }
-        if used + extra > quota {
-            return Err(Error::Exhausted(format!(
-                "site {site}'s image storage quota is full: {used} of {quota} bytes used and image {r} adds {extra}; delete images (slicectl image rm) or ask an admin"
-            )));
-        }
-        Ok(())
     }
 }

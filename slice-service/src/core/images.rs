@@ -8,6 +8,7 @@
 
 use slicebed_image::{Digest, Reference};
 
+use super::image_show::ImageDetails;
 use super::Core;
 use crate::auth::Principal;
 use crate::error::{Error, Result};
@@ -29,6 +30,8 @@ pub struct ImageView {
     pub config_size: u64,
     pub layers: Vec<(String, u64)>,
     pub created_at: Millis,
+    /// Run configuration and slices: filled for one image (`get_image`), not in lists.
+    pub details: Option<ImageDetails>,
 }
 
 /// A reference resolved for a caller: what a slice pins.
@@ -78,6 +81,7 @@ impl Core {
             created_at: m.created_at,
             name: m.name,
             digest: m.digest,
+            details: None,
         })
     }
 
@@ -125,7 +129,12 @@ impl Core {
         let r = parse_ref(reference)?;
         let mut c = self.db.conn().await?;
         let (m, repo) = self.find_image(&mut c, u, &r).await?;
-        self.view_of(&mut c, m, repo).await
+        let mut v = self.view_of(&mut c, m, repo).await?;
+        let details = self
+            .image_details(&mut c, u, &v.name, &v.digest, &v.config_digest, &v.owner)
+            .await?;
+        v.details = Some(details);
+        Ok(v)
     }
 
     /// Resolves `reference` (`name[:tag]` or `name@digest`) to the digest a slice pins, if

@@ -21,7 +21,7 @@ pub struct Renewed {
     pub note: String,
 }
 
-fn can_view(u: &User, s: &Slice) -> bool {
+pub(super) fn can_view(u: &User, s: &Slice) -> bool {
     u.role == Role::Admin
         || s.owner == u.name
         || s.members.contains(&u.name)

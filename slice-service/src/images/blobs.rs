@@ -26,6 +26,10 @@ pub struct BlobDir {
     uploads: PathBuf,
     /// Per upload file, the generation of its current writer; a resume bumps it.
     active: Arc<Mutex<HashMap<PathBuf, Slot>>>,
+    /// Serialises quota checks with the reservations and commits they allow, so two pushes
+    /// cannot both fit in the same free space (`core/image_quota.rs`). In-process: one
+    /// service writes one store.
+    quota: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The generation of an upload file's current writer, locked around every write.
@@ -47,6 +51,7 @@ impl BlobDir {
             blobs,
             uploads,
             active: Arc::default(),
+            quota: Arc::default(),
         })
     }
 
@@ -64,6 +69,18 @@ impl BlobDir {
         // The user's name is hashed: whatever it holds, it never becomes a path component.
         let who = hex::encode(&Sha256::digest(user.as_bytes())[..8]);
         self.uploads.join(format!("{who}-{}", d.hex()))
+    }
+
+    /// Held while a quota is checked and the space it allows is reserved or committed.
+    pub async fn quota_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.quota.lock().await
+    }
+
+    /// Whether `user`'s upload of `d` has a writer or a partial file: its quota reservation
+    /// must stay.
+    pub fn upload_in_use(&self, user: &str, d: &Digest) -> bool {
+        let path = self.upload_path(user, d);
+        self.active.lock().expect("upload set").contains_key(&path) || path.exists()
     }
 
     /// Bytes of `user`'s partial upload of `d` kept on disk (0 when none).

@@ -133,3 +133,92 @@ pub async fn blob_collectable(c: &mut Conn, digest: &str, touched_before: Millis
     .await?;
     Ok(row.is_some())
 }
+
+/// Reserves `size` bytes of `site`'s image quota for `user`'s upload of `digest` (replacing an
+/// earlier reservation of the same upload).
+pub async fn reserve_upload(
+    c: &mut Conn,
+    user: &str,
+    digest: &str,
+    site: &str,
+    size: u64,
+    now: Millis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO upload_reservations (user_name, digest, site, size, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_name, digest) DO UPDATE SET \
+         site = excluded.site, size = excluded.size, updated_at = excluded.updated_at",
+    )
+    .bind(user)
+    .bind(digest)
+    .bind(site)
+    .bind(size as i64)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Bytes reserved against `site`'s quota by uploads in progress, leaving out `user`'s own
+/// reservations of `except` (the upload or image being checked).
+pub async fn site_reserved(c: &mut Conn, site: &str, user: &str, except: &[String]) -> Result<u64> {
+    let rows =
+        sqlx::query("SELECT user_name, digest, size FROM upload_reservations WHERE site = $1")
+            .bind(site)
+            .fetch_all(c)
+            .await?;
+    let mut total = 0u64;
+    for r in &rows {
+        let (who, d): (String, String) = (r.try_get("user_name")?, r.try_get("digest")?);
+        if who == user && except.contains(&d) {
+            continue;
+        }
+        total += r.try_get::<i64, _>("size")?.max(0) as u64;
+    }
+    Ok(total)
+}
+
+/// Ends `user`'s reservations of `digests` (their image was committed).
+pub async fn release_reservations(c: &mut Conn, user: &str, digests: &[String]) -> Result<()> {
+    for d in digests {
+        sqlx::query("DELETE FROM upload_reservations WHERE user_name = $1 AND digest = $2")
+            .bind(user)
+            .bind(d)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Reservations last renewed before `before`: (user, digest), for the sweep to check.
+pub async fn stale_reservations(c: &mut Conn, before: Millis) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query(
+        "SELECT user_name, digest FROM upload_reservations WHERE updated_at < $1 \
+         ORDER BY user_name, digest",
+    )
+    .bind(before)
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("user_name")?, r.try_get("digest")?)))
+        .collect()
+}
+
+/// Ends `user`'s reservation of `digest` if it was not renewed since `before`; whether it did.
+pub async fn drop_stale_reservation(
+    c: &mut Conn,
+    user: &str,
+    digest: &str,
+    before: Millis,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "DELETE FROM upload_reservations WHERE user_name = $1 AND digest = $2 AND updated_at < $3",
+    )
+    .bind(user)
+    .bind(digest)
+    .bind(before)
+    .execute(c)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}

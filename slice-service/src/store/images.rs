@@ -358,6 +358,24 @@ pub async fn live_slices_using(c: &mut Conn, digest: &str) -> Result<Vec<String>
         .collect::<Result<_, _>>()?)
 }
 
+/// Ids of live slices pinned to `digest` under repository `name` (the reference they were
+/// created with names it, as in [`visible_sql`]), by slice name.
+pub async fn live_slices_pinning(c: &mut Conn, name: &str, digest: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT id FROM slices sl WHERE sl.life = 'live' AND sl.image_digest = $1 \
+         AND (sl.image = $2 OR substr(sl.image, 1, length($2) + 1) IN ($2 || ':', $2 || '@')) \
+         ORDER BY sl.name",
+    )
+    .bind(digest)
+    .bind(name)
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, _>>()?)
+}
+
 /// Whether `reader` may read blob `blob` through repository `name` (the OCI API reads blobs
 /// by repository).
 pub async fn repo_blob_visible(

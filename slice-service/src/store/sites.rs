@@ -88,3 +88,47 @@ pub async fn site_references(c: &mut Conn, name: &str) -> Result<(i64, i64, i64)
     .await?;
     Ok((r.try_get("u")?, r.try_get("n")?, r.try_get("s")?))
 }
+
+/// A site's own image storage quota in bytes (0 = none), if an admin set one.
+pub async fn site_image_quota(c: &mut Conn, site: &str) -> Result<Option<u64>> {
+    let row = sqlx::query("SELECT quota FROM site_image_quotas WHERE site = $1")
+        .bind(site)
+        .fetch_optional(c)
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<i64, _>("quota"))
+        .transpose()?
+        .map(|q| q.max(0) as u64))
+}
+
+/// Sets a site's image storage quota (`Some`), or removes its override (`None`).
+pub async fn set_site_image_quota(
+    c: &mut Conn,
+    site: &str,
+    quota: Option<u64>,
+    by: &str,
+    now: i64,
+) -> Result<()> {
+    match quota {
+        Some(q) => {
+            sqlx::query(
+                "INSERT INTO site_image_quotas (site, quota, set_by, set_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (site) DO UPDATE SET quota = excluded.quota, set_by = excluded.set_by, \
+                 set_at = excluded.set_at",
+            )
+            .bind(site)
+            .bind(i64::try_from(q).unwrap_or(i64::MAX))
+            .bind(by)
+            .bind(now)
+            .execute(c)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM site_image_quotas WHERE site = $1")
+                .bind(site)
+                .execute(c)
+                .await?;
+        }
+    }
+    Ok(())
+}

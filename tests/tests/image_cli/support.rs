@@ -196,6 +196,14 @@ impl Built {
         Built { tag: tag.into() }
     }
 
+    /// A local image built with `docker build` from the whole Dockerfile `text`.
+    pub fn dockerfile(tag: &str, text: &str) -> Built {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), text).unwrap();
+        docker_ok(&["build", "-q", "-t", tag, &dir.path().display().to_string()]);
+        Built { tag: tag.into() }
+    }
+
     /// `rootfs.diff_ids` as the engine reports them: the layer digests the store must get.
     pub fn layers(&self) -> Vec<String> {
         let out = docker_ok(&[

@@ -86,6 +86,7 @@ pub async fn start(
         enabled: true,
         quota: None,
         created_at: None,
+        images: None,
     };
     c.admin
         .create_site(CreateSiteRequest { site: Some(site) })

@@ -214,6 +214,7 @@ async fn enroll(
         enabled: true,
         quota: None,
         created_at: None,
+        images: None,
     };
     c.admin
         .create_site(CreateSiteRequest { site: Some(site) })

@@ -76,8 +76,29 @@ pub async fn run(args: ListArgs, ctx: &Ctx) -> Result<()> {
     output::out(&t.to_string())
 }
 
-/// The JSON view of an image, shared with `show`.
+/// The JSON view of an image, shared with `show` (which adds the run configuration and the
+/// slices using it when the service sent them).
 pub fn view(i: &Image) -> serde_json::Value {
+    let mut v = base_view(i);
+    if let Some(rc) = &i.run_config {
+        v["run_config"] = json!({
+            "entrypoint": rc.entrypoint,
+            "cmd": rc.cmd,
+            "env": rc.env,
+            "working_dir": rc.working_dir,
+            "exposed_ports": rc.exposed_ports,
+            "user": rc.user,
+            "os": rc.os,
+            "architecture": rc.architecture,
+            "truncated": rc.truncated,
+        });
+        v["slices"] = json!(i.slices);
+        v["hidden_slices"] = json!(i.hidden_slices);
+    }
+    v
+}
+
+fn base_view(i: &Image) -> serde_json::Value {
     json!({
         "name": i.name,
         "digest": i.digest,

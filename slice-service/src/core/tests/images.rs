@@ -162,3 +162,96 @@ async fn the_base_image_is_stored_once_public_and_owned_by_the_system() {
     let ev = bed.object_events("image/slicebed/base").await;
     assert_eq!(ev.iter().filter(|e| e.action == "image.commit").count(), 1);
 }
+
+#[tokio::test]
+async fn parallel_uploads_cannot_together_overshoot_the_site_quota() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    let alice = bed.user("alice", "mit").await;
+    let bob = bed.user("bob", "mit").await;
+    bed.core
+        .set_site_image_quota(&bed.admin, "mit", Some(100))
+        .await
+        .unwrap();
+    let (a, b) = ([1u8; 60], [2u8; 60]);
+    let (da, db) = (Digest::of(&a), Digest::of(&b));
+    // Both start at once: 60 + 60 > 100, so exactly one may go on. (On SQLite the one write
+    // connection already serialises the two; on PostgreSQL it is `BlobDir::quota_lock`.)
+    let (ra, rb) = tokio::join!(
+        bed.core.push_begin(&alice, da.as_str(), 60),
+        bed.core.push_begin(&bob, db.as_str(), 60)
+    );
+    let (winner, loser) = match (ra, rb) {
+        (Ok(Push::Upload { user, upload }), Err(e)) => ((alice.clone(), user, upload, da), e),
+        (Err(e), Ok(Push::Upload { user, upload })) => ((bob.clone(), user, upload, db), e),
+        other => panic!("exactly one upload must start: {other:?}"),
+    };
+    assert!(
+        matches!(&loser, Error::Exhausted(m) if m.contains("reserved")),
+        "{loser}"
+    );
+    let storage = bed
+        .core
+        .site_image_storage(&bed.admin, "mit")
+        .await
+        .unwrap();
+    assert_eq!((storage.reserved, storage.quota), (60, 100));
+
+    // The winner completes its blob but never commits an image: after the grace period the
+    // sweep releases the reservation (and collects the blob), and the space is free again.
+    let (p, user, mut upload, d) = winner;
+    let data = if d == Digest::of(&a) { a } else { b };
+    upload.append(0, &data).await.unwrap();
+    bed.core.push_finish(&p, &user, upload, &d).await.unwrap();
+    bed.core.gc_sweep().await.unwrap();
+    let kept = bed
+        .core
+        .site_image_storage(&bed.admin, "mit")
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.reserved, 60,
+        "within the grace period the push may still commit"
+    );
+    bed.advance(bed.core.cfg.images.gc_grace + std::time::Duration::from_secs(1));
+    bed.core.gc_sweep().await.unwrap();
+    let freed = bed
+        .core
+        .site_image_storage(&bed.admin, "mit")
+        .await
+        .unwrap();
+    assert_eq!(freed.reserved, 0);
+    let c = [3u8; 90];
+    assert!(matches!(
+        bed.core
+            .push_begin(&alice, Digest::of(&c).as_str(), 90)
+            .await,
+        Ok(Push::Upload { .. })
+    ));
+}
+
+#[tokio::test]
+async fn only_admins_set_site_image_quotas_and_unknown_sites_are_named() {
+    let mut bed = TestBed::new().await;
+    bed.site("mit").await;
+    let alice = bed.user("alice", "mit").await;
+    let e = bed
+        .core
+        .set_site_image_quota(&alice, "mit", Some(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Denied(_)), "{e}");
+    let e = bed
+        .core
+        .set_site_image_quota(&bed.admin, "nowhere", Some(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e}");
+    let s = bed
+        .core
+        .set_site_image_quota(&bed.admin, "mit", None)
+        .await
+        .unwrap();
+    assert!(!s.overridden);
+    assert_eq!(s.quota, bed.core.cfg.images.site_quota);
+}
