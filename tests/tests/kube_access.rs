@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::make_site;
-use common::testbed::{wait_running, web_slice};
+use common::testbed::{slice, wait_running, web_slice};
 use slicebed_proto::v1 as pb;
 use slicebed_tests::kube::{kubectl_available, slicectl, ClusterAgent, FakeKubeProcess};
 use slicebed_tests::nm::{unique, NodeManager};
@@ -163,10 +163,19 @@ async fn exec_logs_cp_and_endpoints_reach_a_kubernetes_sliver_and_delete_leaves_
 
     // logs: what the Kubernetes sliver's command printed, and new lines while following.
     let sliver = format!("{name}/{k}");
-    let text = ok(&svc, &["logs", &sliver]);
+    let started = format!("started-on-{pod_name}");
+    let text = wait_for(
+        "the command's first line in its logs",
+        Duration::from_secs(30),
+        || async {
+            let t = ok(&svc, &["logs", &sliver]);
+            t.contains(&started).then_some(t)
+        },
+    )
+    .await;
     assert!(
-        text.contains(&format!("started-on-{pod_name}")),
-        "the command's output in its logs: {text}"
+        !text.contains("fake-kube:"),
+        "the command's own output, not simulated lines: {text}"
     );
     let mut follow = Command::new(bin("slicectl"))
         .args(["--server", svc.url_str(), "--token", &svc.admin_token])
@@ -211,6 +220,26 @@ async fn exec_logs_cp_and_endpoints_reach_a_kubernetes_sliver_and_delete_leaves_
     .await;
     let _ = follow.kill();
     let _ = follow.wait();
+    let tail = ok(&svc, &["logs", &sliver, "--tail", "1"]);
+    assert_eq!(tail.lines().collect::<Vec<_>>(), ["mark-seen"], "{tail}");
+
+    // The environment of an exec reaches the command there too.
+    let out = ok(
+        &svc,
+        &[
+            "exec",
+            &name,
+            "--sliver",
+            &k.to_string(),
+            "--env",
+            "GREETING=hi there",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$GREETING\"",
+        ],
+    );
+    assert!(out.lines().any(|l| l.ends_with("hi there")), "{out}");
 
     // cp into the Kubernetes sliver and back: the same bytes.
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7919 % 251) as u8).collect();
@@ -232,6 +261,21 @@ async fn exec_logs_cp_and_endpoints_reach_a_kubernetes_sliver_and_delete_leaves_
     );
     let got = std::fs::read(back.join("payload.bin")).expect("the copied-back file");
     assert!(got == payload, "the bytes came back changed");
+    // Into a path that is not a directory there: refused, saying so.
+    let out = slicectl(
+        &svc,
+        &svc.admin_token,
+        &[
+            "cp",
+            src.to_str().unwrap(),
+            &format!("{sliver}:/tmp/payload.bin"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not a directory"),
+        "{err}"
+    );
 
     // endpoints: the named port of the Kubernetes sliver at its node's address and the port
     // the service assigned, which is the Pod's hostPort.
@@ -344,6 +388,12 @@ async fn a_lease_ends_on_the_cluster_with_the_agent_down_and_the_agent_clears_it
     )
     .await;
     assert_eq!(ended["status"]["phase"], "Failed");
+    // The researcher sees the slice expired, whatever the agent's state.
+    wait_for("the slice expired", Duration::from_secs(60), || async {
+        let s = slice(&admin, &short).await?;
+        (s.state == pb::SliceState::Expired as i32).then_some(())
+    })
+    .await;
     assert_eq!(
         fake.items("namespaces", &selector).len(),
         1,
