@@ -261,6 +261,21 @@ async fn exec_logs_cp_and_endpoints_reach_a_kubernetes_sliver_and_delete_leaves_
     );
     let got = std::fs::read(back.join("payload.bin")).expect("the copied-back file");
     assert!(got == payload, "the bytes came back changed");
+    // From a path that does not exist there: refused, naming it.
+    let out = slicectl(
+        &svc,
+        &svc.admin_token,
+        &[
+            "cp",
+            &format!("{sliver}:/tmp/no-such-file"),
+            back.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no-such-file"),
+        "{err}"
+    );
     // Into a path that is not a directory there: refused, saying so.
     let out = slicectl(
         &svc,
