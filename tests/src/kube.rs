@@ -200,3 +200,36 @@ pub fn slicectl(svc: &Service, token: &str, args: &[&str]) -> Output {
         .output()
         .expect("run slicectl")
 }
+
+/// The Slicebed node the fake's first Kubernetes node becomes in cluster `lab`.
+pub const MEMBER: &str = "lab-fake-node-1";
+
+/// True (after a notice) when `kubectl` is missing and a test must skip.
+pub fn skip_without_kubectl() -> bool {
+    let missing = !kubectl_available();
+    if missing {
+        eprintln!("NOTICE: skipped: kubectl is not installed");
+    }
+    missing
+}
+
+/// Waits until the cluster's member [`MEMBER`] is a ready node of its site.
+pub async fn member_ready(admin: &Clients) -> pb::Node {
+    wait_for(
+        &format!("{MEMBER} ready"),
+        Duration::from_secs(30),
+        || async {
+            let n = admin
+                .admin
+                .clone()
+                .get_node(pb::GetNodeRequest {
+                    name: MEMBER.into(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            (n.state == pb::NodeState::Ready as i32).then_some(n)
+        },
+    )
+    .await
+}

@@ -1,5 +1,6 @@
-//! A researcher's access to a Kubernetes sliver is the same as to a Docker one, and a lease
-//! ends on the cluster even with its agent down. The Kubernetes site is the fake API server's
+//! A researcher's access to a Kubernetes sliver is the same as to a Docker one, and deleting
+//! the slice leaves nothing on the cluster (the lease ending with the agent down is
+//! kube_lease.rs). The Kubernetes site is the fake API server's
 //! real binary with `--docker-exec` (every running Pod backed by a Docker container of its
 //! image, so exec, copy and logs reach a real process) and one cluster agent enrolled with
 //! `node-manager enroll --cluster`; the Docker site is a plain node manager. Everything is done
@@ -13,49 +14,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::make_site;
-use common::testbed::{slice, wait_running, web_slice};
-use slicebed_proto::v1 as pb;
-use slicebed_tests::kube::{kubectl_available, slicectl, ClusterAgent, FakeKubeProcess};
+use common::testbed::{wait_running, web_slice};
+use slicebed_tests::kube::{
+    member_ready, skip_without_kubectl, slicectl, ClusterAgent, FakeKubeProcess, MEMBER,
+};
 use slicebed_tests::nm::{unique, NodeManager};
 use slicebed_tests::{bin, wait_for, Clients, Service};
-
-/// The member the fake's single node becomes in cluster `lab`.
-const MEMBER: &str = "lab-fake-node-1";
 
 /// Prints a line naming its host, serves HTTP on 8080, and says `mark-seen` each time
 /// `/tmp/mark` appears: a process whose log grows when a researcher pokes it.
 const SCRIPT: &str =
     "echo started-on-$HOSTNAME; echo hi > /tmp/index.html; httpd -p 8080 -h /tmp; \
     while true; do if [ -f /tmp/mark ]; then echo mark-seen; rm -f /tmp/mark; fi; sleep 0.2; done";
-
-fn skip() -> bool {
-    let missing = !kubectl_available();
-    if missing {
-        eprintln!("NOTICE: skipped: kubectl is not installed");
-    }
-    missing
-}
-
-/// Waits until the cluster's member is a ready node of the site.
-async fn member_ready(admin: &Clients) -> pb::Node {
-    wait_for(
-        &format!("{MEMBER} ready"),
-        Duration::from_secs(30),
-        || async {
-            let n = admin
-                .admin
-                .clone()
-                .get_node(pb::GetNodeRequest {
-                    name: MEMBER.into(),
-                })
-                .await
-                .ok()?
-                .into_inner();
-            (n.state == pb::NodeState::Ready as i32).then_some(n)
-        },
-    )
-    .await
-}
 
 /// slicectl's stdout, after checking it succeeded.
 fn ok(svc: &Service, args: &[&str]) -> String {
@@ -84,7 +54,7 @@ fn backing_containers(pod: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn exec_logs_cp_and_endpoints_reach_a_kubernetes_sliver_and_delete_leaves_nothing() {
-    if skip() {
+    if skip_without_kubectl() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -350,101 +320,4 @@ async fn exec_logs_cp_and_endpoints_reach_a_kubernetes_sliver_and_delete_leaves_
         || async { backing_containers(&pod_ref).is_empty().then_some(()) },
     )
     .await;
-}
-
-#[tokio::test]
-async fn a_lease_ends_on_the_cluster_with_the_agent_down_and_the_agent_clears_it_after() {
-    if skip() {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let fake = FakeKubeProcess::start(tmp.path(), 1, false).await;
-    let svc = Service::start().await;
-    let admin = Clients::admin(&svc).await;
-    make_site(&admin, "kube").await;
-    let mut agent = ClusterAgent::start(
-        &svc,
-        &admin,
-        "kube",
-        "lab",
-        (29660, 29679),
-        tmp.path(),
-        &fake.kubeconfig,
-    )
-    .await;
-    member_ready(&admin).await;
-
-    let short = unique("short");
-    let mut req = web_slice(&short, 1);
-    req.lease = Some(prost_types::Duration {
-        seconds: 15,
-        nanos: 0,
-    });
-    admin.slices.clone().create_slice(req).await.unwrap();
-    wait_running(&admin, &short).await;
-    let selector = format!("slicebed.dev/slice={short}");
-    let pods = fake.items("pods", &selector);
-    assert_eq!(pods.len(), 1);
-    let deadline = pods[0]["spec"]["activeDeadlineSeconds"].as_u64();
-    assert!(
-        deadline.is_some_and(|s| (1..=15).contains(&s)),
-        "the lease given to the cluster: {deadline:?}"
-    );
-
-    // The agent is killed; the cluster itself ends the Pod at the lease's end.
-    agent.kill9();
-    let ended = wait_for(
-        "the cluster ending the Pod by its deadline",
-        Duration::from_secs(60),
-        || async {
-            let p = fake.items("pods", &selector).pop()?;
-            (p["status"]["reason"] == "DeadlineExceeded").then_some(p)
-        },
-    )
-    .await;
-    assert_eq!(ended["status"]["phase"], "Failed");
-    // The researcher sees the slice expired, whatever the agent's state.
-    wait_for("the slice expired", Duration::from_secs(60), || async {
-        let s = slice(&admin, &short).await?;
-        (s.state == pb::SliceState::Expired as i32).then_some(())
-    })
-    .await;
-    assert_eq!(
-        fake.items("namespaces", &selector).len(),
-        1,
-        "nothing removed while no agent runs"
-    );
-
-    // Restarted, the agent removes what is left, and recreates nothing.
-    agent.run();
-    wait_for(
-        "no Pod and no namespace of the ended slice",
-        Duration::from_secs(60),
-        || async {
-            (fake.items("pods", &selector).is_empty()
-                && fake.items("namespaces", &selector).is_empty())
-            .then_some(())
-        },
-    )
-    .await;
-    // A slice made afterwards runs: the agent has reconciled since, and still made nothing
-    // for the ended one.
-    let later = unique("later");
-    admin
-        .slices
-        .clone()
-        .create_slice(web_slice(&later, 1))
-        .await
-        .unwrap();
-    wait_running(&admin, &later).await;
-    assert_eq!(
-        fake.items("pods", &format!("slicebed.dev/slice={later}"))
-            .len(),
-        1
-    );
-    assert!(
-        fake.items("pods", &selector).is_empty() && fake.items("namespaces", &selector).is_empty(),
-        "the ended slice came back: {}",
-        agent.log()
-    );
 }
