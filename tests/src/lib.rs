@@ -7,6 +7,7 @@
 pub mod cdp;
 pub mod client;
 pub mod engine;
+pub mod kube;
 pub mod nm;
 pub mod node;
 pub mod proxy;

@@ -6,8 +6,9 @@
 //! them behind, findable by the `slicebed.fake-kube.instance` label. Nothing here runs on the
 //! host itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use serde_json::Value;
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
@@ -17,6 +18,8 @@ pub struct Docker {
     instance: String,
     /// Pod uid → container name.
     containers: Mutex<HashMap<String, String>>,
+    /// Uids of Pods that are gone: no container is started for them any more.
+    gone: std::sync::Mutex<HashSet<String>>,
 }
 
 /// What to start for a Pod's container.
@@ -28,11 +31,43 @@ pub struct Spec {
     pub args: Vec<String>,
 }
 
+impl Spec {
+    /// What to start for container `c` of `pod`.
+    pub fn of(pod: &Value, c: &Value) -> Spec {
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        };
+        let meta = &pod["metadata"];
+        Spec {
+            uid: meta["uid"].as_str().unwrap_or("").to_string(),
+            pod: format!(
+                "{}/{}",
+                meta["namespace"].as_str().unwrap_or(""),
+                meta["name"].as_str().unwrap_or("")
+            ),
+            image: c["image"].as_str().unwrap_or("").to_string(),
+            command: strings(&c["command"]),
+            args: strings(&c["args"]),
+        }
+    }
+
+    /// The hostname a kubelet gives the Pod: its name, cut to 63 characters.
+    fn hostname(&self) -> &str {
+        let name = self.pod.rsplit('/').next().unwrap_or("");
+        &name[..name.len().min(63)]
+    }
+}
+
 impl Docker {
     pub fn new() -> Self {
         Docker {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             containers: Mutex::new(HashMap::new()),
+            gone: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -42,6 +77,9 @@ impl Docker {
         if let Some(c) = map.get(&s.uid) {
             return Ok(c.clone());
         }
+        if self.gone.lock().expect("gone lock").contains(&s.uid) {
+            return Err(format!("pod {} is gone", s.pod));
+        }
         let name = format!(
             "fake-kube-{}-{}",
             &self.instance[..8],
@@ -49,6 +87,7 @@ impl Docker {
         );
         let mut cmd = Command::new("docker");
         cmd.args(["run", "-d", "--network", "none", "--name", &name])
+            .args(["--hostname", s.hostname()])
             .arg("--label")
             .arg(format!("{INSTANCE_LABEL}={}", self.instance))
             .arg("--label")
@@ -77,6 +116,7 @@ impl Docker {
 
     /// Removes the container of a Pod that is gone (in the background).
     pub fn forget(self: &std::sync::Arc<Self>, uid: &str) {
+        self.gone.lock().expect("gone lock").insert(uid.to_string());
         let (me, uid) = (self.clone(), uid.to_string());
         tokio::spawn(async move {
             if let Some(name) = me.containers.lock().await.remove(&uid) {
@@ -84,6 +124,17 @@ impl Docker {
                     .args(["rm", "-f", &name])
                     .output()
                     .await;
+            }
+        });
+    }
+
+    /// Starts the container of a Pod that just started running (in the background), so its
+    /// command runs and logs from then on, as a kubelet's would.
+    pub fn start(self: &std::sync::Arc<Self>, s: Spec) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.container_for(&s).await {
+                tracing::warn!(pod = %s.pod, "{e}");
             }
         });
     }

@@ -16,7 +16,6 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
@@ -91,20 +90,7 @@ fn target(shared: &Shared, ns: &str, name: &str, p: &Params) -> Result<docker::S
             c["name"].as_str().unwrap_or("")
         )));
     }
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect()
-    };
-    Ok(docker::Spec {
-        uid,
-        pod: format!("{ns}/{name}"),
-        image: c["image"].as_str().unwrap_or("").to_string(),
-        command: strings(&c["command"]),
-        args: strings(&c["args"]),
-    })
+    Ok(docker::Spec::of(&pod, c))
 }
 
 pub async fn serve(

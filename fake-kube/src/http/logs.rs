@@ -1,4 +1,5 @@
-//! `GET .../pods/NAME/log`: a simulated container's output, whole or followed (`follow=true`)
+//! `GET .../pods/NAME/log`: a simulated container's output (or, with `--docker-exec`, the
+//! output of the Docker container behind it: [`super::docker_logs`]), whole or followed (`follow=true`)
 //! until the container ends, with `container`, `tailLines` and `timestamps` as kubectl sends them.
 
 use std::collections::HashMap;
@@ -84,6 +85,24 @@ pub async fn serve(
         Ok(k) => k,
         Err(e) => return error(&e),
     };
+    if shared.docker.is_some() {
+        let spec = {
+            let store = shared.store.lock().expect("store lock");
+            let pod = match ops::get(&store, kinds::pods(), &ns, &name) {
+                Ok(p) => p,
+                Err(e) => return error(&e),
+            };
+            let c = pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"].as_str() == Some(&key.1))
+                .cloned()
+                .unwrap_or_default();
+            crate::exec::docker::Spec::of(&pod, &c)
+        };
+        return super::docker_logs::serve(shared, spec, key, q).await;
+    }
     let timestamps = q.get("timestamps").is_some_and(|v| v == "true" || v == "1");
     let follow = q.get("follow").is_some_and(|v| v == "true" || v == "1");
     let mut sent = {

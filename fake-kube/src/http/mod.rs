@@ -2,6 +2,7 @@
 //! and [`ApiError`]s into responses. HTTP/1.1 only (watches and log follows are chunked bodies).
 
 mod discovery;
+mod docker_logs;
 mod logs;
 mod resource;
 

@@ -235,6 +235,13 @@ fn step(store: &mut Store, sim: &mut Sim, shared: &Shared, pod: &Value, behaviou
             sim.close_logs(&uid);
         }
     }
+    if let (Some(d), Stage::Running { .. }) = (&shared.docker, &p.stage) {
+        if !matches!(before, Stage::Running { .. }) {
+            for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+                d.start(crate::exec::docker::Spec::of(pod, c));
+            }
+        }
+    }
     let status = sim::status(&pod["spec"], pod, &p);
     events::transition(store, pod, &before, &p.stage);
     sim.pods.insert(uid, p);
