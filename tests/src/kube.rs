@@ -204,11 +204,16 @@ pub fn slicectl(svc: &Service, token: &str, args: &[&str]) -> Output {
 /// The Slicebed node the fake's first Kubernetes node becomes in cluster `lab`.
 pub const MEMBER: &str = "lab-fake-node-1";
 
-/// True (after a notice) when `kubectl` is missing and a test must skip.
+/// True (after a notice) when `kubectl` is missing and a test must skip; a failure instead when
+/// `SLICEBED_REQUIRE_KUBECTL` is set (CI installs kubectl, so there a skip would hide a test).
 pub fn skip_without_kubectl() -> bool {
     let missing = !kubectl_available();
     if missing {
-        eprintln!("NOTICE: skipped: kubectl is not installed");
+        assert!(
+            std::env::var_os("SLICEBED_REQUIRE_KUBECTL").is_none(),
+            "SLICEBED_REQUIRE_KUBECTL is set but kubectl is not installed"
+        );
+        eprintln!("NOTICE: skipped: kubectl is not installed (apt-get install kubectl)");
     }
     missing
 }

@@ -112,7 +112,14 @@ async fn dev_up_kube_site_adds_a_cluster_whose_pods_are_slivers() {
             let pods = String::from_utf8_lossy(&o.stdout);
             assert_eq!(pods.lines().count(), 1, "one Pod: {pods}");
         }
-        _ => eprintln!("NOTICE: kubectl not available; the Pod itself is not checked"),
+        _ if slicebed_tests::kube::skip_without_kubectl() => {
+            eprintln!("NOTICE: the Pod itself is not checked")
+        }
+        Ok(o) => panic!(
+            "kubectl get pods failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("kubectl: {e}"),
     }
 
     drop(guard);

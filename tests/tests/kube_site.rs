@@ -66,13 +66,7 @@ fn pods(kubeconfig: &Path) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn a_slice_spread_over_docker_and_kubernetes_runs_everywhere_and_survives_kill9() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("NOTICE: skipped: kubectl is not installed");
+    if slicebed_tests::kube::skip_without_kubectl() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
