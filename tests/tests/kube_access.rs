@@ -124,7 +124,8 @@ async fn exec_logs_cp_and_endpoints_reach_a_kubernetes_sliver_and_delete_leaves_
         let host = r["stdout"].as_str().unwrap().trim().to_string();
         if r["index"] == k {
             assert_eq!(r["node"], MEMBER);
-            assert_eq!(host, pod_name, "a Pod's hostname is its name");
+            // The same name a Docker sliver gets: the Pod sets spec.hostname.
+            assert_eq!(host, format!("{name}-{k}"), "the sliver's hostname");
         } else {
             assert_eq!(r["index"], d);
             assert_eq!(host, format!("{name}-{d}"));
@@ -133,7 +134,7 @@ async fn exec_logs_cp_and_endpoints_reach_a_kubernetes_sliver_and_delete_leaves_
 
     // logs: what the Kubernetes sliver's command printed, and new lines while following.
     let sliver = format!("{name}/{k}");
-    let started = format!("started-on-{pod_name}");
+    let started = format!("started-on-{name}-{k}");
     let text = wait_for(
         "the command's first line in its logs",
         Duration::from_secs(30),

@@ -77,7 +77,7 @@ async fn a_shell_on_a_kubernetes_sliver_runs_in_a_terminal_and_returns_the_exit_
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let pod = format!("sb-{name}-0-");
+    let host = format!("{name}-0");
     let line = text
         .lines()
         .find(|l| l.contains("marker-42"))
@@ -87,7 +87,10 @@ async fn a_shell_on_a_kubernetes_sliver_runs_in_a_terminal_and_returns_the_exit_
                 String::from_utf8_lossy(&out.stderr)
             )
         });
-    assert!(line.contains(&pod), "in the sliver's Pod ({pod}…): {line}");
+    assert!(
+        line.ends_with(&host),
+        "in the sliver's Pod, named {host} as on Docker: {line}"
+    );
     assert_eq!(
         out.status.code(),
         Some(7),

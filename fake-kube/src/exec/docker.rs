@@ -29,6 +29,8 @@ pub struct Spec {
     pub image: String,
     pub command: Vec<String>,
     pub args: Vec<String>,
+    /// The Pod's `spec.hostname`, if it sets one.
+    pub hostname: Option<String>,
 }
 
 impl Spec {
@@ -52,12 +54,17 @@ impl Spec {
             image: c["image"].as_str().unwrap_or("").to_string(),
             command: strings(&c["command"]),
             args: strings(&c["args"]),
+            hostname: pod["spec"]["hostname"].as_str().map(str::to_string),
         }
     }
 
-    /// The hostname a kubelet gives the Pod: its name, cut to 63 characters.
+    /// The hostname a kubelet gives the Pod: its `spec.hostname` if set, else its name, cut to
+    /// 63 characters.
     fn hostname(&self) -> &str {
-        let name = self.pod.rsplit('/').next().unwrap_or("");
+        let name = match &self.hostname {
+            Some(h) => h.as_str(),
+            None => self.pod.rsplit('/').next().unwrap_or(""),
+        };
         &name[..name.len().min(63)]
     }
 }
