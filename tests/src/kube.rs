@@ -91,18 +91,23 @@ impl Drop for FakeKubeProcess {
     }
 }
 
-/// A cluster agent: enrolled once, run (and killed, and run again) as a child process.
-pub struct ClusterAgent {
+/// A Kubernetes agent: enrolled once, run (and killed, and run again) as a child process.
+/// Either a cluster agent speaking for every node of the cluster ([`KubeAgent::cluster`]), or
+/// the single-node mode, an ordinary node enrolled for one Kubernetes node
+/// ([`KubeAgent::single_node`]).
+pub struct KubeAgent {
     pub state: PathBuf,
     kubeconfig: PathBuf,
     log: PathBuf,
+    /// `--kube-node`, in single-node mode.
+    kube_node: Option<String>,
     child: Option<Child>,
 }
 
-impl ClusterAgent {
+impl KubeAgent {
     /// Enrolls cluster `name` into `site` (`node-manager enroll --cluster`, lending `ports` on
     /// every member) with state under `dir`, then runs its agent against `kubeconfig`.
-    pub async fn start(
+    pub async fn cluster(
         svc: &Service,
         admin: &Clients,
         site: &str,
@@ -111,17 +116,7 @@ impl ClusterAgent {
         dir: &Path,
         kubeconfig: &Path,
     ) -> Self {
-        let token = admin
-            .admin
-            .clone()
-            .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
-                site: site.into(),
-                ttl: None,
-            })
-            .await
-            .expect("enrollment token")
-            .into_inner()
-            .token;
+        let token = crate::nm::enrollment_token(admin, site).await;
         let state = dir.join(format!("{name}-state"));
         let mut c = Command::new(bin("node-manager"));
         c.arg("enroll")
@@ -138,10 +133,45 @@ impl ClusterAgent {
             "enroll --cluster: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut agent = ClusterAgent {
+        let mut agent = KubeAgent {
             log: dir.join(format!("{name}-agent.log")),
             state,
             kubeconfig: kubeconfig.to_path_buf(),
+            kube_node: None,
+            child: None,
+        };
+        agent.run();
+        agent
+    }
+
+    /// Enrolls node `name` into `site` as an ordinary node lending `ports`, then runs its agent
+    /// for the Kubernetes node `kube_node` only (`--kube-node`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn single_node(
+        svc: &Service,
+        admin: &Clients,
+        site: &str,
+        name: &str,
+        kube_node: &str,
+        ports: (u32, u32),
+        dir: &Path,
+        kubeconfig: &Path,
+    ) -> Self {
+        let token = crate::nm::enrollment_token(admin, site).await;
+        let state = dir.join(format!("{name}-state"));
+        let out = crate::nm::enroll_cmd(svc, &token, name, &state, ports)
+            .output()
+            .expect("run node-manager enroll");
+        assert!(
+            out.status.success(),
+            "enroll: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut agent = KubeAgent {
+            log: dir.join(format!("{name}-agent.log")),
+            state,
+            kubeconfig: kubeconfig.to_path_buf(),
+            kube_node: Some(kube_node.to_string()),
             child: None,
         };
         agent.run();
@@ -155,18 +185,22 @@ impl ClusterAgent {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(bin("node-manager"))
-            .arg("run")
+        let mut cmd = Command::new(bin("node-manager"));
+        cmd.arg("run")
             .arg("--state-dir")
             .arg(&self.state)
             .args(["--runtime", "kubernetes"])
             .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(&self.kubeconfig);
+        if let Some(n) = &self.kube_node {
+            cmd.args(["--kube-node", n]);
+        }
+        let child = cmd
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("spawn the cluster agent");
+            .expect("spawn the Kubernetes agent");
         self.child = Some(child);
     }
 
@@ -184,7 +218,7 @@ impl ClusterAgent {
     }
 }
 
-impl Drop for ClusterAgent {
+impl Drop for KubeAgent {
     fn drop(&mut self) {
         self.kill9();
     }

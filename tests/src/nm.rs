@@ -59,18 +59,7 @@ impl NodeManager {
         server: Option<&str>,
         docker_host: Option<&str>,
     ) -> Self {
-        let tok = Clients::admin(svc)
-            .await
-            .admin
-            .clone()
-            .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
-                site: site.into(),
-                ttl: None,
-            })
-            .await
-            .expect("enrollment token")
-            .into_inner()
-            .token;
+        let tok = enrollment_token(&Clients::admin(svc).await, site).await;
         let tmp = tempfile::tempdir().unwrap();
         let state_dir = tmp.path().join("state");
         let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
@@ -149,6 +138,21 @@ impl NodeManager {
 }
 
 /// `node-manager enroll ...` for a token.
+/// A one-time enrollment token for `site`, made by `admin`.
+pub async fn enrollment_token(admin: &Clients, site: &str) -> String {
+    admin
+        .admin
+        .clone()
+        .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
+            site: site.into(),
+            ttl: None,
+        })
+        .await
+        .expect("enrollment token")
+        .into_inner()
+        .token
+}
+
 pub fn enroll_cmd(
     svc: &Service,
     token: &str,

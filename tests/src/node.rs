@@ -99,17 +99,7 @@ impl TestNode {
         memory_bytes: i64,
     ) -> Self {
         let admin = Clients::admin(svc).await;
-        let tok = admin
-            .admin
-            .clone()
-            .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
-                site: site.into(),
-                ttl: None,
-            })
-            .await
-            .expect("enrollment token")
-            .into_inner()
-            .token;
+        let tok = crate::nm::enrollment_token(&admin, site).await;
         let req = enroll_request(name, cpu_millis, memory_bytes, (30000, 30999));
         let cred = enroll(svc, &tok, req).await.expect("enroll");
         Self::connect(svc, name, &cred, cpu_millis, memory_bytes)

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::make_site;
 use common::testbed::{wait_running, web_slice};
 use slicebed_tests::kube::{
-    member_ready, skip_without_kubectl, slicectl, ClusterAgent, FakeKubeProcess, MEMBER,
+    member_ready, skip_without_kubectl, slicectl, FakeKubeProcess, KubeAgent, MEMBER,
 };
 use slicebed_tests::nm::{unique, NodeManager};
 use slicebed_tests::{bin, wait_for, Clients, Service};
@@ -64,7 +64,7 @@ async fn exec_logs_cp_and_endpoints_reach_a_kubernetes_sliver_and_delete_leaves_
     make_site(&admin, "dock").await;
     make_site(&admin, "kube").await;
     let dock = NodeManager::start(&svc, "dock", &unique("dock")).await;
-    let _agent = ClusterAgent::start(
+    let _agent = KubeAgent::cluster(
         &svc,
         &admin,
         "kube",

@@ -57,17 +57,7 @@ fn cluster_agent(state: &Path, kubeconfig: &Path, log: &Path) -> Child {
 
 /// Enrolls cluster `name` into `site` with `node-manager enroll --cluster`.
 async fn enroll_cluster(svc: &Service, admin: &Clients, site: &str, name: &str, state: &Path) {
-    let token = admin
-        .admin
-        .clone()
-        .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
-            site: site.into(),
-            ttl: None,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
+    let token = slicebed_tests::nm::enrollment_token(admin, site).await;
     let mut c = Command::new(bin("node-manager"));
     c.arg("enroll")
         .args(["--server", &svc.url(), "--token", &token, "--name", name])

@@ -12,8 +12,6 @@ mod common;
 mod push;
 
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
@@ -21,38 +19,9 @@ use common::testbed::{wait_running, web_slice};
 use common::{make_site, wait_ready};
 use push::{images, push_image};
 use slicebed_proto::v1 as pb;
-use slicebed_tests::nm::{enroll_cmd, unique};
-use slicebed_tests::{bin, wait_for, Clients, Service};
-
-/// Child processes killed (SIGKILL) on drop.
-struct Kids(Vec<Child>);
-
-impl Drop for Kids {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// `kubectl get ARGS -o json` against the fake.
-fn kubectl_json(kubeconfig: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("get")
-        .args(args)
-        .args(["-o", "json"])
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl get {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use slicebed_tests::kube::{skip_without_kubectl, FakeKubeProcess, KubeAgent};
+use slicebed_tests::nm::unique;
+use slicebed_tests::{wait_for, Clients, Service};
 
 /// The status of `GET path` on the registry with `bearer`.
 fn registry_get(addr: &str, path: &str, bearer: &str) -> u16 {
@@ -68,8 +37,8 @@ fn registry_get(addr: &str, path: &str, bearer: &str) -> u16 {
 }
 
 /// The password of the namespace's pull Secret for `registry`.
-fn pull_password(kubeconfig: &Path, ns: &str, registry: &str) -> String {
-    let secret = kubectl_json(kubeconfig, &["secret", "slicebed-pull", "-n", ns]);
+fn pull_password(fake: &FakeKubeProcess, ns: &str, registry: &str) -> String {
+    let secret = fake.kubectl_json(&["get", "secret", "slicebed-pull", "-n", ns]);
     assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
     let doc: serde_json::Value = serde_json::from_slice(
         &base64::engine::general_purpose::STANDARD
@@ -85,28 +54,11 @@ fn pull_password(kubeconfig: &Path, ns: &str, registry: &str) -> String {
 
 #[tokio::test]
 async fn a_kubernetes_site_pulls_the_pinned_digest_with_the_slice_pull_secret_and_renews_it() {
-    if Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_err()
-    {
-        eprintln!("NOTICE: skipped: kubectl is not installed");
+    if skip_without_kubectl() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let kubeconfig = tmp.path().join("kubeconfig");
-    let mut kids = Kids(vec![Command::new(bin("slicebed-fake-kube"))
-        .args(["--listen", "127.0.0.1:0", "--nodes", "1"])
-        .arg("--kubeconfig-out")
-        .arg(&kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the fake API server")]);
-    wait_for("the fake's kubeconfig", Duration::from_secs(10), || async {
-        kubeconfig.exists().then_some(())
-    })
-    .await;
+    let fake = FakeKubeProcess::start(tmp.path(), 1, false).await;
 
     let svc = Service::start_with("[registry]\nlisten = \"127.0.0.1:0\"\n").await;
     let registry = std::fs::read_to_string(svc.dir.join("registry.addr")).unwrap();
@@ -119,41 +71,17 @@ async fn a_kubernetes_site_pulls_the_pinned_digest_with_the_slice_pull_secret_an
     let other = push_image(&mut imgs, "admin/other:v1", &[&b"other layer"[..]], "other")
         .await
         .expect("push");
-    let token = admin
-        .admin
-        .clone()
-        .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
-            site: "kube".into(),
-            ttl: None,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    let state = tmp.path().join("kube-state");
-    let out = enroll_cmd(&svc, &token, &unique("kube"), &state, (29520, 29539))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "enroll: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let log = std::fs::File::create(tmp.path().join("kube-agent.log")).unwrap();
-    kids.0.push(
-        Command::new(bin("node-manager"))
-            .arg("run")
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--runtime", "kubernetes", "--kube-node", "fake-node-1"])
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn the Kubernetes agent"),
-    );
+    let _agent = KubeAgent::single_node(
+        &svc,
+        &admin,
+        "kube",
+        &unique("kube"),
+        "fake-node-1",
+        (29520, 29539),
+        tmp.path(),
+        &fake.kubeconfig,
+    )
+    .await;
     wait_ready(&admin, 1).await;
 
     let name = unique("pinned");
@@ -173,7 +101,7 @@ async fn a_kubernetes_site_pulls_the_pinned_digest_with_the_slice_pull_secret_an
     assert_eq!(s.image_digest, tool.digest);
     let ns = format!("sb-{name}-fake-node-1");
 
-    let pods = kubectl_json(&kubeconfig, &["pods", "-n", &ns]);
+    let pods = fake.kubectl_json(&["get", "pods", "-n", &ns]);
     let pod = &pods["items"][0];
     assert_eq!(
         pod["spec"]["containers"][0]["image"],
@@ -189,7 +117,7 @@ async fn a_kubernetes_site_pulls_the_pinned_digest_with_the_slice_pull_secret_an
     assert!(first_deadline <= 3600, "{first_deadline}");
 
     // What the cluster's nodes would pull with: that image, nothing else.
-    let password = pull_password(&kubeconfig, &ns, &registry);
+    let password = pull_password(&fake, &ns, &registry);
     let manifest = format!("/v2/admin/tool/manifests/{}", tool.digest);
     assert_eq!(registry_get(&registry, &manifest, &password), 200);
     assert_eq!(
@@ -224,7 +152,7 @@ async fn a_kubernetes_site_pulls_the_pinned_digest_with_the_slice_pull_secret_an
         .await
         .expect("renew");
     let renewed = wait_for("the replacement Pod", Duration::from_secs(60), || async {
-        let pods = kubectl_json(&kubeconfig, &["pods", "-n", &ns]);
+        let pods = fake.kubectl_json(&["get", "pods", "-n", &ns]);
         pods["items"]
             .as_array()
             .unwrap()
@@ -245,7 +173,7 @@ async fn a_kubernetes_site_pulls_the_pinned_digest_with_the_slice_pull_secret_an
             .any(|e| e.action == "state creating" && e.detail.contains("renewed lease")),
         "the restart is explained: {events:?}"
     );
-    let renewed_password = pull_password(&kubeconfig, &ns, &registry);
+    let renewed_password = pull_password(&fake, &ns, &registry);
     assert_ne!(renewed_password, password);
     assert_eq!(registry_get(&registry, &manifest, &renewed_password), 200);
 

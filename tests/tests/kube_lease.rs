@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::make_site;
 use common::testbed::{slice, wait_running, web_slice};
 use slicebed_proto::v1 as pb;
-use slicebed_tests::kube::{member_ready, skip_without_kubectl, ClusterAgent, FakeKubeProcess};
+use slicebed_tests::kube::{member_ready, skip_without_kubectl, FakeKubeProcess, KubeAgent};
 use slicebed_tests::nm::unique;
 use slicebed_tests::{wait_for, Clients, Service};
 
@@ -25,7 +25,7 @@ async fn a_lease_ends_on_the_cluster_with_the_agent_down_and_the_agent_clears_it
     let svc = Service::start().await;
     let admin = Clients::admin(&svc).await;
     make_site(&admin, "kube").await;
-    let mut agent = ClusterAgent::start(
+    let mut agent = KubeAgent::cluster(
         &svc,
         &admin,
         "kube",

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::make_site;
 use common::testbed::{wait_running, web_slice};
-use slicebed_tests::kube::{member_ready, skip_without_kubectl, ClusterAgent, FakeKubeProcess};
+use slicebed_tests::kube::{member_ready, skip_without_kubectl, FakeKubeProcess, KubeAgent};
 use slicebed_tests::nm::unique;
 use slicebed_tests::{bin, Clients, Service};
 
@@ -27,7 +27,7 @@ async fn a_shell_on_a_kubernetes_sliver_runs_in_a_terminal_and_returns_the_exit_
     let svc = Service::start().await;
     let admin = Clients::admin(&svc).await;
     make_site(&admin, "kube").await;
-    let _agent = ClusterAgent::start(
+    let _agent = KubeAgent::cluster(
         &svc,
         &admin,
         "kube",
