@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use slicebed_proto::v1::{self as pb, CreateEnrollmentTokenRequest, CreateSiteRequest};
+use slicebed_proto::v1::{CreateEnrollmentTokenRequest, CreateSiteRequest};
 
 use super::{
     find_binary,
@@ -76,18 +76,7 @@ pub async fn start(
         "Creating site {} ({}, {}) and enrolling cluster {CLUSTER}",
         s.name, s.city, s.country
     ));
-    let site = pb::Site {
-        name: s.name.into(),
-        display_name: s.display_name.into(),
-        city: s.city.into(),
-        country: s.country.into(),
-        latitude: s.lat,
-        longitude: s.lon,
-        enabled: true,
-        quota: None,
-        created_at: None,
-        images: None,
-    };
+    let site = s.proto();
     c.admin
         .create_site(CreateSiteRequest { site: Some(site) })
         .await

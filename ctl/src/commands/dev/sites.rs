@@ -11,6 +11,24 @@ pub struct DemoSite {
     pub lon: f64,
 }
 
+impl DemoSite {
+    /// The site as CreateSite takes it: enabled, with the service's default quotas.
+    pub fn proto(&self) -> slicebed_proto::v1::Site {
+        slicebed_proto::v1::Site {
+            name: self.name.into(),
+            display_name: self.display_name.into(),
+            city: self.city.into(),
+            country: self.country.into(),
+            latitude: self.lat,
+            longitude: self.lon,
+            enabled: true,
+            quota: None,
+            created_at: None,
+            images: None,
+        }
+    }
+}
+
 const fn site(
     name: &'static str,
     display_name: &'static str,

@@ -204,18 +204,7 @@ async fn enroll(
         "Creating site {} ({}, {}) and enrolling node-{}",
         s.name, s.city, s.country, s.name
     ));
-    let site = pb::Site {
-        name: s.name.into(),
-        display_name: s.display_name.into(),
-        city: s.city.into(),
-        country: s.country.into(),
-        latitude: s.lat,
-        longitude: s.lon,
-        enabled: true,
-        quota: None,
-        created_at: None,
-        images: None,
-    };
+    let site = s.proto();
     c.admin
         .create_site(CreateSiteRequest { site: Some(site) })
         .await
